@@ -1,0 +1,415 @@
+"""The discrete-time DMFT solver, parametrised by the law of the per-sample step multipliers.
+
+Solves, on the grid ``t_m = m * dt`` (m = 0..T, ``T = round(t_max / dt)``), the d = infinity limit
+of the recursion
+
+    theta_{m+1} = theta_m - sum_i x_i F(r_{i,m}, y_i)^T S_{i,m} - dt * ridge * theta_m
+
+(see laws.py, THEORY.md section 3 and docs/theory.md for the derivation). Two effective processes:
+
+* coordinate (ridge penalty => linear and Gaussian, solved by deterministic recursions):
+  ``theta_{m+1} = (1 - dt*ridge) theta_m - sum_{s<=m} R_F[m,s] theta_s - mu_m theta* - U_m``,
+  ``Cov(U_m, U_s) = C_F[m,s]``;
+* sample (Monte Carlo over ``paths`` paths, or exact for square loss + linear student + GD/GF):
+  ``r_m = w_m - sum_{s<m} R_theta[m,s] F(r_s, y) S_s``, ``(r*, w_0, w_1, ...)`` Gaussian with
+  ``Cov(w_m, w_s) = C_theta[m,s]``, ``Cov(w_m, r*) = M_m``, ``Cov(r*) = I``.
+
+Closure: ``C_F[m,s] = delta E[h_m h_s^T]``, ``R_F[m,s] = delta E[d h_m / d w_s]`` (pathwise tangents,
+only at the times a path is active: cheap for SGD's sparse jumps), ``mu_m = delta E[d h_m / d r*]``
+from Gaussian integration by parts (``E[h_m r*^T] = mu_m/delta + sum_s R_F[m,s]/delta M_s``), so the
+link is never differentiated (sign labels work); ``h_m = F(r_m, y) S_m``.
+
+The march is causal: kernels at step m need C_theta up to m only, so everything is solved forward in
+time, with the Gaussian fields drawn through an incrementally grown Cholesky factor. No fixed-point
+iteration is needed. Standard errors come from ``replicas`` independent replicas of the whole march.
+
+Units: time t is gradient-flow time (one SGD epoch lasts ``gamma``); losses use the sum-loss
+convention of problem.py (per-sample loss ``l(r, y)``; ``train_loss`` is its mean over samples).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import xarray as xr
+from numba import njit
+from scipy.linalg import solve_triangular
+
+from . import __version__
+from .laws import Law
+from .problem import Problem, population_loss
+
+
+class SolverDiverged(ValueError):
+    """The DMFT solution blew up (NaN/overflow), e.g. past a stability edge in gamma."""
+
+
+class MemoryLimitExceeded(ValueError):
+    """The estimated memory of a run exceeds ``max_memory_gb``."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Pathwise tangents d h_m / d w_s, only at the times a path is active (S_m != 0)
+# ------------------------------------------------------------------------------------------------
+@njit(cache=True)
+def _tangent_step(m, Rt_m, A_m, active_m, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+    """Advance the tangents of all paths to step m and accumulate ``sum_p d h_m / d w_s`` into RFsum.
+
+    Rt_m (T+1, k, k) = R_theta[m, :]; A_m (P, k, k) = H(r_m, y) S_m; active_m (P,) bool;
+    G (P, nmax, T+1, k, k): G[p, j, s] = d h_u / d w_s at the j-th active time u = act_t[p, j];
+    RFsum (m+1, k, k) is overwritten.
+    """
+    P = A_m.shape[0]
+    k = A_m.shape[1]
+    J = np.zeros((m + 1, k, k))
+    RFsum[:, :, :] = 0.0
+    for p in range(P):
+        if not active_m[p]:
+            continue
+        J[:, :, :] = 0.0
+        for a in range(k):
+            J[m, a, a] = 1.0
+        for j in range(n_act[p]):
+            u = act_t[p, j]
+            for s in range(u + 1):
+                for a in range(k):
+                    for c in range(k):
+                        acc = 0.0
+                        for b in range(k):
+                            acc += Rt_m[u, a, b] * G[p, j, s, b, c]
+                        J[s, a, c] -= acc
+        jn = n_act[p]
+        act_t[p, jn] = m
+        for s in range(m + 1):
+            for a in range(k):
+                for c in range(k):
+                    acc = 0.0
+                    for b in range(k):
+                        acc += A_m[p, a, b] * J[s, b, c]
+                    G[p, jn, s, a, c] = acc
+                    RFsum[s, a, c] += acc
+        n_act[p] = jn + 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Memory estimate
+# ------------------------------------------------------------------------------------------------
+def _n_steps(t_max: float, dt: float) -> int:
+    return int(round(t_max / dt))
+
+
+def _max_active(law: Law, T1: int) -> int:
+    """Upper bound on the number of active steps of one path over T1 grid points."""
+    if not law.sparse:
+        return T1
+    # sparse laws have S in {0, gamma} with E[S] = dt, E[S^2] = gamma dt: active fraction dt/gamma.
+    # Bound on the maximum over paths of a Binomial count: mean + 8 sd + slack.
+    mean = law.mean**2 / law.second_moment * T1
+    return int(min(T1, math.ceil(mean + 8 * math.sqrt(mean + 1) + 8)))
+
+
+def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replicas: int = 1) -> float:
+    """Peak memory in bytes of :func:`solve` (one replica live at a time)."""
+    k, ks = problem.k, problem.kstar
+    T1 = _n_steps(t_max, law.dt) + 1
+    N = ks + T1 * k
+    P = max(1, paths // max(1, replicas))
+    det = 8 * (N * N + 4 * T1 * T1 * k * k)
+    mc = 8 * (P * N + 3 * P * T1 * k + P * T1)
+    if not (problem.model.linear_square and law.deterministic):
+        mc += 8 * P * _max_active(law, T1) * T1 * k * k
+    else:
+        mc = 8 * 2 * T1 * T1
+    return float(det + mc + 8 * replicas * 6 * T1 * T1 * k * k)
+
+
+# ------------------------------------------------------------------------------------------------
+# One replica of the forward march
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class _Kernels:
+    Ct: np.ndarray  # (T1, T1, k, k)   C_theta
+    Mt: np.ndarray  # (T1, k, ks)      E[theta_m theta*^T]
+    Rt: np.ndarray  # (T1, T1, k, k)   R_theta
+    CF: np.ndarray  # (T1, T1, k, k)   C_F (last row unused)
+    RF: np.ndarray  # (T1, T1, k, k)   R_F
+    mu: np.ndarray  # (T1, k, ks)
+    train: np.ndarray  # (T1,)
+    r_snap: np.ndarray  # (n_snap, P_snap, k)
+    clip: float
+
+
+def _chol_extend(L: np.ndarray, n_prev: int, cross: np.ndarray, diag: np.ndarray) -> float:
+    """Append a block row to the lower-triangular factor L in place; return the clipped mass."""
+    k = diag.shape[0]
+    if n_prev > 0:
+        Lrow = solve_triangular(L[:n_prev, :n_prev], cross.T, lower=True, check_finite=False).T
+        L[n_prev : n_prev + k, :n_prev] = Lrow
+        schur = diag - Lrow @ Lrow.T
+    else:
+        schur = diag.copy()
+    schur = 0.5 * (schur + schur.T)
+    lam, V = np.linalg.eigh(schur)
+    scale = max(float(np.trace(diag)), 1e-300)
+    clipped = float(max(0.0, -lam.min()) / scale)
+    lam = np.clip(lam, 0.0, None) + 1e-12 * scale + 1e-300
+    L[n_prev : n_prev + k, n_prev : n_prev + k] = np.linalg.cholesky((V * lam) @ V.T)
+    return clipped
+
+
+def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Generator,
+           snap_idx: np.ndarray, pbar=None) -> _Kernels:
+    model = problem.model
+    k, ks = problem.k, problem.kstar
+    dt, lam, delta = law.dt, problem.ridge, problem.delta
+    T1 = T + 1
+    exact = model.linear_square and law.deterministic
+    P = 1 if exact else paths
+
+    C0, M0 = problem.init_moments()
+    Sstar = np.eye(ks)
+    Ct = np.zeros((T1, T1, k, k))
+    Mt = np.zeros((T1, k, ks))
+    Rt = np.zeros((T1, T1, k, k))
+    CF = np.zeros((T1, T1, k, k))
+    RF = np.zeros((T1, T1, k, k))
+    mu = np.zeros((T1, k, ks))
+    train = np.zeros(T1)
+    Ct[0, 0] = C0
+    Mt[0] = M0
+    eye = np.eye(k)
+    decay = 1.0 - dt * lam
+
+    N = ks + T1 * k
+    L = np.zeros((N, N))
+    L[:ks, :ks] = np.linalg.cholesky(Sstar)
+    clip = 0.0
+    snap_r = np.zeros((len(snap_idx), min(P, 5000), k))
+
+    if exact:
+        c = float(law.mean)  # S = c deterministic
+        A = np.zeros((T1, T1))  # e_m = sum_s A[m, s] v_s, v_s = w_s - y
+        noise2 = model.noise**2
+    else:
+        Z = rng.standard_normal((P, N))
+        eps = rng.standard_normal(P)
+        Smat = law.sample(rng, P, T1)
+        rstar = Z[:, :ks] @ L[:ks, :ks].T
+        y = model.labels(rstar, eps)
+        h = np.zeros((P, T1, k))
+        nmax = max(1, int((Smat[:, :T] != 0).sum(axis=1).max()))
+        G = np.zeros((P, nmax, T1, k, k))
+        act_t = np.zeros((P, nmax), dtype=np.int64)
+        n_act = np.zeros(P, dtype=np.int64)
+        RFsum = np.zeros((T1, k, k))
+
+    for m in range(T1):
+        # ---- Gaussian field w_m: extend the Cholesky factor of (r*, w_0, ..., w_m)
+        n_prev = ks + m * k
+        cross = np.concatenate([Mt[m]] + [Ct[m, s] for s in range(m)], axis=1) if n_prev else None
+        clip = max(clip, _chol_extend(L, n_prev, cross, Ct[m, m]))
+
+        if exact:
+            # e_m = v_m - c sum_{u<m} R_theta[m,u] e_u  (k = 1), exact second moments
+            A[m, m] = 1.0
+            if m:
+                A[m, :m] -= c * (Rt[m, :m, 0, 0] @ A[:m, :m])
+            V = Ct[: m + 1, : m + 1, 0, 0] - Mt[: m + 1, 0, 0][:, None] - Mt[: m + 1, 0, 0][None, :] + 1.0 + noise2
+            AV = A[m, : m + 1] @ V
+            Ee = A[: m + 1, : m + 1] @ AV  # E[e_s e_m], s <= m
+            train[m] = 0.5 * Ee[m]
+            CF[m, : m + 1, 0, 0] = delta * c * c * Ee
+            CF[: m + 1, m, 0, 0] = CF[m, : m + 1, 0, 0]
+            RF[m, : m + 1, 0, 0] = delta * c * A[m, : m + 1]
+            mu[m, 0, 0] = -delta * c * A[m, : m + 1].sum()
+        else:
+            nm = n_prev + k
+            w = Z[:, :nm] @ L[n_prev:nm, :nm].T
+            if m:
+                Rm = Rt[m, :m].transpose(0, 2, 1).reshape(m * k, k)
+                r = w - h[:, :m, :].reshape(P, m * k) @ Rm
+            else:
+                r = w
+            if not np.all(np.isfinite(r)):
+                raise SolverDiverged(_diverged_msg(law, m * dt, "non-finite pre-activations"))
+            S = Smat[:, m]
+            F = model.grad(r, y)
+            hm = F * S[:, None]
+            h[:, m] = hm
+            train[m] = float(np.mean(model.loss(r, y)))
+            j = np.searchsorted(snap_idx, m)
+            if j < len(snap_idx) and snap_idx[j] == m:
+                snap_r[j] = r[: snap_r.shape[1]]
+            if m == T:
+                break
+            active = S != 0
+            Am = model.hess(r, y) * S[:, None, None]
+            _tangent_step(m, Rt[m], np.ascontiguousarray(Am), active, G, act_t, n_act, RFsum[: m + 1])
+            RF[m, : m + 1] = delta * RFsum[: m + 1] / P
+            CF[m, : m + 1] = delta * np.einsum("pa,psb->sab", hm, h[:, : m + 1]) / P
+            CF[: m, m] = np.swapaxes(CF[m, :m], 1, 2)
+            mu[m] = delta * (hm.T @ rstar) / P - np.einsum("sab,sbc->ac", RF[m, : m + 1], Mt[: m + 1]) @ np.linalg.inv(Sstar)
+
+        if m == T:
+            break
+        # ---- coordinate process: step m -> m+1 (deterministic, Gaussian)
+        RFm = RF[m, : m + 1]  # (m+1, k, k)
+        Mt[m + 1] = decay * Mt[m] - np.einsum("uab,ubc->ac", RFm, Mt[: m + 1]) - mu[m] @ Sstar
+        Rt[m + 1, m] = eye
+        if m:
+            Rt[m + 1, :m] = decay * Rt[m, :m] - np.einsum("uab,usbc->sac", RFm, Rt[: m + 1, :m])
+        # C[m+1, s], s <= m
+        row = decay * Ct[m, : m + 1] - np.einsum("uab,usbc->sac", RFm, Ct[: m + 1, : m + 1])
+        row -= np.einsum("ac,sbc->sab", mu[m], Mt[: m + 1])
+        # + sum_{v<s} C_F[m,v] R_theta[s,v]^T
+        row += np.einsum("vab,svcb->sac", CF[m, : m + 1], Rt[: m + 1, : m + 1])
+        Ct[m + 1, : m + 1] = row
+        Ct[: m + 1, m + 1] = np.swapaxes(row, 1, 2)
+        # C[m+1, m+1]
+        colT = np.swapaxes(row, 1, 2)  # C[u, m+1] for u <= m
+        cmm = decay * colT[m] - np.einsum("uab,ubc->ac", RFm, colT) - mu[m] @ Mt[m + 1].T
+        cmm += np.einsum("vab,vcb->ac", CF[m, : m + 1], Rt[m + 1, : m + 1])
+        Ct[m + 1, m + 1] = 0.5 * (cmm + cmm.T)
+        q = float(np.trace(Ct[m + 1, m + 1]))
+        if not np.isfinite(q) or q > 1e12:
+            raise SolverDiverged(_diverged_msg(law, (m + 1) * dt, f"trace Q = {q:.3g}"))
+        if pbar is not None:
+            pbar.update(1)
+
+    if exact:
+        snap_r = np.zeros((len(snap_idx), 0, k))
+    return _Kernels(Ct, Mt, Rt, CF, RF, mu, train, snap_r, clip)
+
+
+def _diverged_msg(law: Law, t: float, what: str) -> str:
+    gam = getattr(law, "gamma", None)
+    g = f", gamma={gam:g}" if gam is not None else ""
+    return f"DMFT solution diverged at t={t:.4g} ({what}) for algorithm={law.name}{g}, dt={law.dt:g}"
+
+
+# ------------------------------------------------------------------------------------------------
+# Public entry point
+# ------------------------------------------------------------------------------------------------
+def solve(
+    problem: Problem,
+    law: Law,
+    *,
+    t_max: float,
+    paths: int = 4000,
+    replicas: int = 4,
+    seed: int = 0,
+    max_memory_gb: float = 8.0,
+    snapshots: int = 5,
+    progress: bool = False,
+    keep_kernels: bool = True,
+) -> xr.Dataset:
+    """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
+
+    Parameters
+    ----------
+    problem: model, delta, ridge, initialisation (internal conventions, problem.py).
+    law: step-multiplier law (laws.py); its ``dt`` is the grid step; time ``t = m * dt``.
+    t_max: horizon in units of t (gradient-flow time; an SGD epoch lasts gamma).
+    paths: total Monte Carlo paths of the sample process, split over ``replicas`` independent
+        replicas whose spread gives the standard errors. Ignored (exact, no Monte Carlo) for square
+        loss with a linear student under a deterministic law (GF/GD).
+    max_memory_gb: refuse (MemoryLimitExceeded) runs whose estimate exceeds it.
+
+    Returns
+    -------
+    xarray.Dataset on ``time`` (T+1 points) with ``train_loss``, ``test_loss`` (population loss
+    from (Q, M)), ``M`` (time, k, kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``, the
+    kernels ``C_theta``, ``R_theta``, ``C_F``, ``R_F`` (time, time2, k, k2), ``mu``, pre-activation
+    samples ``r_samples`` (snap_time, path, k), and diagnostics in attrs.
+    """
+    T = _n_steps(t_max, law.dt)
+    if T < 1:
+        raise ValueError(f"t_max={t_max} must be at least one grid step dt={law.dt}")
+    exact = problem.model.linear_square and law.deterministic
+    R = 1 if exact else int(replicas)
+    if not exact and R < 1:
+        raise ValueError(f"replicas={replicas} must be >= 1")
+    P = max(1, int(paths) // R)
+    mem = estimate_memory(problem, law, t_max, paths, R)
+    if mem > max_memory_gb * 2**30:
+        raise MemoryLimitExceeded(
+            f"estimated memory {mem / 2**30:.2f} GiB exceeds solver.max_memory_gb={max_memory_gb:g} "
+            f"(T={T} steps, {P} paths per replica): lower paths or raise max_memory_gb"
+        )
+    snap_idx = np.unique(np.linspace(0, T, max(1, snapshots)).round().astype(int))
+    seqs = np.random.SeedSequence(seed).spawn(R)
+    pbar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        pbar = tqdm(total=R * T, desc=f"DMFT {law.name}", unit="step", leave=False)
+    try:
+        reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar) for s in seqs]
+    finally:
+        if pbar is not None:
+            pbar.close()
+
+    time = np.arange(T + 1) * law.dt
+    k, ks = problem.k, problem.kstar
+    Qr = np.stack([np.diagonal(r.Ct, axis1=0, axis2=1).transpose(2, 0, 1) for r in reps])  # (R, T1, k, k)
+    Mr = np.stack([r.Mt for r in reps])
+    trr = np.stack([r.train for r in reps])
+    ter = np.stack([population_loss(problem.model, Qr[i], Mr[i]) for i in range(R)])
+
+    def mean_se(a):
+        mean = a.mean(axis=0)
+        se = a.std(axis=0, ddof=1) / math.sqrt(R) if R > 1 else np.zeros_like(mean)
+        return mean, se
+
+    data = {}
+    for name, arr, dims in (
+        ("train_loss", trr, ("time",)),
+        ("test_loss", ter, ("time",)),
+        ("M", Mr, ("time", "k", "kstar")),
+        ("Q", Qr, ("time", "k", "k2")),
+    ):
+        mean, se = mean_se(arr)
+        data[name] = (dims, mean)
+        data[name + "_stderr"] = (dims, se)
+    if keep_kernels:
+        kd = ("time", "time2", "k", "k2")
+        data["C_theta"] = (kd, np.mean([r.Ct for r in reps], axis=0))
+        data["R_theta"] = (kd, np.mean([r.Rt for r in reps], axis=0))
+        data["C_F"] = (kd, np.mean([r.CF for r in reps], axis=0))
+        data["R_F"] = (kd, np.mean([r.RF for r in reps], axis=0))
+        data["mu"] = (("time", "k", "kstar"), np.mean([r.mu for r in reps], axis=0))
+    if not exact:
+        data["r_samples"] = (("snap_time", "path", "k"), np.concatenate([r.r_snap for r in reps], axis=1))
+    ds = xr.Dataset(
+        data,
+        coords={"time": time, "time2": time, "snap_time": time[snap_idx]} if keep_kernels or not exact
+        else {"time": time},
+    )
+    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time; one epoch = gamma)")
+    ds.attrs.update(
+        kind="theory",
+        solver="dmft-forward-march",
+        algorithm=law.name,
+        dt=float(law.dt),
+        gamma=float(getattr(law, "gamma", 0.0)),
+        t_max=float(T * law.dt),
+        model=problem.model.name,
+        delta=float(problem.delta),
+        ridge=float(problem.ridge),
+        noise=float(problem.model.noise),
+        init_scale=float(problem.init_scale),
+        init_overlap=float(problem.init_overlap),
+        paths=int(0 if exact else P * R),
+        replicas=int(R),
+        seed=int(seed),
+        exact_path=int(exact),
+        cholesky_clip=float(max(r.clip for r in reps)),
+        memory_estimate_bytes=float(mem),
+        sgd_dmft_version=__version__,
+    )
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        if not np.all(np.isfinite(ds[v].values)):
+            raise SolverDiverged(_diverged_msg(law, float(time[-1]), f"non-finite {v}"))
+    return ds
