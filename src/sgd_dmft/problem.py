@@ -108,6 +108,7 @@ class Model:
     target: Callable[[Array], Array] | None = None
     linear_square: bool = False  # square loss with a linear student: F affine in r
     meta: dict = field(default_factory=dict)
+    pop_loss: Callable[[Array, Array, Array], Array] | None = None  # (Q, M, S*) -> (T,) override
 
     def labels(self, rstar: Array, eps: Array) -> Array:
         """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
@@ -183,7 +184,31 @@ def logistic(noise: float = 0.0) -> Model:
         sg = _sigmoid(y * r[..., 0])
         return (sg * (1.0 - sg))[..., None, None]
 
-    return Model(name="logistic", k=1, kstar=1, label=label, loss=loss, grad=grad, hess=hess, noise=noise)
+    def pop_loss(Q: Array, M: Array, S: Array) -> Array:
+        # Condition on r*: r = a r* + b xi with a = M / S*, b^2 = Q - M^2 / S*. The label is a step in
+        # r* (or in r* + noise eps), so integrate r* on either side of the jump with Gauss-Legendre and
+        # xi with Gauss-Hermite: no quadrature error from the discontinuity.
+        s = math.sqrt(float(S[0, 0]))
+        xg, wg = np.polynomial.hermite_e.hermegauss(80)
+        wg = wg / wg.sum()
+        xl, wl = np.polynomial.legendre.leggauss(200)
+        u = np.concatenate([-4 + 4 * xl, 4 + 4 * xl])  # r*/s on [-8, 0] and [0, 8]
+        wu = np.concatenate([4 * wl, 4 * wl]) * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+        if noise > 0:
+            from scipy.special import ndtr
+
+            p_plus = ndtr(s * u / noise)
+        else:
+            p_plus = (u >= 0).astype(np.float64)
+        a = M[:, 0, 0] / float(S[0, 0])
+        b = np.sqrt(np.clip(Q[:, 0, 0] - M[:, 0, 0] ** 2 / float(S[0, 0]), 0.0, None))
+        r = a[:, None, None] * (s * u)[None, :, None] + b[:, None, None] * xg[None, None, :]
+        lp = _softplus(-r) @ wg  # (T, U): E_xi loss for y = +1
+        lm = _softplus(r) @ wg
+        return (p_plus * lp + (1 - p_plus) * lm) @ wu
+
+    return Model(name="logistic", k=1, kstar=1, label=label, loss=loss, grad=grad, hess=hess, noise=noise,
+                 pop_loss=pop_loss)
 
 
 def _fd_grad(loss: Callable[[Array, Array], Array], h: float = 1e-5) -> Callable[[Array, Array], Array]:
@@ -310,7 +335,8 @@ def _sqrtm_psd(S: Array) -> Array:
     return V * np.sqrt(np.clip(lam, 0.0, None))[..., None, :]
 
 
-def population_expectation(model: Model, Q: Array, M: Array, Sstar: Array | None, fn, *, noise_dim: bool) -> Array:
+def population_expectation(model: Model, Q: Array, M: Array, Sstar: Array | None, fn, *, noise_dim: bool,
+                           method: str = "auto") -> Array:
     """``E[fn(r, r*, eps)]`` for ``(r, r*) ~ N(0, [[Q, M], [M^T, S*]])``, eps ~ N(0,1) independent.
 
     ``Q`` (T, k, k), ``M`` (T, k, k*). Tensor Gauss-Hermite quadrature for k + k* (+1) <= 6,
@@ -328,7 +354,7 @@ def population_expectation(model: Model, Q: Array, M: Array, Sstar: Array | None
     Sigma[:, k:, k:] = S
     A = _sqrtm_psd(Sigma)  # (T, D, D)
     D = k + ks + (1 if noise_dim else 0)
-    if D <= 6:
+    if D <= 6 and method == "auto":
         z, w = _gh_nodes(D)
     else:
         from scipy.stats import qmc, norm
@@ -357,7 +383,9 @@ def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None
     if squeeze:
         Q, M = Q[None], M[None]
     S = np.eye(model.kstar) if Sstar is None else np.asarray(Sstar, dtype=np.float64)
-    if model.linear_square:
+    if model.pop_loss is not None:
+        out = model.pop_loss(Q, M, S)
+    elif model.linear_square:
         out = 0.5 * (Q[:, 0, 0] - 2 * M[:, 0, 0] + S[0, 0] + model.noise**2)
     elif model.additive_noise:
         f, g = model.predictor, model.target
@@ -366,6 +394,7 @@ def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None
     else:
         noise_dim = model.noise != 0.0
         out = population_expectation(
-            model, Q, M, S, lambda r, rs, e: model.loss(r, model.label(rs, e)), noise_dim=noise_dim
+            model, Q, M, S, lambda r, rs, e: model.loss(r, model.label(rs, e)), noise_dim=noise_dim,
+            method="qmc",
         )
     return out[0] if squeeze else out
