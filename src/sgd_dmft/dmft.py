@@ -96,6 +96,11 @@ def _tangent_step(m, Rt_m, A_m, active_m, G, act_t, n_act, RFsum):  # pragma: no
 # ------------------------------------------------------------------------------------------------
 # Memory estimate
 # ------------------------------------------------------------------------------------------------
+def _exact_path(problem: Problem, law: Law) -> bool:
+    """Square loss + linear student + i.i.d. multipliers: deterministic second-moment closure."""
+    return bool(problem.model.linear_square and law.independent_steps)
+
+
 def _n_steps(t_max: float, dt: float) -> int:
     return int(round(t_max / dt))
 
@@ -118,7 +123,7 @@ def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replic
     P = max(1, paths // max(1, replicas))
     det = 8 * (N * N + 4 * T1 * T1 * k * k)
     mc = 8 * (P * N + 3 * P * T1 * k + P * T1)
-    if not (problem.model.linear_square and law.deterministic):
+    if not _exact_path(problem, law):
         mc += 8 * P * _max_active(law, T1) * T1 * k * k
     else:
         mc = 8 * 2 * T1 * T1
@@ -165,7 +170,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     k, ks = problem.k, problem.kstar
     dt, lam, delta = law.dt, problem.ridge, problem.delta
     T1 = T + 1
-    exact = model.linear_square and law.deterministic
+    exact = _exact_path(problem, law)
     P = 1 if exact else paths
 
     C0, M0 = problem.init_moments()
@@ -189,8 +194,8 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     snap_r = np.zeros((len(snap_idx), min(P, 5000), k))
 
     if exact:
-        c = float(law.mean)  # S = c deterministic
-        A = np.zeros((T1, T1))  # e_m = sum_s A[m, s] v_s, v_s = w_s - y
+        c1, c2 = float(law.mean), float(law.second_moment)
+        Abar, X, Y = np.zeros((T1, T1)), np.zeros((T1, T1)), np.zeros((T1, T1))
         noise2 = model.noise**2
     else:
         Z = rng.standard_normal((P, N))
@@ -212,18 +217,31 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         clip = max(clip, _chol_extend(L, n_prev, cross, Ct[m, m]))
 
         if exact:
-            # e_m = v_m - c sum_{u<m} R_theta[m,u] e_u  (k = 1), exact second moments
-            A[m, m] = 1.0
+            # Square loss, linear student, i.i.d. multipliers (E[S] = c1, E[S^2] = c2): the residual
+            # e_m = r_m - y = v_m - sum_{u<m} R_theta[m,u] S_u e_u, v = w - y, is linear in v with
+            # random coefficients; its second moments close exactly (docs/theory.md, "exact path"):
+            #   Zv[m,s] = E[v_m e_s], X[m,s] = E[e_m e_s] (s <= m), Y[m,s] = E[e_m e_s S_s] (s < m),
+            #   Abar[m,s] = E[d e_m / d v_s] (the GD recursion with step c1).
+            Vrow = Ct[m, : m + 1, 0, 0] - Mt[m, 0, 0] - Mt[: m + 1, 0, 0] + 1.0 + noise2
+            Rm = Rt[m, :m, 0, 0]
+            Abar[m, m] = 1.0
+            Zv = solve_triangular(np.eye(m + 1) + c1 * Rt[: m + 1, : m + 1, 0, 0], Vrow, lower=True,
+                                  check_finite=False)
             if m:
-                A[m, :m] -= c * (Rt[m, :m, 0, 0] @ A[:m, :m])
-            V = Ct[: m + 1, : m + 1, 0, 0] - Mt[: m + 1, 0, 0][:, None] - Mt[: m + 1, 0, 0][None, :] + 1.0 + noise2
-            AV = A[m, : m + 1] @ V
-            Ee = A[: m + 1, : m + 1] @ AV  # E[e_s e_m], s <= m
-            train[m] = 0.5 * Ee[m]
-            CF[m, : m + 1, 0, 0] = delta * c * c * Ee
-            CF[: m + 1, m, 0, 0] = CF[m, : m + 1, 0, 0]
-            RF[m, : m + 1, 0, 0] = delta * c * A[m, : m + 1]
-            mu[m, 0, 0] = -delta * c * A[m, : m + 1].sum()
+                Abar[m, :m] = -c1 * (Rm @ Abar[:m, :m])
+                Wsym = Y[:m, :m] + Y[:m, :m].T
+                Y[m, :m] = c1 * Zv[:m] - c2 * Rm * np.diagonal(X)[:m] - c1 * (Rm @ Wsym)
+                E1 = c1 * np.tril(X[:m, :m]) + np.triu(Y[:m, :m].T, 1)
+                X[m, :m] = Zv[:m] - Rm @ E1
+                X[m, m] = Zv[m] - Rm @ Y[m, :m]
+            else:
+                X[0, 0] = Zv[0]
+            train[m] = 0.5 * X[m, m]
+            CF[m, :m, 0, 0] = delta * c1 * Y[m, :m]
+            CF[m, m, 0, 0] = delta * c2 * X[m, m]
+            CF[:m, m, 0, 0] = CF[m, :m, 0, 0]
+            RF[m, : m + 1, 0, 0] = delta * c1 * Abar[m, : m + 1]
+            mu[m, 0, 0] = -delta * c1 * Abar[m, : m + 1].sum()
         else:
             nm = n_prev + k
             w = Z[:, :nm] @ L[n_prev:nm, :nm].T
@@ -314,7 +332,8 @@ def solve(
     t_max: horizon in units of t (gradient-flow time; an SGD epoch lasts gamma).
     paths: total Monte Carlo paths of the sample process, split over ``replicas`` independent
         replicas whose spread gives the standard errors. Ignored (exact, no Monte Carlo) for square
-        loss with a linear student under a deterministic law (GF/GD).
+        loss with a linear student under a law with i.i.d. multipliers (GF/GD, SGD, SME): then the
+        system closes on second moments.
     max_memory_gb: refuse (MemoryLimitExceeded) runs whose estimate exceeds it.
 
     Returns
@@ -327,7 +346,7 @@ def solve(
     T = _n_steps(t_max, law.dt)
     if T < 1:
         raise ValueError(f"t_max={t_max} must be at least one grid step dt={law.dt}")
-    exact = problem.model.linear_square and law.deterministic
+    exact = _exact_path(problem, law)
     R = 1 if exact else int(replicas)
     if not exact and R < 1:
         raise ValueError(f"replicas={replicas} must be >= 1")
