@@ -1,0 +1,296 @@
+"""Command line: ``sgd-dmft simulate | solve | compare | show``.
+
+Exit status: 0 ok; 2 invalid configuration; 3 diverged run (simulation or solver) or non-finite
+result; 1 other errors. Errors are reported as one line ``error: <message>`` on stderr, and nothing
+is written unless the whole computation succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import Config, ConfigError, load_config
+from .results import NonFiniteResult
+
+EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
+COMPARED_VARS = ("train_loss", "test_loss")
+
+
+class _Fail(Exception):
+    def __init__(self, message: str, code: int):
+        super().__init__(message)
+        self.code = code
+
+
+def _one_line(msg: str) -> str:
+    return " ".join(str(msg).split())
+
+
+def _classify(exc: BaseException) -> int | None:
+    if isinstance(exc, ConfigError):
+        return EXIT_CONFIG
+    if isinstance(exc, NonFiniteResult) or type(exc).__name__.endswith("Diverged"):
+        return EXIT_DIVERGED
+    if isinstance(exc, (ValueError, MemoryError, OSError, ImportError)):
+        return EXIT_ERROR
+    return None
+
+
+def _run(fn, *args, **kw):
+    """Call ``fn``; map known failures to ``error: <msg>`` + exit code (traceback with --traceback)."""
+    ctx = click.get_current_context()
+    try:
+        return fn(*args, **kw)
+    except Exception as exc:  # noqa: BLE001
+        code = _classify(exc)
+        if code is None or (ctx.find_root().obj or {}).get("traceback"):
+            raise
+        click.echo(f"error: {_one_line(exc)}", err=True)
+        ctx.exit(code)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _load(config_path: str, overrides: tuple[str, ...]) -> Config:
+    cfg = load_config(config_path)
+    if overrides:
+        ov = {}
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"--set {item!r}: expected section.key=value")
+            k, v = item.split("=", 1)
+            ov[k.strip()] = _parse_value(v.strip())
+        cfg = cfg.with_overrides(ov)
+    return cfg
+
+
+def _progress(flag: bool | None) -> bool:
+    if flag is not None:
+        return flag
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------------------------
+# Computations (lazy imports: simulate / dmft / online)
+# --------------------------------------------------------------------------------------------
+def run_simulation(cfg: Config, progress: bool = False):
+    """Finite-d simulation for a config (``sgd_dmft.simulate.simulate``); returns an xr.Dataset."""
+    from . import simulate as sim_mod
+
+    dy, sm = cfg.dynamics, cfg.simulation
+    alg = dy["algorithm"]
+    law = None
+    if alg == "persistent":
+        alg, law = "law", cfg.make_law()
+    t0 = time.perf_counter()
+    ds = sim_mod.simulate(
+        cfg.make_problem(), alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"],
+        batch=sm["batch"], batching=sm["batching"], seeds=sm["seeds"], seed=sm["seed"], law=law,
+        progress=progress,
+    )
+    ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
+    ds.attrs["kind"] = "simulation"
+    if "train_loss" in ds and bool(ds["train_loss"].isnull().all()):
+        # online SGD has no training set: the simulator fills train_loss with NaN
+        ds = ds.drop_vars("train_loss")
+        ds.attrs["train_loss_note"] = "dropped: no training set (online SGD)"
+    _add_config_attrs(ds, cfg)
+    return ds
+
+
+def run_theory(cfg: Config, progress: bool = False):
+    """Theory curves for a config (``dmft.solve``, or ``online.solve_online`` for 'online')."""
+    dy, so = cfg.dynamics, cfg.solver
+    problem = cfg.make_problem()
+    t0 = time.perf_counter()
+    if dy["algorithm"] == "online":
+        from . import online
+
+        ds = online.solve_online(problem, gamma=dy["gamma"], t_max=dy["t_max"], dt=dy["dt"])
+    else:
+        from . import dmft
+
+        ds = dmft.solve(problem, cfg.make_law(), t_max=dy["t_max"], paths=so["paths"],
+                        replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
+                        progress=progress)
+    ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
+    ds.attrs["kind"] = "theory"
+    _add_config_attrs(ds, cfg)
+    return ds
+
+
+def _add_config_attrs(ds, cfg: Config) -> None:
+    from .results import config_attrs
+
+    ds.attrs.update(config_attrs(cfg))
+
+
+def compare_datasets(theory, sim) -> dict[str, dict[str, float]]:
+    """``{var: discrepancy(theory, sim, var)}`` for the losses present in both."""
+    from .results import discrepancy
+
+    return {v: discrepancy(theory, sim, v) for v in COMPARED_VARS if v in theory and v in sim}
+
+
+# --------------------------------------------------------------------------------------------
+# Commands
+# --------------------------------------------------------------------------------------------
+_set_option = click.option("--set", "-s", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+                           help="Override a config value (TOML syntax), e.g. -s dynamics.gamma=0.3. Repeatable.")
+_progress_option = click.option("--progress/--no-progress", default=None,
+                                 help="Progress bar (default: on when stderr is a terminal).")
+_out_option = click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+                           help="Output directory (created if needed).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--traceback", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.version_option(package_name="sgd-dmft")
+@click.pass_context
+def main(ctx: click.Context, traceback: bool) -> None:
+    """Exact high-dimensional learning curves (DMFT) of SGD on multi-index models, and simulations."""
+    ctx.obj = {"traceback": traceback}
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@_out_option
+@_progress_option
+@_set_option
+def simulate(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
+    """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
+    from .plot import plot_curves
+    from .results import write_dataset
+
+    cfg = _run(_load, config, overrides)
+    ds = _run(run_simulation, cfg, _progress(progress))
+    out_dir = Path(out)
+    nc = _run(write_dataset, ds, out_dir / "result.nc", cfg)
+    png = _run(plot_curves, ds, None, out_dir / "figure.png")
+    click.echo(f"simulation: {ds.attrs['wall_time_s']:.1f} s")
+    click.echo(f"wrote {nc}")
+    click.echo(f"wrote {png}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@_out_option
+@_progress_option
+@_set_option
+def solve(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
+    """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
+    from .plot import plot_curves
+    from .results import write_dataset
+
+    cfg = _run(_load, config, overrides)
+    ds = _run(run_theory, cfg, _progress(progress))
+    out_dir = Path(out)
+    nc = _run(write_dataset, ds, out_dir / "result.nc", cfg)
+    png = _run(plot_curves, None, ds, out_dir / "figure.png")
+    click.echo(f"theory: {ds.attrs['wall_time_s']:.1f} s")
+    click.echo(f"wrote {nc}")
+    click.echo(f"wrote {png}")
+
+
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@_out_option
+@_progress_option
+@_set_option
+def compare(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
+    """Theory and simulation: OUT/theory.nc, OUT/simulation.nc, OUT/figure.png, OUT/summary.json.
+
+    Prints the largest |theory - simulation mean| in units of the combined standard error
+    sqrt(se_theory^2 + se_sim^2) (se_sim = std over seeds / sqrt(seeds)).
+    """
+    from .plot import plot_curves
+    from .results import check_finite, clean_attrs, write_dataset, write_json
+
+    cfg = _run(_load, config, overrides)
+    prog = _progress(progress)
+    theory = _run(run_theory, cfg, prog)
+    _run(check_finite, theory, "theory")
+    sim = _run(run_simulation, cfg, prog)
+    _run(check_finite, sim, "simulation")
+    disc = _run(compare_datasets, theory, sim)
+    flat = {f"discrepancy.{v}.{k}": x for v, dd in disc.items() for k, x in dd.items()}
+    for ds in (theory, sim):
+        ds.attrs.update(clean_attrs(flat))
+    out_dir = Path(out)
+    files = {
+        "theory": str(_run(write_dataset, theory, out_dir / "theory.nc", cfg)),
+        "simulation": str(_run(write_dataset, sim, out_dir / "simulation.nc", cfg)),
+        "figure": str(_run(plot_curves, sim, theory, out_dir / "figure.png")),
+    }
+    summary = {
+        "config": cfg.to_dict(),
+        "discrepancy": disc,
+        "wall_time_s": {"theory": theory.attrs.get("wall_time_s"), "simulation": sim.attrs.get("wall_time_s")},
+        "files": files,
+    }
+    files["summary"] = str(_run(write_json, summary, out_dir / "summary.json"))
+    click.echo(f"theory: {theory.attrs['wall_time_s']:.1f} s, simulation: {sim.attrs['wall_time_s']:.1f} s")
+    for v, dd in disc.items():
+        click.echo(f"{v}: max |theory - sim| = {dd['max_abs']:.4g}, "
+                   f"max z = {dd['max_z']:.2f} combined s.e. (at t = {dd['at_time']:.3g})")
+    for path in files.values():
+        click.echo(f"wrote {path}")
+
+
+@main.command()
+@click.argument("directory", type=click.Path(exists=True, file_okay=False))
+def show(directory: str) -> None:
+    """Summarise a result directory: configuration, final losses with errors, files."""
+    from .results import final_values, read_dataset
+
+    d = Path(directory)
+    ncs = [p for p in (d / "result.nc", d / "theory.nc", d / "simulation.nc") if p.exists()]
+    if not ncs:
+        click.echo(f"error: no result.nc / theory.nc / simulation.nc in {d}", err=True)
+        raise SystemExit(EXIT_ERROR)
+    shown_config = False
+    for p in ncs:
+        ds = _run(read_dataset, p)
+        if not shown_config and "config_toml" in ds.attrs:
+            click.echo("# configuration")
+            click.echo(ds.attrs["config_toml"].rstrip())
+            click.echo("")
+            shown_config = True
+        kind = ds.attrs.get("kind", p.stem)
+        t_end = float(ds["time"].values[-1]) if "time" in ds.coords else float("nan")
+        extra = f", seeds={ds.sizes['seed']}" if "seed" in ds.dims else ""
+        click.echo(f"{p.name} ({kind}{extra}, created {ds.attrs.get('created', '?')}, "
+                   f"sgd_dmft {ds.attrs.get('sgd_dmft_version', '?')}):")
+        for v in COMPARED_VARS:
+            if v in ds:
+                m, se = final_values(ds, v)
+                click.echo(f"  {v}(t={t_end:g}) = {m:.6g} +- {se:.2g}")
+    summ = d / "summary.json"
+    if summ.exists():
+        data = json.loads(summ.read_text())
+        for v, dd in data.get("discrepancy", {}).items():
+            click.echo(f"discrepancy {v}: max z = {dd['max_z']:.2f} at t = {dd['at_time']:.3g}, "
+                       f"max abs = {dd['max_abs']:.4g}")
+    click.echo("files:")
+    for p in sorted(d.iterdir()):
+        if p.is_file() and not p.name.startswith("."):
+            click.echo(f"  {p}  ({p.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,255 @@
+"""Result files (xarray / netCDF) and theory-vs-simulation comparison.
+
+* :func:`write_dataset` writes atomically (temporary file in the same directory, fsync, ``os.replace``),
+  after :func:`check_finite`, with the configuration (``config_toml`` plus flattened ``problem.delta``
+  style attributes), the package version and a UTC timestamp stored as global attributes.
+* :func:`read_dataset` loads a file fully into memory (the file is closed afterwards).
+* :func:`discrepancy` measures the largest gap between a theory curve and the simulation mean, in
+  units of the combined standard error.
+
+Variables follow the simulators/solver: ``train_loss``, ``test_loss`` on ``time`` (plus ``seed`` for
+simulations), ``M`` (``k``, ``kstar``), ``Q`` (``k``, ``k2``) and, for the theory, ``<var>_stderr``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+
+SEED_DIM = "seed"
+TIME_DIM = "time"
+
+
+class NonFiniteResult(ValueError):
+    """A dataset holds NaN or infinite values (diverged or half-computed): it is never written."""
+
+
+# --------------------------------------------------------------------------------------------
+# Attributes
+# --------------------------------------------------------------------------------------------
+def _clean_value(v: Any) -> str | int | float | None:
+    """Map an attribute value to str/int/float (netCDF-safe); ``None`` means drop it."""
+    if v is None:
+        return None
+    if isinstance(v, (bool, np.bool_)):
+        return int(bool(v))
+    if isinstance(v, (int, np.integer)):
+        return int(v)
+    if isinstance(v, (float, np.floating)):
+        return float(v)
+    if isinstance(v, str):
+        return v
+    if isinstance(v, (Path,)):
+        return str(v)
+    try:
+        return json.dumps(v, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o))
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def clean_attrs(attrs: Mapping[str, Any]) -> dict[str, str | int | float]:
+    """Attributes with only str/int/float values (bools -> 0/1, None dropped, containers -> JSON)."""
+    out: dict[str, str | int | float] = {}
+    for k, v in attrs.items():
+        cv = _clean_value(v)
+        if cv is not None:
+            out[str(k)] = cv
+    return out
+
+
+def config_attrs(config: Any) -> dict[str, str | int | float]:
+    """Attributes describing a :class:`sgd_dmft.config.Config`: ``config_toml`` + ``section.key`` entries."""
+    attrs: dict[str, Any] = {"config_toml": config.to_toml()}
+    attrs.update(config.flat())
+    return clean_attrs(attrs)
+
+
+def config_from_dataset(ds: xr.Dataset):
+    """The :class:`~sgd_dmft.config.Config` stored in a dataset's ``config_toml`` attribute (or None)."""
+    from .config import parse_config
+    import tomllib
+
+    text = ds.attrs.get("config_toml")
+    if not text:
+        return None
+    return parse_config(tomllib.loads(text))
+
+
+# --------------------------------------------------------------------------------------------
+# Reading / writing
+# --------------------------------------------------------------------------------------------
+def check_finite(ds: xr.Dataset, what: str = "result") -> None:
+    """Raise :class:`NonFiniteResult` if any numeric data variable holds NaN or +-inf."""
+    bad = []
+    for name, da in ds.data_vars.items():
+        if not np.issubdtype(da.dtype, np.number):
+            continue
+        vals = np.asarray(da.values)
+        n_bad = int(np.size(vals) - np.count_nonzero(np.isfinite(vals)))
+        if n_bad:
+            bad.append(f"{name} ({n_bad} of {vals.size})")
+    if bad:
+        raise NonFiniteResult(f"{what} has non-finite values (NaN/inf) in: {', '.join(bad)}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _umask() -> int:
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def atomic_write(path: str | Path, writer) -> Path:
+    """Call ``writer(tmp_path)`` on a temporary file next to ``path``, fsync it, then ``os.replace``.
+
+    On any exception the temporary file is removed and an existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: Mapping[str, Any] | None = None) -> Path:
+    """Write ``ds`` to netCDF atomically, after checking that every value is finite.
+
+    Global attributes: the dataset's own (cleaned), ``config_toml`` and ``section.key`` entries if
+    ``config`` is given, extra ``attrs``, ``sgd_dmft_version`` and ``created`` (UTC ISO timestamp).
+    """
+    check_finite(ds, what=f"dataset for {Path(path).name}")
+    out = ds.copy(deep=False)
+    a = dict(ds.attrs)
+    if config is not None:
+        a.update(config_attrs(config))
+    if attrs:
+        a.update(attrs)
+    a["sgd_dmft_version"] = __version__
+    a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    out.attrs = clean_attrs(a)
+    for name in list(out.variables):
+        out[name].attrs = clean_attrs(out[name].attrs)
+    return atomic_write(path, lambda tmp: out.to_netcdf(tmp, mode="w", engine="netcdf4"))
+
+
+def read_dataset(path: str | Path) -> xr.Dataset:
+    """Load a netCDF file fully into memory and close it."""
+    with xr.open_dataset(path, engine="netcdf4") as ds:
+        return ds.load()
+
+
+def write_json(obj: Any, path: str | Path) -> Path:
+    """Write JSON atomically."""
+    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
+
+    def w(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return atomic_write(path, w)
+
+
+# --------------------------------------------------------------------------------------------
+# Statistics and comparison
+# --------------------------------------------------------------------------------------------
+def sim_mean_stderr(sim: xr.Dataset, var: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """Mean over seeds and its standard error ``std(ddof=1) / sqrt(seeds)`` (0 with one seed)."""
+    da = sim[var]
+    if SEED_DIM not in da.dims:
+        return da, xr.zeros_like(da)
+    s = da.sizes[SEED_DIM]
+    mean = da.mean(SEED_DIM)
+    if s < 2:
+        return mean, xr.zeros_like(mean)
+    return mean, da.std(SEED_DIM, ddof=1) / math.sqrt(s)
+
+
+def theory_mean_stderr(theory: xr.Dataset, var: str) -> tuple[xr.DataArray, xr.DataArray]:
+    """Theory curve and its standard error (``<var>_stderr`` if present, else 0)."""
+    da = theory[var]
+    if SEED_DIM in da.dims:  # tolerate a theory with replicas left in
+        return sim_mean_stderr(theory, var)
+    se = theory.get(f"{var}_stderr")
+    return da, (xr.zeros_like(da) if se is None else se)
+
+
+def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, float]:
+    """Largest gap between theory and simulation mean, in units of the combined standard error.
+
+    ``z(t) = |theory(t) - mean_sim(t)| / sqrt(se_theory(t)^2 + se_sim(t)^2)``, maximised over the
+    simulation's times inside the theory's time range (theory linearly interpolated in time) and
+    over any extra dims (e.g. ``k``, ``kstar`` of ``M``). Returns ``{"max_z", "at_time", "max_abs"}``
+    (``max_abs`` = largest absolute gap). A zero combined error gives ``z = inf`` for a nonzero gap.
+    """
+    tm, tse = theory_mean_stderr(theory, var)
+    sm, sse = sim_mean_stderr(sim, var)
+    t_sim = np.asarray(sim[TIME_DIM].values, dtype=float)
+    t_th = np.asarray(theory[TIME_DIM].values, dtype=float)
+    tol = 1e-9 * max(1.0, float(np.max(np.abs(t_th))))
+    keep = (t_sim >= t_th.min() - tol) & (t_sim <= t_th.max() + tol)
+    if not keep.any():
+        raise ValueError(f"discrepancy({var!r}): theory and simulation time ranges do not overlap")
+    times = np.clip(t_sim[keep], t_th.min(), t_th.max())
+    sm = sm.isel({TIME_DIM: np.nonzero(keep)[0]})
+    sse = sse.isel({TIME_DIM: np.nonzero(keep)[0]})
+    if len(t_th) == len(times) and np.allclose(t_th, times, rtol=0, atol=tol):
+        tm_i, tse_i = tm, tse
+    else:
+        tm_i = tm.interp({TIME_DIM: times})
+        tse_i = tse.interp({TIME_DIM: times})
+    tm_i = tm_i.assign_coords({TIME_DIM: sm[TIME_DIM].values})
+    tse_i = tse_i.assign_coords({TIME_DIM: sm[TIME_DIM].values})
+    gap = np.abs(tm_i - sm)
+    se = np.sqrt(tse_i**2 + sse**2)
+    gap, se = xr.broadcast(gap, se)
+    g = np.asarray(gap.transpose(TIME_DIM, ...).values, dtype=float).reshape(len(times), -1)
+    e = np.asarray(se.transpose(TIME_DIM, ...).values, dtype=float).reshape(len(times), -1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(e > 0, g / np.where(e > 0, e, 1.0), np.where(g > 0, np.inf, 0.0))
+    per_t = z.max(axis=1)
+    i = int(np.argmax(per_t))
+    return {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max())}
+
+
+def final_values(ds: xr.Dataset, var: str) -> tuple[float, float]:
+    """``(value, stderr)`` of a scalar-per-time variable at the last time (sim: mean over seeds)."""
+    if SEED_DIM in ds[var].dims:
+        m, se = sim_mean_stderr(ds, var)
+    else:
+        m, se = theory_mean_stderr(ds, var)
+    return float(m.isel({TIME_DIM: -1}).values), float(se.isel({TIME_DIM: -1}).values)

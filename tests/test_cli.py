@@ -1,0 +1,193 @@
+"""Command line: exit codes, one-line errors, nothing written on failure, files written on success."""
+
+import importlib.util
+import json
+import sys
+import types
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+import sgd_dmft
+from sgd_dmft.cli import main
+
+TINY = """
+[problem]
+model = "logistic"
+delta = 2.0
+ridge = 0.1
+[dynamics]
+algorithm = "{alg}"
+gamma = 0.5
+t_max = 0.5
+dt = 0.05
+[simulation]
+d = 100
+seeds = 2
+[solver]
+paths = 200
+replicas = 2
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    def make(alg="sgd", extra=""):
+        p = tmp_path / f"tiny_{alg}.toml"
+        p.write_text(TINY.format(alg=alg) + extra)
+        return p
+    return make
+
+
+def _run(*args):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+# ---- fakes for the computational modules (plumbing tests independent of their numerics) ----
+def _curves(t, seeds=None, nan_train=False):
+    base = np.exp(-t)
+    shape = (len(t),) if seeds is None else (seeds, len(t))
+    dims = ("time",) if seeds is None else ("seed", "time")
+    tr = np.broadcast_to(base, shape).copy()
+    if nan_train:
+        tr[:] = np.nan
+    ds = xr.Dataset({"train_loss": (dims, tr), "test_loss": (dims, np.broadcast_to(base + 0.1, shape).copy()),
+                     "M": (dims + ("k", "kstar"), np.broadcast_to(1 - base, shape)[..., None, None].copy()),
+                     "Q": (dims + ("k", "k2"), np.broadcast_to(0.25 + t, shape)[..., None, None].copy())},
+                    coords={"time": t} | ({} if seeds is None else {"seed": np.arange(seeds)}))
+    if seeds is None:
+        for v in ("train_loss", "test_loss", "M", "Q"):
+            ds[f"{v}_stderr"] = xr.full_like(ds[v], 0.01)
+    return ds
+
+
+@pytest.fixture
+def fakes(monkeypatch):
+    calls = {}
+
+    class SimulationDiverged(ValueError):
+        pass
+
+    class SolverDiverged(ValueError):
+        pass
+
+    def simulate(problem, algorithm, *, t_max, dt, d, gamma, batch, batching, seeds, seed, law, progress):
+        calls["simulate"] = dict(algorithm=algorithm, t_max=t_max, dt=dt, d=d, gamma=gamma, batch=batch,
+                                 batching=batching, seeds=seeds, seed=seed, law=law, progress=progress)
+        if calls.get("diverge") == "sim":
+            raise SimulationDiverged("iterates blew up at t=0.3 (gamma=0.5)")
+        return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
+
+    def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress):
+        calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed)
+        if calls.get("diverge") == "theory":
+            raise SolverDiverged("solver\nblew up")
+        return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)
+
+    def solve_online(problem, *, gamma, t_max, dt):
+        calls["online"] = dict(gamma=gamma, t_max=t_max, dt=dt)
+        return _curves(np.arange(int(round(t_max / dt)) + 1) * dt).drop_vars(["train_loss", "train_loss_stderr"])
+
+    for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
+                        ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged)),
+                        ("online", dict(solve_online=solve_online))):
+        mod = types.ModuleType(f"sgd_dmft.{name}")
+        mod.__dict__.update(attrs)
+        monkeypatch.setitem(sys.modules, f"sgd_dmft.{name}", mod)
+        monkeypatch.setattr(sgd_dmft, name, mod, raising=False)
+    return calls
+
+
+# ---- tests ----
+@pytest.mark.parametrize("content, code, fragment", [
+    ("[problem]\ndetla = 2.0\n", 2, "unknown key 'problem.detla' (did you mean 'problem.delta'?)"),
+    ("[simulation]\nd = true\n", 2, "simulation.d"),
+    ("[dynamics]\ngamma = 0.1\ndt = 0.5\n", 2, "dynamics.dt"),
+    ("[problem\n", 2, "invalid TOML"),
+])
+@pytest.mark.parametrize("command", ["simulate", "solve", "compare"])
+def test_bad_config_exit_2_one_line_nothing_written(tmp_path, fakes, content, code, fragment, command):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(content)
+    out = tmp_path / "out"
+    r = _run(command, cfg, "--out", out)
+    assert r.exit_code == code, r.output
+    assert r.stderr.startswith("error: ") and fragment in r.stderr
+    assert r.stderr.count("\n") == 1
+    assert not out.exists()
+    assert "simulate" not in fakes and "solve" not in fakes  # nothing computed
+
+
+def test_missing_config_and_bad_override(tmp_path, tiny, fakes):
+    r = _run("simulate", tmp_path / "nope.toml", "--out", tmp_path / "o")
+    assert r.exit_code == 2 and "cannot read" in r.stderr
+    r = _run("simulate", tiny(), "--out", tmp_path / "o", "--set", "dynamics.gamma=-1")
+    assert r.exit_code == 2 and "dynamics.gamma" in r.stderr and not (tmp_path / "o").exists()
+
+
+def test_compare_with_fakes(tmp_path, tiny, fakes):
+    out = tmp_path / "cmp"
+    r = _run("compare", tiny(), "--out", out, "--no-progress", "-s", "simulation.seeds=3")
+    assert r.exit_code == 0, r.output + r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "simulation.nc", "summary.json", "theory.nc"]
+    s = json.loads((out / "summary.json").read_text())
+    assert s["discrepancy"]["train_loss"]["max_z"] == pytest.approx(0.0)
+    assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs"}
+    assert s["config"]["simulation"]["seeds"] == 3
+    assert "max z" in r.output
+    assert fakes["simulate"]["seeds"] == 3 and fakes["simulate"]["algorithm"] == "sgd"
+    assert fakes["simulate"]["law"] is None and fakes["simulate"]["progress"] is False
+    assert fakes["solve"]["paths"] == 200 and fakes["solve"]["law"].gamma == 0.5
+    th = xr.open_dataset(out / "theory.nc")
+    assert th.attrs["discrepancy.test_loss.max_z"] >= 0 and th.attrs["problem.delta"] == 2.0
+    th.close()
+    r = _run("show", out)
+    assert r.exit_code == 0 and "test_loss" in r.output and "discrepancy" in r.output and "summary.json" in r.output
+
+
+def test_persistent_passes_law(tmp_path, tiny, fakes):
+    r = _run("simulate", tiny("persistent"), "--out", tmp_path / "o")
+    assert r.exit_code == 0, r.stderr
+    assert fakes["simulate"]["algorithm"] == "law" and fakes["simulate"]["law"].name == "persistent"
+
+
+def test_online_uses_solve_online_and_drops_nan_train(tmp_path, tiny, fakes):
+    out = tmp_path / "on"
+    r = _run("compare", tiny("online"), "--out", out)
+    assert r.exit_code == 0, r.stderr
+    assert fakes["online"] == {"gamma": 0.5, "t_max": 0.5, "dt": 0.05} and "solve" not in fakes
+    sim = xr.open_dataset(out / "simulation.nc")
+    assert "train_loss" not in sim and "test_loss" in sim
+    sim.close()
+
+
+@pytest.mark.parametrize("which, command", [("sim", "simulate"), ("sim", "compare"), ("theory", "solve"),
+                                            ("theory", "compare")])
+def test_diverged_exit_3_nothing_written(tmp_path, tiny, fakes, which, command):
+    fakes["diverge"] = which
+    out = tmp_path / "o"
+    r = _run(command, tiny(), "--out", out)
+    assert r.exit_code == 3, r.output + r.stderr
+    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_show_empty_dir(tmp_path):
+    r = _run("show", tmp_path)
+    assert r.exit_code == 1 and "error:" in r.stderr
+
+
+@pytest.mark.skipif(importlib.util.find_spec("sgd_dmft.simulate") is None, reason="simulate.py not written yet")
+def test_simulate_real_tiny(tmp_path, tiny):
+    out = tmp_path / "sim"
+    r = _run("simulate", tiny(), "--out", out, "--no-progress")
+    assert r.exit_code == 0, r.output + r.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["figure.png", "result.nc"]
+    ds = xr.open_dataset(out / "result.nc")
+    assert ds.sizes["seed"] == 2 and float(ds.time[-1]) == pytest.approx(0.5)
+    assert ds.attrs["simulation.d"] == 100 and "config_toml" in ds.attrs
+    assert np.isfinite(ds["test_loss"].values).all()
+    ds.close()
+    assert str(out / "result.nc") in r.output

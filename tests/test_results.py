@@ -1,0 +1,151 @@
+"""Result files: atomic writes, attrs, finiteness; discrepancy(); the figure."""
+
+import math
+import os
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from sgd_dmft.config import parse_config
+from sgd_dmft.results import (
+    NonFiniteResult, check_finite, clean_attrs, config_from_dataset, discrepancy, final_values,
+    read_dataset, write_dataset,
+)
+
+
+def fake_sim(seeds=4, T=11, t_max=1.0, k=1, kstar=1, offset=0.0, sd=0.01, seed=0):
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, t_max, T)
+    base = np.exp(-t) + offset
+    tr = base[None, :] + sd * rng.standard_normal((seeds, T))
+    te = base[None, :] + 0.1 + sd * rng.standard_normal((seeds, T))
+    M = np.broadcast_to((1 - np.exp(-t))[None, :, None, None], (seeds, T, k, kstar)).copy()
+    Q = np.broadcast_to((0.25 + t)[None, :, None, None], (seeds, T, k, k)).copy()
+    return xr.Dataset(
+        {"train_loss": (("seed", "time"), tr), "test_loss": (("seed", "time"), te),
+         "M": (("seed", "time", "k", "kstar"), M), "Q": (("seed", "time", "k", "k2"), Q)},
+        coords={"seed": np.arange(seeds), "time": t},
+    )
+
+
+def fake_theory(T=21, t_max=1.0, k=1, kstar=1, se=0.005):
+    t = np.linspace(0, t_max, T)
+    base = np.exp(-t)
+    M = np.broadcast_to((1 - np.exp(-t))[:, None, None], (T, k, kstar)).copy()
+    Q = np.broadcast_to((0.25 + t)[:, None, None], (T, k, k)).copy()
+    ds = xr.Dataset(
+        {"train_loss": ("time", base), "test_loss": ("time", base + 0.1),
+         "M": (("time", "k", "kstar"), M), "Q": (("time", "k", "k2"), Q)},
+        coords={"time": t},
+    )
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        ds[f"{v}_stderr"] = xr.full_like(ds[v], se)
+    return ds
+
+
+def test_write_read_round_trip_with_config(tmp_path):
+    cfg = parse_config({"problem": {"delta": 3.0}})
+    ds = fake_sim()
+    ds.attrs.update({"flag": True, "nothing": None, "nested": {"a": 1}, "arr": np.arange(3), "x": np.float32(1.5)})
+    p = write_dataset(ds, tmp_path / "sub" / "r.nc", cfg)
+    back = read_dataset(p)
+    xr.testing.assert_allclose(back.drop_attrs() if hasattr(back, "drop_attrs") else back, ds)
+    a = back.attrs
+    assert a["problem.delta"] == 3.0 and a["dynamics.algorithm"] == "sgd" and a["simulation.d"] == 2000
+    assert a["flag"] == 1 and "nothing" not in a and a["nested"] == '{"a": 1}' and a["x"] == 1.5
+    assert a["sgd_dmft_version"] and a["created"]
+    assert config_from_dataset(back) == cfg
+    assert sorted(os.listdir(p.parent)) == ["r.nc"]  # no temp file left
+
+
+def test_clean_attrs_types():
+    out = clean_attrs({"b": False, "i": np.int64(3), "f": 2.5, "s": "x", "n": None, "l": [1, 2]})
+    assert out == {"b": 0, "i": 3, "f": 2.5, "s": "x", "l": "[1, 2]"}
+    assert all(type(v) in (str, int, float) for v in out.values())
+
+
+def test_atomic_write_failure_keeps_previous(tmp_path, monkeypatch):
+    p = tmp_path / "r.nc"
+    write_dataset(fake_sim(seed=1), p)
+    before = p.read_bytes()
+
+    def boom(self, path, *a, **k):
+        with open(path, "wb") as f:
+            f.write(b"half-written garbage")
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", boom)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_dataset(fake_sim(seed=2), p)
+    assert p.read_bytes() == before
+    assert os.listdir(tmp_path) == ["r.nc"]
+
+
+def test_nonfinite_never_written(tmp_path):
+    ds = fake_sim()
+    ds["test_loss"][1, 3] = np.nan
+    ds["train_loss"][0, 0] = np.inf
+    with pytest.raises(NonFiniteResult, match="test_loss") as ei:
+        check_finite(ds)
+    assert "train_loss" in str(ei.value) and isinstance(ei.value, ValueError)
+    with pytest.raises(NonFiniteResult):
+        write_dataset(ds, tmp_path / "r.nc")
+    assert os.listdir(tmp_path) == []
+
+
+def test_discrepancy_zero_and_known_offset():
+    th = fake_theory(se=0.0)
+    sim = fake_sim(sd=0.0)
+    d = discrepancy(th, sim, "train_loss")
+    assert d["max_abs"] < 1e-12 and d["max_z"] == 0.0
+    # constant offset 0.03 with known errors: theory se 0.03, sim se = std/sqrt(seeds)
+    th = fake_theory(se=0.03)
+    sim = fake_sim(offset=0.03, sd=0.0)
+    sim["train_loss"] = sim["train_loss"] + xr.DataArray([0.04, -0.04, 0.04, -0.04], dims="seed")
+    se_sim = np.std([0.04, -0.04, 0.04, -0.04], ddof=1) / 2
+    d = discrepancy(th, sim, "train_loss")
+    assert d["max_abs"] == pytest.approx(0.03)
+    assert d["max_z"] == pytest.approx(0.03 / math.hypot(0.03, se_sim))
+    assert 0.0 <= d["at_time"] <= 1.0
+
+
+def test_discrepancy_locates_peak_and_interpolates():
+    th = fake_theory(T=101, se=0.01)  # finer grid than the simulation: linear interpolation
+    sim = fake_sim(T=11, sd=0.0)
+    sim["test_loss"] = sim["test_loss"] + xr.DataArray(np.where(np.arange(11) == 7, 0.05, 0.0), dims="time")
+    d = discrepancy(th, sim, "test_loss")
+    assert d["at_time"] == pytest.approx(0.7)
+    assert d["max_abs"] == pytest.approx(0.05, abs=1e-4)  # exp interpolation error on dt = 0.01 grid
+    assert d["max_z"] == pytest.approx(5.0, rel=0.01)
+    # matrix variables: max over components too
+    dm = discrepancy(fake_theory(k=2, kstar=2), fake_sim(k=2, kstar=2), "M")
+    assert dm["max_abs"] < 1e-3
+
+
+def test_discrepancy_without_stderr_and_single_seed():
+    th = fake_theory().drop_vars(["train_loss_stderr"])
+    sim = fake_sim(seeds=1, sd=0.0, offset=0.01)
+    d = discrepancy(th, sim, "train_loss")
+    assert d["max_z"] == math.inf and d["max_abs"] == pytest.approx(0.01)
+
+
+def test_final_values():
+    m, se = final_values(fake_theory(se=0.02), "test_loss")
+    assert m == pytest.approx(math.exp(-1) + 0.1) and se == 0.02
+    m, se = final_values(fake_sim(sd=0.0), "train_loss")
+    assert m == pytest.approx(math.exp(-1)) and se == 0.0
+
+
+def test_plot_curves(tmp_path):
+    from sgd_dmft.plot import plot_curves
+
+    sim, th = fake_sim(k=2, kstar=2), fake_theory(k=2, kstar=2)
+    sim.attrs.update({"dynamics.algorithm": "sgd", "dynamics.gamma": 0.5, "problem.delta": 2.0, "simulation.d": 100})
+    p = plot_curves(sim, th, tmp_path / "f.png")
+    assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plot_curves(None, th, tmp_path / "t.png")
+    plot_curves(sim, None, tmp_path / "s.png")
+    assert sorted(os.listdir(tmp_path)) == ["f.png", "s.png", "t.png"]
+    with pytest.raises(ValueError):
+        plot_curves(None, None, tmp_path / "x.png")
