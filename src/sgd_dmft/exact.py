@@ -1,0 +1,266 @@
+"""Closed forms for square loss with a linear student (``problem.linear(noise)``) under GF and GD.
+
+Conventions (problem.py / THEORY.md section 1): ``x_i ~ N(0, I_d / d)``, ``n = delta d``; teacher rows
+N(0, 1); labels ``y = X theta* + noise * eps``; sum loss
+``L = sum_i (x_i^T theta - y_i)^2 / 2 + ridge |theta|^2 / 2``; ``theta_0 = a theta* + c Z`` with
+``a = init_overlap``, ``c = init_scale``.
+
+Spectral law of ``A = X^T X`` (d x d)
+-------------------------------------
+``A = delta * (G^T G / n)`` with ``G`` an n x d standard Gaussian matrix, so its empirical spectral
+law converges to a Marchenko-Pastur law rescaled by ``delta`` (the free Poisson law of rate delta):
+
+    mu(ds) = max(0, 1 - delta) delta_0(ds) + sqrt((b - s)(s - a)) / (2 pi s) 1_[a, b](s) ds,
+    a, b = (sqrt(delta) -/+ 1)^2,
+
+mean ``delta`` (= tr A / d), variance ``delta``. Its orthogonal polynomials have the constant
+Jacobi recurrence ``alpha_0 = delta, alpha_j = delta + 1 (j >= 1), beta_j = delta`` (free Charlier
+polynomials), so the Gauss rule of ``mu`` itself (atom included) is one symmetric tridiagonal
+eigenproblem (Golub-Welsch): N nodes integrate polynomials of degree <= 2N - 1 exactly, and the
+1/s factor of the density or the atom at 0 never enter. ``mp_quadrature(..., method="chebyshev")``
+is the independent route (Gauss-Chebyshev of the second kind on [a, b] plus the atom); the tests
+check both against each other and against sampled eigenvalues.
+
+Learning curves
+---------------
+In the eigenbasis of A, ``theta*``, ``Z`` and ``g = Sigma^{-1} V^T X^T eps`` have i.i.d. N(0, 1)
+components independent of the spectrum, and ``(V^T X^T y)_j = s_j theta*_j + noise sqrt(s_j) g_j``.
+With ``x = s + ridge`` and
+
+    GF:  E(s, t) = exp(-x t),                    phi = (1 - E) / x   ( = t at x = 0),
+    GD:  E(s, m) = (1 - dt x)^m,                 phi = (1 - E) / x   ( = m dt at x = 0),
+
+each component is ``u = theta*(E a + phi s) + E c z + phi noise sqrt(s) g``, so at d = infinity
+
+    M = int mu(ds) (E a + phi s),
+    Q = int mu(ds) [(E a + phi s)^2 + E^2 c^2 + phi^2 noise^2 s],
+    |X theta - y|^2 / d = int mu(ds) s [(E a + phi s - 1)^2 + E^2 c^2 + phi^2 noise^2 s]
+                          - 2 noise^2 int mu(ds) s phi + noise^2 delta,
+
+``train_loss = |X theta - y|^2 / (2 n)`` (mean per-sample loss, penalty excluded) and
+``test_loss = (Q - 2 M + 1 + noise^2) / 2``. GD with step dt is exactly what the DMFT solver computes
+on its grid for ``laws.GD(dt)``; with ``N >= n_steps + 2`` Gauss nodes ``gd_linear`` is exact up to
+rounding (the integrands are polynomials in s of degree <= 2 n_steps + 1).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+from scipy.linalg import eigh_tridiagonal
+
+from . import __version__
+from .problem import Problem
+
+__all__ = [
+    "mp_support",
+    "mp_atom",
+    "mp_density",
+    "mp_quadrature",
+    "gf_linear",
+    "gd_linear",
+    "linear_curves",
+]
+
+
+# ------------------------------------------------------------------------------------------------
+# The limiting spectral law of A = X^T X
+# ------------------------------------------------------------------------------------------------
+def mp_support(delta: float) -> tuple[float, float]:
+    """Edges ``(a, b) = ((sqrt(delta) - 1)^2, (sqrt(delta) + 1)^2)`` of the continuous part."""
+    sd = math.sqrt(delta)
+    return (sd - 1.0) ** 2, (sd + 1.0) ** 2
+
+
+def mp_atom(delta: float) -> float:
+    """Mass of the atom at 0: ``max(0, 1 - delta)`` (d - n zero eigenvalues when n < d)."""
+    return max(0.0, 1.0 - float(delta))
+
+
+def mp_density(delta: float, s=None):
+    """Density of the continuous part of the spectral law of ``A = X^T X``.
+
+    ``sqrt((b - s)(s - a)) / (2 pi s)`` on ``[a, b]`` (zero outside); total mass ``min(1, delta)``.
+    With ``s`` given, returns the density at ``s``; without, returns the function.
+    """
+    if delta <= 0:
+        raise ValueError(f"delta={delta} must be positive")
+    a, b = mp_support(delta)
+
+    def dens(x):
+        x = np.asarray(x, dtype=np.float64)
+        inside = (x > a) & (x < b) & (x > 0)
+        out = np.zeros_like(x)
+        xi = x[inside]
+        out[inside] = np.sqrt((b - xi) * (xi - a)) / (2 * math.pi * xi)
+        return out
+
+    return dens if s is None else dens(s)
+
+
+def _gauss_mp(delta: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    diag = np.full(n, delta + 1.0)
+    diag[0] = delta
+    off = np.full(n - 1, math.sqrt(delta))
+    nodes, vecs = eigh_tridiagonal(diag, off)
+    w = vecs[0] ** 2
+    return np.clip(nodes, 0.0, None), w / w.sum()
+
+
+def _chebyshev_mp(delta: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    a, b = mp_support(delta)
+    j = np.arange(1, n + 1)
+    th = j * math.pi / (n + 1)
+    x = np.cos(th)
+    wx = math.pi / (n + 1) * np.sin(th) ** 2  # int_{-1}^{1} g(x) sqrt(1 - x^2) dx
+    h = 0.5 * (b - a)
+    s = 0.5 * (a + b) + h * x
+    w = wx * h * h / (2 * math.pi * s)
+    atom = mp_atom(delta)
+    if atom > 0:
+        s = np.concatenate([[0.0], s])
+        w = np.concatenate([[atom], w])
+    return s, w
+
+
+def mp_quadrature(delta: float, n: int = 200, method: str = "gauss") -> tuple[np.ndarray, np.ndarray]:
+    """Nodes and weights ``(s_j, w_j)`` with ``sum_j w_j f(s_j) ~ int f d mu`` for the spectral law of A.
+
+    ``method="gauss"``: the n-point Gauss rule of mu (Golub-Welsch on its Jacobi matrix, atom at 0
+    included automatically; exact for polynomials of degree <= 2n - 1).
+    ``method="chebyshev"``: Gauss-Chebyshev of the second kind on [a, b] (resolves the sqrt edges)
+    for the continuous part, plus a node at 0 carrying the atom when delta < 1. Its accuracy degrades
+    as delta -> 1 (the 1/s factor of the density approaches the edge a -> 0).
+    """
+    if delta <= 0:
+        raise ValueError(f"delta={delta} must be positive")
+    if n < 1:
+        raise ValueError(f"n={n} must be positive")
+    if method == "gauss":
+        return _gauss_mp(float(delta), int(n))
+    if method == "chebyshev":
+        return _chebyshev_mp(float(delta), int(n))
+    raise ValueError(f"method={method!r} is not 'gauss' or 'chebyshev'")
+
+
+# ------------------------------------------------------------------------------------------------
+# Learning curves
+# ------------------------------------------------------------------------------------------------
+def _check_linear(problem: Problem) -> None:
+    m = problem.model
+    if not (m.linear_square and m.name == "linear" and m.k == 1 and m.kstar == 1):
+        raise ValueError(f"exact closed forms need the linear model (problem.linear(noise)); got {m.name!r}")
+
+
+def _curves_from_EP(problem: Problem, s: np.ndarray, w: np.ndarray, E: np.ndarray, phi: np.ndarray):
+    """Integrate the closed forms; ``E``, ``phi`` of shape (T, N) on nodes ``s`` (N,), weights ``w``."""
+    a, c, sig2 = problem.init_overlap, problem.init_scale, problem.model.noise ** 2
+    delta = problem.delta
+    g = E * a + phi * s  # theta* coefficient
+    M = g @ w
+    Q = (g * g + (E * E) * c * c + phi * phi * sig2 * s) @ w
+    res = (s * ((g - 1.0) ** 2 + (E * E) * c * c + phi * phi * sig2 * s)) @ w - 2 * sig2 * ((s * phi) @ w) + sig2 * delta
+    train = res / (2 * delta)
+    test = 0.5 * (Q - 2 * M + 1.0 + sig2)
+    return train, test, M, Q
+
+
+def _n_nodes_gf(problem: Problem, t_max: float) -> int:
+    _, b = mp_support(problem.delta)
+    x = (b + abs(problem.ridge)) * max(t_max, 0.0)
+    return int(min(6000, 80 + 4 * math.sqrt(40 * x) + 0.25 * x))
+
+
+def _dataset(problem: Problem, times: np.ndarray, train, test, M, Q, algorithm: str, dt: float, n_nodes: int):
+    z = np.zeros_like(train)
+    data = {
+        "train_loss": (("time",), train),
+        "test_loss": (("time",), test),
+        "M": (("time", "k", "kstar"), M[:, None, None]),
+        "Q": (("time", "k", "k2"), Q[:, None, None]),
+        "train_loss_stderr": (("time",), z),
+        "test_loss_stderr": (("time",), z.copy()),
+        "M_stderr": (("time", "k", "kstar"), np.zeros_like(M)[:, None, None]),
+        "Q_stderr": (("time", "k", "k2"), np.zeros_like(Q)[:, None, None]),
+    }
+    ds = xr.Dataset(data, coords={"time": np.asarray(times, dtype=np.float64)})
+    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time)")
+    ds.attrs.update(
+        kind="theory",
+        solver="exact-marchenko-pastur",
+        algorithm=algorithm,
+        dt=float(dt),
+        gamma=0.0,
+        t_max=float(times[-1]) if len(times) else 0.0,
+        model=problem.model.name,
+        delta=float(problem.delta),
+        ridge=float(problem.ridge),
+        noise=float(problem.model.noise),
+        init_scale=float(problem.init_scale),
+        init_overlap=float(problem.init_overlap),
+        quadrature_nodes=int(n_nodes),
+        paths=0,
+        replicas=1,
+        exact_path=1,
+        sgd_dmft_version=__version__,
+    )
+    return ds
+
+
+def gf_linear(problem: Problem, times, *, n_nodes: int | None = None) -> xr.Dataset:
+    """Exact d = infinity gradient-flow learning curves of the linear model at ``times``.
+
+    Returns a Dataset like ``dmft.solve``'s: ``train_loss``, ``test_loss``, ``M`` (time, k, kstar),
+    ``Q`` (time, k, k2) and zero ``*_stderr``. ``n_nodes`` Gauss nodes of the spectral law (default
+    grows with ``t_max (b + ridge)``; the error is at the level of rounding, see the tests).
+    """
+    _check_linear(problem)
+    times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    if np.any(times < 0):
+        raise ValueError("times must be non-negative")
+    N = int(n_nodes) if n_nodes is not None else _n_nodes_gf(problem, float(times.max(initial=0.0)))
+    s, w = mp_quadrature(problem.delta, N)
+    x = s + problem.ridge
+    tx = times[:, None] * x[None, :]
+    E = np.exp(-tx)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.where(x[None, :] != 0, -np.expm1(-tx) / x[None, :], times[:, None])
+    train, test, M, Q = _curves_from_EP(problem, s, w, E, phi)
+    return _dataset(problem, times, train, test, M, Q, "gf", 0.0, N)
+
+
+def gd_linear(problem: Problem, dt: float, n_steps: int, *, n_nodes: int | None = None) -> xr.Dataset:
+    """Exact d = infinity curves of full-batch GD with step ``dt`` (the DMFT of ``laws.GD(dt)``).
+
+    ``theta_{m+1} = theta_m - dt ((A + ridge) theta_m - X^T y)``, recorded at ``t_m = m dt``,
+    ``m = 0..n_steps``. Default ``n_nodes = n_steps + 8``: exact up to rounding.
+    """
+    _check_linear(problem)
+    if not dt > 0:
+        raise ValueError(f"dt={dt} must be positive")
+    n_steps = int(n_steps)
+    N = int(n_nodes) if n_nodes is not None else n_steps + 8
+    s, w = mp_quadrature(problem.delta, N)
+    x = s + problem.ridge
+    m = np.arange(n_steps + 1, dtype=np.float64)[:, None]
+    base = 1.0 - dt * x[None, :]
+    E = np.power(base, m)
+    one_minus = np.where(base > 0, -np.expm1(m * np.log(np.abs(base) + (base <= 0))), 1.0 - E)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        phi = np.where(x[None, :] != 0, one_minus / x[None, :], m * dt)
+    if not np.all(np.isfinite(E)):
+        raise OverflowError(f"GD with dt={dt} diverges (dt (b + ridge) > 2)")
+    train, test, M, Q = _curves_from_EP(problem, s, w, E, phi)
+    return _dataset(problem, m[:, 0] * dt, train, test, M, Q, "gd", dt, N)
+
+
+def linear_curves(problem: Problem, *, t_max: float, dt: float, algorithm: str = "gf") -> xr.Dataset:
+    """Convenience: ``gf_linear`` on the grid ``m dt`` or ``gd_linear(dt, round(t_max / dt))``."""
+    T = int(round(t_max / dt))
+    if algorithm == "gf":
+        return gf_linear(problem, np.arange(T + 1) * dt)
+    if algorithm == "gd":
+        return gd_linear(problem, dt, T)
+    raise ValueError(f"algorithm={algorithm!r} is not 'gf' or 'gd'")
