@@ -54,19 +54,24 @@ class MemoryLimitExceeded(ValueError):
 # Pathwise tangents d h_m / d w_s, only at the times a path is active (S_m != 0)
 # ------------------------------------------------------------------------------------------------
 @njit(cache=True)
-def _tangent_step(m, Rt_m, A_m, active_m, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
-    """Advance the tangents of all paths to step m and accumulate ``sum_p d h_m / d w_s`` into RFsum.
+def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+    """Advance the tangents of all paths to step m and accumulate the R_F estimator into RFsum.
 
-    Rt_m (T+1, k, k) = R_theta[m, :]; A_m (P, k, k) = H(r_m, y) S_m; active_m (P,) bool;
-    G (P, nmax, T+1, k, k): G[p, j, s] = d h_u / d w_s at the j-th active time u = act_t[p, j];
-    RFsum (m+1, k, k) is overwritten.
+    Rt_m (T+1, k, k) = R_theta[m, :]; H_m (P, k, k) = H(r_m, y); S_m (P,) multipliers at step m;
+    G (P, nmax, T+1, k, k): G[p, j, s] = d h_u / d w_s at the j-th active time u = act_t[p, j]
+    (active: S_u != 0), h_u = F(r_u, y) S_u. The tangent of the pre-activation is
+    J_{m,s} = d r_m / d w_s = delta_{ms} I - sum_{active u < m} R_theta[m,u] G_{u,s}.
+    RFsum (m+1, k, k) is overwritten with sum_p d h_m / d w_s (rb=False: pathwise, only active
+    paths contribute) or with sum_p H_m J_{m,s} (rb=True, Rao-Blackwellised: for i.i.d. multipliers
+    S_m is independent of (H_m, J_{m,.}), so E[S_m H_m J] = E[S] E[H_m J] and every path contributes).
     """
-    P = A_m.shape[0]
-    k = A_m.shape[1]
+    P = H_m.shape[0]
+    k = H_m.shape[1]
     J = np.zeros((m + 1, k, k))
     RFsum[:, :, :] = 0.0
     for p in range(P):
-        if not active_m[p]:
+        active = S_m[p] != 0.0
+        if not (active or rb):
             continue
         J[:, :, :] = 0.0
         for a in range(k):
@@ -81,16 +86,19 @@ def _tangent_step(m, Rt_m, A_m, active_m, G, act_t, n_act, RFsum):  # pragma: no
                             acc += Rt_m[u, a, b] * G[p, j, s, b, c]
                         J[s, a, c] -= acc
         jn = n_act[p]
-        act_t[p, jn] = m
+        if active:
+            act_t[p, jn] = m
+            n_act[p] = jn + 1
+        sm = S_m[p]
         for s in range(m + 1):
             for a in range(k):
                 for c in range(k):
                     acc = 0.0
                     for b in range(k):
-                        acc += A_m[p, a, b] * J[s, b, c]
-                    G[p, jn, s, a, c] = acc
-                    RFsum[s, a, c] += acc
-        n_act[p] = jn + 1
+                        acc += H_m[p, a, b] * J[s, b, c]
+                    if active:
+                        G[p, jn, s, a, c] = acc * sm
+                    RFsum[s, a, c] += acc if rb else acc * sm
 
 
 # ------------------------------------------------------------------------------------------------
@@ -141,7 +149,7 @@ class _Kernels:
     CF: np.ndarray  # (T1, T1, k, k)   C_F (last row unused)
     RF: np.ndarray  # (T1, T1, k, k)   R_F
     mu: np.ndarray  # (T1, k, ks)
-    train: np.ndarray  # (T1,)
+    train: np.ndarray  # (T1,) train loss (exact path) or the gap train - test (Monte Carlo)
     r_snap: np.ndarray  # (n_snap, P_snap, k)
     clip: float
 
@@ -165,37 +173,46 @@ def _chol_extend(L: np.ndarray, n_prev: int, cross: np.ndarray, diag: np.ndarray
 
 
 def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Generator,
-           snap_idx: np.ndarray, pbar=None) -> _Kernels:
+           snap_idx: np.ndarray, pbar=None, rao_blackwell: bool | None = None) -> _Kernels:
+    """One replica of the forward march over m = 0..T.
+
+    Kernels are stored as block matrices, row/column index ``m * k + a`` (time m, component a), so
+    that every sum over past times is one BLAS product: ``Cm[(m,a),(s,b)] = C_theta[m,s,a,b]``, etc.
+    """
     model = problem.model
     k, ks = problem.k, problem.kstar
     dt, lam, delta = law.dt, problem.ridge, problem.delta
     T1 = T + 1
+    K = T1 * k
     exact = _exact_path(problem, law)
     P = 1 if exact else paths
 
     C0, M0 = problem.init_moments()
     Sstar = np.eye(ks)
-    Ct = np.zeros((T1, T1, k, k))
-    Mt = np.zeros((T1, k, ks))
-    Rt = np.zeros((T1, T1, k, k))
-    CF = np.zeros((T1, T1, k, k))
-    RF = np.zeros((T1, T1, k, k))
-    mu = np.zeros((T1, k, ks))
+    Sinv = np.linalg.inv(Sstar)
+    Cm = np.zeros((K, K))  # C_theta
+    Rm = np.zeros((K, K))  # R_theta (strictly block-lower)
+    CFm = np.zeros((K, K))  # C_F
+    RFm = np.zeros((K, K))  # R_F (block-lower incl. diagonal)
+    Mt = np.zeros((K, ks))  # E[theta_m theta*^T]
+    mu = np.zeros((K, ks))
     train = np.zeros(T1)
-    Ct[0, 0] = C0
-    Mt[0] = M0
+    Cm[:k, :k] = C0
+    Mt[:k] = M0
     eye = np.eye(k)
     decay = 1.0 - dt * lam
 
-    N = ks + T1 * k
-    L = np.zeros((N, N))
+    N = ks + K
+    L = np.zeros((N, N))  # Cholesky factor of Cov(r*, w_0, ..., w_T), grown block by block
     L[:ks, :ks] = np.linalg.cholesky(Sstar)
     clip = 0.0
-    snap_r = np.zeros((len(snap_idx), min(P, 5000), k))
+    snap_r = np.zeros((len(snap_idx), 0 if exact else min(P, 5000), k))
 
     if exact:
         c1, c2 = float(law.mean), float(law.second_moment)
         Abar, X, Y = np.zeros((T1, T1)), np.zeros((T1, T1)), np.zeros((T1, T1))
+        Wsym = np.zeros((T1, T1))  # Y + Y^T
+        E1 = np.zeros((T1, T1))  # E[S_u e_u e_s]: c1 X[u,s] (u >= s), Y[s,u] (u < s)
         noise2 = model.noise**2
     else:
         Z = rng.standard_normal((P, N))
@@ -203,102 +220,115 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         Smat = law.sample(rng, P, T1)
         rstar = Z[:, :ks] @ L[:ks, :ks].T
         y = model.labels(rstar, eps)
-        h = np.zeros((P, T1, k))
+        h = np.zeros((P, K))  # h[p, (m,a)] = F_a(r_m, y) S_m
         nmax = max(1, int((Smat[:, :T] != 0).sum(axis=1).max()))
         G = np.zeros((P, nmax, T1, k, k))
         act_t = np.zeros((P, nmax), dtype=np.int64)
         n_act = np.zeros(P, dtype=np.int64)
         RFsum = np.zeros((T1, k, k))
+        # Rao-Blackwellised estimators (see _tangent_step) for i.i.d. dense laws (SME): there the
+        # multiplier noise dominates the kernel estimates. For sparse laws (SGD) they would need every
+        # path's tangent at every step, O(P J T^2) instead of O(P J T^2 dt / gamma): pathwise instead.
+        rb = bool(law.independent_steps and not law.sparse) if rao_blackwell is None else bool(rao_blackwell)
+        s1, s2 = float(law.mean), float(law.second_moment)
 
     for m in range(T1):
+        bm = slice(m * k, (m + 1) * k)  # block of time m
+        upto = (m + 1) * k  # columns of times 0..m
         # ---- Gaussian field w_m: extend the Cholesky factor of (r*, w_0, ..., w_m)
         n_prev = ks + m * k
-        cross = np.concatenate([Mt[m]] + [Ct[m, s] for s in range(m)], axis=1) if n_prev else None
-        clip = max(clip, _chol_extend(L, n_prev, cross, Ct[m, m]))
+        cross = np.concatenate([Mt[bm], Cm[bm, : m * k]], axis=1)
+        clip = max(clip, _chol_extend(L, n_prev, cross, Cm[bm, bm]))
 
         if exact:
             # Square loss, linear student, i.i.d. multipliers (E[S] = c1, E[S^2] = c2): the residual
             # e_m = r_m - y = v_m - sum_{u<m} R_theta[m,u] S_u e_u, v = w - y, is linear in v with
             # random coefficients; its second moments close exactly (docs/theory.md, "exact path"):
-            #   Zv[m,s] = E[v_m e_s], X[m,s] = E[e_m e_s] (s <= m), Y[m,s] = E[e_m e_s S_s] (s < m),
+            #   Zv[s] = E[v_m e_s], X[m,s] = E[e_m e_s] (s <= m), Y[m,s] = E[e_m e_s S_s] (s < m),
             #   Abar[m,s] = E[d e_m / d v_s] (the GD recursion with step c1).
-            Vrow = Ct[m, : m + 1, 0, 0] - Mt[m, 0, 0] - Mt[: m + 1, 0, 0] + 1.0 + noise2
-            Rm = Rt[m, :m, 0, 0]
+            Vrow = Cm[m, : m + 1] - Mt[m, 0] - Mt[: m + 1, 0] + 1.0 + noise2
+            Rrow = Rm[m, :m]
             Abar[m, m] = 1.0
-            Zv = solve_triangular(np.eye(m + 1) + c1 * Rt[: m + 1, : m + 1, 0, 0], Vrow, lower=True,
+            Zv = solve_triangular(np.eye(m + 1) + c1 * Rm[: m + 1, : m + 1], Vrow, lower=True,
                                   check_finite=False)
             if m:
-                Abar[m, :m] = -c1 * (Rm @ Abar[:m, :m])
-                Wsym = Y[:m, :m] + Y[:m, :m].T
-                Y[m, :m] = c1 * Zv[:m] - c2 * Rm * np.diagonal(X)[:m] - c1 * (Rm @ Wsym)
-                E1 = c1 * np.tril(X[:m, :m]) + np.triu(Y[:m, :m].T, 1)
-                X[m, :m] = Zv[:m] - Rm @ E1
-                X[m, m] = Zv[m] - Rm @ Y[m, :m]
+                Abar[m, :m] = -c1 * (Rrow @ Abar[:m, :m])
+                Y[m, :m] = c1 * Zv[:m] - c2 * Rrow * np.diagonal(X)[:m] - c1 * (Rrow @ Wsym[:m, :m])
+                X[m, :m] = Zv[:m] - Rrow @ E1[:m, :m]
+                X[m, m] = Zv[m] - Rrow @ Y[m, :m]
+                Wsym[m, :m] = Wsym[:m, m] = Y[m, :m]
+                E1[:m, m] = Y[m, :m]
             else:
                 X[0, 0] = Zv[0]
+            E1[m, : m + 1] = c1 * X[m, : m + 1]
             train[m] = 0.5 * X[m, m]
-            CF[m, :m, 0, 0] = delta * c1 * Y[m, :m]
-            CF[m, m, 0, 0] = delta * c2 * X[m, m]
-            CF[:m, m, 0, 0] = CF[m, :m, 0, 0]
-            RF[m, : m + 1, 0, 0] = delta * c1 * Abar[m, : m + 1]
-            mu[m, 0, 0] = -delta * c1 * Abar[m, : m + 1].sum()
+            CFm[m, :m] = CFm[:m, m] = delta * c1 * Y[m, :m]
+            CFm[m, m] = delta * c2 * X[m, m]
+            RFm[m, : m + 1] = delta * c1 * Abar[m, : m + 1]
+            mu[m, 0] = -delta * c1 * Abar[m, : m + 1].sum()
         else:
             nm = n_prev + k
             w = Z[:, :nm] @ L[n_prev:nm, :nm].T
-            if m:
-                Rm = Rt[m, :m].transpose(0, 2, 1).reshape(m * k, k)
-                r = w - h[:, :m, :].reshape(P, m * k) @ Rm
-            else:
-                r = w
+            r = w - h[:, : m * k] @ Rm[bm, : m * k].T if m else w
             if not np.all(np.isfinite(r)):
                 raise SolverDiverged(_diverged_msg(law, m * dt, "non-finite pre-activations"))
             S = Smat[:, m]
-            F = model.grad(r, y)
-            hm = F * S[:, None]
-            h[:, m] = hm
-            train[m] = float(np.mean(model.loss(r, y)))
+            Fm = model.grad(r, y)
+            hm = Fm * S[:, None]
+            h[:, bm] = hm
+            # control variate: l(w_m, y) has the known mean test_loss(C_theta[m,m], M_m) and is
+            # strongly correlated with l(r_m, y); record the low-variance gap E[l(r_m) - l(w_m)]
+            train[m] = float(np.mean(model.loss(r, y) - model.loss(w, y)))
             j = np.searchsorted(snap_idx, m)
             if j < len(snap_idx) and snap_idx[j] == m:
                 snap_r[j] = r[: snap_r.shape[1]]
             if m == T:
                 break
-            active = S != 0
-            Am = model.hess(r, y) * S[:, None, None]
-            _tangent_step(m, Rt[m], np.ascontiguousarray(Am), active, G, act_t, n_act, RFsum[: m + 1])
-            RF[m, : m + 1] = delta * RFsum[: m + 1] / P
-            CF[m, : m + 1] = delta * np.einsum("pa,psb->sab", hm, h[:, : m + 1]) / P
-            CF[: m, m] = np.swapaxes(CF[m, :m], 1, 2)
-            mu[m] = delta * (hm.T @ rstar) / P - np.einsum("sab,sbc->ac", RF[m, : m + 1], Mt[: m + 1]) @ np.linalg.inv(Sstar)
+            Rrow_blocks = np.ascontiguousarray(Rm[bm].reshape(k, T1, k).transpose(1, 0, 2))
+            _tangent_step(m, Rrow_blocks, np.ascontiguousarray(model.hess(r, y)), S, rb, G, act_t, n_act,
+                          RFsum[: m + 1])
+            if rb:
+                # i.i.d. multipliers: S_m is independent of everything before step m, so
+                # E[S_m F_m (.)] = E[S] E[F_m (.)] and E[S_m^2 F_m F_m^T] = E[S^2] E[F_m F_m^T]
+                RFm[bm, :upto] = (delta * s1 / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
+                CFm[bm, : m * k] = (delta * s1 / P) * (Fm.T @ h[:, : m * k])
+                CFm[bm, bm] = (delta * s2 / P) * (Fm.T @ Fm)
+                EhR = (s1 / P) * (Fm.T @ rstar)
+            else:
+                RFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
+                CFm[bm, :upto] = (delta / P) * (hm.T @ h[:, :upto])
+                EhR = (hm.T @ rstar) / P
+            CFm[: m * k, bm] = CFm[bm, : m * k].T
+            mu[bm] = delta * EhR - RFm[bm, :upto] @ Mt[:upto] @ Sinv
 
         if m == T:
             break
         # ---- coordinate process: step m -> m+1 (deterministic, Gaussian)
-        RFm = RF[m, : m + 1]  # (m+1, k, k)
-        Mt[m + 1] = decay * Mt[m] - np.einsum("uab,ubc->ac", RFm, Mt[: m + 1]) - mu[m] @ Sstar
-        Rt[m + 1, m] = eye
+        bn = slice((m + 1) * k, (m + 2) * k)
+        RFrow = RFm[bm, :upto]
+        Mt[bn] = decay * Mt[bm] - RFrow @ Mt[:upto] - mu[bm] @ Sstar
+        Rm[bn, bm] = eye
         if m:
-            Rt[m + 1, :m] = decay * Rt[m, :m] - np.einsum("uab,usbc->sac", RFm, Rt[: m + 1, :m])
-        # C[m+1, s], s <= m
-        row = decay * Ct[m, : m + 1] - np.einsum("uab,usbc->sac", RFm, Ct[: m + 1, : m + 1])
-        row -= np.einsum("ac,sbc->sab", mu[m], Mt[: m + 1])
-        # + sum_{v<s} C_F[m,v] R_theta[s,v]^T
-        row += np.einsum("vab,svcb->sac", CF[m, : m + 1], Rt[: m + 1, : m + 1])
-        Ct[m + 1, : m + 1] = row
-        Ct[: m + 1, m + 1] = np.swapaxes(row, 1, 2)
-        # C[m+1, m+1]
-        colT = np.swapaxes(row, 1, 2)  # C[u, m+1] for u <= m
-        cmm = decay * colT[m] - np.einsum("uab,ubc->ac", RFm, colT) - mu[m] @ Mt[m + 1].T
-        cmm += np.einsum("vab,vcb->ac", CF[m, : m + 1], Rt[m + 1, : m + 1])
-        Ct[m + 1, m + 1] = 0.5 * (cmm + cmm.T)
-        q = float(np.trace(Ct[m + 1, m + 1]))
+            Rm[bn, : m * k] = decay * Rm[bm, : m * k] - RFrow @ Rm[:upto, : m * k]
+        # C[m+1, s] for s <= m:  (1 - dt ridge) C[m,s] - sum_u R_F[m,u] C[u,s] - mu_m M_s^T
+        #                        + sum_{v<s} C_F[m,v] R_theta[s,v]^T      (E[U_m theta_s^T] term)
+        row = decay * Cm[bm, :upto] - RFrow @ Cm[:upto, :upto] - mu[bm] @ Mt[:upto].T
+        row += CFm[bm, :upto] @ Rm[:upto, :upto].T
+        Cm[bn, :upto] = row
+        Cm[:upto, bn] = row.T
+        cmm = decay * row[:, m * k :].T - RFrow @ row.T - mu[bm] @ Mt[bn].T + CFm[bm, :upto] @ Rm[bn, :upto].T
+        Cm[bn, bn] = 0.5 * (cmm + cmm.T)
+        q = float(np.trace(Cm[bn, bn]))
         if not np.isfinite(q) or q > 1e12:
             raise SolverDiverged(_diverged_msg(law, (m + 1) * dt, f"trace Q = {q:.3g}"))
         if pbar is not None:
             pbar.update(1)
 
-    if exact:
-        snap_r = np.zeros((len(snap_idx), 0, k))
-    return _Kernels(Ct, Mt, Rt, CF, RF, mu, train, snap_r, clip)
+    def blocks(A):
+        return A.reshape(T1, k, T1, k).transpose(0, 2, 1, 3)
+
+    return _Kernels(blocks(Cm), Mt.reshape(T1, k, ks), blocks(Rm), blocks(CFm), blocks(RFm),
+                    mu.reshape(T1, k, ks), train, snap_r, clip)
 
 
 def _diverged_msg(law: Law, t: float, what: str) -> str:
@@ -322,6 +352,7 @@ def solve(
     snapshots: int = 5,
     progress: bool = False,
     keep_kernels: bool = True,
+    rao_blackwell: bool | None = None,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
 
@@ -335,6 +366,9 @@ def solve(
         loss with a linear student under a law with i.i.d. multipliers (GF/GD, SGD, SME): then the
         system closes on second moments.
     max_memory_gb: refuse (MemoryLimitExceeded) runs whose estimate exceeds it.
+    rao_blackwell: estimate the kernels with E[S] and E[S^2] in place of the sampled multipliers
+        at the current step (valid for i.i.d. laws; lower variance, more tangent work). Default:
+        on for dense i.i.d. laws (SME), off otherwise.
 
     Returns
     -------
@@ -365,7 +399,7 @@ def solve(
 
         pbar = tqdm(total=R * T, desc=f"DMFT {law.name}", unit="step", leave=False)
     try:
-        reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar) for s in seqs]
+        reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar, rao_blackwell) for s in seqs]
     finally:
         if pbar is not None:
             pbar.close()
@@ -374,8 +408,9 @@ def solve(
     k, ks = problem.k, problem.kstar
     Qr = np.stack([np.diagonal(r.Ct, axis1=0, axis2=1).transpose(2, 0, 1) for r in reps])  # (R, T1, k, k)
     Mr = np.stack([r.Mt for r in reps])
-    trr = np.stack([r.train for r in reps])
     ter = np.stack([population_loss(problem.model, Qr[i], Mr[i]) for i in range(R)])
+    # Monte Carlo: train = test + E[l(r_m, y) - l(w_m, y)] (control variate, see _march)
+    trr = np.stack([r.train for r in reps]) + (0.0 if exact else ter)
 
     def mean_se(a):
         mean = a.mean(axis=0)

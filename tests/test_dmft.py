@@ -1,0 +1,226 @@
+"""The DMFT solver against finite-d simulations of the same discrete recursion, and exact checks.
+
+Statistical tolerances: the theory's standard error comes from independent replicas, the
+simulation's from independent seeds; a discrepancy is measured in units of the combined standard
+error ``z = (theory - sim) / sqrt(se_th^2 + se_sim^2)`` and must stay below ``Z_MAX`` at every checked
+time. With ~10 checked times per curve and Student-t errors of 7-15 degrees of freedom,
+``Z_MAX = 5`` keeps the false-alarm rate per test below ~1e-3 while a real O(1%) bias fails.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from sgd_dmft import dmft, laws
+from sgd_dmft import problem as P
+from sgd_dmft.simulate import simulate
+
+Z_MAX = 5.0
+
+
+def _mc_only(prob: P.Problem) -> P.Problem:
+    """The same problem with the exact linear path disabled (forces Monte Carlo)."""
+    return prob.with_(model=dataclasses.replace(prob.model, linear_square=False))
+
+
+def _zscores(th, sim, var, idx):
+    a = th[var].values[idx]
+    sa = th[var + "_stderr"].values[idx]
+    s = sim[var].values[:, idx]
+    b = s.mean(axis=0)
+    sb = s.std(axis=0, ddof=1) / np.sqrt(s.shape[0])
+    return (a - b) / np.sqrt(sa**2 + sb**2 + 1e-30)
+
+
+LINEAR = P.Problem(P.linear(0.3), delta=2.0, ridge=0.1, init_scale=0.5, init_overlap=0.2)
+
+
+# ----------------------------------------------------------------------------------------------
+# 1. Theory vs simulation of exactly the same recursion
+# ----------------------------------------------------------------------------------------------
+CASES = {
+    "linear-sgd": (LINEAR, laws.SGD(0.05, 0.5), 2.0, 1000),
+    "logistic-sgd": (P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5), laws.SGD(0.05, 0.5), 2.0, 1000),
+    "phase_retrieval-sgd": (
+        P.Problem(P.phase_retrieval(), delta=3.0, ridge=0.05, init_scale=0.3, init_overlap=0.6),
+        laws.SGD(0.01, 0.02), 0.6, 1000,
+    ),
+    "committee-erf-sgd": (
+        P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3),
+        laws.SGD(0.1, 0.5), 1.5, 1000,
+    ),
+    "logistic-sme": (P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5), laws.SME(0.05, 0.5), 1.5, 1000),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_theory_matches_simulation_of_same_recursion(case):
+    prob, law, t_max, d = CASES[case]
+    th = dmft.solve(prob, law, t_max=t_max, paths=16000, replicas=8, seed=1)
+    sim = simulate(prob, "law", law=law, t_max=t_max, dt=law.dt, d=d, seeds=10, seed=7)
+    T = th.sizes["time"] - 1
+    idx = np.unique(np.linspace(0, T, 9).round().astype(int))
+    for var in ("train_loss", "test_loss"):
+        z = _zscores(th, sim, var, idx)
+        assert np.all(np.abs(z) < Z_MAX), f"{case} {var}: z = {np.round(z, 2)}"
+    # overlaps too
+    zm = (th.M.values[idx, 0, 0] - sim.M.values[:, idx, 0, 0].mean(0)) / np.sqrt(
+        th.M_stderr.values[idx, 0, 0] ** 2 + sim.M.values[:, idx, 0, 0].var(0, ddof=1) / sim.sizes["seed"] + 1e-30
+    )
+    assert np.all(np.abs(zm) < Z_MAX), f"{case} M: z = {np.round(zm, 2)}"
+
+
+def test_discrepancy_shrinks_with_d():
+    """Exact (no Monte Carlo) linear SGD theory: the per-seed deviation of finite-d runs shrinks ~ d^-1/2."""
+    law = laws.SGD(0.05, 0.5)
+    th = dmft.solve(LINEAR, law, t_max=2.0)
+    rms = {}
+    for d in (250, 2000):
+        sim = simulate(LINEAR, "law", law=law, t_max=2.0, dt=0.05, d=d, seeds=6, seed=3)
+        dev = sim.test_loss.values - th.test_loss.values[None, :]
+        rms[d] = float(np.sqrt(np.mean(dev**2)))
+    # d grows 8x: the deviation should drop ~2.8x; demand at least 1.6x
+    assert rms[250] / rms[2000] > 1.6, rms
+
+
+# ----------------------------------------------------------------------------------------------
+# 2. The exact linear path (second-moment closure) against Monte Carlo of the same equations
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("law", [laws.GD(0.05), laws.SGD(0.05, 0.5), laws.SME(0.05, 0.5)], ids=lambda l: l.name)
+def test_exact_linear_path_matches_monte_carlo(law):
+    ex = dmft.solve(LINEAR, law, t_max=1.5)
+    assert ex.attrs["exact_path"] == 1 and ex.attrs["paths"] == 0
+    mc = dmft.solve(_mc_only(LINEAR), law, t_max=1.5, paths=24000, replicas=8, seed=2)
+    idx = np.arange(0, 31, 3)
+    for var in ("train_loss", "test_loss"):
+        se = mc[var + "_stderr"].values[idx]
+        ok = se > 0
+        z = (ex[var].values[idx] - mc[var].values[idx])[ok] / se[ok]
+        assert np.all(np.abs(z) < Z_MAX), f"{law.name} {var}: {np.round(z, 2)}"
+
+
+# ----------------------------------------------------------------------------------------------
+# 3. Checks of THEORY.md section 3
+# ----------------------------------------------------------------------------------------------
+def test_self_jump_response_is_identity():
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    th = dmft.solve(prob, laws.SGD(0.1, 0.5), t_max=1.0, paths=400, replicas=2)
+    R = th.R_theta.values[..., 0, 0]
+    T1 = R.shape[0]
+    assert np.allclose(np.diagonal(R, offset=-1), 1.0)
+    assert np.allclose(np.triu(R), 0.0)  # causal: R_theta[m, s] = 0 for m <= s
+    # one step later the response has decayed by (1 - dt*ridge) minus the local damping R_F[s+1, s+1]
+    RF = th.R_F.values[..., 0, 0]
+    for s in range(T1 - 2):
+        assert R[s + 2, s] == pytest.approx(1 - 0.1 * 0.1 - RF[s + 1, s + 1], abs=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [3.0, 4.0])
+def test_linear_sgd_past_stability_edge_diverges(gamma):
+    """Each visit maps r - y -> (1 - gamma)(r - y): gamma > 2 is unstable and must be reported."""
+    with pytest.raises(dmft.SolverDiverged, match=r"diverged at t="):
+        dmft.solve(LINEAR, laws.SGD(0.5, gamma), t_max=200.0)
+    with pytest.raises(dmft.SolverDiverged, match=r"diverged at t="):
+        dmft.solve(_mc_only(LINEAR), laws.SGD(0.5, gamma), t_max=80.0, paths=400, replicas=2)
+
+
+def test_linear_sgd_below_edge_is_stable():
+    """gamma = 1.2 < 2 with small Bernoulli batches (p = dt/gamma = 1/60) converges.
+
+    (At large p the batch is macroscopic and the edge moves to gamma * (1 + sqrt(p delta))^2 = 2:
+    the DMFT reproduces that too, e.g. gamma = 1.5 diverges at dt = 0.5.)"""
+    ds = dmft.solve(LINEAR, laws.SGD(0.02, 1.2), t_max=8.0)
+    assert np.isfinite(ds.train_loss.values).all() and ds.train_loss.values[-1] < 0.1
+    with pytest.raises(dmft.SolverDiverged):
+        dmft.solve(LINEAR, laws.SGD(0.5, 1.5), t_max=40.0)
+
+
+@pytest.mark.parametrize("law", [laws.GD(0.05), laws.SGD(0.05, 0.5), laws.SME(0.05, 0.5)], ids=lambda l: l.name)
+@pytest.mark.parametrize("exact", [True, False])
+def test_first_step_from_zero(law, exact):
+    """theta_0 = 0, linear teacher: theta_1 = delta dt theta* - U_0, Var(U_0) = delta E[S^2] E[y^2]."""
+    noise, delta = 0.3, 2.0
+    prob = P.Problem(P.linear(noise), delta=delta, ridge=0.1, init_scale=0.0, init_overlap=0.0)
+    if not exact:
+        prob = _mc_only(prob)
+    ds = dmft.solve(prob, law, t_max=0.1, paths=40000, replicas=8)
+    q1 = (delta * law.dt) ** 2 + delta * law.second_moment * (1 + noise**2)
+    m1 = delta * law.dt
+    if exact:
+        assert ds.Q.values[1, 0, 0] == pytest.approx(q1, rel=1e-12)
+        assert ds.M.values[1, 0, 0] == pytest.approx(m1, rel=1e-12)
+    else:
+        assert abs(ds.Q.values[1, 0, 0] - q1) < Z_MAX * ds.Q_stderr.values[1, 0, 0] + 1e-12
+        assert abs(ds.M.values[1, 0, 0] - m1) < Z_MAX * ds.M_stderr.values[1, 0, 0] + 1e-12
+
+
+def test_sgd_white_noise_diagonal():
+    """C_F[m, m] = delta gamma dt E[F_m^2] for SGD (E[S^2] = gamma dt): for linear, E[F^2] = 2 train_loss."""
+    law = laws.SGD(0.05, 0.5)
+    ds = dmft.solve(LINEAR, law, t_max=1.0)
+    cf = np.diagonal(ds.C_F.values[..., 0, 0])[:-1]
+    expect = LINEAR.delta * 0.5 * 0.05 * 2 * ds.train_loss.values[:-1]
+    np.testing.assert_allclose(cf, expect, rtol=1e-12)
+    gd = dmft.solve(LINEAR, laws.GD(0.05), t_max=1.0)
+    cf_gd = np.diagonal(gd.C_F.values[..., 0, 0])[:-1]
+    np.testing.assert_allclose(cf_gd, LINEAR.delta * 0.05**2 * 2 * gd.train_loss.values[:-1], rtol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# 4. SGD = SME for the linear model; the Poisson limit dt -> 0
+# ----------------------------------------------------------------------------------------------
+def _interp(ds, t):
+    return np.interp(t, ds.time.values, ds.test_loss.values)
+
+
+def test_sgd_equals_sme_for_linear_model_as_dt_to_zero():
+    """Linear model: kernels depend on E[S] and E[S^2] only; SGD and SME differ by dt^2 in E[S^2]."""
+    t = np.linspace(0, 2, 11)
+    gaps = []
+    for dt in (0.04, 0.02, 0.01):
+        a = dmft.solve(LINEAR, laws.SGD(dt, 0.5), t_max=2.0)
+        b = dmft.solve(LINEAR, laws.SME(dt, 0.5), t_max=2.0)
+        gaps.append(np.max(np.abs(_interp(a, t) - _interp(b, t))))
+    gaps = np.array(gaps)
+    order = np.log2(gaps[:-1] / gaps[1:])
+    assert np.all((order > 0.8) & (order < 1.3)), (gaps, order)
+    assert gaps[-1] < 2e-3
+
+
+def test_poisson_limit_first_order():
+    """SGD with Bernoulli(dt/gamma) visits converges as dt -> 0 (Poisson limit) at first order."""
+    t = np.linspace(0, 2, 11)
+    curves = [_interp(dmft.solve(LINEAR, laws.SGD(dt, 0.5), t_max=2.0), t) for dt in (0.04, 0.02, 0.01, 0.005)]
+    diffs = np.array([np.max(np.abs(curves[i] - curves[i + 1])) for i in range(3)])
+    order = np.log2(diffs[:-1] / diffs[1:])
+    assert np.all((order > 0.8) & (order < 1.3)), (diffs, order)
+
+
+# ----------------------------------------------------------------------------------------------
+# 5. Engineering: reproducibility, memory guard, law sparsity
+# ----------------------------------------------------------------------------------------------
+def test_seeded_runs_are_reproducible():
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    a = dmft.solve(prob, laws.SGD(0.1, 0.5), t_max=0.5, paths=300, replicas=2, seed=5)
+    b = dmft.solve(prob, laws.SGD(0.1, 0.5), t_max=0.5, paths=300, replicas=2, seed=5)
+    c = dmft.solve(prob, laws.SGD(0.1, 0.5), t_max=0.5, paths=300, replicas=2, seed=6)
+    np.testing.assert_array_equal(a.train_loss.values, b.train_loss.values)
+    assert not np.array_equal(a.train_loss.values, c.train_loss.values)
+
+
+def test_memory_guard():
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    with pytest.raises(dmft.MemoryLimitExceeded, match="max_memory_gb"):
+        dmft.solve(prob, laws.GD(0.01), t_max=10.0, paths=100000, replicas=2, max_memory_gb=1.0)
+
+
+def test_reshuffle_with_one_step_windows_equals_gd():
+    """Reshuffling with one step per epoch window equals GD with step gamma: S = gamma at every step."""
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    a = dmft.solve(prob, laws.Reshuffle(0.25, 0.25), t_max=2.0, paths=2000, replicas=2, seed=3)
+    b = dmft.solve(prob, laws.GD(0.25), t_max=2.0, paths=2000, replicas=2, seed=3)
+    np.testing.assert_allclose(a.R_F.values, b.R_F.values, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(a.train_loss.values, b.train_loss.values, rtol=1e-10)
