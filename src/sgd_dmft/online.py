@@ -1,0 +1,449 @@
+"""Online (one-pass) SGD: the delta -> infinity ODEs for the overlaps (THEORY.md section 4).
+
+Derivation (kappa = 1; any kappa << d gives the same limit). One step on a fresh sample,
+``theta' = c theta - gamma x F(r, y)^T`` with ``c = 1 - eta ridge``, ``eta = gamma / n``,
+``r = theta^T x``, ``r* = theta*^T x``, ``|x|^2 = 1 + O(d^{-1/2})``:
+
+    M' - M = -eta ridge M - (gamma / d) F r*^T,
+    Q' - Q = (c^2 - 1) Q - (c gamma / d) (F r^T + r F^T) + (gamma^2 |x|^2 / d) F F^T.
+
+A unit of ``tau`` is ``d`` steps (``d`` fresh samples per dimension), i.e. ``t = d eta = gamma /
+delta``, so ``tau = delta t / gamma`` and, averaging over the fresh sample (law of large numbers),
+
+    dM/dtau = -gamma E[F r*^T] - (gamma ridge / delta) M,
+    dQ/dtau = -gamma (E[F r^T] + E[r F^T]) + gamma^2 E[F F^T] - 2 (gamma ridge / delta) Q,
+
+with ``(r, r*) ~ N(0, [[Q, M], [M^T, I]])`` and the label noise. The ridge enters through
+``ridge / delta`` (with ridge fixed the penalty vanishes as delta -> infinity).
+
+Expectations
+------------
+* linear model: ``E[F r*] = M - 1``, ``E[F r] = Q - M``, ``E[F^2] = Q - 2M + 1 + noise^2``;
+* soft committee with ``erf(x / sqrt 2)`` (``f = mean_a g(r_a)``): Saad & Solla (1995) closed forms
+  (``I2``, ``I3``, ``I4``, ``J2`` below);
+* logistic: exact split quadrature (the label is a step in r* (+ noise)): Gauss-Legendre in r* on
+  each side of the jump, Gauss-Hermite in the conditional part of r;
+* other models: tensor Gauss-Hermite for ``k + k* (+1 noise dim) <= 4``, Monte Carlo beyond (fixed
+  samples per replica so the ODE is smooth; ``replicas`` independent sample sets give the stderr).
+  Square-loss models with additive noise integrate the noise analytically.
+
+The ODE is integrated in ``tau`` with scipy's RK45 (``rtol``) and reported on ``t_m = m dt``.
+``online_linear_map`` is the exact delta -> infinity limit of the *discrete* grid recursion that the
+DMFT solves for ``laws.SGD(dt, gamma)`` (Bernoulli batches of ``d dtau`` fresh samples per step); it
+tends to the ODE as ``dtau -> 0`` (first order).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+from scipy.integrate import solve_ivp
+from scipy.special import ndtr
+
+from . import __version__
+from .dmft import SolverDiverged
+from .problem import Model, Problem, _gh_nodes, _sqrtm_psd, population_loss
+
+__all__ = [
+    "expectations",
+    "committee_erf_expectations",
+    "committee_erf_loss",
+    "online_rhs",
+    "solve_online",
+    "online_linear_map",
+]
+
+Q_MAX = 1e10
+_TWO_PI = 2.0 / math.pi
+
+
+# ------------------------------------------------------------------------------------------------
+# Saad & Solla (1995) integrals for g(x) = erf(x / sqrt 2), g'(x) = sqrt(2/pi) exp(-x^2/2)
+# ------------------------------------------------------------------------------------------------
+def I2(C11, C22, C12):
+    """``E[g(u) g(v)]``."""
+    return _TWO_PI * np.arcsin(C12 / np.sqrt((1 + C11) * (1 + C22)))
+
+
+def J2(C11, C22, C12):
+    """``E[g'(u) g'(v)]``."""
+    return _TWO_PI / np.sqrt((1 + C11) * (1 + C22) - C12**2)
+
+
+def I3(C11, C33, C12, C13, C23):
+    """``E[g'(u) v g(w)]`` (variables 1 = u, 2 = v, 3 = w)."""
+    L3 = (1 + C11) * (1 + C33) - C13**2
+    return _TWO_PI / np.sqrt(L3) * (C23 * (1 + C11) - C12 * C13) / (1 + C11)
+
+
+def I4(C11, C22, C33, C44, C12, C13, C14, C23, C24, C34):
+    """``E[g'(u) g'(v) g(w) g(z)]`` (variables 1..4 = u, v, w, z)."""
+    L4 = (1 + C11) * (1 + C22) - C12**2
+    L0 = L4 * C34 - C23 * C24 * (1 + C11) - C13 * C14 * (1 + C22) + C12 * C13 * C24 + C12 * C14 * C23
+    L1 = L4 * (1 + C33) - C23**2 * (1 + C11) - C13**2 * (1 + C22) + 2 * C12 * C13 * C23
+    L2 = L4 * (1 + C44) - C24**2 * (1 + C11) - C14**2 * (1 + C22) + 2 * C12 * C14 * C24
+    arg = np.clip(L0 / np.sqrt(L1 * L2), -1.0, 1.0)
+    return (4 / math.pi**2) / np.sqrt(L4) * np.arcsin(arg)
+
+
+def _full_cov(Q: np.ndarray, M: np.ndarray, S: np.ndarray | None = None) -> np.ndarray:
+    k, ks = M.shape
+    C = np.empty((k + ks, k + ks))
+    C[:k, :k] = Q
+    C[:k, k:] = M
+    C[k:, :k] = M.T
+    C[k:, k:] = np.eye(ks) if S is None else S
+    return C
+
+
+def committee_erf_expectations(Q: np.ndarray, M: np.ndarray, noise: float = 0.0):
+    """``(E[F r*^T], E[F r^T], E[F F^T])`` for the erf soft committee (mean over units), square loss.
+
+    ``F_a = (f - y) g'(r_a) / k`` with ``f = mean_a g(r_a)``, ``y = mean_b g(r*_b) + noise eps``.
+    """
+    k, ks = M.shape
+    K = k + ks
+    C = _full_cov(Q, M)
+    c = np.concatenate([np.full(k, 1.0 / k), np.full(ks, -1.0 / ks)])
+    dg = np.diag(C)
+    a = np.arange(k)[:, None, None]
+    cc = np.arange(K)[None, :, None]
+    j = np.arange(K)[None, None, :]
+    i3 = I3(dg[a], dg[j], C[a, cc], C[a, j], C[cc, j])  # (k, K, K): E[g'(z_a) z_c g(z_j)]
+    EFz = (i3 @ c) / k  # (k, K)
+    A = np.arange(k)[:, None, None, None]
+    B = np.arange(k)[None, :, None, None]
+    Jj = np.arange(K)[None, None, :, None]
+    Ll = np.arange(K)[None, None, None, :]
+    i4 = I4(dg[A], dg[B], dg[Jj], dg[Ll], C[A, B], C[A, Jj], C[A, Ll], C[B, Jj], C[B, Ll], C[Jj, Ll])
+    EFF = np.einsum("abjl,j,l->ab", i4, c, c) / k**2
+    if noise:
+        ak, bk = np.arange(k)[:, None], np.arange(k)[None, :]
+        EFF = EFF + noise**2 * J2(dg[ak], dg[bk], C[ak, bk]) / k**2
+    return EFz[:, k:], EFz[:, :k], 0.5 * (EFF + EFF.T)
+
+
+def committee_erf_loss(Q: np.ndarray, M: np.ndarray, noise: float = 0.0) -> np.ndarray:
+    """Population loss ``E[(f - y)^2] / 2`` of the erf soft committee; ``Q`` (T, k, k), ``M`` (T, k, k*)."""
+    Q = np.asarray(Q, dtype=np.float64)
+    M = np.asarray(M, dtype=np.float64)
+    out = np.empty(Q.shape[0])
+    k, ks = M.shape[1:]
+    c = np.concatenate([np.full(k, 1.0 / k), np.full(ks, -1.0 / ks)])
+    for t in range(Q.shape[0]):
+        C = _full_cov(Q[t], M[t])
+        dg = np.diag(C)
+        out[t] = 0.5 * c @ I2(dg[:, None], dg[None, :], C) @ c + 0.5 * noise**2
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Generic expectations
+# ------------------------------------------------------------------------------------------------
+def _is_committee_erf(model: Model) -> bool:
+    return model.name == "committee" and model.meta.get("activation") == "erf" and model.additive_noise
+
+
+def _noise_dim(model: Model) -> bool:
+    if model.additive_noise:
+        return False  # integrated analytically
+    presets = ("linear", "logistic", "phase_retrieval", "committee")
+    return model.noise != 0.0 or model.name not in presets
+
+
+class _Nodes:
+    """Standard-normal nodes/weights for ``(r, r*, [eps])`` expectations."""
+
+    def __init__(self, model: Model, method: str, rng: np.random.Generator | None, mc_samples: int):
+        k, ks = model.k, model.kstar
+        self.noise_dim = _noise_dim(model)
+        D = k + ks + (1 if self.noise_dim else 0)
+        if method == "auto":
+            method = "gh" if D <= 4 else "mc"
+        self.method = method
+        if method == "gh":
+            n1 = {1: 120, 2: 60, 3: 30, 4: 16}.get(D, 8)
+            self.z, self.w = _gh_nodes(D, max_nodes=n1**D)
+        elif method == "mc":
+            rng = rng if rng is not None else np.random.default_rng(0)
+            z = rng.standard_normal((mc_samples // 2, D))
+            self.z = np.concatenate([z, -z])  # antithetic
+            self.w = np.full(self.z.shape[0], 1.0 / self.z.shape[0])
+        else:
+            raise ValueError(f"method={method!r} is not 'auto', 'gh' or 'mc'")
+        self.k, self.ks = k, ks
+
+
+def _generic_expectations(model: Model, Q: np.ndarray, M: np.ndarray, nodes: _Nodes):
+    k, ks = model.k, model.kstar
+    A = _sqrtm_psd(_full_cov(Q, M))
+    g = nodes.z[:, : k + ks] @ A.T
+    r, rs = g[:, :k], g[:, k:]
+    w = nodes.w
+    if model.additive_noise:
+        f, tg = model.predictor, model.target
+        res = f(r) - tg(rs)  # F = (res - noise eps) f'(r); eps integrated analytically
+        fp = model.grad(r, f(r) - 1.0)  # = f'(r) (grad at residual 1)
+        F = res[:, None] * fp
+        EFF = (F * w[:, None]).T @ F + model.noise**2 * (fp * w[:, None]).T @ fp
+    else:
+        eps = nodes.z[:, -1] if nodes.noise_dim else np.zeros(r.shape[0])
+        y = model.label(rs, eps)
+        F = np.asarray(model.grad(r, y), dtype=np.float64).reshape(r.shape[0], k)
+        EFF = (F * w[:, None]).T @ F
+    Fw = F * w[:, None]
+    return Fw.T @ rs, Fw.T @ r, 0.5 * (EFF + EFF.T)
+
+
+class _LogisticQuad:
+    """Split quadrature for the logistic model: r* = u (Gauss-Legendre on each side of the jump)."""
+
+    def __init__(self, noise: float):
+        xl, wl = np.polynomial.legendre.leggauss(150)
+        u = np.concatenate([-5 + 5 * xl, 5 + 5 * xl])
+        wu = np.concatenate([5 * wl, 5 * wl]) * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
+        # tails beyond |u| = 10 carry < 1e-23 of the mass
+        self.u, self.wu = u, wu
+        self.p_plus = ndtr(u / noise) if noise > 0 else (u >= 0).astype(np.float64)
+        xg, wg = np.polynomial.hermite_e.hermegauss(80)
+        self.xi, self.wxi = xg, wg / wg.sum()
+
+    def __call__(self, Q: np.ndarray, M: np.ndarray):
+        a = float(M[0, 0])
+        b = math.sqrt(max(float(Q[0, 0]) - a * a, 0.0))
+        r = a * self.u[:, None] + b * self.xi[None, :]  # (U, X)
+        sp = 0.5 * (1.0 + np.tanh(0.5 * r))  # sigmoid(r)
+        Fp = -(1.0 - sp)  # y = +1: -sigmoid(-r)
+        Fm = sp  # y = -1: sigmoid(r)
+        pp = self.p_plus[:, None]
+        W = self.wu[:, None] * self.wxi[None, :]
+        EF_rs = np.sum(W * (pp * Fp + (1 - pp) * Fm) * self.u[:, None])
+        EF_r = np.sum(W * (pp * Fp + (1 - pp) * Fm) * r)
+        EFF = np.sum(W * (pp * Fp**2 + (1 - pp) * Fm**2))
+        return np.array([[EF_rs]]), np.array([[EF_r]]), np.array([[EFF]])
+
+
+def expectations(problem: Problem | Model, Q: np.ndarray, M: np.ndarray, *, method: str = "auto",
+                 mc_samples: int = 2**16, rng: np.random.Generator | None = None):
+    """``(E[F r*^T] (k, k*), E[F r^T] (k, k), E[F F^T] (k, k))`` at overlaps ``(Q, M)``, S* = I.
+
+    ``method``: ``"auto"`` (closed form / split quadrature where available, else Gauss-Hermite for
+    ``D = k + k* (+1) <= 4``, Monte Carlo beyond), ``"closed"``, ``"gh"`` or ``"mc"``.
+    """
+    model = problem.model if isinstance(problem, Problem) else problem
+    return _expectation_fn(model, method, mc_samples, rng)(np.asarray(Q, float), np.asarray(M, float))
+
+
+def _expectation_fn(model: Model, method: str, mc_samples: int, rng):
+    if method in ("auto", "closed"):
+        if model.linear_square and model.name == "linear":
+            s2 = model.noise**2
+
+            def lin(Q, M):
+                q, m = Q[0, 0], M[0, 0]
+                return np.array([[m - 1.0]]), np.array([[q - m]]), np.array([[q - 2 * m + 1.0 + s2]])
+
+            return lin
+        if _is_committee_erf(model):
+            return lambda Q, M: committee_erf_expectations(Q, M, model.noise)
+        if model.name == "logistic" and model.pop_loss is not None:
+            return _LogisticQuad(model.noise)
+        if method == "closed":
+            raise ValueError(f"no closed form for model {model.name!r}")
+        method = "auto"
+    nodes = _Nodes(model, method, rng, mc_samples)
+    return lambda Q, M: _generic_expectations(model, Q, M, nodes)
+
+
+# ------------------------------------------------------------------------------------------------
+# The ODE
+# ------------------------------------------------------------------------------------------------
+def online_rhs(problem: Problem, gamma: float, expect=None):
+    """``f(tau, y)`` for the state ``y = [Q.ravel(), M.ravel()]`` (derivatives in tau)."""
+    k, ks = problem.k, problem.kstar
+    ex = expect if expect is not None else _expectation_fn(problem.model, "auto", 2**16, None)
+    rho = gamma * problem.ridge / problem.delta
+
+    def f(tau, y):
+        Q = y[: k * k].reshape(k, k)
+        M = y[k * k:].reshape(k, ks)
+        Q = 0.5 * (Q + Q.T)
+        EFrs, EFr, EFF = ex(Q, M)
+        dM = -gamma * EFrs - rho * M
+        dQ = -gamma * (EFr + EFr.T) + gamma**2 * EFF - 2 * rho * Q
+        return np.concatenate([dQ.ravel(), dM.ravel()])
+
+    return f
+
+
+def _rk4(f, y0, taus, h_max, gamma, k, ks):
+    out = np.empty((len(taus), y0.size))
+    out[0] = y = y0.copy()
+    for m in range(1, len(taus)):
+        span = taus[m] - taus[m - 1]
+        ns = max(1, int(math.ceil(span / h_max - 1e-9)))
+        h = span / ns
+        t = taus[m - 1]
+        for _ in range(ns):
+            k1 = f(t, y)
+            k2 = f(t + h / 2, y + h / 2 * k1)
+            k3 = f(t + h / 2, y + h / 2 * k2)
+            k4 = f(t + h, y + h * k3)
+            y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+            t += h
+        if not np.all(np.isfinite(y)) or np.max(np.abs(y[: k * k])) > Q_MAX:
+            raise SolverDiverged(f"online ODE diverged at tau={taus[m]:.4g} (gamma={gamma:g})")
+        out[m] = y
+    Q = out[:, : k * k].reshape(-1, k, k)
+    return 0.5 * (Q + np.swapaxes(Q, 1, 2)), out[:, k * k:].reshape(-1, k, ks)
+
+
+def _integrate(problem: Problem, gamma: float, taus: np.ndarray, expect, rtol: float, atol: float,
+               fixed_step: float | None = None):
+    k, ks = problem.k, problem.kstar
+    C0, M0 = problem.init_moments()
+    y0 = np.concatenate([C0.ravel(), M0.ravel()])
+    f = online_rhs(problem, gamma, expect)
+
+    def blow(tau, y):
+        return Q_MAX - np.max(np.abs(y[: k * k]))
+
+    blow.terminal = True
+    if fixed_step is not None:  # classical RK4 (Monte Carlo expectations: piecewise-smooth right-hand side)
+        return _rk4(f, y0, taus, fixed_step, gamma, k, ks)
+    with np.errstate(all="ignore"):
+        sol = solve_ivp(f, (0.0, float(taus[-1])), y0, method="RK45", t_eval=taus, rtol=rtol, atol=atol,
+                        events=blow)
+    if sol.status == 1 or not sol.success or sol.y.shape[1] != len(taus) or not np.all(np.isfinite(sol.y)):
+        t_fail = float(sol.t[-1]) if sol.t.size else 0.0
+        raise SolverDiverged(f"online ODE diverged at tau={t_fail:.4g} (gamma={gamma:g}): {sol.message}")
+    Y = sol.y.T
+    Q = Y[:, : k * k].reshape(-1, k, k)
+    Q = 0.5 * (Q + np.swapaxes(Q, 1, 2))
+    M = Y[:, k * k:].reshape(-1, k, ks)
+    return Q, M
+
+
+def _pop_loss(model: Model, Q: np.ndarray, M: np.ndarray) -> np.ndarray:
+    if _is_committee_erf(model):
+        return committee_erf_loss(Q, M, model.noise)
+    return population_loss(model, Q, M)
+
+
+def solve_online(problem: Problem, *, gamma: float, t_max: float, dt: float, method: str = "auto",
+                 mc_samples: int = 2**15, replicas: int = 4, seed: int = 0, rtol: float = 1e-8,
+                 atol: float = 1e-11, rk4_step: float = 0.02) -> xr.Dataset:
+    """Online-SGD overlaps on the grid ``t_m = m dt`` (``tau_m = delta t_m / gamma``).
+
+    Returns a Dataset on ``time`` with ``train_loss`` (= ``test_loss``: the population loss, there is
+    no training set), ``test_loss``, ``M`` (time, k, kstar), ``Q`` (time, k, k2), ``*_stderr`` (zero
+    unless Monte Carlo expectations were used: then the spread over ``replicas`` sample sets) and a
+    ``tau`` coordinate. Deterministic expectations: RK45 at ``rtol``; Monte Carlo ones: classical RK4
+    with step ``rk4_step / max(gamma, gamma^2)`` in tau (the sampled right-hand side is only
+    piecewise smooth, which defeats adaptive step control). Raises :class:`sgd_dmft.dmft.SolverDiverged` if the ODE blows up.
+    """
+    if not (gamma > 0 and dt > 0 and t_max >= dt):
+        raise ValueError(f"need gamma > 0, dt > 0, t_max >= dt (got {gamma}, {dt}, {t_max})")
+    model = problem.model
+    T = int(round(t_max / dt))
+    times = np.arange(T + 1) * dt
+    taus = problem.delta * times / gamma
+    closed = (model.linear_square and model.name == "linear") or _is_committee_erf(model) or (
+        model.name == "logistic" and model.pop_loss is not None)
+    D = model.k + model.kstar + (1 if _noise_dim(model) else 0)
+    use_mc = method == "mc" or (method == "auto" and not closed and D > 4)
+    if use_mc:
+        R = max(2, int(replicas))
+        seqs = np.random.SeedSequence(seed).spawn(R)
+        runs = [_integrate(problem, gamma, taus,
+                           _expectation_fn(model, "mc", mc_samples, np.random.default_rng(s)), rtol, atol,
+                           fixed_step=rk4_step / max(gamma, gamma**2))
+                for s in seqs]
+        Qr = np.stack([r[0] for r in runs])
+        Mr = np.stack([r[1] for r in runs])
+        Lr = np.stack([_pop_loss(model, q, m) for q, m in runs])
+    else:
+        R = 1
+        Q, M = _integrate(problem, gamma, taus, _expectation_fn(model, method, mc_samples, None), rtol, atol)
+        Qr, Mr, Lr = Q[None], M[None], _pop_loss(model, Q, M)[None]
+
+    def ms(a):
+        return a.mean(0), (a.std(0, ddof=1) / math.sqrt(R) if R > 1 else np.zeros_like(a[0]))
+
+    data = {}
+    for name, arr, dims in (("test_loss", Lr, ("time",)), ("M", Mr, ("time", "k", "kstar")),
+                            ("Q", Qr, ("time", "k", "k2"))):
+        mean, se = ms(arr)
+        data[name] = (dims, mean)
+        data[name + "_stderr"] = (dims, se)
+    data["train_loss"] = data["test_loss"]
+    data["train_loss_stderr"] = data["test_loss_stderr"]
+    ds = xr.Dataset(data, coords={"time": times, "tau": ("time", taus)})
+    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time; one epoch = gamma)")
+    ds["tau"].attrs.update(units="fresh samples per dimension, tau = delta t / gamma")
+    ds.attrs.update(
+        kind="theory",
+        solver="online-ode",
+        algorithm="online",
+        expectations="mc" if use_mc else ("closed" if closed and method in ("auto", "closed") else "gh"),
+        dt=float(dt),
+        gamma=float(gamma),
+        t_max=float(times[-1]),
+        model=model.name,
+        delta=float(problem.delta),
+        ridge=float(problem.ridge),
+        noise=float(model.noise),
+        init_scale=float(problem.init_scale),
+        init_overlap=float(problem.init_overlap),
+        replicas=int(R),
+        paths=int(mc_samples * R if use_mc else 0),
+        rtol=float(rtol),
+        seed=int(seed),
+        train_loss_note="online SGD: train_loss = test_loss (population loss on fresh samples)",
+        sgd_dmft_version=__version__,
+    )
+    return ds
+
+
+# ------------------------------------------------------------------------------------------------
+# Exact delta -> infinity limit of the DMFT grid recursion (linear model)
+# ------------------------------------------------------------------------------------------------
+def online_linear_map(problem: Problem, *, gamma: float, dt: float, n_steps: int) -> xr.Dataset:
+    """delta -> infinity limit, at fixed ``dtau = delta dt / gamma``, of the grid recursion for
+    ``laws.SGD(dt, gamma)`` on the linear model: each step uses ``d dtau`` fresh samples (batch
+    ``W = X_B^T X_B`` with ``E W = dtau I``, ``E W^2 = (dtau + dtau^2) I``), ``c = 1 - dt ridge``:
+
+        M' = c M - gamma dtau (M - 1),
+        Q' = c^2 Q - 2 c gamma dtau (Q - M) + gamma^2 (dtau + dtau^2)(Q - 2M + 1) + gamma^2 dtau noise^2.
+
+    The ``dtau^2`` term and the discrete steps are the O(dtau) differences from the ODE.
+    """
+    model = problem.model
+    if not (model.linear_square and model.name == "linear"):
+        raise ValueError("online_linear_map needs the linear model")
+    dtau = problem.delta * dt / gamma
+    c = 1.0 - dt * problem.ridge
+    s2 = model.noise**2
+    C0, M0 = problem.init_moments()
+    Q = np.empty(n_steps + 1)
+    M = np.empty(n_steps + 1)
+    Q[0], M[0] = C0[0, 0], M0[0, 0]
+    g = gamma * dtau
+    for m in range(n_steps):
+        q, mm = Q[m], M[m]
+        M[m + 1] = c * mm - g * (mm - 1.0)
+        Q[m + 1] = c * c * q - 2 * c * g * (q - mm) + gamma * g * (1 + dtau) * (q - 2 * mm + 1.0) + gamma * g * s2
+    times = np.arange(n_steps + 1) * dt
+    loss = 0.5 * (Q - 2 * M + 1.0 + s2)
+    z = np.zeros_like(Q)
+    return xr.Dataset(
+        {"test_loss": (("time",), loss), "train_loss": (("time",), loss.copy()),
+         "M": (("time", "k", "kstar"), M[:, None, None]), "Q": (("time", "k", "k2"), Q[:, None, None]),
+         "test_loss_stderr": (("time",), z), "train_loss_stderr": (("time",), z.copy()),
+         "M_stderr": (("time", "k", "kstar"), z[:, None, None]), "Q_stderr": (("time", "k", "k2"), z[:, None, None])},
+        coords={"time": times, "tau": ("time", problem.delta * times / gamma)},
+        attrs=dict(kind="theory", solver="online-linear-map", algorithm="online", gamma=float(gamma), dt=float(dt),
+                   delta=float(problem.delta), ridge=float(problem.ridge), model=model.name),
+    )
