@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 from numba import njit
 from scipy.linalg import solve_triangular
+from threadpoolctl import threadpool_limits
 
 from . import __version__
 from .laws import Law
@@ -215,12 +216,14 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         E1 = np.zeros((T1, T1))  # E[S_u e_u e_s]: c1 X[u,s] (u >= s), Y[s,u] (u < s)
         noise2 = model.noise**2
     else:
-        Z = rng.standard_normal((P, N))
+        # path-minor layouts (time-major rows, paths contiguous) so that every product is a BLAS
+        # call on contiguous blocks
+        Zt = rng.standard_normal((N, P))
         eps = rng.standard_normal(P)
         Smat = law.sample(rng, P, T1)
-        rstar = Z[:, :ks] @ L[:ks, :ks].T
+        rstar = (L[:ks, :ks] @ Zt[:ks]).T
         y = model.labels(rstar, eps)
-        h = np.zeros((P, K))  # h[p, (m,a)] = F_a(r_m, y) S_m
+        ht = np.zeros((K, P))  # ht[(m,a), p] = F_a(r_m, y) S_m
         nmax = max(1, int((Smat[:, :T] != 0).sum(axis=1).max()))
         G = np.zeros((P, nmax, T1, k, k))
         act_t = np.zeros((P, nmax), dtype=np.int64)
@@ -230,7 +233,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         # multiplier noise dominates the kernel estimates. For sparse laws (SGD) they would need every
         # path's tangent at every step, O(P J T^2) instead of O(P J T^2 dt / gamma): pathwise instead.
         rb = bool(law.independent_steps and not law.sparse) if rao_blackwell is None else bool(rao_blackwell)
-        s1, s2 = float(law.mean), float(law.second_moment)
+        s1 = float(law.mean)
 
     for m in range(T1):
         bm = slice(m * k, (m + 1) * k)  # block of time m
@@ -268,14 +271,15 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             mu[m, 0] = -delta * c1 * Abar[m, : m + 1].sum()
         else:
             nm = n_prev + k
-            w = Z[:, :nm] @ L[n_prev:nm, :nm].T
-            r = w - h[:, : m * k] @ Rm[bm, : m * k].T if m else w
+            wt = L[n_prev:nm, :nm] @ Zt[:nm]
+            w = wt.T
+            r = (wt - Rm[bm, : m * k] @ ht[: m * k]).T if m else w
             if not np.all(np.isfinite(r)):
                 raise SolverDiverged(_diverged_msg(law, m * dt, "non-finite pre-activations"))
             S = Smat[:, m]
             Fm = model.grad(r, y)
             hm = Fm * S[:, None]
-            h[:, bm] = hm
+            ht[bm] = hm.T
             # control variate: l(w_m, y) has the known mean test_loss(C_theta[m,m], M_m) and is
             # strongly correlated with l(r_m, y); record the low-variance gap E[l(r_m) - l(w_m)]
             train[m] = float(np.mean(model.loss(r, y) - model.loss(w, y)))
@@ -287,16 +291,17 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             Rrow_blocks = np.ascontiguousarray(Rm[bm].reshape(k, T1, k).transpose(1, 0, 2))
             _tangent_step(m, Rrow_blocks, np.ascontiguousarray(model.hess(r, y)), S, rb, G, act_t, n_act,
                           RFsum[: m + 1])
+            # C_F stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive semi-definite by
+            # construction, which keeps C_theta a covariance (a Rao-Blackwellised C_F is not a Gram
+            # matrix and can turn C_theta indefinite).
+            CFm[bm, :upto] = (delta / P) * (ht[:upto] @ hm).T
             if rb:
                 # i.i.d. multipliers: S_m is independent of everything before step m, so
-                # E[S_m F_m (.)] = E[S] E[F_m (.)] and E[S_m^2 F_m F_m^T] = E[S^2] E[F_m F_m^T]
+                # E[S_m F_m (.)] = E[S] E[F_m (.)]
                 RFm[bm, :upto] = (delta * s1 / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
-                CFm[bm, : m * k] = (delta * s1 / P) * (Fm.T @ h[:, : m * k])
-                CFm[bm, bm] = (delta * s2 / P) * (Fm.T @ Fm)
                 EhR = (s1 / P) * (Fm.T @ rstar)
             else:
                 RFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
-                CFm[bm, :upto] = (delta / P) * (hm.T @ h[:, :upto])
                 EhR = (hm.T @ rstar) / P
             CFm[: m * k, bm] = CFm[bm, : m * k].T
             mu[bm] = delta * EhR - RFm[bm, :upto] @ Mt[:upto] @ Sinv
@@ -353,6 +358,7 @@ def solve(
     progress: bool = False,
     keep_kernels: bool = True,
     rao_blackwell: bool | None = None,
+    blas_threads: int | None = 1,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
 
@@ -369,6 +375,8 @@ def solve(
     rao_blackwell: estimate the kernels with E[S] and E[S^2] in place of the sampled multipliers
         at the current step (valid for i.i.d. laws; lower variance, more tangent work). Default:
         on for dense i.i.d. laws (SME), off otherwise.
+    blas_threads: BLAS threads inside the march (its products are matrix-vector sized, where extra
+        threads mostly contend; 1 is fastest on 2 cores and in process pools). None: leave as is.
 
     Returns
     -------
@@ -399,7 +407,9 @@ def solve(
 
         pbar = tqdm(total=R * T, desc=f"DMFT {law.name}", unit="step", leave=False)
     try:
-        reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar, rao_blackwell) for s in seqs]
+        with threadpool_limits(limits=blas_threads, user_api="blas"):
+            reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar, rao_blackwell)
+                    for s in seqs]
     finally:
         if pbar is not None:
             pbar.close()
