@@ -154,3 +154,28 @@ def test_finite_d_gd_simulation(delta, ridge, noise, overlap):
         ref = ex[v].values.reshape(-1)
         # 5 standard errors (plus a small floor for the finite-d bias, O(1/d))
         assert np.all(np.abs(mean - ref) < 5 * se + 2e-3), (v, np.max(np.abs(mean - ref) / (se + 1e-12)))
+
+
+# --------------------------------------------------------------------------------------------
+# 6. Finite-d exact second moments for linear SGD (optional extra)
+# --------------------------------------------------------------------------------------------
+def test_sgd_second_moment_recursion_vs_direct_average():
+    """The E_S recursion against a direct average of the SGD-law recursion on one small instance."""
+    from sgd_dmft.simulate import instance_for_seed, law_step
+
+    pr = P.Problem(P.linear(0.3), delta=1.5, ridge=0.1, init_scale=0.5, init_overlap=0.2)
+    law = laws.SGD(0.1, 0.8)
+    d, T, R = 20, 10, 4000
+    inst = instance_for_seed(pr, d, 0, seed=4)
+    ex = exact.sgd_linear_second_moment(pr, law, inst.X, inst.y, inst.theta_star, inst.theta0, T)
+    rng = np.random.default_rng(0)
+    th = np.repeat(inst.theta0.T, R, axis=0).T  # (d, R): R independent runs
+    for m in range(T):
+        S = law.sample(rng, inst.n, R)  # (n, R) multipliers, one column per run
+        F = inst.X @ th - inst.y[:, None]
+        th = (1 - law.dt * pr.ridge) * th - inst.X.T @ (F * S)
+    Q = np.sum(th * th, axis=0) / d
+    assert float(ex.Q[-1, 0, 0]) == pytest.approx(Q.mean(), abs=4 * Q.std() / math.sqrt(R))
+    M = inst.theta_star[:, 0] @ th / d
+    assert float(ex.M[-1, 0, 0]) == pytest.approx(M.mean(), abs=4 * M.std() / math.sqrt(R) + 1e-12)
+

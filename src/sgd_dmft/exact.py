@@ -264,3 +264,57 @@ def linear_curves(problem: Problem, *, t_max: float, dt: float, algorithm: str =
     if algorithm == "gd":
         return gd_linear(problem, dt, T)
     raise ValueError(f"algorithm={algorithm!r} is not 'gf' or 'gd'")
+
+
+# ------------------------------------------------------------------------------------------------
+# Finite d: exact expectation over the step multipliers (linear model, i.i.d. law)
+# ------------------------------------------------------------------------------------------------
+def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray, theta_star: np.ndarray,
+                             theta0: np.ndarray, n_steps: int) -> xr.Dataset:
+    """Exact ``E_S`` of the overlaps of the grid recursion for a *fixed* finite-d instance.
+
+    For the linear model and a law with i.i.d. multipliers (``E S = c1``, ``E S^2 = c2``, independent
+    across samples and steps), ``z = (theta, 1)`` obeys ``z' = G z`` with
+    ``G = diag(c, 1) - sum_i S_i u_i w_i^T``, ``u_i = (x_i, 0)``, ``w_i = (x_i, -y_i)``,
+    ``c = 1 - dt ridge``, so ``Sigma = E[z z^T]`` follows the closed recursion
+
+        Sigma' = C0 Sigma C0 - c1 (U W^T Sigma C0 + C0 Sigma W U^T) + c1^2 U W^T Sigma W U^T
+                 + (c2 - c1^2) sum_i (w_i^T Sigma w_i) u_i u_i^T.
+
+    Returns ``train_loss``, ``test_loss``, ``M``, ``Q`` (expected over the algorithm's randomness) on
+    ``t_m = m dt``. Cost O(n_steps n d^2): an independent finite-d check of the DMFT's exact SGD path.
+    """
+    _check_linear(problem)
+    n, d = X.shape
+    c1, c2 = float(law.mean), float(law.second_moment)
+    c = 1.0 - law.dt * problem.ridge
+    z0 = np.concatenate([np.asarray(theta0, float).ravel(), [1.0]])
+    Sig = np.outer(z0, z0)
+    W = np.concatenate([X, -np.asarray(y, float).reshape(-1, 1)], axis=1)  # (n, d+1): rows w_i
+    C0 = np.full(d + 1, c)
+    C0[-1] = 1.0
+    ts = np.asarray(theta_star, float).ravel()
+    Q, M, tr = (np.empty(n_steps + 1) for _ in range(3))
+    yv = np.asarray(y, float).ravel()
+    A = X.T @ X
+    for m in range(n_steps + 1):
+        St = Sig[:d, :d]
+        Q[m] = np.trace(St) / d
+        M[m] = Sig[:d, d] @ ts / d
+        tr[m] = (np.sum(A * St) - 2 * yv @ (X @ Sig[:d, d]) + yv @ yv) / (2 * n)
+        if m == n_steps:
+            break
+        SW = Sig @ W.T  # (d+1, n)
+        WSW = W @ SW  # (n, n)
+        UWS = np.zeros((d + 1, d + 1))
+        UWS[:d] = X.T @ SW.T  # U W^T Sigma
+        new = C0[:, None] * Sig * C0[None, :]
+        cross = UWS * C0[None, :]
+        new -= c1 * (cross + cross.T)
+        inner = np.zeros((d + 1, d + 1))
+        inner[:d, :d] = c1**2 * (X.T @ WSW @ X) + (c2 - c1**2) * (X.T * np.diagonal(WSW)) @ X
+        Sig = new + inner
+        Sig = 0.5 * (Sig + Sig.T)
+    test = 0.5 * (Q - 2 * M + float(ts @ ts) / d + problem.model.noise**2)
+    times = np.arange(n_steps + 1) * law.dt
+    return _dataset(problem, times, tr, test, M, Q, getattr(law, "name", "law"), law.dt, 0)
