@@ -224,3 +224,23 @@ def test_reshuffle_with_one_step_windows_equals_gd():
     b = dmft.solve(prob, laws.GD(0.25), t_max=2.0, paths=2000, replicas=2, seed=3)
     np.testing.assert_allclose(a.R_F.values, b.R_F.values, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(a.train_loss.values, b.train_loss.values, rtol=1e-10)
+
+
+# ----------------------------------------------------------------------------------------------
+# Slow: growing d (make test-slow)
+# ----------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["logistic-sgd", "committee-erf-sgd", "logistic-sme"])
+def test_theory_vs_simulation_growing_d(case):
+    """At d = 1000, 2000, 4000 the simulation stays within Z_MAX combined s.e. of the theory."""
+    prob, law, t_max, _ = CASES[case]
+    th = dmft.solve(prob, law, t_max=t_max, paths=64000, replicas=16, seed=11)
+    T = th.sizes["time"] - 1
+    idx = np.unique(np.linspace(0, T, 9).round().astype(int))
+    worst = {}
+    for d in (1000, 2000, 4000):
+        sim = simulate(prob, "law", law=law, t_max=t_max, dt=law.dt, d=d, seeds=12, seed=21)
+        for var in ("train_loss", "test_loss"):
+            z = _zscores(th, sim, var, idx)
+            worst[(d, var)] = float(np.max(np.abs(z)))
+    assert max(worst.values()) < Z_MAX, worst
