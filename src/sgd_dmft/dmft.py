@@ -102,6 +102,42 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no 
                     RFsum[s, a, c] += acc if rb else acc * sm
 
 
+@njit(cache=True)
+def _sparse_field(w, Rt_m, hval, act_t, n_act, r):  # pragma: no cover - compiled
+    """r_p = w_p - sum_{active u < m} R_theta[m,u] h_u for every path (sparse laws: O(P x visits))."""
+    P, k = w.shape
+    for p in range(P):
+        for a in range(k):
+            r[p, a] = w[p, a]
+        for j in range(n_act[p]):
+            u = act_t[p, j]
+            for a in range(k):
+                acc = 0.0
+                for b in range(k):
+                    acc += Rt_m[u, a, b] * hval[p, j, b]
+                r[p, a] -= acc
+
+
+@njit(cache=True)
+def _sparse_cf(m, hm, S_m, hval, act_t, n_act, CFrow):  # pragma: no cover - compiled
+    """CFrow[s] = sum_p h_m h_s^T over paths active at m (others have h_m = 0); store h_m in hval."""
+    P, k = hm.shape
+    CFrow[:, :, :] = 0.0
+    for p in range(P):
+        if S_m[p] == 0.0:
+            continue
+        for j in range(n_act[p]):
+            u = act_t[p, j]
+            for a in range(k):
+                for b in range(k):
+                    CFrow[u, a, b] += hm[p, a] * hval[p, j, b]
+        for a in range(k):
+            for b in range(k):
+                CFrow[m, a, b] += hm[p, a] * hm[p, b]
+        for a in range(k):
+            hval[p, n_act[p], a] = hm[p, a]
+
+
 # ------------------------------------------------------------------------------------------------
 # Memory estimate
 # ------------------------------------------------------------------------------------------------
@@ -155,12 +191,28 @@ class _Kernels:
     clip: float
 
 
+@njit(cache=True)
+def _forward_subst(L, n, C, out):  # pragma: no cover - compiled
+    """Solve ``out @ L[:n, :n]^T = C`` (L lower triangular) in place of a copy-making LAPACK call."""
+    k = C.shape[0]
+    for a in range(k):
+        for j in range(n):
+            acc = C[a, j]
+            for i in range(j):
+                acc -= L[j, i] * out[a, i]
+            out[a, j] = acc / L[j, j]
+
+
 def _chol_extend(L: np.ndarray, n_prev: int, cross: np.ndarray, diag: np.ndarray) -> float:
-    """Append a block row to the lower-triangular factor L in place; return the clipped mass."""
+    """Append a block row to the lower-triangular factor L in place; return the clipped mass.
+
+    The Schur complement is factorised after clipping negative eigenvalues (rounding, or an exactly
+    determined field such as ``w_0 = 0``) and adding a 1e-12 relative jitter.
+    """
     k = diag.shape[0]
     if n_prev > 0:
-        Lrow = solve_triangular(L[:n_prev, :n_prev], cross.T, lower=True, check_finite=False).T
-        L[n_prev : n_prev + k, :n_prev] = Lrow
+        Lrow = L[n_prev : n_prev + k, :n_prev]
+        _forward_subst(L, n_prev, np.ascontiguousarray(cross), Lrow)
         schur = diag - Lrow @ Lrow.T
     else:
         schur = diag.copy()
@@ -223,12 +275,17 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         Smat = law.sample(rng, P, T1)
         rstar = (L[:ks, :ks] @ Zt[:ks]).T
         y = model.labels(rstar, eps)
-        ht = np.zeros((K, P))  # ht[(m,a), p] = F_a(r_m, y) S_m
+        # sparse laws (SGD, reshuffling) keep only the visits: h at the active times of each path
+        sparse = bool(law.sparse)
+        ht = None if sparse else np.zeros((K, P))  # ht[(m,a), p] = F_a(r_m, y) S_m
         nmax = max(1, int((Smat[:, :T] != 0).sum(axis=1).max()))
         G = np.zeros((P, nmax, T1, k, k))
         act_t = np.zeros((P, nmax), dtype=np.int64)
         n_act = np.zeros(P, dtype=np.int64)
         RFsum = np.zeros((T1, k, k))
+        if sparse:
+            hval = np.zeros((P, nmax, k))
+            r_buf = np.zeros((P, k))
         # Rao-Blackwellised estimators (see _tangent_step) for i.i.d. dense laws (SME): there the
         # multiplier noise dominates the kernel estimates. For sparse laws (SGD) they would need every
         # path's tangent at every step, O(P J T^2) instead of O(P J T^2 dt / gamma): pathwise instead.
@@ -273,13 +330,19 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             nm = n_prev + k
             wt = L[n_prev:nm, :nm] @ Zt[:nm]
             w = wt.T
-            r = (wt - Rm[bm, : m * k] @ ht[: m * k]).T if m else w
+            Rrow_blocks = np.ascontiguousarray(Rm[bm].reshape(k, T1, k).transpose(1, 0, 2))
+            if sparse:
+                _sparse_field(np.ascontiguousarray(w), Rrow_blocks, hval, act_t, n_act, r_buf)
+                r = r_buf
+            else:
+                r = (wt - Rm[bm, : m * k] @ ht[: m * k]).T if m else w
             if not np.all(np.isfinite(r)):
                 raise SolverDiverged(_diverged_msg(law, m * dt, "non-finite pre-activations"))
             S = Smat[:, m]
             Fm = model.grad(r, y)
             hm = Fm * S[:, None]
-            ht[bm] = hm.T
+            if not sparse:
+                ht[bm] = hm.T
             # control variate: l(w_m, y) has the known mean test_loss(C_theta[m,m], M_m) and is
             # strongly correlated with l(r_m, y); record the low-variance gap E[l(r_m) - l(w_m)]
             train[m] = float(np.mean(model.loss(r, y) - model.loss(w, y)))
@@ -288,13 +351,16 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
                 snap_r[j] = r[: snap_r.shape[1]]
             if m == T:
                 break
-            Rrow_blocks = np.ascontiguousarray(Rm[bm].reshape(k, T1, k).transpose(1, 0, 2))
+            if sparse:
+                _sparse_cf(m, np.ascontiguousarray(hm), S, hval, act_t, n_act, RFsum[: m + 1])
+                CFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
+            else:
+                CFm[bm, :upto] = (delta / P) * (ht[:upto] @ hm).T
             _tangent_step(m, Rrow_blocks, np.ascontiguousarray(model.hess(r, y)), S, rb, G, act_t, n_act,
                           RFsum[: m + 1])
-            # C_F stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive semi-definite by
-            # construction, which keeps C_theta a covariance (a Rao-Blackwellised C_F is not a Gram
-            # matrix and can turn C_theta indefinite).
-            CFm[bm, :upto] = (delta / P) * (ht[:upto] @ hm).T
+            # C_F (above) stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive
+            # semi-definite by construction, which keeps C_theta a covariance (a Rao-Blackwellised C_F
+            # is not a Gram matrix and can turn C_theta indefinite).
             if rb:
                 # i.i.d. multipliers: S_m is independent of everything before step m, so
                 # E[S_m F_m (.)] = E[S] E[F_m (.)]
