@@ -292,5 +292,37 @@ def show(directory: str) -> None:
             click.echo(f"  {p}  ({p.stat().st_size} bytes)")
 
 
+@main.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@_out_option
+@click.option("--set", "-s", "sweeps", multiple=True, metavar="KEY=V1,V2,...",
+              help="A swept key and its values, e.g. -s gamma=0.1,0.5,1 (short or section.key names). Repeatable.")
+@click.option("--simulate", is_flag=True, help="Also run the finite-d simulations at every grid point.")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Run the tasks on a Dask distributed scheduler (e.g. tcp://host:8786) instead of locally.")
+@click.option("--workers", type=int, default=None,
+              help="Local worker processes (default min(2, cpu count); 1 runs in this process).")
+@_progress_option
+def sweep(config: str, out: str, sweeps: tuple[str, ...], simulate: bool, scheduler: str | None,
+          workers: int | None, progress: bool | None) -> None:
+    """Theory (and simulations) over a product grid: OUT/sweep.nc, OUT/sweep_sim.nc, OUT/sweep.png.
+
+    Finished tasks are cached in OUT/cache; a rerun or a resumed sweep recomputes nothing finished.
+    """
+    from . import sweep as sweep_mod
+
+    cfg = _run(load_config, config)
+    grid = _run(sweep_mod.parse_grid, sweeps)
+    ds = _run(sweep_mod.run_sweep, cfg, grid, out, simulate=simulate, scheduler=scheduler,
+              workers=workers, progress=_progress(progress))
+    n, nd = int(ds.attrs["n_points"]), int(ds.attrs["n_diverged"])
+    click.echo(f"sweep: {n} grid points over {', '.join(json.loads(ds.attrs['sweep_keys']))}"
+               + (f", {nd} diverged (NaN; see attribute diverged_points)" if nd else ""))
+    out_dir = Path(out)
+    for name in ("sweep.nc", "sweep_sim.nc", "sweep.png"):
+        if (out_dir / name).exists():
+            click.echo(f"wrote {out_dir / name}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

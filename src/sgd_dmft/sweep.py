@@ -1,0 +1,575 @@
+"""Parameter sweeps: theory (and simulations) over a product grid of config values, cached and resumable.
+
+``run_sweep(config, {"gamma": [0.1, 0.5, 1], "delta": [1, 2, 4]}, out_dir)`` runs one task per grid
+point (and per kind: ``theory``, plus ``simulation`` with ``simulate=True``) and gathers the curves
+into ONE :class:`xarray.Dataset` whose swept keys are dimensions, e.g. ``train_loss(gamma, delta,
+time)``. Files in ``out_dir``:
+
+* ``sweep.nc`` (theory) and ``sweep_sim.nc`` (simulations), written atomically;
+* ``sweep.png``: final test loss vs the first swept key, one line per value of the other keys;
+* ``cache/<hash>.nc``: one file per finished task, ``hash = sha256(config TOML, package version,
+  kind)``; a rerun (or a sweep resumed after Ctrl-C) reads these instead of recomputing.
+
+Rules (documented choices):
+
+* Keys: short names (``gamma``) resolve to the unique ``section.key`` (``dynamics.gamma``); an
+  ambiguous short name (``seed``) must be written in full. Every grid point is validated like a
+  config before anything runs (:class:`~sgd_dmft.config.ConfigError` naming the grid point).
+* Time grids: every grid point records at ``t = m dt``, so points share ``time`` when ``dt`` is common.
+  Sweeping ``dynamics.dt`` (more than one value) is refused. Sweeping ``dynamics.t_max`` is allowed:
+  ``time`` is then the union (the longest grid) and shorter runs are NaN past their own ``t_max``.
+* Only the curves are kept: variables on ``time`` (``train_loss``, ``test_loss``, ``M``, ``Q``,
+  their ``*_stderr``); the theory's two-time kernels and pre-activation samples are dropped (run
+  ``sgd-dmft solve`` on a single point to get them). The cache holds the same reduced datasets.
+* Divergence (``SolverDiverged``, ``SimulationDiverged``, non-finite result) at a grid point does not
+  stop the sweep: the point is NaN, ``diverged`` (int8 on the grid dims) is 1 there and the messages
+  are in the attribute ``diverged_points`` (JSON). A diverged point is NOT cached (cache files hold
+  finite results only), so a rerun computes it again. Any other error stops the sweep (finished
+  tasks stay cached).
+* Execution: ``workers=1`` runs the tasks in this process; otherwise a process pool of
+  ``workers`` processes (default ``min(2, cpu_count)``, ``spawn`` start method: scripts calling
+  :func:`run_sweep` need the usual ``if __name__ == "__main__":`` guard). ``scheduler`` (an address
+  such as ``tcp://host:8786`` or a ``distributed.Client``) runs the same tasks on a Dask cluster,
+  each submitted as the pure function :func:`run_task` of its config TOML with ``retries=2``; workers
+  write the cache themselves when ``out_dir`` is on a filesystem they share, and the client writes
+  any cache file still missing when the result arrives.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import itertools
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import xarray as xr
+
+from . import __version__
+from .config import SCHEMA, Config, ConfigError, _suggest
+
+THEORY, SIMULATION = "theory", "simulation"
+KINDS = (THEORY, SIMULATION)
+_RESERVED_DIMS = {"time", "time2", "snap_time", "seed", "k", "kstar", "k2", "path"}
+_DROP_DIMS = {"time2", "snap_time", "path"}
+
+
+# --------------------------------------------------------------------------------------------
+# Grid
+# --------------------------------------------------------------------------------------------
+def resolve_key(name: str) -> str:
+    """``gamma`` -> ``dynamics.gamma``; ``dynamics.gamma`` stays; unknown or ambiguous -> ConfigError."""
+    name = name.strip()
+    if "." in name:
+        s, k = name.split(".", 1)
+        if s in SCHEMA and k in SCHEMA[s]:
+            return name
+        allk = [f"{s2}.{k2}" for s2, keys in SCHEMA.items() for k2 in keys]
+        elsewhere = [f"{s2}.{k}" for s2, keys in SCHEMA.items() if k in keys]
+        sugg = f" (did you mean '{elsewhere[0]}'?)" if elsewhere else _suggest(name, allk)
+        raise ConfigError(f"sweep key {name!r} is not a config key{sugg}")
+    hits = [f"{s}.{name}" for s, keys in SCHEMA.items() if name in keys]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise ConfigError(f"sweep key {name!r} is ambiguous: write one of {', '.join(hits)}")
+    shorts = sorted({k for keys in SCHEMA.values() for k in keys})
+    raise ConfigError(f"sweep key {name!r} is not a config key{_suggest(name, shorts)}")
+
+
+def _dim_names(keys: Sequence[str]) -> list[str]:
+    shorts = [k.split(".", 1)[1] for k in keys]
+    out = []
+    for dotted, short in zip(keys, shorts):
+        ok = shorts.count(short) == 1 and short not in _RESERVED_DIMS
+        out.append(short if ok else dotted.replace(".", "_"))
+    return out
+
+
+def _label(keys: Sequence[str], values: Sequence[Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in zip(keys, values))
+
+
+@dataclass
+class _Grid:
+    keys: list[str]  # dotted
+    dims: list[str]
+    coords: list[list[Any]]  # normalised values (from the validated configs)
+    points: list[tuple[int, ...]]  # index tuples, row-major
+    configs: list[Config]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(len(c) for c in self.coords)
+
+
+def build_grid(config: Config, grid: Mapping[str, Sequence[Any]], simulate: bool = False) -> _Grid:
+    """Resolve the keys and validate every grid point (ConfigError naming the point on failure)."""
+    if not grid:
+        raise ConfigError("sweep: give at least one key to sweep (e.g. --set gamma=0.1,0.5,1)")
+    keys: list[str] = []
+    values: list[list[Any]] = []
+    for name, vals in grid.items():
+        dotted = resolve_key(name)
+        if dotted in keys:
+            raise ConfigError(f"sweep key {dotted!r} is given twice")
+        if isinstance(vals, (str, bytes)) or not isinstance(vals, Sequence):
+            vals = [vals]
+        vals = list(vals)
+        if not vals:
+            raise ConfigError(f"sweep key {dotted!r} has no values")
+        keys.append(dotted)
+        values.append(vals)
+    for dotted, vals in zip(keys, values):
+        if dotted == "dynamics.dt" and len(vals) > 1:
+            raise ConfigError(
+                "sweep key 'dynamics.dt': sweeping the time step is not supported (grid points must share "
+                "the time grid t = m dt); run one sweep per dt (sweeping dynamics.t_max is fine)")
+    points = list(itertools.product(*[range(len(v)) for v in values]))
+    configs = []
+    for idx in points:
+        raw = [values[j][i] for j, i in enumerate(idx)]
+        try:
+            cfg = config.with_overrides(dict(zip(keys, raw)))
+            _check_runnable(cfg, simulate)
+        except ConfigError as e:
+            raise ConfigError(f"grid point {_label(keys, raw)}: {e}") from None
+        configs.append(cfg)
+    # normalised coordinates (e.g. 1 -> 1.0 for float keys) from the validated configs
+    coords: list[list[Any]] = []
+    for j, dotted in enumerate(keys):
+        col = []
+        for i in range(len(values[j])):
+            p = next(k for k, idx in enumerate(points) if idx[j] == i)
+            col.append(configs[p].flat()[dotted])
+        if len(set(col)) != len(col):
+            raise ConfigError(f"sweep key {dotted!r} has repeated values: {col}")
+        coords.append(col)
+    return _Grid(keys=keys, dims=_dim_names(keys), coords=coords, points=points, configs=configs)
+
+
+def _check_runnable(cfg: Config, simulate: bool) -> None:
+    try:
+        cfg.make_problem()
+        if cfg.dynamics["algorithm"] != "online":
+            cfg.make_law()
+    except ConfigError:
+        raise
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
+
+
+def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
+    """``["gamma=0.1,0.5,1", "algorithm=gd,sgd"]`` -> ``{"gamma": [0.1, 0.5, 1], ...}`` (TOML values).
+
+    A value that is a whole TOML array (``delta=[1, 2]``) is also accepted.
+    """
+    from .cli import _parse_value
+
+    out: dict[str, list[Any]] = {}
+    for item in items:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected key=v1,v2,...")
+        k, v = (s.strip() for s in item.split("=", 1))
+        if not k or not v:
+            raise ConfigError(f"--set {item!r}: expected key=v1,v2,...")
+        whole = _parse_value(v)
+        vals = whole if isinstance(whole, list) else [_parse_value(x.strip()) for x in v.split(",") if x.strip()]
+        if k in out:
+            raise ConfigError(f"--set {k!r} given twice")
+        out[k] = vals
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Tasks and cache
+# --------------------------------------------------------------------------------------------
+def task_hash(config: Config | str, kind: str) -> str:
+    """sha256 of the normalised config TOML + package version + kind."""
+    toml = config if isinstance(config, str) else config.to_toml()
+    h = hashlib.sha256()
+    for part in (toml, __version__, kind):
+        h.update(part.encode("utf-8"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def cache_path(out_dir: str | Path, config: Config | str, kind: str) -> Path:
+    return Path(out_dir) / "cache" / f"{task_hash(config, kind)}.nc"
+
+
+def _is_divergence(exc: BaseException) -> bool:
+    from .results import NonFiniteResult
+
+    return isinstance(exc, NonFiniteResult) or type(exc).__name__.endswith("Diverged")
+
+
+def _reduce(ds: xr.Dataset) -> xr.Dataset:
+    """Keep the curves (variables on ``time`` only, no two-time kernels / samples)."""
+    keep = [v for v, da in ds.data_vars.items() if "time" in da.dims and not (set(da.dims) & _DROP_DIMS)]
+    out = ds[keep]
+    drop = [c for c in out.coords if set(out[c].dims) & _DROP_DIMS or c in _DROP_DIMS]
+    return out.drop_vars(drop)
+
+
+def _compute(cfg: Config, kind: str) -> xr.Dataset:
+    """One task's computation (patched in tests to count calls)."""
+    from .cli import run_simulation, run_theory
+
+    return run_theory(cfg) if kind == THEORY else run_simulation(cfg)
+
+
+def run_task(config_toml: str, kind: str, cache_file: str | None = None) -> dict[str, Any]:
+    """Run one grid point: a pure function of its config TOML and kind.
+
+    Returns ``{"status": "ok", "ds": Dataset}`` or ``{"status": "diverged", "message": str}``.
+    With ``cache_file`` a finite result is also written there atomically.
+    """
+    import tomllib
+
+    from .config import parse_config
+    from .results import check_finite, write_dataset
+
+    cfg = parse_config(tomllib.loads(config_toml))
+    try:
+        ds = _reduce(_compute(cfg, kind))
+        check_finite(ds, kind)
+    except Exception as exc:  # noqa: BLE001
+        if _is_divergence(exc):
+            return {"status": "diverged", "message": " ".join(str(exc).split())}
+        raise
+    ds.attrs["kind"] = kind
+    if cache_file is not None:
+        try:
+            write_dataset(ds, cache_file, cfg)
+        except OSError:
+            pass  # not writable from here (e.g. a remote worker): the client writes it
+    return {"status": "ok", "ds": ds}
+
+
+def _read_cache(path: Path) -> xr.Dataset | None:
+    from .results import read_dataset
+
+    if not path.exists():
+        return None
+    try:
+        return read_dataset(path)
+    except Exception:  # noqa: BLE001 - unreadable/corrupt cache file: recompute
+        return None
+
+
+# --------------------------------------------------------------------------------------------
+# Execution backends
+# --------------------------------------------------------------------------------------------
+@dataclass
+class _Task:
+    point: int
+    kind: str
+    config: Config
+    cache: Path
+
+    @property
+    def toml(self) -> str:
+        return self.config.to_toml()
+
+
+def _run_inline(tasks: list[_Task], done: Callable[[_Task, dict], None]) -> None:
+    for t in tasks:
+        done(t, run_task(t.toml, t.kind, str(t.cache)))
+
+
+def _run_pool(tasks: list[_Task], done: Callable[[_Task, dict], None], workers: int) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        futs = {ex.submit(run_task, t.toml, t.kind, str(t.cache)): t for t in tasks}
+        pending = set(futs)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                done(futs[f], f.result())
+    except BaseException:
+        ex.shutdown(wait=False, cancel_futures=True)
+        raise
+    ex.shutdown(wait=True)
+
+
+def _run_dask(tasks: list[_Task], done: Callable[[_Task, dict], None], scheduler: Any) -> None:
+    try:
+        from distributed import Client, as_completed
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise ImportError("--scheduler needs dask.distributed: pip install 'sgd-dmft[dask]'") from e
+
+    own = not isinstance(scheduler, Client)
+    client = Client(scheduler) if own else scheduler
+    futs = {}
+    try:
+        for t in tasks:
+            f = client.submit(run_task, t.toml, t.kind, str(t.cache), retries=2, pure=False,
+                              key=f"sgd-dmft-{t.kind}-{task_hash(t.toml, t.kind)}")
+            futs[f] = t
+        for f in as_completed(list(futs)):
+            done(futs[f], f.result())
+    except BaseException:
+        client.cancel(list(futs))
+        raise
+    finally:
+        if own:
+            client.close()
+
+
+# --------------------------------------------------------------------------------------------
+# Gathering
+# --------------------------------------------------------------------------------------------
+def _with_index_coords(ds: xr.Dataset) -> xr.Dataset:
+    missing = {d: np.arange(n) for d, n in ds.sizes.items() if d not in ds.coords}
+    return ds.assign_coords(missing) if missing else ds
+
+
+def gather(grid: _Grid, results: Sequence[xr.Dataset | str], kind: str) -> xr.Dataset:
+    """One Dataset with the swept keys as leading dims; a str entry is a divergence message."""
+    ok = [(i, _with_index_coords(r)) for i, r in enumerate(results) if isinstance(r, xr.Dataset)]
+    shape = grid.shape
+    coords: dict[str, Any] = {}
+    for dim, key, vals in zip(grid.dims, grid.keys, grid.coords):
+        coords[dim] = xr.Variable((dim,), np.asarray(vals), attrs={"config_key": key})
+    data: dict[str, Any] = {}
+    if ok:
+        aligned = xr.align(*[d for _, d in ok], join="outer")
+        longest = max(d.sizes.get("time", 0) for _, d in ok)
+        if aligned[0].sizes.get("time", 0) != longest:
+            raise ValueError(f"{kind} sweep: the grid points' time grids do not align (union has "
+                             f"{aligned[0].sizes['time']} points, longest run {longest}); is dt swept?")
+        names: list[str] = []
+        for d in aligned:
+            names += [v for v in d.data_vars if v not in names]
+        for c in aligned[0].coords:
+            coords[c] = aligned[0][c].variable
+        for v in names:
+            proto = next(d[v] for d in aligned if v in d)
+            arr = np.full(shape + proto.shape, np.nan)
+            for (i, _), d in zip(ok, aligned):
+                if v in d:
+                    arr[grid.points[i]] = np.asarray(d[v].transpose(*proto.dims).values, dtype=float)
+            data[v] = xr.Variable(tuple(grid.dims) + proto.dims, arr, attrs=dict(proto.attrs))
+        wall = np.full(shape, np.nan)
+        for i, d in ok:
+            wall[grid.points[i]] = float(d.attrs.get("wall_time_s", np.nan))
+        data["wall_time_s"] = xr.Variable(tuple(grid.dims), wall, attrs={"description": "wall time of the task (s)"})
+    div = np.zeros(shape, dtype=np.int8)
+    msgs = []
+    for i, r in enumerate(results):
+        if isinstance(r, str):
+            div[grid.points[i]] = 1
+            pt = {dim: _jsonable(grid.coords[j][grid.points[i][j]]) for j, dim in enumerate(grid.dims)}
+            msgs.append({"point": pt, "message": r})
+    data["diverged"] = xr.Variable(tuple(grid.dims), div,
+                                   attrs={"description": "1 where the run diverged (values NaN there)"})
+    out = xr.Dataset(data, coords=coords)
+    out.attrs.update(
+        kind=f"{kind}-sweep",
+        sweep_keys=json.dumps(grid.keys),
+        sweep_dims=json.dumps(grid.dims),
+        n_points=len(results),
+        n_diverged=len(msgs),
+        diverged_points=json.dumps(msgs),
+        sgd_dmft_version=__version__,
+    )
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    return v.item() if hasattr(v, "item") else v
+
+
+def _write_sweep(ds: xr.Dataset, path: Path, config: Config) -> Path:
+    from .results import atomic_write, clean_attrs
+
+    out = ds.copy(deep=False)
+    a = dict(ds.attrs)
+    a["config_toml"] = config.to_toml()
+    a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    out.attrs = clean_attrs(a)
+    for name in list(out.variables):
+        out[name].attrs = clean_attrs(out[name].attrs)
+    return atomic_write(path, lambda tmp: out.to_netcdf(tmp, mode="w", engine="netcdf4"))
+
+
+# --------------------------------------------------------------------------------------------
+# Figure
+# --------------------------------------------------------------------------------------------
+def _final(da: xr.DataArray) -> np.ndarray:
+    """Last finite value along time (each point's own t_max when t_max is swept)."""
+    a = np.moveaxis(np.asarray(da.values, dtype=float), da.get_axis_num("time"), -1)
+    fin = np.isfinite(a)
+    idx = np.where(fin.any(-1), a.shape[-1] - 1 - np.argmax(fin[..., ::-1], axis=-1), 0)
+    vals = np.take_along_axis(a, idx[..., None], -1)[..., 0]
+    return np.where(fin.any(-1), vals, np.nan)
+
+
+def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var: str = "test_loss") -> Path:
+    """Final ``var`` vs the first swept key, one line per value of the other swept keys."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .results import atomic_write
+
+    dims = json.loads(theory.attrs["sweep_dims"])
+    keys = json.loads(theory.attrs["sweep_keys"])
+    x_dim, others = dims[0], dims[1:]
+    xv = theory[x_dim].values
+    numeric = np.issubdtype(xv.dtype, np.number)
+    x = xv.astype(float) if numeric else np.arange(len(xv))
+
+    def curves(ds: xr.Dataset, is_sim: bool):
+        if var not in ds:
+            return None, None
+        da = ds[var]
+        if is_sim:
+            m = da.mean("seed")
+            s = da.sizes["seed"]
+            se = da.std("seed", ddof=1) / math.sqrt(s) if s > 1 else xr.zeros_like(m)
+        else:
+            m = da
+            se = ds.get(f"{var}_stderr", xr.zeros_like(da))
+        m = m.transpose(*dims, "time")
+        se = se.transpose(*dims, "time")
+        return _final(m), _final(se)
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    combos = list(itertools.product(*[range(theory.sizes[d]) for d in others]))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    tm, tse = curves(theory, False)
+    sm, sse = curves(sim, True) if sim is not None else (None, None)
+    for c_i, combo in enumerate(combos):
+        col = colors[c_i % len(colors)]
+        lab = ", ".join(f"{d}={theory[d].values[i]}" for d, i in zip(others, combo)) or "theory"
+        sel = (slice(None),) + tuple(combo)
+        if tm is not None:
+            ax.errorbar(x, tm[sel], yerr=2 * tse[sel], color=col, marker=".", capsize=2, label=lab)
+        if sm is not None:
+            ax.errorbar(x, sm[sel], yerr=2 * sse[sel], color=col, marker="o", mfc="none", ls=":",
+                        capsize=2, label=f"{lab} (sim)" if others else "simulation")
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in xv])
+    elif len(x) > 2 and np.all(x > 0) and x.max() / x.min() > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{x_dim} ({keys[0]})")
+    ax.set_ylabel(f"final {var}")
+    vals = tm[np.isfinite(tm)] if tm is not None else np.array([])
+    if vals.size and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-300) > 20:
+        ax.set_yscale("log")
+    nd = int(theory.attrs.get("n_diverged", 0))
+    ax.set_title(f"sweep: final {var} (theory ± 2 s.e.)" + (f"; {nd} diverged" if nd else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+def default_workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def run_sweep(
+    config: Config,
+    grid: Mapping[str, Sequence[Any]],
+    out_dir: str | Path,
+    simulate: bool = False,
+    scheduler: Any = None,
+    workers: int | None = None,
+    progress: bool = False,
+    callback: Callable[[int, str, str], None] | None = None,
+) -> xr.Dataset:
+    """Theory (and with ``simulate=True`` simulations) over the product grid; see the module doc.
+
+    ``grid`` maps keys (``"gamma"`` or ``"dynamics.gamma"``) to lists of values. Writes
+    ``out_dir/sweep.nc`` (+ ``sweep_sim.nc``), ``out_dir/sweep.png`` and the cache; returns the
+    theory Dataset (read the simulations from ``sweep_sim.nc``, or use :func:`load_sweep`).
+    ``callback(n_done, kind, status)`` is called in this process after each task that was run (not
+    for cached ones). Raises ConfigError (before running anything) for an invalid grid point.
+    """
+    kinds = [THEORY, SIMULATION] if simulate else [THEORY]
+    g = build_grid(config, grid, simulate)
+    out = Path(out_dir)
+    (out / "cache").mkdir(parents=True, exist_ok=True)
+    if workers is None:
+        workers = default_workers()
+    if int(workers) < 1:
+        raise ConfigError(f"--workers {workers}: must be >= 1")
+
+    results: dict[str, list[Any]] = {k: [None] * len(g.points) for k in kinds}
+    todo: list[_Task] = []
+    for kind in kinds:
+        for i, cfg in enumerate(g.configs):
+            p = cache_path(out, cfg, kind)
+            ds = _read_cache(p)
+            if ds is not None:
+                results[kind][i] = ds
+            else:
+                todo.append(_Task(i, kind, cfg, p))
+
+    from tqdm.auto import tqdm
+
+    total = len(g.points) * len(kinds)
+    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="task", disable=not progress)
+    n_done = [0]
+
+    def done(t: _Task, res: dict) -> None:
+        from .results import write_dataset
+
+        if res["status"] == "ok":
+            results[t.kind][t.point] = res["ds"]
+            if not t.cache.exists():
+                write_dataset(res["ds"], t.cache, t.config)
+        else:
+            results[t.kind][t.point] = str(res["message"])
+        n_done[0] += 1
+        bar.update(1)
+        if callback is not None:
+            callback(n_done[0], t.kind, res["status"])
+
+    try:
+        if todo:
+            if scheduler is not None:
+                _run_dask(todo, done, scheduler)
+            elif workers == 1 or len(todo) == 1:
+                _run_inline(todo, done)
+            else:
+                _run_pool(todo, done, min(int(workers), len(todo)))
+    finally:
+        bar.close()
+
+    theory = gather(g, results[THEORY], THEORY)
+    _write_sweep(theory, out / "sweep.nc", config)
+    sim = None
+    if simulate:
+        sim = gather(g, results[SIMULATION], SIMULATION)
+        _write_sweep(sim, out / "sweep_sim.nc", config)
+    plot_sweep(theory, sim, out / "sweep.png")
+    return theory
+
+
+def load_sweep(out_dir: str | Path) -> tuple[xr.Dataset, xr.Dataset | None]:
+    """``(theory, simulation or None)`` from a sweep directory."""
+    from .results import read_dataset
+
+    out = Path(out_dir)
+    sim = out / "sweep_sim.nc"
+    return read_dataset(out / "sweep.nc"), (read_dataset(sim) if sim.exists() else None)
