@@ -34,7 +34,7 @@ def test_example_config_loads():
     from pathlib import Path
 
     c = load_config(Path(__file__).parents[1] / "examples" / "demo.toml")
-    assert c.problem["model"] == "logistic" and c.dynamics["t_max"] == 3.0 and c.simulation["d"] == 1000
+    assert c.problem["model"] == "logistic" and c.dynamics["t_max"] == 3.0 and c.simulation["d"] == 2000
     assert c.solver["paths"] == 2000 and c.simulation["seeds"] == 4
 
 

@@ -1,0 +1,137 @@
+"""Benchmarks of the DMFT solver.
+
+1. Scaling: wall time and peak memory (tracemalloc, numpy allocations) against the grid size T and
+   the number of paths, for SGD, GD (gradient flow) and SME, on `logistic` and `committee` (erf,
+   k = k* = 2); the fitted growth exponent in T; the Monte Carlo standard error reached.
+2. The goal of the solver issue: T = 500 grid steps at 1% standard error on train_loss (logistic SGD).
+3. T = 1000 at 1% for logistic SGD.
+4. The default problem of SPOC-group/DMFT-integration (linear, delta 3, ridge 0.5, noise 0,
+   init_overlap 0.2, init_scale 1, GD dt = 0.1, 50 steps): time and max |M(t) - exact| against the
+   Marchenko-Pastur closed form (exact.gd_linear); and the same problem with the logistic loss, where
+   Monte Carlo is unavoidable, with its M standard error.
+5. Time to a given accuracy: DMFT at 1% standard error against a finite-d simulation (d = 4000,
+   8 seeds) of the same problem, with the simulation's standard error.
+
+Run: ``python benchmarks/bench_dmft.py`` (``--quick`` for a smaller sweep).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import tracemalloc
+
+import numpy as np
+
+from sgd_dmft import dmft, exact, laws
+from sgd_dmft import problem as P
+from sgd_dmft.simulate import simulate
+
+LOGISTIC = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+COMMITTEE = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
+T_MAX = 4.0
+
+
+def _measure(fn):
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    out = fn()
+    wall = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return out, wall, peak / 2**20
+
+
+def _rel_se(ds) -> float:
+    """Largest relative standard error of train_loss over the second half of the horizon."""
+    T = ds.sizes["time"]
+    sl = slice(T // 2, T)
+    return float(np.max(ds.train_loss_stderr.values[sl] / np.abs(ds.train_loss.values[sl])))
+
+
+def scaling(quick: bool = False) -> list[dict]:
+    rows = []
+    Ts = (50, 100, 200) if quick else (100, 200, 400)
+    for pname, prob in (("logistic", LOGISTIC), ("committee-erf-k2", COMMITTEE)):
+        for alg in ("sgd", "gd", "sme"):
+            times = []
+            for T in Ts:
+                dt = T_MAX / T
+                law = laws.make_law(alg, dt, 0.5)
+                paths = 4000 if alg != "gd" else 1000
+                if pname.startswith("committee") and alg == "gd" and T > 200:
+                    continue  # dense O(P T^3) tangents, k = 2: skip the largest size
+                ds, wall, mem = _measure(lambda: dmft.solve(prob, law, t_max=T_MAX, paths=paths, replicas=4))
+                times.append((T, wall))
+                rows.append(dict(bench="dmft-scaling", problem=pname, algorithm=alg, T=T, paths=paths, replicas=4,
+                                 wall_s=round(wall, 2), peak_mib=round(mem, 1), rel_se_train=round(_rel_se(ds), 4)))
+            if len(times) >= 2:
+                lt = np.log([t for t, _ in times])
+                lw = np.log([w for _, w in times])
+                expo = float(np.polyfit(lt, lw, 1)[0])
+                rows.append(dict(bench="dmft-exponent", problem=pname, algorithm=alg,
+                                 exponent_T=round(expo, 2), Ts=",".join(str(t) for t, _ in times)))
+    # paths scaling at fixed T
+    for paths in ((2000, 8000) if quick else (2000, 8000, 32000)):
+        law = laws.SGD(T_MAX / 200, 0.5)
+        ds, wall, mem = _measure(lambda: dmft.solve(LOGISTIC, law, t_max=T_MAX, paths=paths, replicas=8))
+        rows.append(dict(bench="dmft-paths", problem="logistic", algorithm="sgd", T=200, paths=paths, replicas=8,
+                         wall_s=round(wall, 2), peak_mib=round(mem, 1), rel_se_train=round(_rel_se(ds), 4)))
+    return rows
+
+
+def goals(quick: bool = False) -> list[dict]:
+    rows = []
+    for T, paths in ((500, 8000), (1000, 8000)):
+        if quick and T > 500:
+            continue
+        law = laws.SGD(T_MAX / T, 0.5)
+        ds, wall, mem = _measure(lambda: dmft.solve(LOGISTIC, law, t_max=T_MAX, paths=paths, replicas=8))
+        rows.append(dict(bench="dmft-goal", problem="logistic", algorithm="sgd", T=T, paths=paths, replicas=8,
+                         wall_s=round(wall, 2), peak_mib=round(mem, 1), rel_se_train=round(_rel_se(ds), 4)))
+    return rows
+
+
+def spoc_default() -> list[dict]:
+    """SPOC-group/DMFT-integration's default problem (their reported 172 s for M within 2e-3)."""
+    rows = []
+    lin = P.Problem(P.linear(0.0), delta=3.0, ridge=0.5, init_scale=1.0, init_overlap=0.2)
+    law = laws.GD(0.1)
+    ds, wall, _ = _measure(lambda: dmft.solve(lin, law, t_max=5.0))
+    ref = exact.gd_linear(lin, 0.1, 50)
+    err = float(np.max(np.abs(ds.M.values[:, 0, 0] - ref.M.values[:, 0, 0])))
+    rows.append(dict(bench="spoc-default", problem="linear", algorithm="gd", T=50, paths=0,
+                     wall_s=round(wall, 4), max_abs_err_M=float(f"{err:.2e}"), reference="172 s (2e-3)"))
+    logi = P.Problem(P.logistic(), delta=3.0, ridge=0.5, init_scale=1.0, init_overlap=0.2)
+    ds, wall, _ = _measure(lambda: dmft.solve(logi, law, t_max=5.0, paths=16000, replicas=8))
+    rows.append(dict(bench="spoc-default", problem="logistic", algorithm="gd", T=50, paths=16000,
+                     wall_s=round(wall, 2), max_se_M=float(f"{float(ds.M_stderr.max()):.2e}"),
+                     reference="172 s (2e-3)"))
+    return rows
+
+
+def time_to_accuracy() -> list[dict]:
+    law = laws.SGD(0.02, 0.5)
+    ds, wall, _ = _measure(lambda: dmft.solve(LOGISTIC, law, t_max=T_MAX, paths=8000, replicas=8))
+    sim, wall_s, _ = _measure(lambda: simulate(LOGISTIC, "sgd", t_max=T_MAX, dt=0.02, d=4000, gamma=0.5, seeds=8))
+    tr = sim.train_loss.values
+    se_sim = float(np.max(tr.std(axis=0, ddof=1)[100:] / np.sqrt(tr.shape[0]) / tr.mean(axis=0)[100:]))
+    return [
+        dict(bench="time-to-accuracy", what="dmft T=200 paths=8000", wall_s=round(wall, 2), rel_se_train=round(_rel_se(ds), 4)),
+        dict(bench="time-to-accuracy", what="simulation d=4000 seeds=8 (kappa=1)", wall_s=round(wall_s, 2),
+             rel_se_train=round(se_sim, 4)),
+    ]
+
+
+def run(quick: bool = False) -> list[dict]:
+    dmft.solve(LOGISTIC, laws.SGD(0.1, 0.5), t_max=0.5, paths=50, replicas=2)  # compile numba kernels
+    return scaling(quick) + goals(quick) + spoc_default() + ([] if quick else time_to_accuracy())
+
+
+def _print(rows: list[dict]) -> None:
+    for r in rows:
+        print("  ".join(f"{k}={v}" for k, v in r.items()))
+
+
+if __name__ == "__main__":
+    _print(run(quick="--quick" in sys.argv))
