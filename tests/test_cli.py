@@ -91,7 +91,8 @@ def fakes(monkeypatch):
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt).drop_vars(["train_loss", "train_loss_stderr"])
 
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
-                        ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged)),
+                        ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged,
+                                      estimate_memory=lambda *a, **k: 1.0)),
                         ("online", dict(solve_online=solve_online))):
         mod = types.ModuleType(f"sgd_dmft.{name}")
         mod.__dict__.update(attrs)

@@ -53,6 +53,10 @@ CASES = {
         laws.SGD(0.1, 0.5), 1.5, 1000,
     ),
     "logistic-sme": (P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5), laws.SME(0.05, 0.5), 1.5, 1000),
+    "logistic-reshuffle": (P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5), laws.Reshuffle(0.05, 0.5),
+                           1.5, 1000),
+    "logistic-persistent": (P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5),
+                            laws.Persistent(0.05, 0.3, 0.5), 1.5, 1000),
 }
 
 

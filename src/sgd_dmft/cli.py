@@ -125,7 +125,11 @@ def run_theory(cfg: Config, progress: bool = False):
     else:
         from . import dmft
 
-        ds = dmft.solve(problem, cfg.make_law(), t_max=dy["t_max"], paths=so["paths"],
+        law = cfg.make_law()
+        mem = dmft.estimate_memory(problem, law, dy["t_max"], so["paths"], so["replicas"])
+        click.echo(f"DMFT {law.name}: {round(dy['t_max'] / dy['dt'])} grid steps, {so['paths']} paths in "
+                   f"{so['replicas']} replicas, estimated memory <= {mem / 2**20:.0f} MiB")
+        ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
                         replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
                         progress=progress)
     ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)

@@ -161,18 +161,26 @@ def _max_active(law: Law, T1: int) -> int:
 
 
 def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replicas: int = 1) -> float:
-    """Peak memory in bytes of :func:`solve` (one replica live at a time)."""
+    """Peak memory in bytes of :func:`solve` (replicas run one after the other).
+
+    Per replica: the Cholesky factor ``N^2`` and four kernels ``K^2`` (``K = (T+1) k``, ``N = K + k*``);
+    for Monte Carlo, per path: its normals ``N``, multipliers ``T+1``, fields ``K`` (dense laws) and
+    the tangent store ``visits x (T+1) x k^2`` (visits = T+1 for dense laws, a Binomial bound for
+    sparse ones); the kept kernels of every replica, ``4 K^2`` each.
+    """
     k, ks = problem.k, problem.kstar
     T1 = _n_steps(t_max, law.dt) + 1
-    N = ks + T1 * k
-    P = max(1, paths // max(1, replicas))
-    det = 8 * (N * N + 4 * T1 * T1 * k * k)
-    mc = 8 * (P * N + 3 * P * T1 * k + P * T1)
-    if not _exact_path(problem, law):
-        mc += 8 * P * _max_active(law, T1) * T1 * k * k
+    K = T1 * k
+    N = ks + K
+    exact = _exact_path(problem, law)
+    P = 1 if exact else max(1, paths // max(1, replicas))
+    det = 8 * (N * N + 4 * K * K)
+    if exact:
+        mc = 8 * 5 * T1 * T1
     else:
-        mc = 8 * 2 * T1 * T1
-    return float(det + mc + 8 * replicas * 6 * T1 * T1 * k * k)
+        per_path = N + T1 + (0 if law.sparse else K) + _max_active(law, T1) * (T1 * k * k + k)
+        mc = 8 * P * per_path
+    return float(det + mc + 8 * max(1, replicas) * 4 * K * K)
 
 
 # ------------------------------------------------------------------------------------------------

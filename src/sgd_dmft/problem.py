@@ -202,10 +202,14 @@ def logistic(noise: float = 0.0) -> Model:
             p_plus = (u >= 0).astype(np.float64)
         a = M[:, 0, 0] / float(S[0, 0])
         b = np.sqrt(np.clip(Q[:, 0, 0] - M[:, 0, 0] ** 2 / float(S[0, 0]), 0.0, None))
-        r = a[:, None, None] * (s * u)[None, :, None] + b[:, None, None] * xg[None, None, :]
-        lp = _softplus(-r) @ wg  # (T, U): E_xi loss for y = +1
-        lm = _softplus(r) @ wg
-        return (p_plus * lp + (1 - p_plus) * lm) @ wu
+        out = np.empty(len(a))
+        for i in range(0, len(a), 16):  # chunks of 16 times: bounded temporaries (16 x 400 x 80)
+            c = slice(i, i + 16)
+            r = a[c, None, None] * (s * u)[None, :, None] + b[c, None, None] * xg[None, None, :]
+            lp = _softplus(-r) @ wg  # (t, U): E_xi loss for y = +1
+            lm = _softplus(r) @ wg
+            out[c] = (p_plus * lp + (1 - p_plus) * lm) @ wu
+        return out
 
     return Model(name="logistic", k=1, kstar=1, label=label, loss=loss, grad=grad, hess=hess, noise=noise,
                  pop_loss=pop_loss)
