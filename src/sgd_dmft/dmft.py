@@ -103,6 +103,41 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no 
 
 
 @njit(cache=True)
+def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+    """``_tangent_step`` for k = 1 (scalar blocks; contiguous inner loops that LLVM vectorises).
+
+    Rt_m (T+1,); H_m (P,); G (P, nmax, T+1); RFsum (m+1,)."""
+    P = H_m.shape[0]
+    J = np.zeros(m + 1)
+    RFsum[:] = 0.0
+    for p in range(P):
+        active = S_m[p] != 0.0
+        if not (active or rb):
+            continue
+        J[:] = 0.0
+        J[m] = 1.0
+        for j in range(n_act[p]):
+            u = act_t[p, j]
+            c = Rt_m[u]
+            g = G[p, j]
+            for s in range(u + 1):
+                J[s] -= c * g[s]
+        jn = n_act[p]
+        hp = H_m[p]
+        sm = S_m[p]
+        wgt = hp if rb else hp * sm
+        for s in range(m + 1):
+            RFsum[s] += wgt * J[s]
+        if active:
+            act_t[p, jn] = m
+            n_act[p] = jn + 1
+            gn = G[p, jn]
+            hs = hp * sm
+            for s in range(m + 1):
+                gn[s] = hs * J[s]
+
+
+@njit(cache=True)
 def _sparse_field(w, Rt_m, hval, act_t, n_act, r):  # pragma: no cover - compiled
     """r_p = w_p - sum_{active u < m} R_theta[m,u] h_u for every path (sparse laws: O(P x visits))."""
     P, k = w.shape
@@ -291,6 +326,9 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         act_t = np.zeros((P, nmax), dtype=np.int64)
         n_act = np.zeros(P, dtype=np.int64)
         RFsum = np.zeros((T1, k, k))
+        if k == 1:
+            G1 = G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
+            RFsum1 = np.zeros(T1)
         if sparse:
             hval = np.zeros((P, nmax, k))
             r_buf = np.zeros((P, k))
@@ -364,8 +402,13 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
                 CFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
             else:
                 CFm[bm, :upto] = (delta / P) * (ht[:upto] @ hm).T
-            _tangent_step(m, Rrow_blocks, np.ascontiguousarray(model.hess(r, y)), S, rb, G, act_t, n_act,
-                          RFsum[: m + 1])
+            Hm = np.ascontiguousarray(model.hess(r, y))
+            if k == 1:
+                _tangent_step_k1(m, Rrow_blocks[:, 0, 0].copy(), Hm[:, 0, 0].copy(), S, rb, G1, act_t, n_act,
+                                 RFsum1[: m + 1])
+                RFsum[: m + 1, 0, 0] = RFsum1[: m + 1]
+            else:
+                _tangent_step(m, Rrow_blocks, Hm, S, rb, G, act_t, n_act, RFsum[: m + 1])
             # C_F (above) stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive
             # semi-definite by construction, which keeps C_theta a covariance (a Rao-Blackwellised C_F
             # is not a Gram matrix and can turn C_theta indefinite).
