@@ -506,6 +506,13 @@ def solve(
     if T < 1:
         raise ValueError(f"t_max={t_max} must be at least one grid step dt={law.dt}")
     exact = _exact_path(problem, law)
+    jump = getattr(law, "gamma", None) if law.name in ("sgd", "reshuffle") else None
+    if problem.model.linear_square and jump is not None and jump > 2.0:
+        # each visit maps the residual r - y -> (1 - gamma)(r - y): |1 - gamma| > 1 grows without bound
+        raise SolverDiverged(
+            f"DMFT run diverged: gamma={jump:g} is past the stability edge gamma = 2 of the linear model (a visit maps "
+            f"r - y -> (1 - gamma)(r - y); algorithm={law.name}, dt={law.dt:g})"
+        )
     R = 1 if exact else int(replicas)
     if not exact and R < 1:
         raise ValueError(f"replicas={replicas} must be >= 1")
