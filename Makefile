@@ -24,5 +24,9 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
+# one script per claim of the paper: out/figures/<name>/ (PNG + netCDF data), PNG copies in docs/figures/
+figures: $(STAMP)
+	for f in examples/fig_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+
 clean:
 	rm -rf out .pytest_cache
