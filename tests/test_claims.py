@@ -1,0 +1,169 @@
+"""The paper's claims (and two beyond it), each as a test that could fail.
+
+Tolerances come from the errors: Monte Carlo standard errors of the DMFT (spread over replicas),
+standard errors over simulation seeds, and for the exact paths the fitted rates. The fast tests run
+in CI; ``@pytest.mark.slow`` ones repeat them at the sizes of the figures (``make test-slow``).
+The figure scripts examples/fig_*.py show the same claims at larger sizes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgd_dmft import dmft, exact, laws
+from sgd_dmft import problem as pb
+from sgd_dmft.results import discrepancy, sim_mean_stderr
+from sgd_dmft.simulate import n_samples, simulate
+
+
+def _rate(x, y):
+    return float(np.polyfit(np.log(x), np.log(y), 1)[0])
+
+
+def _z(a, sa, b, sb):
+    return np.abs(a - b) / np.sqrt(sa**2 + sb**2)
+
+
+# ------------------------------------------------------------------------------------------------
+# gamma -> 0: SGD and SME tend to gradient flow, at rate gamma^1 (linear model, exact paths)
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("Law", [laws.SGD, laws.SME])
+def test_gamma_to_zero_rate_is_one(Law):
+    prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
+    dt, t_max = 0.004, 1.6
+    T = int(round(t_max / dt))
+    gd = exact.gd_linear(prob, dt, T)  # GF on the same grid: isolates the gamma dependence
+    gf = exact.gf_linear(prob, gd["time"].values)
+    gammas = np.array([0.08, 0.04, 0.02])
+    dist = []
+    for g in gammas:
+        ds = dmft.solve(prob, Law(dt, g), t_max=t_max, keep_kernels=False)
+        dist.append(float(np.abs(ds.train_loss.values - gd.train_loss.values).max()))
+    dist = np.array(dist)
+    assert np.all(np.diff(dist) < 0)
+    assert 0.8 <= _rate(gammas, dist) <= 1.2
+    # and the grid error itself is O(dt), below the smallest gamma's distance scale
+    assert float(np.abs(gd.train_loss - gf.train_loss).max()) < 0.5 * dist[0]
+
+
+# ------------------------------------------------------------------------------------------------
+# Batch-size invariance: finite-d SGD with kappa = 1, n^0.5 (n^0.8) agrees with one DMFT curve
+# ------------------------------------------------------------------------------------------------
+def _batch_invariance(d, seeds, paths, kappa_exps, t_max, z_max):
+    gamma = 2.0
+    prob = pb.Problem(pb.logistic(), delta=2.0, init_scale=0.5)
+    n = n_samples(prob, d)
+    th = dmft.solve(prob, laws.SGD(gamma / 50, gamma), t_max=t_max, paths=paths, replicas=4, seed=5,
+                    keep_kernels=False)
+    gd = dmft.solve(prob, laws.GD(0.1), t_max=t_max, paths=paths // 2, replicas=4, seed=6, keep_kernels=False)
+    for e in kappa_exps:
+        kappa = max(1, int(round(n**e)))
+        sim = simulate(prob, "sgd", t_max=t_max, dt=0.5, d=d, gamma=gamma, batch=kappa, batching="uniform",
+                       seeds=seeds, seed=7)
+        for var in ("train_loss", "test_loss"):
+            assert discrepancy(th, sim, var)["max_z"] < z_max, (kappa, var, discrepancy(th, sim, var))
+        # and the common curve is not gradient flow: the simulations resolve the difference
+        assert discrepancy(gd, sim, "test_loss")["max_z"] > z_max
+
+
+def test_batch_invariance_small():
+    _batch_invariance(d=400, seeds=8, paths=4000, kappa_exps=(0.0, 0.5), t_max=4.0, z_max=4.0)
+
+
+@pytest.mark.slow
+def test_batch_invariance_large():
+    # kappa = n^0.8 = 761 is not asserted: at n = 4000 its eta = 0.38 still shows the discrete steps
+    # (up to ~10 s.e. off in fig_batch_invariance; the approach is only at rate n^-0.2)
+    _batch_invariance(d=2000, seeds=8, paths=8000, kappa_exps=(0.0, 0.5), t_max=6.0, z_max=4.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Random reshuffling differs from with-replacement SGD (linear model, noisy labels, gamma = 1)
+# ------------------------------------------------------------------------------------------------
+def _reshuffle_gap(paths, t_max):
+    gamma = 1.0
+    prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
+    sgd = dmft.solve(prob, laws.SGD(gamma / 50, gamma), t_max=t_max, keep_kernels=False)
+    rr = dmft.solve(prob, laws.Reshuffle(gamma / 50, gamma), t_max=t_max, paths=paths, replicas=4, seed=9,
+                    keep_kernels=False)
+    t = sgd["time"].values
+    early = (t >= 0.5 * gamma) & (t <= 2 * gamma)  # epochs 0.5 to 2: reshuffling is ahead
+    return sgd, rr, early
+
+
+def test_reshuffling_differs_from_sgd_theory():
+    # Established (fig_beyond): reshuffling converges faster during the first epochs; after ~4 epochs
+    # the two are within a few 1e-3 of each other (not asserted either way).
+    sgd, rr, early = _reshuffle_gap(paths=4000, t_max=2.0)
+    for var in ("train_loss", "test_loss"):
+        gap = sgd[var].values - rr[var].values
+        se = rr[f"{var}_stderr"].values
+        assert np.all(gap[early] > -2 * se[early]), var
+        assert (gap[early] / se[early]).max() > 6.0, (var, (gap[early] / se[early]).max())
+
+
+@pytest.mark.slow
+def test_reshuffling_differs_from_sgd_simulation():
+    gamma, t_max, d = 1.0, 6.0, 1000
+    prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
+    sgd = simulate(prob, "sgd", t_max=t_max, dt=0.25, d=d, gamma=gamma, batch=1, seeds=8, seed=1)
+    rr = simulate(prob, "reshuffle", t_max=t_max, dt=0.25, d=d, gamma=gamma, batch=1, seeds=8, seed=2)
+    th_sgd, th_rr, _ = _reshuffle_gap(paths=8000, t_max=t_max)
+    t = sgd["time"].values
+    early = (t >= 0.5 * gamma) & (t <= 2 * gamma)
+    for var in ("train_loss", "test_loss"):
+        a, sa = (x.values for x in sim_mean_stderr(sgd, var))
+        b, sb = (x.values for x in sim_mean_stderr(rr, var))
+        assert np.all(b[early] < a[early]) and _z(a, sa, b, sb)[early].max() > 4.0, var
+        assert discrepancy(th_rr, rr, var)["max_z"] < 4.0, var
+        assert discrepancy(th_sgd, sgd, var)["max_z"] < 4.0, var
+
+
+# ------------------------------------------------------------------------------------------------
+# SGD != SME for a nonlinear model (logistic, delta = 0.5, gamma = 10); SGD = SME for the linear one
+# ------------------------------------------------------------------------------------------------
+NL = dict(gamma=10.0, delta=0.5, dt=0.2, t_max=16.0)
+
+
+def _nl_problem():
+    return pb.Problem(pb.logistic(), delta=NL["delta"], init_scale=0.5)
+
+
+def _nl_sims(d, seeds):
+    prob = _nl_problem()
+    g, dt = NL["gamma"], NL["dt"]
+    return {k: simulate(prob, "law", law=L(dt, g), t_max=NL["t_max"], dt=dt, d=d, gamma=g, seeds=seeds, seed=s)
+            for k, L, s in (("sgd", laws.SGD, 11), ("sme", laws.SME, 12))}
+
+
+def test_sgd_differs_from_sme_nonlinear_simulation():
+    sims = _nl_sims(d=500, seeds=8)
+    a, sa = (x.values[-1] for x in sim_mean_stderr(sims["sgd"], "test_loss"))
+    b, sb = (x.values[-1] for x in sim_mean_stderr(sims["sme"], "test_loss"))
+    assert a > b and _z(a, sa, b, sb) > 4.0, (a, sa, b, sb)
+
+
+@pytest.mark.slow
+def test_sgd_differs_from_sme_nonlinear_dmft():
+    prob = _nl_problem()
+    g, dt = NL["gamma"], NL["dt"]
+    th = {k: dmft.solve(prob, L(dt, g), t_max=NL["t_max"], paths=8000, replicas=4, seed=s, keep_kernels=False)
+          for k, L, s in (("sgd", laws.SGD, 1), ("sme", laws.SME, 2))}
+    a, b = th["sgd"].test_loss.values[-1], th["sme"].test_loss.values[-1]
+    z = _z(a, th["sgd"].test_loss_stderr.values[-1], b, th["sme"].test_loss_stderr.values[-1])
+    assert a > b and z > 4.0, (a, b, z)
+    sims = _nl_sims(d=1000, seeds=8)
+    for k in ("sgd", "sme"):  # the DMFT of each law matches the simulation of that law
+        assert discrepancy(th[k], sims[k], "test_loss")["max_z"] < 4.0, k
+
+
+def test_sgd_equals_sme_linear():
+    prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
+    g, dt, t_max = 1.0, 0.01, 3.0
+    a = dmft.solve(prob, laws.SGD(dt, g), t_max=t_max, keep_kernels=False)
+    b = dmft.solve(prob, laws.SME(dt, g), t_max=t_max, keep_kernels=False)
+    c = dmft.solve(prob, laws.GD(dt), t_max=t_max, keep_kernels=False)
+    diff = float(np.abs(a.train_loss - b.train_loss).max())
+    # the laws differ only by dt^2 in E[S^2] (gamma dt vs gamma dt + dt^2): relative O(dt / gamma)
+    assert diff < 3 * dt / g * float(np.abs(a.train_loss - c.train_loss).max())
