@@ -248,4 +248,5 @@ def test_theory_vs_simulation_growing_d(case):
         for var in ("train_loss", "test_loss"):
             z = _zscores(th, sim, var, idx)
             worst[(d, var)] = float(np.max(np.abs(z)))
+    print(f"\n{case}: worst |z| per (d, var): " + ", ".join(f"{k}: {v:.2f}" for k, v in worst.items()))
     assert max(worst.values()) < Z_MAX, worst
