@@ -21,7 +21,7 @@ def _err(mapping) -> str:
 def test_defaults_filled_and_round_trip(tmp_path):
     c = parse_config({})
     assert c.to_dict() == defaults()
-    assert c.problem["delta"] == 2.0 and c.simulation["d"] == 2000 and c.solver["paths"] == 4000
+    assert c.problem["delta"] == 2.0 and c.simulation["d"] == 2000 and c.solver["paths"] == 8000 and c.solver["replicas"] == 8
     p = tmp_path / "c.toml"
     p.write_text(c.to_toml())
     assert load_config(p) == c

@@ -93,8 +93,8 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "seed": _Key("int", 0, "an integer >= 0", lambda v: v >= 0, "base random seed"),
     },
     "solver": {
-        "paths": _Key("int", 4000, "an integer >= 10", lambda v: v >= 10, "Monte Carlo paths of the sample process (in total, split over replicas)"),
-        "replicas": _Key("int", 4, "an integer >= 2", lambda v: v >= 2, "independent replicas (for stderr)"),
+        "paths": _Key("int", 8000, "an integer >= 10", lambda v: v >= 10, "Monte Carlo paths of the sample process (in total, split over replicas)"),
+        "replicas": _Key("int", 8, "an integer >= 2", lambda v: v >= 2, "independent replicas (for stderr)"),
         "seed": _Key("int", 0, "an integer >= 0", lambda v: v >= 0, "solver random seed"),
         "max_memory_gb": _Key("float", 8.0, "a finite number > 0", lambda v: v > 0,
                               "refuse runs whose estimated memory exceeds this"),
