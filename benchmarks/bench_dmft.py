@@ -103,8 +103,8 @@ def spoc_default() -> list[dict]:
     rows.append(dict(bench="spoc-default", problem="linear", algorithm="gd", T=50, paths=0,
                      wall_s=round(wall, 4), max_abs_err_M=float(f"{err:.2e}"), reference="172 s (2e-3)"))
     logi = P.Problem(P.logistic(), delta=3.0, ridge=0.5, init_scale=1.0, init_overlap=0.2)
-    ds, wall, _ = _measure(lambda: dmft.solve(logi, law, t_max=5.0, paths=16000, replicas=8))
-    rows.append(dict(bench="spoc-default", problem="logistic", algorithm="gd", T=50, paths=16000,
+    ds, wall, _ = _measure(lambda: dmft.solve(logi, law, t_max=5.0, paths=48000, replicas=8))
+    rows.append(dict(bench="spoc-default", problem="logistic", algorithm="gd", T=50, paths=48000,
                      wall_s=round(wall, 2), max_se_M=float(f"{float(ds.M_stderr.max()):.2e}"),
                      reference="172 s (2e-3)"))
     return rows

@@ -178,15 +178,22 @@ def main(ctx: click.Context, traceback: bool) -> None:
 @_set_option
 def simulate(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
     """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
+    _single_run("simulation", run_simulation, config, out, progress, overrides)
+
+
+def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
+                overrides: tuple[str, ...]) -> None:
+    """Validate, run ``runner(cfg, progress)``, then write OUT/result.nc and OUT/figure.png."""
     from .plot import plot_curves
     from .results import write_dataset
 
     cfg = _run(_load, config, overrides)
-    ds = _run(run_simulation, cfg, _progress(progress))
+    ds = _run(runner, cfg, _progress(progress))
     out_dir = Path(out)
     nc = _run(write_dataset, ds, out_dir / "result.nc", cfg)
-    png = _run(plot_curves, ds, None, out_dir / "figure.png")
-    click.echo(f"simulation: {ds.attrs['wall_time_s']:.1f} s")
+    sim, theory = (ds, None) if kind == "simulation" else (None, ds)
+    png = _run(plot_curves, sim, theory, out_dir / "figure.png")
+    click.echo(f"{kind}: {ds.attrs['wall_time_s']:.1f} s")
     click.echo(f"wrote {nc}")
     click.echo(f"wrote {png}")
 
@@ -198,17 +205,7 @@ def simulate(config: str, out: str, progress: bool | None, overrides: tuple[str,
 @_set_option
 def solve(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
-    from .plot import plot_curves
-    from .results import write_dataset
-
-    cfg = _run(_load, config, overrides)
-    ds = _run(run_theory, cfg, _progress(progress))
-    out_dir = Path(out)
-    nc = _run(write_dataset, ds, out_dir / "result.nc", cfg)
-    png = _run(plot_curves, None, ds, out_dir / "figure.png")
-    click.echo(f"theory: {ds.attrs['wall_time_s']:.1f} s")
-    click.echo(f"wrote {nc}")
-    click.echo(f"wrote {png}")
+    _single_run("theory", run_theory, config, out, progress, overrides)
 
 
 @main.command()

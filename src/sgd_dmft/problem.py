@@ -304,6 +304,17 @@ class Problem:
     def with_(self, **kw) -> "Problem":
         return replace(self, **kw)
 
+    def attrs(self) -> dict:
+        """The problem as flat netCDF-safe attributes (model, delta, ridge, noise, initialisation)."""
+        return dict(
+            model=self.model.name,
+            delta=float(self.delta),
+            ridge=float(self.ridge),
+            noise=float(self.model.noise),
+            init_scale=float(self.init_scale),
+            init_overlap=float(self.init_overlap),
+        )
+
 
 def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf", noise: float = 0.0) -> Model:
     """Build a preset model by name (``linear | logistic | phase_retrieval | committee``)."""
