@@ -59,8 +59,8 @@ def scaling(quick: bool = False) -> list[dict]:
                 dt = T_MAX / T
                 law = laws.make_law(alg, dt, 0.5)
                 paths = 4000 if alg != "gd" else 1000
-                if pname.startswith("committee") and alg == "gd" and T > 200:
-                    continue  # dense O(P T^3) tangents, k = 2: skip the largest size
+                if pname.startswith("committee") and alg in ("gd", "sme") and T > 200:
+                    continue  # dense O(P T^3 k^3) tangents at k = 2: skip the largest size
                 ds, wall, mem = _measure(lambda: dmft.solve(prob, law, t_max=T_MAX, paths=paths, replicas=4))
                 times.append((T, wall))
                 rows.append(dict(bench="dmft-scaling", problem=pname, algorithm=alg, T=T, paths=paths, replicas=4,
