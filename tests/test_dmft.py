@@ -250,3 +250,17 @@ def test_theory_vs_simulation_growing_d(case):
             worst[(d, var)] = float(np.max(np.abs(z)))
     print(f"\n{case}: worst |z| per (d, var): " + ", ".join(f"{k}: {v:.2f}" for k, v in worst.items()))
     assert max(worst.values()) < Z_MAX, worst
+
+
+def test_bad_arguments_give_one_line_errors():
+    with pytest.raises(ValueError, match=r"^Problem.delta=-1 is not allowed: must be a finite number > 0$"):
+        P.Problem(P.logistic(), delta=-1)
+    with pytest.raises(ValueError, match=r"Problem.ridge=nan"):
+        P.Problem(P.logistic(), delta=1.0, ridge=float("nan"))
+    prob = P.Problem(P.logistic(), delta=2.0)
+    with pytest.raises(ValueError, match=r"paths=3, replicas=4 are not allowed"):
+        dmft.solve(prob, laws.SGD(0.1, 0.5), t_max=1.0, paths=3, replicas=4)
+    with pytest.raises(ValueError, match=r"t_max=0.01 is not allowed"):
+        dmft.solve(prob, laws.SGD(0.1, 0.5), t_max=0.01)
+    with pytest.raises(ValueError, match=r"dt=1.0 must satisfy 0 < dt <= gamma=0.5"):
+        laws.SGD(1.0, 0.5)

@@ -503,8 +503,11 @@ def solve(
     samples ``r_samples`` (snap_time, path, k), and diagnostics in attrs.
     """
     T = _n_steps(t_max, law.dt)
-    if T < 1:
-        raise ValueError(f"t_max={t_max} must be at least one grid step dt={law.dt}")
+    if not (math.isfinite(t_max) and T >= 1):
+        raise ValueError(f"t_max={t_max} is not allowed: must be at least one grid step dt={law.dt}")
+    if not _exact_path(problem, law) and (int(replicas) < 1 or int(paths) < 2 * int(replicas)):
+        raise ValueError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
+                         f"paths >= 2 * replicas (paths are split over the replicas)")
     exact = _exact_path(problem, law)
     jump = getattr(law, "gamma", None) if law.name in ("sgd", "reshuffle") else None
     if problem.model.linear_square and jump is not None and jump > 2.0:
@@ -514,8 +517,6 @@ def solve(
             f"r - y -> (1 - gamma)(r - y); algorithm={law.name}, dt={law.dt:g})"
         )
     R = 1 if exact else int(replicas)
-    if not exact and R < 1:
-        raise ValueError(f"replicas={replicas} must be >= 1")
     P = max(1, int(paths) // R)
     mem = estimate_memory(problem, law, t_max, paths, R)
     if mem > max_memory_gb * 2**30:

@@ -281,6 +281,15 @@ class Problem:
     init_scale: float = 0.5
     init_overlap: float = 0.0
 
+    def __post_init__(self):
+        for key, val, ok, allowed in (
+            ("delta", self.delta, self.delta > 0, "> 0"),
+            ("ridge", self.ridge, self.ridge >= 0, ">= 0"),
+            ("init_scale", self.init_scale, self.init_scale >= 0, ">= 0"),
+        ):
+            if not (isinstance(val, (int, float)) and math.isfinite(val) and ok):
+                raise ValueError(f"Problem.{key}={val!r} is not allowed: must be a finite number {allowed}")
+
     @property
     def k(self) -> int:
         return self.model.k
