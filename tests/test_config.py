@@ -35,7 +35,7 @@ def test_example_config_loads():
 
     c = load_config(Path(__file__).parents[1] / "examples" / "demo.toml")
     assert c.problem["model"] == "logistic" and c.dynamics["t_max"] == 3.0 and c.simulation["d"] == 2000
-    assert c.solver["paths"] == 8000 and c.simulation["seeds"] == 8 and c.dynamics["dt"] == 0.01
+    assert c.solver["paths"] == 8000 and c.simulation["seeds"] == 16 and c.dynamics["dt"] == 0.01
 
 
 def test_make_problem_and_law():
