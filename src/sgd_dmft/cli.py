@@ -7,6 +7,7 @@ is written unless the whole computation succeeded.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -113,7 +114,7 @@ def run_simulation(cfg: Config, progress: bool = False):
     return ds
 
 
-def run_theory(cfg: Config, progress: bool = False):
+def run_theory(cfg: Config, progress: bool = False, announce: bool = False):
     """Theory curves for a config (``dmft.solve``, or ``online.solve_online`` for 'online')."""
     dy, so = cfg.dynamics, cfg.solver
     problem = cfg.make_problem()
@@ -127,8 +128,9 @@ def run_theory(cfg: Config, progress: bool = False):
 
         law = cfg.make_law()
         mem = dmft.estimate_memory(problem, law, dy["t_max"], so["paths"], so["replicas"])
-        click.echo(f"DMFT {law.name}: {round(dy['t_max'] / dy['dt'])} grid steps, {so['paths']} paths in "
-                   f"{so['replicas']} replicas, estimated memory <= {mem / 2**20:.0f} MiB")
+        if announce:  # the CLI says what a run will take before it starts
+            click.echo(f"DMFT {law.name}: {round(dy['t_max'] / dy['dt'])} grid steps, {so['paths']} paths in "
+                       f"{so['replicas']} replicas, estimated memory <= {mem / 2**20:.0f} MiB")
         ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
                         replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
                         progress=progress)
@@ -205,7 +207,7 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
 @_set_option
 def solve(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
-    _single_run("theory", run_theory, config, out, progress, overrides)
+    _single_run("theory", functools.partial(run_theory, announce=True), config, out, progress, overrides)
 
 
 @main.command()
@@ -224,7 +226,7 @@ def compare(config: str, out: str, progress: bool | None, overrides: tuple[str, 
 
     cfg = _run(_load, config, overrides)
     prog = _progress(progress)
-    theory = _run(run_theory, cfg, prog)
+    theory = _run(run_theory, cfg, prog, announce=True)
     _run(check_finite, theory, "theory")
     sim = _run(run_simulation, cfg, prog)
     _run(check_finite, sim, "simulation")
