@@ -269,7 +269,7 @@ def _chol_extend(L: np.ndarray, n_prev: int, cross: np.ndarray, diag: np.ndarray
 
 
 def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Generator,
-           snap_idx: np.ndarray, pbar=None, rao_blackwell: bool | None = None) -> _Kernels:
+           snap_idx: np.ndarray, pbar=None, rao_blackwell: bool | None = None, stein: bool = False) -> _Kernels:
     """One replica of the forward march over m = 0..T.
 
     Kernels are stored as block matrices, row/column index ``m * k + a`` (time m, component a), so
@@ -322,13 +322,14 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         sparse = bool(law.sparse)
         ht = None if sparse else np.zeros((K, P))  # ht[(m,a), p] = F_a(r_m, y) S_m
         nmax = max(1, int((Smat[:, :T] != 0).sum(axis=1).max()))
-        G = np.zeros((P, nmax, T1, k, k))
         act_t = np.zeros((P, nmax), dtype=np.int64)
         n_act = np.zeros(P, dtype=np.int64)
         RFsum = np.zeros((T1, k, k))
-        if k == 1:
-            G1 = G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
-            RFsum1 = np.zeros(T1)
+        if not stein:
+            G = np.zeros((P, nmax, T1, k, k))
+            if k == 1:
+                G1 = G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
+                RFsum1 = np.zeros(T1)
         if sparse:
             hval = np.zeros((P, nmax, k))
             r_buf = np.zeros((P, k))
@@ -336,6 +337,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         # multiplier noise dominates the kernel estimates. For sparse laws (SGD) they would need every
         # path's tangent at every step, O(P J T^2) instead of O(P J T^2 dt / gamma): pathwise instead.
         rb = bool(law.independent_steps and not law.sparse) if rao_blackwell is None else bool(rao_blackwell)
+        iid = bool(law.independent_steps)
         s1 = float(law.mean)
 
     for m in range(T1):
@@ -402,26 +404,41 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
                 CFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
             else:
                 CFm[bm, :upto] = (delta / P) * (ht[:upto] @ hm).T
-            Hm = np.ascontiguousarray(model.hess(r, y))
-            if k == 1:
-                _tangent_step_k1(m, Rrow_blocks[:, 0, 0].copy(), Hm[:, 0, 0].copy(), S, rb, G1, act_t, n_act,
-                                 RFsum1[: m + 1])
-                RFsum[: m + 1, 0, 0] = RFsum1[: m + 1]
-            else:
-                _tangent_step(m, Rrow_blocks, Hm, S, rb, G, act_t, n_act, RFsum[: m + 1])
+            CFm[: m * k, bm] = CFm[bm, : m * k].T
             # C_F (above) stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive
             # semi-definite by construction, which keeps C_theta a covariance (a Rao-Blackwellised C_F
             # is not a Gram matrix and can turn C_theta indefinite).
-            if rb:
-                # i.i.d. multipliers: S_m is independent of everything before step m, so
-                # E[S_m F_m (.)] = E[S] E[F_m (.)]
-                RFm[bm, :upto] = (delta * s1 / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
-                EhR = (s1 / P) * (Fm.T @ rstar)
+            if stein:
+                # Gaussian integration by parts over g = (r*, w_0..w_m) = L z: E[h_m z^T] = E[grad_g h_m] L,
+                # so E[grad_g h_m] = E[h_m z^T] L^{-1}, R_F and mu at once. It is the distributional
+                # derivative: it keeps the Dirac terms of a kink (relu) that pathwise tangents miss.
+                # Rao-Blackwellised for i.i.d. laws (E[S] F_m in place of S_m F_m).
+                if sparse:  # register the visit (done by the tangent kernels otherwise)
+                    on = np.flatnonzero(S)
+                    act_t[on, n_act[on]] = m
+                    n_act[on] += 1
+                Ehz = (Zt[:nm] @ (Fm * s1 if iid else hm)) / P  # (nm, k) = E[h_m z^T]^T
+                grad = solve_triangular(L[:nm, :nm], Ehz, lower=True, trans="T", check_finite=False).T
+                mu[bm] = delta * grad[:, :ks]  # delta E[d h_m / d r*] at fixed w
+                RFm[bm, :upto] = delta * grad[:, ks:nm]
             else:
-                RFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
-                EhR = (hm.T @ rstar) / P
-            CFm[: m * k, bm] = CFm[bm, : m * k].T
-            mu[bm] = delta * EhR - RFm[bm, :upto] @ Mt[:upto] @ Sinv
+                Hm = np.ascontiguousarray(model.hess(r, y))
+                if k == 1:
+                    _tangent_step_k1(m, Rrow_blocks[:, 0, 0].copy(), Hm[:, 0, 0].copy(), S, rb, G1, act_t,
+                                     n_act, RFsum1[: m + 1])
+                    RFsum[: m + 1, 0, 0] = RFsum1[: m + 1]
+                else:
+                    _tangent_step(m, Rrow_blocks, Hm, S, rb, G, act_t, n_act, RFsum[: m + 1])
+                if rb:
+                    # i.i.d. multipliers: S_m is independent of everything before step m, so
+                    # E[S_m F_m (.)] = E[S] E[F_m (.)]
+                    RFm[bm, :upto] = (delta * s1 / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
+                    EhR = (s1 / P) * (Fm.T @ rstar)
+                else:
+                    RFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
+                    EhR = (hm.T @ rstar) / P
+                # teacher term by integration by parts: E[h r*^T] = mu/delta S* + sum_s R_F/delta M_s^T
+                mu[bm] = delta * EhR - RFm[bm, :upto] @ Mt[:upto] @ Sinv
 
         if m == T:
             break
@@ -476,6 +493,7 @@ def solve(
     keep_kernels: bool = True,
     rao_blackwell: bool | None = None,
     blas_threads: int | None = 1,
+    responses: str = "auto",
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
 
@@ -492,6 +510,12 @@ def solve(
     rao_blackwell: estimate the kernels with E[S] and E[S^2] in place of the sampled multipliers
         at the current step (valid for i.i.d. laws; lower variance, more tangent work). Default:
         on for dense i.i.d. laws (SME), off otherwise.
+    responses: how R_F and mu are estimated: ``"pathwise"`` (tangents d r_m / d w_s along each path,
+        with mu from Gaussian integration by parts; low variance, needs a Hessian without Dirac
+        masses), ``"stein"`` (Gaussian integration by parts for all of them through the Cholesky
+        factor: the distributional derivative, right for kinks such as relu, noisier), ``"auto"``:
+        stein when the model declares a non-smooth derivative (``Model.smooth = False``: relu), else
+        pathwise.
     blas_threads: BLAS threads inside the march (its products are matrix-vector sized, where extra
         threads mostly contend; 1 is fastest on 2 cores and in process pools). None: leave as is.
 
@@ -509,6 +533,9 @@ def solve(
         raise ValueError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
                          f"paths >= 2 * replicas (paths are split over the replicas)")
     exact = _exact_path(problem, law)
+    if responses not in ("auto", "pathwise", "stein"):
+        raise ValueError(f"responses={responses!r} is not allowed: use 'auto', 'pathwise' or 'stein'")
+    use_stein = responses == "stein" or (responses == "auto" and not problem.model.smooth)
     jump = getattr(law, "gamma", None) if law.name in ("sgd", "reshuffle") else None
     if problem.model.linear_square and jump is not None and jump > 2.0:
         # each visit maps the residual r - y -> (1 - gamma)(r - y): |1 - gamma| > 1 grows without bound
@@ -533,8 +560,8 @@ def solve(
         pbar = tqdm(total=R * T, desc=f"DMFT {law.name}", unit="step", leave=False)
     try:
         with threadpool_limits(limits=blas_threads, user_api="blas"):
-            reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar, rao_blackwell)
-                    for s in seqs]
+            reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar, rao_blackwell,
+                           stein=use_stein) for s in seqs]
     finally:
         if pbar is not None:
             pbar.close()
@@ -589,6 +616,7 @@ def solve(
         replicas=int(R),
         seed=int(seed),
         exact_path=int(exact),
+        responses="exact" if exact else ("stein" if use_stein else "pathwise"),
         cholesky_clip=float(max(r.clip for r in reps)),
         memory_estimate_bytes=float(mem),
         sgd_dmft_version=__version__,

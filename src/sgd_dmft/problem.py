@@ -109,13 +109,16 @@ class Model:
     linear_square: bool = False  # square loss with a linear student: F affine in r
     meta: dict = field(default_factory=dict)
     pop_loss: Callable[[Array, Array, Array], Array] | None = None  # (Q, M, S*) -> (T,) override
+    smooth: bool = True  # False: H has Dirac masses (a kink in F, e.g. relu); the solver then uses
+    #                      Gaussian integration by parts for its responses
 
     def labels(self, rstar: Array, eps: Array) -> Array:
         """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
         return self.label(rstar, eps)
 
 
-def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, linear: bool = False, meta=None) -> Model:
+def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, linear: bool = False, meta=None,
+                  smooth: bool = True) -> Model:
     """Square loss (f(r) - y)^2 / 2 with f(r) = sum_a f_a(r_a) given componentwise (fp, fpp)."""
 
     def label(rstar: Array, eps: Array) -> Array:
@@ -136,7 +139,7 @@ def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, li
         return h
 
     return Model(name=name, k=k, kstar=kstar, label=label, loss=loss, grad=grad, hess=hess, noise=noise,
-                 additive_noise=True, predictor=f, target=g, linear_square=linear, meta=meta or {})
+                 additive_noise=True, predictor=f, target=g, linear_square=linear, meta=meta or {}, smooth=smooth)
 
 
 def linear(noise: float = 0.0) -> Model:
@@ -163,7 +166,7 @@ def committee(k: int = 2, kstar: int = 2, activation: str = "erf", noise: float 
     return _square_model(
         "committee", k, kstar, noise,
         f=lambda r: s(r).mean(axis=-1), fp=lambda r: sp(r) / k, fpp=lambda r: spp(r) / k,
-        g=lambda rs: s(rs).mean(axis=-1), meta={"activation": activation},
+        g=lambda rs: s(rs).mean(axis=-1), meta={"activation": activation}, smooth=activation != "relu",
     )
 
 
@@ -251,6 +254,7 @@ def custom(
     hess: Callable[[Array, Array], Array] | None = None,
     noise: float = 0.0,
     name: str = "custom",
+    smooth: bool = True,
 ) -> Model:
     """A user-defined model.
 
@@ -258,10 +262,12 @@ def custom(
     with ``rstar`` of shape ``(..., kstar)`` and standard-normal ``eps`` of shape ``(...)`` (scale the
     noise inside ``label`` yourself; ``noise`` is only recorded). A missing ``grad`` or ``hess`` is
     derived by central finite differences (step 1e-5, relative accuracy ~1e-9 for smooth losses).
+    ``smooth=False`` declares a kink in ``grad`` (a Dirac mass in ``hess``): the solver then estimates
+    its responses by Gaussian integration by parts instead of pathwise tangents.
     """
     g = grad if grad is not None else _fd_grad(loss)
     h = hess if hess is not None else _fd_hess(g)
-    return Model(name=name, k=k, kstar=kstar, label=label, loss=loss, grad=g, hess=h, noise=noise)
+    return Model(name=name, k=k, kstar=kstar, label=label, loss=loss, grad=g, hess=h, noise=noise, smooth=smooth)
 
 
 # --------------------------------------------------------------------------------------------
