@@ -429,14 +429,11 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
                     RFsum[: m + 1, 0, 0] = RFsum1[: m + 1]
                 else:
                     _tangent_step(m, Rrow_blocks, Hm, S, rb, G, act_t, n_act, RFsum[: m + 1])
-                if rb:
-                    # i.i.d. multipliers: S_m is independent of everything before step m, so
-                    # E[S_m F_m (.)] = E[S] E[F_m (.)]
-                    RFm[bm, :upto] = (delta * s1 / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
-                    EhR = (s1 / P) * (Fm.T @ rstar)
-                else:
-                    RFm[bm, :upto] = (delta / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
-                    EhR = (hm.T @ rstar) / P
+                # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
+                # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
+                scale, hbar = (s1, Fm * s1) if rb else (1.0, hm)
+                RFm[bm, :upto] = (delta * scale / P) * RFsum[: m + 1].transpose(1, 0, 2).reshape(k, upto)
+                EhR = (hbar.T @ rstar) / P
                 # teacher term by integration by parts: E[h r*^T] = mu/delta S* + sum_s R_F/delta M_s^T
                 mu[bm] = delta * EhR - RFm[bm, :upto] @ Mt[:upto] @ Sinv
 
