@@ -73,7 +73,7 @@ def fakes(monkeypatch):
     class SolverDiverged(ValueError):
         pass
 
-    def simulate(problem, algorithm, *, t_max, dt, d, gamma, batch, batching, seeds, seed, law, progress):
+    def simulate(problem, algorithm, *, t_max, dt, d, gamma, batch, batching, seeds, seed, law, progress, growth=0.0, dt_max=None):
         calls["simulate"] = dict(algorithm=algorithm, t_max=t_max, dt=dt, d=d, gamma=gamma, batch=batch,
                                  batching=batching, seeds=seeds, seed=seed, law=law, progress=progress)
         if calls.get("diverge") == "sim":

@@ -139,20 +139,25 @@ def test_sme_increment_mean_and_covariance():
 # --------------------------------------------------------------------------------------------
 # The law path is exactly the discrete recursion (pre-update r, records before the update)
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("lawname", ["sme", "sgd", "persistent", "reshuffle"])
+@pytest.mark.parametrize("lawname", ["sme", "sgd", "persistent", "reshuffle", "gd_graded", "sme_graded",
+                                     "sgd_graded"])
 def test_law_path_matches_manual_recursion(lawname):
     prob = P.Problem(P.committee(2, 2, "tanh", 0.1), delta=1.5, ridge=0.1)
     d, dt, gamma, T, seed, s = 20, 0.1, 0.5, 6, 3, 1
+    graded = dict(growth=0.5, dt_max=0.3)  # steps 0.1, 0.1, 0.1, 0.15, 0.225, 0.3
     law = {"sme": laws.SME(dt, gamma), "sgd": laws.SGD(dt, gamma), "persistent": laws.Persistent(dt, 0.5, 0.4),
-           "reshuffle": laws.Reshuffle(dt, gamma)}[lawname]
-    rec, theta, inst = S._simulate_seed(prob, "law", t_max=T * dt, dt=dt, d=d, gamma=gamma, batch=1,
+           "reshuffle": laws.Reshuffle(dt, gamma), "gd_graded": laws.GD(dt, **graded),
+           "sme_graded": laws.SME(dt, gamma, **graded), "sgd_graded": laws.SGD(dt, gamma, **graded)}[lawname]
+    times = law.times(T * dt if not law.graded else 1.0)
+    assert len(times) == T + 1 and np.isclose(np.diff(times)[-1], 0.3 if law.graded else dt)
+    rec, theta, inst = S._simulate_seed(prob, "law", times=times, d=d, gamma=gamma, batch=1,
                                         batching="uniform", s=s, seed=seed, law=law)
     Sm = law.sample(S._rngs(seed, s)[1], inst.n, T)
     th = inst.theta0.copy()
     for m in range(T):
         np.testing.assert_allclose(rec.Q[m], th.T @ th / d, rtol=1e-12)
         np.testing.assert_allclose(rec.train[m], np.mean(prob.model.loss(inst.X @ th, inst.y)), rtol=1e-12)
-        th = S.law_step(prob.model, inst.X, inst.y, th, Sm[:, m], dt, prob.ridge)
+        th = S.law_step(prob.model, inst.X, inst.y, th, Sm[:, m], times[m + 1] - times[m], prob.ridge)
     np.testing.assert_allclose(theta, th, rtol=1e-11, atol=1e-13)
     np.testing.assert_allclose(rec.M[T], th.T @ inst.theta_star / d, rtol=1e-11, atol=1e-13)
 
@@ -164,9 +169,9 @@ def test_law_path_matches_manual_recursion(lawname):
 def test_test_loss_against_fresh_test_set(model):
     prob = P.Problem(model, delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
     d, dt, t_max = 50, 0.5, 1.0
-    kw = dict(t_max=t_max, dt=dt, d=d, gamma=0.5, batch=2, batching="uniform", seed=0, law=None)
-    rec, theta, inst = S._simulate_seed(prob, "sgd", s=0, **kw)
-    ds = simulate(prob, "sgd", seeds=[0], **{k: v for k, v in kw.items() if k != "law"})
+    kw = dict(d=d, gamma=0.5, batch=2, batching="uniform", seed=0)
+    rec, theta, inst = S._simulate_seed(prob, "sgd", s=0, times=np.arange(3) * dt, law=None, **kw)
+    ds = simulate(prob, "sgd", seeds=[0], t_max=t_max, dt=dt, **kw)
     np.testing.assert_array_equal(ds.Q.values[0], rec.Q)
     N = 200_000
     rng = np.random.default_rng(99)

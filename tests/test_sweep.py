@@ -67,7 +67,7 @@ def test_invalid_point_refused_before_running(cfg, counter, tmp_path):
         sweep.run_sweep(cfg, {"gamma": [0.5, 0.05]}, tmp_path, workers=1)
     assert counter == []
     assert not (tmp_path / "sweep.nc").exists()
-    with pytest.raises(ConfigError, match="sweeping the time step"):
+    with pytest.raises(ConfigError, match="sweeping the time grid"):
         sweep.run_sweep(cfg, {"dt": [0.1, 0.05]}, tmp_path, workers=1)
     with pytest.raises(ConfigError, match="repeated"):
         sweep.run_sweep(cfg, {"delta": [1, 1.0]}, tmp_path, workers=1)

@@ -102,7 +102,7 @@ def run_simulation(cfg: Config, progress: bool = False):
     ds = sim_mod.simulate(
         cfg.make_problem(), alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"],
         batch=sm["batch"], batching=sm["batching"], seeds=sm["seeds"], seed=sm["seed"], law=law,
-        progress=progress,
+        progress=progress, **({} if law is not None else dict(growth=dy["growth"], dt_max=dy["dt_max"] or None)),
     )
     ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
     ds.attrs["kind"] = "simulation"
@@ -129,7 +129,7 @@ def run_theory(cfg: Config, progress: bool = False, announce: bool = False):
         law = cfg.make_law()
         mem = dmft.estimate_memory(problem, law, dy["t_max"], so["paths"], so["replicas"])
         if announce:  # the CLI says what a run will take before it starts
-            click.echo(f"DMFT {law.name}: {round(dy['t_max'] / dy['dt'])} grid steps, {so['paths']} paths in "
+            click.echo(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {so['paths']} paths in "
                        f"{so['replicas']} replicas, estimated memory <= {mem / 2**20:.0f} MiB")
         ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
                         replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],

@@ -4,7 +4,7 @@ A configuration has four sections, every key optional (defaults below)::
 
     [problem]     model, delta, noise, ridge, student_width, teacher_width, activation,
                   init_scale, init_overlap
-    [dynamics]    algorithm, gamma, t_max, dt, persist_b, persist_tau
+    [dynamics]    algorithm, gamma, t_max, dt, growth, dt_max, persist_b, persist_tau
     [simulation]  d, batch, batching, seeds, seed
     [solver]      paths, replicas, seed, max_memory_gb
 
@@ -79,6 +79,10 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                       "per-visit step; SGD learning rate eta = gamma * batch / n"),
         "t_max": _Key("float", 4.0, "a finite number > 0", lambda v: v > 0, "final time t = steps * eta"),
         "dt": _Key("float", 0.01, "a finite number > 0", lambda v: v > 0, "time-grid step"),
+        "growth": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0,
+                       "graded grid for long horizons: step clip(growth * t, dt, dt_max); 0 = uniform"),
+        "dt_max": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0,
+                       "largest step of a graded grid (0 = no cap; sgd/persistent need one)"),
         "persist_b": _Key("float", 0.5, "a number in (0, 1]", lambda v: 0 < v <= 1,
                           "persistent law: stationary on-fraction b"),
         "persist_tau": _Key("float", 1.0, "a finite number > 0", lambda v: v > 0,
@@ -172,6 +176,20 @@ def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(
             f"dynamics.dt = {dt!r}: for algorithm '{alg}' dt must be <= dynamics.gamma = {gamma!r} "
             f"(Bernoulli selection probability dt/gamma <= 1)")
+    growth, dt_max = dy["growth"], dy["dt_max"]
+    if growth > 0:
+        if alg in ("reshuffle", "online"):
+            raise ConfigError(f"dynamics.growth = {growth!r}: algorithm '{alg}' needs a uniform grid (growth = 0)")
+        if dt_max and dt_max < dt:
+            raise ConfigError(f"dynamics.dt_max = {dt_max!r}: must be >= dynamics.dt = {dt!r} (or 0 = no cap)")
+        if alg == "sgd" and not (0 < dt_max <= gamma):
+            raise ConfigError(
+                f"dynamics.dt_max = {dt_max!r}: a graded grid for 'sgd' needs 0 < dt_max <= dynamics.gamma = {gamma!r} "
+                f"(Bernoulli p = dt_m/gamma <= 1; the Poisson limit wants dt_max << gamma)")
+        if alg == "persistent" and not dt_max:
+            raise ConfigError(f"dynamics.dt_max = {dt_max!r}: a graded grid for 'persistent' needs a cap dt_max > 0")
+    if alg == "persistent":
+        dt = max(dt, dt_max) if growth > 0 else dt
     if alg == "reshuffle":
         q = gamma / dt
         if abs(q - round(q)) > 1e-9 * max(1.0, q) or round(q) < 1:
@@ -182,7 +200,7 @@ def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
         b, tau = dy["persist_b"], dy["persist_tau"]
         if dt * max(b, 1 - b) / tau > 1:
             raise ConfigError(
-                f"dynamics.persist_tau = {tau!r}: too small for dt = {dt!r} and persist_b = {b!r} "
+                f"dynamics.persist_tau = {tau!r}: too small for the largest step {dt!r} and persist_b = {b!r} "
                 f"(needs dt * max(b, 1 - b) / tau <= 1)")
     n = int(round(p["delta"] * sim["d"]))
     if n < 1:
@@ -280,7 +298,7 @@ class Config:
                 "(use sgd_dmft.online.solve_online)")
         try:
             return laws.make_law(dy["algorithm"], dy["dt"], gamma=dy["gamma"], b=dy["persist_b"],
-                                 tau=dy["persist_tau"])
+                                 tau=dy["persist_tau"], growth=dy["growth"], dt_max=dy["dt_max"] or None)
         except ValueError as e:  # should be prevented by the cross-checks
             raise ConfigError(f"dynamics: {e}") from e
 

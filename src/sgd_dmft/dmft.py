@@ -1,14 +1,15 @@
 """The discrete-time DMFT solver, parametrised by the law of the per-sample step multipliers.
 
-Solves, on the grid ``t_m = m * dt`` (m = 0..T, ``T = round(t_max / dt)``), the d = infinity limit
-of the recursion
+Solves, on the law's time grid ``t_0 = 0 < t_1 < ... < t_T`` (uniform ``t_m = m * dt`` with
+``T = round(t_max / dt)``, or graded, ``dt_m = t_{m+1} - t_m`` growing with t: laws.graded_times),
+the d = infinity limit of the recursion
 
-    theta_{m+1} = theta_m - sum_i x_i F(r_{i,m}, y_i)^T S_{i,m} - dt * ridge * theta_m
+    theta_{m+1} = theta_m - sum_i x_i F(r_{i,m}, y_i)^T S_{i,m} - dt_m * ridge * theta_m
 
 (see laws.py, THEORY.md section 3 and docs/theory.md for the derivation). Two effective processes:
 
 * coordinate (ridge penalty => linear and Gaussian, solved by deterministic recursions):
-  ``theta_{m+1} = (1 - dt*ridge) theta_m - sum_{s<=m} R_F[m,s] theta_s - mu_m theta* - U_m``,
+  ``theta_{m+1} = (1 - dt_m*ridge) theta_m - sum_{s<=m} R_F[m,s] theta_s - mu_m theta* - U_m``,
   ``Cov(U_m, U_s) = C_F[m,s]``;
 * sample (Monte Carlo over ``paths`` paths, or exact for square loss + linear student + GD/GF):
   ``r_m = w_m - sum_{s<m} R_theta[m,s] F(r_s, y) S_s``, ``(r*, w_0, w_1, ...)`` Gaussian with
@@ -181,17 +182,19 @@ def _exact_path(problem: Problem, law: Law) -> bool:
     return bool(problem.model.linear_square and law.independent_steps)
 
 
-def _n_steps(t_max: float, dt: float) -> int:
-    return int(round(t_max / dt))
+def _n_steps(t_max: float, law: Law) -> int:
+    """Number of grid steps T of the law's grid up to (the grid point nearest to) t_max."""
+    return len(law.times(t_max)) - 1
 
 
 def _max_active(law: Law, T1: int) -> int:
     """Upper bound on the number of active steps of one path over T1 grid points."""
     if not law.sparse:
         return T1
-    # sparse laws have S in {0, gamma} with E[S] = dt, E[S^2] = gamma dt: active fraction dt/gamma.
-    # Bound on the maximum over paths of a Binomial count: mean + 8 sd + slack.
-    mean = law.mean**2 / law.second_moment * T1
+    # sparse laws have S in {0, gamma} with E[S_m] = dt_m, E[S_m^2] = gamma dt_m: active with
+    # probability dt_m/gamma. Bound on the maximum over paths of the count: mean + 8 sd + slack.
+    m1, m2 = law.moments(T1)
+    mean = float(np.sum(m1**2 / m2))
     return int(min(T1, math.ceil(mean + 8 * math.sqrt(mean + 1) + 8)))
 
 
@@ -204,7 +207,7 @@ def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replic
     sparse ones); the kept kernels of every replica, ``4 K^2`` each.
     """
     k, ks = problem.k, problem.kstar
-    T1 = _n_steps(t_max, law.dt) + 1
+    T1 = _n_steps(t_max, law) + 1
     K = T1 * k
     N = ks + K
     exact = _exact_path(problem, law)
@@ -277,8 +280,10 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     """
     model = problem.model
     k, ks = problem.k, problem.kstar
-    dt, lam, delta = law.dt, problem.ridge, problem.delta
+    lam, delta = problem.ridge, problem.delta
     T1 = T + 1
+    dts = law.steps(T1)  # dt_m: the step after grid time t_m (uniform unless the law's grid is graded)
+    tgrid = np.concatenate([[0.0], np.cumsum(dts)])
     K = T1 * k
     exact = _exact_path(problem, law)
     P = 1 if exact else paths
@@ -296,7 +301,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     Cm[:k, :k] = C0
     Mt[:k] = M0
     eye = np.eye(k)
-    decay = 1.0 - dt * lam
+    decays = 1.0 - dts * lam
 
     N = ks + K
     L = np.zeros((N, N))  # Cholesky factor of Cov(r*, w_0, ..., w_T), grown block by block
@@ -305,9 +310,8 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     snap_r = np.zeros((len(snap_idx), 0 if exact else min(P, 5000), k))
 
     if exact:
-        c1, c2 = float(law.mean), float(law.second_moment)
+        c1, c2 = law.moments(T1)  # E[S_m], E[S_m^2] per grid step
         Abar, X, Y = np.zeros((T1, T1)), np.zeros((T1, T1)), np.zeros((T1, T1))
-        Wsym = np.zeros((T1, T1))  # Y + Y^T
         E1 = np.zeros((T1, T1))  # E[S_u e_u e_s]: c1 X[u,s] (u >= s), Y[s,u] (u < s)
         noise2 = model.noise**2
     else:
@@ -338,7 +342,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         # path's tangent at every step, O(P J T^2) instead of O(P J T^2 dt / gamma): pathwise instead.
         rb = bool(law.independent_steps and not law.sparse) if rao_blackwell is None else bool(rao_blackwell)
         iid = bool(law.independent_steps)
-        s1 = float(law.mean)
+        s1all = law.moments(T1)[0]  # E[S_m]
 
     for m in range(T1):
         bm = slice(m * k, (m + 1) * k)  # block of time m
@@ -357,23 +361,27 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             Vrow = Cm[m, : m + 1] - Mt[m, 0] - Mt[: m + 1, 0] + 1.0 + noise2
             Rrow = Rm[m, :m]
             Abar[m, m] = 1.0
-            Zv = solve_triangular(np.eye(m + 1) + c1 * Rm[: m + 1, : m + 1], Vrow, lower=True,
+            # E[S_u] = c1[u], E[S_u^2] = c2[u] may vary with u (graded grid); S_u is independent of
+            # v and of e_s for s <= u.
+            Zv = solve_triangular(np.eye(m + 1) + Rm[: m + 1, : m + 1] * c1[: m + 1], Vrow, lower=True,
                                   check_finite=False)
             if m:
-                Abar[m, :m] = -c1 * (Rrow @ Abar[:m, :m])
-                Y[m, :m] = c1 * Zv[:m] - c2 * Rrow * np.diagonal(X)[:m] - c1 * (Rrow @ Wsym[:m, :m])
+                Rc = Rrow * c1[:m]
+                Abar[m, :m] = -(Rc @ Abar[:m, :m])
+                # Y[m,s] = c1_s Zv_s - c2_s R[m,s] X[s,s] - sum_{u>s} R[m,u] c1_u Y[u,s] - c1_s sum_{u<s} R[m,u] Y[s,u]
+                Yp = Y[:m, :m]
+                Y[m, :m] = c1[:m] * (Zv[:m] - Yp @ Rrow) - c2[:m] * Rrow * np.diagonal(X)[:m] - Rc @ Yp
                 X[m, :m] = Zv[:m] - Rrow @ E1[:m, :m]
                 X[m, m] = Zv[m] - Rrow @ Y[m, :m]
-                Wsym[m, :m] = Wsym[:m, m] = Y[m, :m]
                 E1[:m, m] = Y[m, :m]
             else:
                 X[0, 0] = Zv[0]
-            E1[m, : m + 1] = c1 * X[m, : m + 1]
+            E1[m, : m + 1] = c1[m] * X[m, : m + 1]
             train[m] = 0.5 * X[m, m]
-            CFm[m, :m] = CFm[:m, m] = delta * c1 * Y[m, :m]
-            CFm[m, m] = delta * c2 * X[m, m]
-            RFm[m, : m + 1] = delta * c1 * Abar[m, : m + 1]
-            mu[m, 0] = -delta * c1 * Abar[m, : m + 1].sum()
+            CFm[m, :m] = CFm[:m, m] = delta * c1[m] * Y[m, :m]
+            CFm[m, m] = delta * c2[m] * X[m, m]
+            RFm[m, : m + 1] = delta * c1[m] * Abar[m, : m + 1]
+            mu[m, 0] = -delta * c1[m] * Abar[m, : m + 1].sum()
         else:
             nm = n_prev + k
             wt = L[n_prev:nm, :nm] @ Zt[:nm]
@@ -385,8 +393,9 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             else:
                 r = (wt - Rm[bm, : m * k] @ ht[: m * k]).T if m else w
             if not np.all(np.isfinite(r)):
-                raise SolverDiverged(_diverged_msg(law, m * dt, "non-finite pre-activations"))
+                raise SolverDiverged(_diverged_msg(law, tgrid[m], "non-finite pre-activations"))
             S = Smat[:, m]
+            s1 = float(s1all[m])
             Fm = model.grad(r, y)
             hm = Fm * S[:, None]
             if not sparse:
@@ -442,6 +451,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         # ---- coordinate process: step m -> m+1 (deterministic, Gaussian)
         bn = slice((m + 1) * k, (m + 2) * k)
         RFrow = RFm[bm, :upto]
+        decay = decays[m]
         Mt[bn] = decay * Mt[bm] - RFrow @ Mt[:upto] - mu[bm] @ Sstar
         Rm[bn, bm] = eye
         if m:
@@ -456,7 +466,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         Cm[bn, bn] = 0.5 * (cmm + cmm.T)
         q = float(np.trace(Cm[bn, bn]))
         if not np.isfinite(q) or q > 1e12:
-            raise SolverDiverged(_diverged_msg(law, (m + 1) * dt, f"trace Q = {q:.3g}"))
+            raise SolverDiverged(_diverged_msg(law, tgrid[m + 1], f"trace Q = {q:.3g}"))
         if pbar is not None:
             pbar.update(1)
 
@@ -497,7 +507,8 @@ def solve(
     Parameters
     ----------
     problem: model, delta, ridge, initialisation (internal conventions, problem.py).
-    law: step-multiplier law (laws.py); its ``dt`` is the grid step; time ``t = m * dt``.
+    law: step-multiplier law (laws.py); it fixes the time grid: ``t_m = m * dt``, or a graded grid
+        (``growth > 0``: step ``clip(growth * t_m, dt, dt_max)``) for long horizons.
     t_max: horizon in units of t (gradient-flow time; an SGD epoch lasts gamma).
     paths: total Monte Carlo paths of the sample process, split over ``replicas`` independent
         replicas whose spread gives the standard errors. Ignored (exact, no Monte Carlo) for square
@@ -523,8 +534,11 @@ def solve(
     kernels ``C_theta``, ``R_theta``, ``C_F``, ``R_F`` (time, time2, k, k2), ``mu``, pre-activation
     samples ``r_samples`` (snap_time, path, k), and diagnostics in attrs.
     """
-    T = _n_steps(t_max, law.dt)
-    if not (math.isfinite(t_max) and T >= 1):
+    if not math.isfinite(t_max):
+        raise ValueError(f"t_max={t_max} is not allowed: must be a finite time >= dt={law.dt}")
+    times = law.times(t_max)
+    T = len(times) - 1
+    if T < 1:
         raise ValueError(f"t_max={t_max} is not allowed: must be at least one grid step dt={law.dt}")
     if not _exact_path(problem, law) and (int(replicas) < 1 or int(paths) < 2 * int(replicas)):
         raise ValueError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
@@ -563,7 +577,7 @@ def solve(
         if pbar is not None:
             pbar.close()
 
-    time = np.arange(T + 1) * law.dt
+    time = times
     k, ks = problem.k, problem.kstar
     Qr = np.stack([np.diagonal(r.Ct, axis1=0, axis2=1).transpose(2, 0, 1) for r in reps])  # (R, T1, k, k)
     Mr = np.stack([r.Mt for r in reps])
@@ -607,7 +621,10 @@ def solve(
         algorithm=law.name,
         dt=float(law.dt),
         gamma=float(getattr(law, "gamma", 0.0)),
-        t_max=float(T * law.dt),
+        t_max=float(times[-1]),
+        grid_growth=float(law.growth if law.graded else 0.0),
+        grid_dt_max=float(law.largest_step if law.graded else law.dt),
+        grid_steps=int(T),
         **problem.attrs(),
         paths=int(0 if exact else P * R),
         replicas=int(R),

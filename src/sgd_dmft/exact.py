@@ -226,29 +226,45 @@ def gf_linear(problem: Problem, times, *, n_nodes: int | None = None) -> xr.Data
     return _dataset(problem, times, train, test, M, Q, "gf", 0.0, N)
 
 
-def gd_linear(problem: Problem, dt: float, n_steps: int, *, n_nodes: int | None = None) -> xr.Dataset:
+def gd_linear(problem: Problem, dt: float, n_steps: int, *, n_nodes: int | None = None,
+              steps=None) -> xr.Dataset:
     """Exact d = infinity curves of full-batch GD with step ``dt`` (the DMFT of ``laws.GD(dt)``).
 
-    ``theta_{m+1} = theta_m - dt ((A + ridge) theta_m - X^T y)``, recorded at ``t_m = m dt``,
-    ``m = 0..n_steps``. Default ``n_nodes = n_steps + 8``: exact up to rounding.
+    ``theta_{m+1} = theta_m - dt_m ((A + ridge) theta_m - X^T y)``, recorded at ``t_m = dt_0 + ... +
+    dt_{m-1}``, ``m = 0..n_steps``; ``dt_m = dt``, or ``steps[m]`` when a step sequence is given
+    (a graded grid: ``laws.GD(dt, growth=..).steps(n_steps)``; then ``E = prod_j (1 - dt_j x)``).
+    Default ``n_nodes = n_steps + 8``: exact up to rounding.
     """
     _check_linear(problem)
     if not dt > 0:
         raise ValueError(f"dt={dt} must be positive")
     n_steps = int(n_steps)
+    h = np.full(n_steps, float(dt)) if steps is None else np.asarray(steps, dtype=np.float64)[:n_steps]
+    if len(h) != n_steps or not np.all(h > 0):
+        raise ValueError(f"steps must hold n_steps={n_steps} positive steps (got {len(h)})")
     N = int(n_nodes) if n_nodes is not None else n_steps + 8
     s, w = mp_quadrature(problem.delta, N)
     x = s + problem.ridge
-    m = np.arange(n_steps + 1, dtype=np.float64)[:, None]
-    base = 1.0 - dt * x[None, :]
-    E = np.power(base, m)
-    one_minus = np.where(base > 0, -np.expm1(m * np.log(np.abs(base) + (base <= 0))), 1.0 - E)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        phi = np.where(x[None, :] != 0, one_minus / x[None, :], m * dt)
+    times = np.concatenate([[0.0], np.cumsum(h)])
+    if steps is None:
+        m = np.arange(n_steps + 1, dtype=np.float64)[:, None]
+        base = 1.0 - dt * x[None, :]
+        E = np.power(base, m)
+        one_minus = np.where(base > 0, -np.expm1(m * np.log(np.abs(base) + (base <= 0))), 1.0 - E)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            phi = np.where(x[None, :] != 0, one_minus / x[None, :], m * dt)
+    else:  # E_{m+1} = (1 - dt_m x) E_m, phi_{m+1} = (1 - dt_m x) phi_m + dt_m  (phi = (1 - E) / x)
+        E = np.empty((n_steps + 1, N))
+        phi = np.empty((n_steps + 1, N))
+        E[0], phi[0] = 1.0, 0.0
+        for j in range(n_steps):
+            f = 1.0 - h[j] * x
+            E[j + 1] = f * E[j]
+            phi[j + 1] = f * phi[j] + h[j]
     if not np.all(np.isfinite(E)):
-        raise OverflowError(f"GD with dt={dt} diverges (dt (b + ridge) > 2)")
+        raise OverflowError(f"GD with dt={h.max()} diverges (dt (b + ridge) > 2)")
     train, test, M, Q = _curves_from_EP(problem, s, w, E, phi)
-    return _dataset(problem, m[:, 0] * dt, train, test, M, Q, "gd", dt, N)
+    return _dataset(problem, times, train, test, M, Q, "gd", dt, N)
 
 
 def linear_curves(problem: Problem, *, t_max: float, dt: float, algorithm: str = "gf") -> xr.Dataset:
@@ -271,7 +287,7 @@ def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray
     For the linear model and a law with i.i.d. multipliers (``E S = c1``, ``E S^2 = c2``, independent
     across samples and steps), ``z = (theta, 1)`` obeys ``z' = G z`` with
     ``G = diag(c, 1) - sum_i S_i u_i w_i^T``, ``u_i = (x_i, 0)``, ``w_i = (x_i, -y_i)``,
-    ``c = 1 - dt ridge``, so ``Sigma = E[z z^T]`` follows the closed recursion
+    ``c = 1 - dt ridge`` (per step ``dt_m`` on a graded grid), so ``Sigma = E[z z^T]`` follows the closed recursion
 
         Sigma' = C0 Sigma C0 - c1 (U W^T Sigma C0 + C0 Sigma W U^T) + c1^2 U W^T Sigma W U^T
                  + (c2 - c1^2) sum_i (w_i^T Sigma w_i) u_i u_i^T.
@@ -281,13 +297,12 @@ def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray
     """
     _check_linear(problem)
     n, d = X.shape
-    c1, c2 = float(law.mean), float(law.second_moment)
-    c = 1.0 - law.dt * problem.ridge
+    c1s, c2s = law.moments(n_steps + 1)  # E[S_m], E[S_m^2] (per step on a graded grid)
+    cs = 1.0 - law.steps(n_steps + 1) * problem.ridge
     z0 = np.concatenate([np.asarray(theta0, float).ravel(), [1.0]])
     Sig = np.outer(z0, z0)
     W = np.concatenate([X, -np.asarray(y, float).reshape(-1, 1)], axis=1)  # (n, d+1): rows w_i
-    C0 = np.full(d + 1, c)
-    C0[-1] = 1.0
+    C0 = np.ones(d + 1)
     ts = np.asarray(theta_star, float).ravel()
     Q, M, tr = (np.empty(n_steps + 1) for _ in range(3))
     yv = np.asarray(y, float).ravel()
@@ -299,6 +314,8 @@ def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray
         tr[m] = (np.sum(A * St) - 2 * yv @ (X @ Sig[:d, d]) + yv @ yv) / (2 * n)
         if m == n_steps:
             break
+        c1, c2 = c1s[m], c2s[m]
+        C0[:d] = cs[m]
         SW = Sig @ W.T  # (d+1, n)
         WSW = W @ SW  # (n, n)
         UWS = np.zeros((d + 1, d + 1))
@@ -311,5 +328,5 @@ def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray
         Sig = new + inner
         Sig = 0.5 * (Sig + Sig.T)
     test = 0.5 * (Q - 2 * M + float(ts @ ts) / d + problem.model.noise**2)
-    times = np.arange(n_steps + 1) * law.dt
+    times = np.concatenate([[0.0], np.cumsum(law.steps(n_steps))])
     return _dataset(problem, times, tr, test, M, Q, getattr(law, "name", "law"), law.dt, 0)

@@ -16,20 +16,95 @@ from __future__ import annotations
 
 import abc
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 
-class Law(abc.ABC):
-    """Law of the per-sample multiplier sequence ``(S_0, S_1, ...)`` on a grid of step ``dt``."""
+def graded_times(t_max: float, dt: float, growth: float = 0.0, dt_max: float | None = None) -> np.ndarray:
+    """The time grid ``t_0 = 0 < t_1 < ... < t_T`` of a law (see :class:`Law`).
 
-    name: str = "law"
-    dt: float
+    ``growth = 0``: the uniform grid ``t_m = m dt``, ``T = round(t_max / dt)``. ``growth > 0``: a graded
+    grid whose step is proportional to the elapsed time, ``t_{m+1} - t_m = clip(growth * t_m, dt, dt_max)``
+    (relative resolution ``growth``: about ``log(t_max / t_c) / log(1 + growth)`` steps past the
+    crossover ``t_c = dt / growth``, instead of ``t_max / dt``); it ends at the grid point nearest to
+    ``t_max``. Units: gradient-flow time t.
+    """
+    if growth == 0.0:
+        return np.arange(int(round(t_max / dt)) + 1) * dt
+    cap = math.inf if dt_max is None else float(dt_max)
+    t = [0.0]
+    while True:
+        h = min(max(dt, growth * t[-1]), cap)
+        if t[-1] + 0.5 * h > t_max:
+            break
+        t.append(t[-1] + h)
+    return np.asarray(t)
+
+
+@dataclass(frozen=True)
+class Law(abc.ABC):
+    """Law of the per-sample multiplier sequence ``(S_0, S_1, ...)`` on a time grid.
+
+    The grid starts with step ``dt``; with ``growth > 0`` (keyword-only) the step of grid step ``m``
+    is ``dt_m = clip(growth * t_m, dt, dt_max)`` (:func:`graded_times`): a graded grid for long
+    horizons, fine where the dynamics is fast (early) and coarse where it is slow. The recursion uses
+    ``dt_m`` everywhere (``E[S_m] = dt_m``, ridge decay ``1 - dt_m lambda``), in the solver and in the
+    finite-d simulators alike, so both stay the same recursion. ``dt_max = None``: no cap.
+    """
+
+    growth: float = field(default=0.0, kw_only=True)
+    dt_max: float | None = field(default=None, kw_only=True)
+    name: str = field(default="law", kw_only=True)
+
+    def __post_init__(self):
+        if not (math.isfinite(self.dt) and self.dt > 0):
+            raise ValueError(f"dt={self.dt!r} is not allowed: must be a finite number > 0")
+        if not (math.isfinite(self.growth) and self.growth >= 0):
+            raise ValueError(f"growth={self.growth!r} is not allowed: must be a finite number >= 0 (0: uniform grid)")
+        if self.dt_max is not None and not (self.dt_max >= self.dt):
+            raise ValueError(f"dt_max={self.dt_max!r} is not allowed: must be >= dt={self.dt}")
+
+    @property
+    def graded(self) -> bool:
+        """True when the grid is not uniform (``growth > 0`` and a cap above ``dt``)."""
+        return self.growth > 0 and (self.dt_max is None or self.dt_max > self.dt)
+
+    @property
+    def largest_step(self) -> float:
+        """The largest step the grid can take (``dt_max``; infinite for an uncapped graded grid)."""
+        if not self.graded:
+            return self.dt
+        return math.inf if self.dt_max is None else float(self.dt_max)
+
+    def times(self, t_max: float) -> np.ndarray:
+        """Grid times ``t_0 = 0, ..., t_T`` (nearest grid point to ``t_max`` last)."""
+        return graded_times(t_max, self.dt, self.growth if self.graded else 0.0, self.dt_max)
+
+    def steps(self, n_steps: int) -> np.ndarray:
+        """``dt_m`` for ``m = 0 .. n_steps - 1`` (the step taken after grid time ``t_m``)."""
+        if not self.graded:
+            return np.full(n_steps, self.dt)
+        cap = math.inf if self.dt_max is None else float(self.dt_max)
+        h = np.empty(n_steps)
+        t = 0.0
+        for m in range(n_steps):
+            h[m] = min(max(self.dt, self.growth * t), cap)
+            t += h[m]
+        return h
 
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator, n_samples: int, n_steps: int) -> np.ndarray:
-        """Multipliers, shape ``(n_samples, n_steps)``."""
+        """Multipliers, shape ``(n_samples, n_steps)``; column ``m`` uses the step ``dt_m``."""
+
+    def moments(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[S_m], E[S_m^2])`` for ``m = 0 .. n_steps - 1`` (stationary laws)."""
+        h = self.steps(n_steps)
+        return h.copy(), self.second_moment_at(h)
+
+    def second_moment_at(self, dt):
+        """``E[S^2]`` at step ``dt`` (array or float)."""
+        raise NotImplementedError
 
     @property
     def deterministic(self) -> bool:
@@ -48,13 +123,13 @@ class Law(abc.ABC):
 
     @property
     def mean(self) -> float:
-        """``E[S_m]`` (stationary): ``dt`` for every law here (each matches gradient flow on average)."""
+        """``E[S_m]`` at the base step: ``dt`` for every law here (each matches gradient flow on average)."""
         return self.dt
 
     @property
-    @abc.abstractmethod
     def second_moment(self) -> float:
-        """``E[S_m^2]`` (stationary)."""
+        """``E[S_m^2]`` at the base step ``dt``."""
+        return float(self.second_moment_at(self.dt))
 
 
 @dataclass(frozen=True)
@@ -62,18 +137,17 @@ class GD(Law):
     """Full-batch gradient descent with step ``dt`` (gradient flow as ``dt -> 0``): ``S = dt``."""
 
     dt: float
-    name: str = "gd"
+    name: str = field(default="gd", kw_only=True)
 
     def sample(self, rng, n_samples, n_steps):
-        return np.full((n_samples, n_steps), self.dt)
+        return np.broadcast_to(self.steps(n_steps), (n_samples, n_steps)).copy()
 
     @property
     def deterministic(self):
         return True
 
-    @property
-    def second_moment(self):
-        return self.dt**2
+    def second_moment_at(self, dt):
+        return np.asarray(dt) ** 2
 
 
 @dataclass(frozen=True)
@@ -82,26 +156,29 @@ class SGD(Law):
 
     dt: float
     gamma: float
-    name: str = "sgd"
+    name: str = field(default="sgd", kw_only=True)
 
     def __post_init__(self):
+        super().__post_init__()
         if not (0 < self.dt <= self.gamma):
             raise ValueError(f"dt={self.dt} must satisfy 0 < dt <= gamma={self.gamma} (Bernoulli p = dt/gamma <= 1)")
+        if self.largest_step > self.gamma:
+            raise ValueError(f"dt_max={self.dt_max} is not allowed: a graded SGD grid needs dt_max <= gamma={self.gamma} "
+                             f"(Bernoulli p = dt_m/gamma <= 1; the Poisson limit needs dt_m << gamma)")
 
     @property
     def p(self) -> float:
         return self.dt / self.gamma
 
     def sample(self, rng, n_samples, n_steps):
-        return self.gamma * (rng.random((n_samples, n_steps)) < self.p)
+        return self.gamma * (rng.random((n_samples, n_steps)) < self.steps(n_steps) / self.gamma)
 
     @property
     def sparse(self):
-        return self.p < 0.5
+        return self.largest_step / self.gamma < 0.5
 
-    @property
-    def second_moment(self):
-        return self.gamma * self.dt
+    def second_moment_at(self, dt):
+        return self.gamma * np.asarray(dt)
 
 
 @dataclass(frozen=True)
@@ -110,14 +187,15 @@ class SME(Law):
 
     dt: float
     gamma: float
-    name: str = "sme"
+    name: str = field(default="sme", kw_only=True)
 
     def sample(self, rng, n_samples, n_steps):
-        return self.dt + math.sqrt(self.gamma * self.dt) * rng.standard_normal((n_samples, n_steps))
+        h = self.steps(n_steps)
+        return h + np.sqrt(self.gamma * h) * rng.standard_normal((n_samples, n_steps))
 
-    @property
-    def second_moment(self):
-        return self.dt**2 + self.gamma * self.dt
+    def second_moment_at(self, dt):
+        dt = np.asarray(dt)
+        return dt**2 + self.gamma * dt
 
 
 @dataclass(frozen=True)
@@ -129,9 +207,12 @@ class Reshuffle(Law):
 
     dt: float
     gamma: float
-    name: str = "reshuffle"
+    name: str = field(default="reshuffle", kw_only=True)
 
     def __post_init__(self):
+        super().__post_init__()
+        if self.graded:
+            raise ValueError(f"growth={self.growth} is not allowed for reshuffling: epochs need a uniform grid (growth = 0)")
         q = self.gamma / self.dt
         if abs(q - round(q)) > 1e-9 or round(q) < 1:
             raise ValueError(f"gamma/dt={q:g} must be a positive integer for reshuffling (steps per epoch)")
@@ -158,9 +239,8 @@ class Reshuffle(Law):
     def independent_steps(self):
         return False
 
-    @property
-    def second_moment(self):
-        return self.gamma * self.dt
+    def second_moment_at(self, dt):
+        return self.gamma * np.asarray(dt)
 
 
 @dataclass(frozen=True)
@@ -175,47 +255,49 @@ class Persistent(Law):
     dt: float
     b: float
     tau: float
-    name: str = "persistent"
+    name: str = field(default="persistent", kw_only=True)
 
     def __post_init__(self):
+        super().__post_init__()
         if not (0 < self.b <= 1):
             raise ValueError(f"b={self.b} must be in (0, 1]")
-        if self.dt * max(self.b, 1 - self.b) / self.tau > 1:
-            raise ValueError(f"tau={self.tau} too small for dt={self.dt}: switching probability exceeds 1")
+        if self.largest_step * max(self.b, 1 - self.b) / self.tau > 1:
+            raise ValueError(f"tau={self.tau} too small for dt={self.dt} (dt_max={self.dt_max}): switching "
+                             f"probability exceeds 1")
 
     def sample(self, rng, n_samples, n_steps):
         s = rng.random(n_samples) < self.b
         out = np.empty((n_samples, n_steps))
-        p_on = self.dt * self.b / self.tau
-        p_off = self.dt * (1 - self.b) / self.tau
+        h = self.steps(n_steps)
         for m in range(n_steps):
-            out[:, m] = s
+            out[:, m] = s * (h[m] / self.b)
             u = rng.random(n_samples)
-            s = np.where(s, u >= p_off, u < p_on)
-        return out * (self.dt / self.b)
+            s = np.where(s, u >= h[m] * (1 - self.b) / self.tau, u < h[m] * self.b / self.tau)
+        return out
 
     @property
     def independent_steps(self):
         return False
 
-    @property
-    def second_moment(self):
-        return self.dt**2 / self.b
+    def second_moment_at(self, dt):
+        return np.asarray(dt) ** 2 / self.b
 
 
 LAWS = ("gf", "gd", "sgd", "sme", "reshuffle", "persistent")
 
 
-def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau: float = 1.0) -> Law:
-    """Law for a named algorithm (``gf``/``gd`` -> ``S = dt``)."""
+def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau: float = 1.0,
+             growth: float = 0.0, dt_max: float | None = None) -> Law:
+    """Law for a named algorithm (``gf``/``gd`` -> ``S = dt``); ``growth``/``dt_max``: graded grid."""
+    g = dict(growth=growth, dt_max=dt_max)
     if algorithm in ("gf", "gd"):
-        return GD(dt)
+        return GD(dt, **g)
     if algorithm == "sgd":
-        return SGD(dt, gamma)
+        return SGD(dt, gamma, **g)
     if algorithm == "sme":
-        return SME(dt, gamma)
+        return SME(dt, gamma, **g)
     if algorithm == "reshuffle":
-        return Reshuffle(dt, gamma)
+        return Reshuffle(dt, gamma, **g)
     if algorithm == "persistent":
-        return Persistent(dt, b, tau)
+        return Persistent(dt, b, tau, **g)
     raise ValueError(f"algorithm={algorithm!r} is not one of {LAWS}")

@@ -442,13 +442,14 @@ class _Recorder:
 def _run_law(problem: Problem, law: Law, inst: Instance, T: int, rng: np.random.Generator, algorithm: str,
              gamma: float, pbar=None) -> tuple[_Recorder, np.ndarray]:
     model, X, y = problem.model, inst.X, inst.y
-    dt = law.dt
-    fac = 1.0 - dt * problem.ridge
+    dts = law.steps(T + 1)  # dt_m (uniform unless the law's grid is graded)
+    tgrid = np.concatenate([[0.0], np.cumsum(dts)])
+    facs = 1.0 - dts * problem.ridge
     rec = _Recorder(model, inst, T + 1, algorithm, gamma, train=True)
     theta = inst.theta0.copy()
     deterministic = law.deterministic
     if deterministic:
-        s_const = float(law.sample(rng, 1, 1)[0, 0])
+        s_consts = law.sample(rng, 1, T + 1)[0]
         St = ptr = rows = vals = None
         sparse = False
     else:
@@ -465,15 +466,15 @@ def _run_law(problem: Problem, law: Law, inst: Instance, T: int, rng: np.random.
         del S
     for m in range(T + 1):
         r = X @ theta
-        rec.record(m, m * dt, theta, r)
+        rec.record(m, tgrid[m], theta, r)
         if m == T:
             break
         F = np.asarray(model.grad(r, y), dtype=np.float64).reshape(r.shape)
         if not np.all(np.isfinite(F)):
-            raise _diverged(algorithm, gamma, m * dt)
+            raise _diverged(algorithm, gamma, tgrid[m])
         if deterministic:
             upd = X.T @ F
-            upd *= s_const
+            upd *= s_consts[m]
         elif sparse:
             a, b = ptr[m], ptr[m + 1]
             if b > a:
@@ -483,6 +484,7 @@ def _run_law(problem: Problem, law: Law, inst: Instance, T: int, rng: np.random.
                 upd = None
         else:
             upd = X.T @ (F * St[m][:, None])
+        fac = facs[m]
         if fac != 1.0:
             theta *= fac
         if upd is not None:
@@ -552,13 +554,12 @@ def _run_steps(problem: Problem, algorithm: str, inst: Instance, times: np.ndarr
     return rec, tt * c
 
 
-def _simulate_seed(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: int, gamma: float, batch: int,
+def _simulate_seed(problem: Problem, algorithm: str, *, times: np.ndarray, d: int, gamma: float, batch: int,
                    batching: str, s: int, seed: int, law: Law | None, pbar=None):
-    """Run one seed value; returns ``(recorder, final theta, instance)``."""
+    """Run one seed value on the record grid ``times``; returns ``(recorder, final theta, instance)``."""
     data_rng, alg_rng = _rngs(seed, s)
     inst = make_instance(problem, d, data_rng, with_data=(algorithm != "online"))
-    T = int(round(t_max / dt))
-    times = np.arange(T + 1) * dt
+    T = len(times) - 1
     if law is not None:
         rec, theta = _run_law(problem, law, inst, T, alg_rng, algorithm, gamma, pbar)
     else:
@@ -566,27 +567,31 @@ def _simulate_seed(problem: Problem, algorithm: str, *, t_max: float, dt: float,
     return rec, theta, inst
 
 
-def _resolve_law(algorithm: str, batching: str, dt: float, gamma: float, law: Law | None) -> Law | None:
+def _resolve_law(algorithm: str, batching: str, dt: float, gamma: float, law: Law | None,
+                 grid: dict) -> Law | None:
     if algorithm == "law":
         if law is None:
             raise ValueError("algorithm='law' needs a law (a sgd_dmft.laws.Law instance)")
         if not math.isclose(law.dt, dt, rel_tol=1e-9):
             raise ValueError(f"law.dt={law.dt} differs from dt={dt}")
+        if grid["growth"] != 0.0:
+            raise ValueError(f"growth={grid['growth']} is not used with algorithm='law': the law carries its grid")
         return law
     if law is not None:
         raise ValueError(f"law= is only used with algorithm='law' (got algorithm={algorithm!r})")
     if algorithm in ("gd", "gf"):
-        return _laws.GD(dt)
+        return _laws.GD(dt, **grid)
     if algorithm == "sme":
-        return _laws.SME(dt, gamma)
+        return _laws.SME(dt, gamma, **grid)
     if algorithm == "sgd" and batching == "bernoulli":
-        return _laws.SGD(dt, gamma)
+        return _laws.SGD(dt, gamma, **grid)
     return None
 
 
 def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: int, gamma: float = 1.0,
              batch: int = 1, batching: str = "uniform", seeds: int | Sequence[int] = 1, seed: int = 0,
-             law: Law | None = None, progress: bool = False) -> xr.Dataset:
+             law: Law | None = None, progress: bool = False, growth: float = 0.0,
+             dt_max: float | None = None) -> xr.Dataset:
     """Finite-d simulation of ``algorithm`` on ``problem``; see the module docstring for the recursions.
 
     Parameters
@@ -601,7 +606,10 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     batching: ``uniform`` (true mini-batch SGD) or ``bernoulli`` (law path, ``laws.SGD(dt, gamma)``).
     seeds: number of seeds (values ``0..seeds-1``) or explicit seed values.
     seed: base seed; seed value ``s`` uses ``SeedSequence([seed, s])``.
-    law: the multiplier law for ``algorithm="law"``.
+    law: the multiplier law for ``algorithm="law"`` (it carries its own time grid).
+    growth, dt_max: a graded grid (laws.graded_times): records, and for the law paths the steps
+        ``dt_m`` of the recursion, on ``t_{m+1} = t_m + clip(growth t_m, dt, dt_max)``; for true
+        mini-batch SGD (and reshuffle/online) only the record times (the step is eta).
     progress: tqdm bar over seeds x steps (shown only when stderr is a terminal).
 
     Returns an xarray Dataset with ``train_loss``, ``test_loss`` (seed, time), ``M`` (seed, time, k,
@@ -619,7 +627,7 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     n = n_samples(problem, d)
     if n < 1:
         raise ValueError(f"n = round(delta d) = {n} must be positive")
-    law_obj = _resolve_law(algorithm, batching, dt, gamma, law)
+    law_obj = _resolve_law(algorithm, batching, dt, gamma, law, dict(growth=float(growth), dt_max=dt_max))
     if law_obj is None:
         if not (gamma > 0):
             raise ValueError(f"gamma={gamma} must be positive")
@@ -630,8 +638,8 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     seed_values = list(range(seeds)) if isinstance(seeds, (int, np.integer)) else [int(s) for s in seeds]
     if not seed_values:
         raise ValueError("no seeds")
-    T = int(round(t_max / dt))
-    times = np.arange(T + 1) * dt
+    times = law_obj.times(t_max) if law_obj is not None else _laws.graded_times(t_max, dt, growth, dt_max)
+    T = len(times) - 1
 
     pbar = None
     if progress and sys.stderr.isatty():
@@ -653,7 +661,7 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     Ma = np.empty((S_, T + 1, k, ks))
     try:
         for j, s in enumerate(seed_values):
-            rec, _, inst = _simulate_seed(problem, algorithm, t_max=t_max, dt=dt, d=d, gamma=gamma, batch=batch,
+            rec, _, inst = _simulate_seed(problem, algorithm, times=times, d=d, gamma=gamma, batch=batch,
                                           batching=batching, s=s, seed=seed, law=law_obj, pbar=pbar)
             Sstar = inst.theta_star.T @ inst.theta_star / d
             train[j], Qa[j], Ma[j] = rec.train, rec.Q, rec.M
@@ -670,7 +678,8 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
         "delta": float(problem.delta),
         "gamma": float(gamma),
         "dt": float(dt),
-        "t_max": float(t_max),
+        "t_max": float(times[-1]),
+        "grid_growth": float(law_obj.growth if law_obj is not None else growth),
         "batch": int(batch),
         "batching": batching if algorithm == "sgd" else "none",
         "eta": float(gamma * batch / n) if law_obj is None else float(dt),

@@ -126,10 +126,10 @@ def build_grid(config: Config, grid: Mapping[str, Sequence[Any]], simulate: bool
         keys.append(dotted)
         values.append(vals)
     for dotted, vals in zip(keys, values):
-        if dotted == "dynamics.dt" and len(vals) > 1:
+        if dotted in ("dynamics.dt", "dynamics.growth", "dynamics.dt_max") and len(vals) > 1:
             raise ConfigError(
-                "sweep key 'dynamics.dt': sweeping the time step is not supported (grid points must share "
-                "the time grid t = m dt); run one sweep per dt (sweeping dynamics.t_max is fine)")
+                f"sweep key {dotted!r}: sweeping the time grid is not supported (grid points must share "
+                "the time grid); run one sweep per grid (sweeping dynamics.t_max is fine)")
     points = list(itertools.product(*[range(len(v)) for v in values]))
     configs = []
     for idx in points:
