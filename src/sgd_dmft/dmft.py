@@ -209,8 +209,8 @@ def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replic
     k, ks = problem.k, problem.kstar
     T1 = _n_steps(t_max, law) + 1
     K = T1 * k
-    N = ks + K
     exact = _exact_path(problem, law)
+    N = ks + (0 if exact else K)
     P = 1 if exact else max(1, paths // max(1, replicas))
     det = 8 * (N * N + 4 * K * K)
     if exact:
@@ -303,7 +303,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     eye = np.eye(k)
     decays = 1.0 - dts * lam
 
-    N = ks + K
+    N = ks + (0 if exact else K)
     L = np.zeros((N, N))  # Cholesky factor of Cov(r*, w_0, ..., w_T), grown block by block
     L[:ks, :ks] = np.linalg.cholesky(Sstar)
     clip = 0.0
@@ -349,8 +349,9 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         upto = (m + 1) * k  # columns of times 0..m
         # ---- Gaussian field w_m: extend the Cholesky factor of (r*, w_0, ..., w_m)
         n_prev = ks + m * k
-        cross = np.concatenate([Mt[bm], Cm[bm, : m * k]], axis=1)
-        clip = max(clip, _chol_extend(L, n_prev, cross, Cm[bm, bm]))
+        if not exact:  # the exact path needs no Gaussian draws
+            cross = np.concatenate([Mt[bm], Cm[bm, : m * k]], axis=1)
+            clip = max(clip, _chol_extend(L, n_prev, cross, Cm[bm, bm]))
 
         if exact:
             # Square loss, linear student, i.i.d. multipliers (E[S] = c1, E[S^2] = c2): the residual
