@@ -92,7 +92,7 @@ def fakes(monkeypatch):
 
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
                         ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged,
-                                      estimate_memory=lambda *a, **k: 1.0)),
+                                      plan_replicas=lambda prob, law, t, paths, reps, gb: (reps, paths // reps, 1.0))),
                         ("online", dict(solve_online=solve_online))):
         mod = types.ModuleType(f"sgd_dmft.{name}")
         mod.__dict__.update(attrs)

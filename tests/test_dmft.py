@@ -222,6 +222,23 @@ def test_memory_guard():
         dmft.solve(prob, laws.GD(0.01), t_max=10.0, paths=100000, replicas=2, max_memory_gb=1.0)
 
 
+def test_paths_are_chunked_into_more_replicas_to_fit_memory():
+    """GD's tangent store grows with the paths of a replica: a tight budget splits them, keeping the total."""
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    law = laws.GD(0.05)
+    full = dmft.estimate_memory(prob, law, 2.0, 4000, 2)
+    gb = 0.55 * full / 2**30
+    R, Pr, mem = dmft.plan_replicas(prob, law, 2.0, 4000, 2, gb)
+    assert R > 2 and Pr * R == 4000 and Pr >= dmft.MIN_PATHS_PER_REPLICA and mem <= gb * 2**30
+    ds = dmft.solve(prob, law, t_max=2.0, paths=4000, replicas=2, max_memory_gb=gb, seed=5)
+    assert ds.attrs["replicas"] == R and ds.attrs["replicas_requested"] == 2 and ds.attrs["paths"] == 4000
+    ref = dmft.solve(prob, law, t_max=2.0, paths=4000, replicas=2, seed=5)
+    z = (ds.train_loss - ref.train_loss) / np.hypot(ds.train_loss_stderr, ref.train_loss_stderr + 1e-12)
+    assert float(abs(z[1:]).max()) < Z_MAX
+    with pytest.raises(dmft.MemoryLimitExceeded, match="smallest allowed chunk"):
+        dmft.plan_replicas(prob, law, 2.0, 4000, 2, 0.05 * full / 2**30)
+
+
 def test_reshuffle_with_one_step_windows_equals_gd():
     """Reshuffling with one step per epoch window equals GD with step gamma: S = gamma at every step."""
     prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)

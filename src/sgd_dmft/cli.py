@@ -127,10 +127,12 @@ def run_theory(cfg: Config, progress: bool = False, announce: bool = False):
         from . import dmft
 
         law = cfg.make_law()
-        mem = dmft.estimate_memory(problem, law, dy["t_max"], so["paths"], so["replicas"])
         if announce:  # the CLI says what a run will take before it starts
-            click.echo(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {so['paths']} paths in "
-                       f"{so['replicas']} replicas, estimated memory <= {mem / 2**20:.0f} MiB")
+            R, P, mem = dmft.plan_replicas(problem, law, dy["t_max"], so["paths"], so["replicas"],
+                                           so["max_memory_gb"])
+            chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
+            click.echo(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
+                       f"{R} replicas{chunked}, estimated memory <= {mem / 2**20:.0f} MiB")
         ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
                         replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
                         progress=progress)

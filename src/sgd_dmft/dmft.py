@@ -198,13 +198,14 @@ def _max_active(law: Law, T1: int) -> int:
     return int(min(T1, math.ceil(mean + 8 * math.sqrt(mean + 1) + 8)))
 
 
-def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replicas: int = 1) -> float:
+def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replicas: int = 1,
+                    keep_kernels: bool = True) -> float:
     """Peak memory in bytes of :func:`solve` (replicas run one after the other).
 
     Per replica: the Cholesky factor ``N^2`` and four kernels ``K^2`` (``K = (T+1) k``, ``N = K + k*``);
     for Monte Carlo, per path: its normals ``N``, multipliers ``T+1``, fields ``K`` (dense laws) and
-    the tangent store ``visits x (T+1) x k^2`` (visits = T+1 for dense laws, a Binomial bound for
-    sparse ones); the kept kernels of every replica, ``4 K^2`` each.
+    the float32 tangent store ``visits x (T+1) x k^2`` (visits = T+1 for dense laws, a Binomial bound
+    for sparse ones); with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2``.
     """
     k, ks = problem.k, problem.kstar
     T1 = _n_steps(t_max, law) + 1
@@ -216,9 +217,41 @@ def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replic
     if exact:
         mc = 8 * 5 * T1 * T1
     else:
-        per_path = N + T1 + (0 if law.sparse else K) + _max_active(law, T1) * (T1 * k * k + k)
-        mc = 8 * P * per_path
-    return float(det + mc + 8 * max(1, replicas) * 4 * K * K)
+        # doubles: normals, multipliers, fields (dense laws), visit values; float32: the tangent store
+        per_path = 8 * (N + T1 + (0 if law.sparse else K) + _max_active(law, T1) * k) + 4 * _max_active(law, T1) * T1 * k * k
+        mc = P * per_path
+    return float(det + mc + (8 * 4 * K * K if keep_kernels else 0))
+
+
+MIN_PATHS_PER_REPLICA = 500
+
+
+def plan_replicas(problem: Problem, law: Law, t_max: float, paths: int, replicas: int, max_memory_gb: float,
+                  keep_kernels: bool = True) -> tuple[int, int, float]:
+    """``(replicas, paths_per_replica, memory_bytes)`` of a run: chunking over paths.
+
+    Replicas are independent marches run one after the other, so memory holds one replica's paths at
+    a time. When ``paths / replicas`` paths do not fit in ``max_memory_gb``, the paths are split into
+    more (smaller) replicas, down to ``MIN_PATHS_PER_REPLICA`` per replica (below that the O(1/P)
+    bias of a replica's self-consistent kernels becomes visible); the total stays ``paths``. Raises
+    :class:`MemoryLimitExceeded` when even that does not fit.
+    """
+    if _exact_path(problem, law):
+        return 1, 1, estimate_memory(problem, law, t_max, 1, 1, keep_kernels)
+    R = int(replicas)
+    lim = max_memory_gb * 2**30
+    mem = estimate_memory(problem, law, t_max, paths, R, keep_kernels)
+    while mem > lim and paths // (R + 1) >= MIN_PATHS_PER_REPLICA:
+        R = max(R + 1, int(math.ceil(R * mem / lim)))  # the per-path part scales ~ 1/R
+        R = min(R, paths // MIN_PATHS_PER_REPLICA)
+        mem = estimate_memory(problem, law, t_max, paths, R, keep_kernels)
+    if mem > lim:
+        T = _n_steps(t_max, law)
+        raise MemoryLimitExceeded(
+            f"estimated memory {mem / 2**30:.2f} GiB exceeds solver.max_memory_gb={max_memory_gb:g} "
+            f"(T={T} steps, {paths // R} paths per replica in {R} replicas, the smallest allowed chunk is "
+            f"{MIN_PATHS_PER_REPLICA} paths): lower paths or the number of grid steps, or raise max_memory_gb")
+    return R, max(1, paths // R), mem
 
 
 # ------------------------------------------------------------------------------------------------
@@ -330,7 +363,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         n_act = np.zeros(P, dtype=np.int64)
         RFsum = np.zeros((T1, k, k))
         if not stein:
-            G = np.zeros((P, nmax, T1, k, k))
+            G = np.zeros((P, nmax, T1, k, k), dtype=np.float32)  # tangent store (float32: half the memory traffic)
             if k == 1:
                 G1 = G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
                 RFsum1 = np.zeros(T1)
@@ -515,7 +548,10 @@ def solve(
         replicas whose spread gives the standard errors. Ignored (exact, no Monte Carlo) for square
         loss with a linear student under a law with i.i.d. multipliers (GF/GD, SGD, SME): then the
         system closes on second moments.
-    max_memory_gb: refuse (MemoryLimitExceeded) runs whose estimate exceeds it.
+    max_memory_gb: memory budget. Replicas run one after the other (chunks of paths); when
+        ``paths / replicas`` paths do not fit, the paths are split into more replicas (at least
+        ``MIN_PATHS_PER_REPLICA`` each; attrs ``replicas`` vs ``replicas_requested``), and a run that
+        does not fit even so is refused (MemoryLimitExceeded) before it starts.
     rao_blackwell: estimate the kernels with E[S] and E[S^2] in place of the sampled multipliers
         at the current step (valid for i.i.d. laws; lower variance, more tangent work). Default:
         on for dense i.i.d. laws (SME), off otherwise.
@@ -555,14 +591,7 @@ def solve(
             f"DMFT run diverged: gamma={jump:g} is past the stability edge gamma = 2 of the linear model (a visit maps "
             f"r - y -> (1 - gamma)(r - y); algorithm={law.name}, dt={law.dt:g})"
         )
-    R = 1 if exact else int(replicas)
-    P = max(1, int(paths) // R)
-    mem = estimate_memory(problem, law, t_max, paths, R)
-    if mem > max_memory_gb * 2**30:
-        raise MemoryLimitExceeded(
-            f"estimated memory {mem / 2**30:.2f} GiB exceeds solver.max_memory_gb={max_memory_gb:g} "
-            f"(T={T} steps, {P} paths per replica): lower paths or raise max_memory_gb"
-        )
+    R, P, mem = plan_replicas(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels)
     snap_idx = np.unique(np.linspace(0, T, max(1, snapshots)).round().astype(int))
     seqs = np.random.SeedSequence(seed).spawn(R)
     pbar = None
@@ -570,21 +599,38 @@ def solve(
         from tqdm.auto import tqdm
 
         pbar = tqdm(total=R * T, desc=f"DMFT {law.name}", unit="step", leave=False)
+    # replicas run one after the other (chunks of paths); each is reduced to its curves and added to
+    # the running kernel sums before the next starts, so one replica's kernels are alive at a time
+    Qr, Mr, train_r, snaps, clips = [], [], [], [], []
+    sums: dict[str, np.ndarray] = {}
     try:
         with threadpool_limits(limits=blas_threads, user_api="blas"):
-            reps = [_march(problem, law, T, P, np.random.default_rng(s), snap_idx, pbar, rao_blackwell,
-                           stein=use_stein) for s in seqs]
+            for sq in seqs:
+                rep = _march(problem, law, T, P, np.random.default_rng(sq), snap_idx, pbar, rao_blackwell,
+                             stein=use_stein)
+                Qr.append(np.diagonal(rep.Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy())  # (T1, k, k)
+                Mr.append(rep.Mt.copy())
+                train_r.append(rep.train)
+                snaps.append(rep.r_snap)
+                clips.append(rep.clip)
+                if keep_kernels:
+                    for name in ("Ct", "Rt", "CF", "RF", "mu"):
+                        a = getattr(rep, name)
+                        if name in sums:
+                            sums[name] += a
+                        else:
+                            sums[name] = a.copy()
+                del rep
     finally:
         if pbar is not None:
             pbar.close()
 
     time = times
     k, ks = problem.k, problem.kstar
-    Qr = np.stack([np.diagonal(r.Ct, axis1=0, axis2=1).transpose(2, 0, 1) for r in reps])  # (R, T1, k, k)
-    Mr = np.stack([r.Mt for r in reps])
+    Qr, Mr = np.stack(Qr), np.stack(Mr)  # (R, T1, k, k), (R, T1, k, ks)
     ter = np.stack([population_loss(problem.model, Qr[i], Mr[i]) for i in range(R)])
     # Monte Carlo: train = test + E[l(r_m, y) - l(w_m, y)] (control variate, see _march)
-    trr = np.stack([r.train for r in reps]) + (0.0 if exact else ter)
+    trr = np.stack(train_r) + (0.0 if exact else ter)
 
     def mean_se(a):
         mean = a.mean(axis=0)
@@ -603,13 +649,11 @@ def solve(
         data[name + "_stderr"] = (dims, se)
     if keep_kernels:
         kd = ("time", "time2", "k", "k2")
-        data["C_theta"] = (kd, np.mean([r.Ct for r in reps], axis=0))
-        data["R_theta"] = (kd, np.mean([r.Rt for r in reps], axis=0))
-        data["C_F"] = (kd, np.mean([r.CF for r in reps], axis=0))
-        data["R_F"] = (kd, np.mean([r.RF for r in reps], axis=0))
-        data["mu"] = (("time", "k", "kstar"), np.mean([r.mu for r in reps], axis=0))
+        for var, name in (("C_theta", "Ct"), ("R_theta", "Rt"), ("C_F", "CF"), ("R_F", "RF")):
+            data[var] = (kd, sums[name] / R)
+        data["mu"] = (("time", "k", "kstar"), sums["mu"] / R)
     if not exact:
-        data["r_samples"] = (("snap_time", "path", "k"), np.concatenate([r.r_snap for r in reps], axis=1))
+        data["r_samples"] = (("snap_time", "path", "k"), np.concatenate(snaps, axis=1))
     ds = xr.Dataset(
         data,
         coords={"time": time, "time2": time, "snap_time": time[snap_idx]} if keep_kernels or not exact
@@ -629,10 +673,11 @@ def solve(
         **problem.attrs(),
         paths=int(0 if exact else P * R),
         replicas=int(R),
+        replicas_requested=int(1 if exact else replicas),
         seed=int(seed),
         exact_path=int(exact),
         responses="exact" if exact else ("stein" if use_stein else "pathwise"),
-        cholesky_clip=float(max(r.clip for r in reps)),
+        cholesky_clip=float(max(clips)),
         memory_estimate_bytes=float(mem),
         sgd_dmft_version=__version__,
     )
