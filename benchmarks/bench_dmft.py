@@ -14,6 +14,10 @@ that process (``ru_maxrss``, interpreter and libraries included).
    Monte Carlo is unavoidable, with its M standard error.
 5. Time to a given accuracy: DMFT at 1% standard error against a finite-d simulation (d = 4000,
    8 seeds) of the same problem, with the simulation's standard error.
+6. Long horizons on graded grids (``dt_m = clip(growth t_m, dt, dt_max)``): the number of grid steps
+   against the uniform grid of the initial ``dt`` it replaces, wall time, peak memory, and the error:
+   linear GF to t = 1000 against the Marchenko-Pastur closed form; logistic GD and SGD against the
+   uniform fine grid on a shorter horizon (gap in combined standard errors).
 
 Run: ``python benchmarks/bench_dmft.py`` (``--quick`` for a smaller sweep).
 """
@@ -40,31 +44,40 @@ PROBLEMS = {"logistic": LOGISTIC, "committee-erf-k2": COMMITTEE, "spoc-linear": 
 T_MAX = 4.0
 
 
-def _job(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int, replicas: int) -> dict:
+LONG_LINEAR = P.Problem(P.linear(0.3), delta=0.5, ridge=0.01, init_scale=0.5, init_overlap=0.2)
+PROBLEMS["long-linear"] = LONG_LINEAR
+
+
+def _job(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int, replicas: int,
+         grid: dict | None = None, with_data: bool = False) -> dict:
     """One timed solve in a fresh process: wall time, peak RSS of that process, and the errors."""
     import resource
 
     prob = PROBLEMS[pname]
     dmft.solve(LOGISTIC, laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2)  # load the numba kernels
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    law = laws.make_law(alg, dt, gamma)
+    law = laws.make_law(alg, dt, gamma, **(grid or {}))
     t0 = time.perf_counter()
-    ds = dmft.solve(prob, law, t_max=t_max, paths=paths, replicas=replicas)
+    ds = dmft.solve(prob, law, t_max=t_max, paths=paths, replicas=replicas, keep_kernels=not with_data)
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = dict(wall_s=round(wall, 2), peak_rss_mib=round(peak, 1), rss_over_start_mib=round(peak - base, 1),
-               rel_se_train=round(_rel_se(ds), 4), max_se_M=float(f"{float(ds.M_stderr.max()):.2e}"))
+               rel_se_train=round(_rel_se(ds), 4), max_se_M=float(f"{float(ds.M_stderr.max()):.2e}"),
+               T=ds.sizes["time"] - 1)
     if pname == "spoc-linear":
         ref = exact.gd_linear(prob, dt, int(round(t_max / dt)))
         out["max_abs_err_M"] = float(f"{float(np.max(np.abs(ds.M.values - ref.M.values))):.2e}")
+    if with_data:
+        out["data"] = ds[["train_loss", "test_loss", "train_loss_stderr", "test_loss_stderr"]].load()
     return out
 
 
-def _measure(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int, replicas: int) -> dict:
+def _measure(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int, replicas: int,
+             grid: dict | None = None, with_data: bool = False) -> dict:
     """Run :func:`_job` in a fresh spawned process (clean peak memory, no tracing overhead)."""
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
-        return ex.submit(_job, pname, alg, dt, gamma, t_max, paths, replicas).result()
+        return ex.submit(_job, pname, alg, dt, gamma, t_max, paths, replicas, grid, with_data).result()
 
 
 def _rel_se(ds) -> float:
@@ -138,9 +151,53 @@ def time_to_accuracy() -> list[dict]:
     ]
 
 
+def _max_z_gap(a, b) -> tuple[float, float]:
+    """``(max |gap|, max |z|)`` of the losses of ``a`` against ``b`` interpolated at a's times."""
+    keep = a.time.values <= b.time.values[-1]
+    bi = b.interp(time=a.time.values[keep])
+    gaps, zs = [], []
+    for v in ("train_loss", "test_loss"):
+        gap = a[v].values[keep] - bi[v].values
+        se = np.hypot(a[v + "_stderr"].values[keep], bi[v + "_stderr"].values)
+        gaps.append(np.max(np.abs(gap)))
+        zs.append(np.max(np.abs(gap[1:]) / np.maximum(se[1:], 1e-12)))
+    return round(float(max(gaps)), 4), round(float(max(zs)), 1)
+
+
+def long_horizons(quick: bool = False) -> list[dict]:
+    """Graded grids: grid steps used against the uniform grid of the initial dt they replace."""
+    rows = []
+    t_lin = 200.0 if quick else 1000.0
+    g = dict(growth=0.01, dt_max=0.4)
+    r = _measure("long-linear", "gd", 0.005, 0.0, t_lin, 0, 1, g, with_data=True)
+    ref = exact.gf_linear(LONG_LINEAR, r["data"].time.values)
+    err = max(float(np.max(np.abs(r["data"][v].values - ref[v].values))) for v in ("train_loss", "test_loss"))
+    rows.append(dict(bench="dmft-long-horizon", problem="linear delta=0.5 ridge=0.01", algorithm="gf (exact path)",
+                     grid="dt 0.005 growth 0.01 dt_max 0.4", t_max=t_lin, T_graded=r["T"],
+                     T_uniform_equivalent=int(round(t_lin / 0.005)), paths=0, wall_s=r["wall_s"],
+                     peak_rss_mib=r["peak_rss_mib"], error=f"max|loss - GF closed form| = {err:.1e}"))
+    cases = [("gd", 0.02, 0.0, dict(growth=0.05, dt_max=0.5), 200.0, 6.0, 4000, 4),
+             ("sgd", 0.005, 0.5, dict(growth=0.05, dt_max=0.05), 100.0, 4.0, 4000, 4)]
+    for alg, dt, gamma, grid, t_long, t_check, paths, reps in cases:
+        if quick:
+            t_long = t_long / 4
+        long = _measure("logistic", alg, dt, gamma, t_long, paths, reps, grid)
+        gr = _measure("logistic", alg, dt, gamma, t_check, 16000, 8, grid, with_data=True)
+        fine = _measure("logistic", alg, dt, gamma, t_check, 16000, 8, None, with_data=True)
+        gap, z = _max_z_gap(gr["data"], fine["data"])
+        rows.append(dict(bench="dmft-long-horizon", problem="logistic", algorithm=alg,
+                         grid=f"dt {dt} growth {grid['growth']} dt_max {grid['dt_max']}", t_max=t_long,
+                         T_graded=long["T"], T_uniform_equivalent=int(round(t_long / dt)), paths=paths,
+                         wall_s=long["wall_s"], peak_rss_mib=long["peak_rss_mib"], rel_se_train=long["rel_se_train"],
+                         error=f"t<={t_check}: graded ({gr['T']} steps) vs uniform ({fine['T']} steps) "
+                               f"max|gap| {gap} (max z {z})"))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     dmft.solve(LOGISTIC, laws.SGD(0.1, 0.5), t_max=0.5, paths=50, replicas=2)  # compile the numba kernels once
-    return scaling(quick) + goals(quick) + spoc_default() + ([] if quick else time_to_accuracy())
+    return (scaling(quick) + goals(quick) + spoc_default() + long_horizons(quick)
+            + ([] if quick else time_to_accuracy()))
 
 
 def _print(rows: list[dict]) -> None:
@@ -149,4 +206,7 @@ def _print(rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    _print(run(quick="--quick" in sys.argv))
+    if "--long" in sys.argv:  # only the long-horizon group
+        _print(long_horizons(quick="--quick" in sys.argv))
+    else:
+        _print(run(quick="--quick" in sys.argv))

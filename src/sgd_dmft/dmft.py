@@ -346,6 +346,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         c1, c2 = law.moments(T1)  # E[S_m], E[S_m^2] per grid step
         Abar, X, Y = np.zeros((T1, T1)), np.zeros((T1, T1)), np.zeros((T1, T1))
         E1 = np.zeros((T1, T1))  # E[S_u e_u e_s]: c1 X[u,s] (u >= s), Y[s,u] (u < s)
+        Az = np.eye(T1)  # I + R_theta diag(c1), grown row by row (the triangular system of Zv)
         noise2 = model.noise**2
     else:
         # path-minor layouts (time-major rows, paths contiguous) so that every product is a BLAS
@@ -397,8 +398,9 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             Abar[m, m] = 1.0
             # E[S_u] = c1[u], E[S_u^2] = c2[u] may vary with u (graded grid); S_u is independent of
             # v and of e_s for s <= u.
-            Zv = solve_triangular(np.eye(m + 1) + Rm[: m + 1, : m + 1] * c1[: m + 1], Vrow, lower=True,
-                                  check_finite=False)
+            Az[m, :m] = Rm[m, :m] * c1[:m]
+            Zv = np.empty(m + 1)
+            _forward_subst(Az, m + 1, Vrow[None, :], Zv[None, :])
             if m:
                 Rc = Rrow * c1[:m]
                 Abar[m, :m] = -(Rc @ Abar[:m, :m])
