@@ -135,7 +135,7 @@ def test_compare_with_fakes(tmp_path, tiny, fakes):
     assert sorted(p.name for p in out.iterdir()) == ["figure.png", "simulation.nc", "summary.json", "theory.nc"]
     s = json.loads((out / "summary.json").read_text())
     assert s["discrepancy"]["train_loss"]["max_z"] == pytest.approx(0.0)
-    assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs"}
+    assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs", "z_t", "df"}
     assert s["config"]["simulation"]["seeds"] == 3
     assert "max z" in r.output
     assert fakes["simulate"]["seeds"] == 3 and fakes["simulate"]["algorithm"] == "sgd"

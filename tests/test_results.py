@@ -123,6 +123,39 @@ def test_discrepancy_locates_peak_and_interpolates():
     assert dm["max_abs"] < 1e-3
 
 
+def test_discrepancy_student_t_is_calibrated_with_few_seeds():
+    """Under the null (exact theory, 4 seeds), z_t > 1.96 at one time happens 5% of the time; raw z: ~14%."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    t = np.array([0.0])
+    th = xr.Dataset({"test_loss": (("time",), [0.0]), "test_loss_stderr": (("time",), [0.0])}, coords={"time": t})
+    hits_t = hits_z = 0
+    n = 1500
+    for _ in range(n):
+        sim = xr.Dataset({"test_loss": (("seed", "time"), rng.standard_normal((4, 1)))}, coords={"time": t})
+        d = discrepancy(th, sim, "test_loss")
+        assert d["df"] == pytest.approx(3.0)
+        hits_t += d["z_t"] > 1.96
+        hits_z += d["max_z"] > 1.96
+    assert abs(hits_t / n - 0.05) < 4 * math.sqrt(0.05 * 0.95 / n), hits_t / n
+    assert hits_z / n > 0.10, hits_z / n
+    # the closing note's false alarm: z = 9.7 with 4 seeds is ~3 normal standard errors
+    assert stats.norm.isf(stats.t.sf(9.7, 3)) == pytest.approx(3.05, abs=0.05)
+
+
+def test_discrepancy_student_t_welch_degrees_of_freedom():
+    """Equal variances from 9 seeds and 5 replicas: Welch df = (a + b)^2 / (a^2/8 + b^2/4) = 4 * 32 / 12."""
+    th = fake_theory(se=0.01)
+    th.attrs["replicas"] = 5
+    sim = fake_sim(sd=0.0, seeds=9, offset=0.05)
+    v = np.array([1, -1] * 4 + [0])
+    sim["train_loss"] = sim["train_loss"] + xr.DataArray(0.03 * v / np.std(v, ddof=1), dims="seed")  # s.e. 0.01
+    d = discrepancy(th, sim, "train_loss")
+    assert d["df"] == pytest.approx(4 * 32 / 12, rel=1e-6)
+    assert d["z_t"] < d["max_z"]
+
+
 def test_discrepancy_without_stderr_and_single_seed():
     th = fake_theory().drop_vars(["train_loss_stderr"])
     sim = fake_sim(seeds=1, sd=0.0, offset=0.01)

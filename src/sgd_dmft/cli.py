@@ -252,7 +252,8 @@ def compare(config: str, out: str, progress: bool | None, overrides: tuple[str, 
     click.echo(f"theory: {theory.attrs['wall_time_s']:.1f} s, simulation: {sim.attrs['wall_time_s']:.1f} s")
     for v, dd in disc.items():
         click.echo(f"{v}: max |theory - sim| = {dd['max_abs']:.4g}, "
-                   f"max z = {dd['max_z']:.2f} combined s.e. (at t = {dd['at_time']:.3g})")
+                   f"max z = {dd['max_z']:.2f} combined s.e. (at t = {dd['at_time']:.3g}; "
+                   f"Student-t normal-equivalent {dd['z_t']:.2f}, df {dd['df']:.3g})")
     for path in files.values():
         click.echo(f"wrote {path}")
 
@@ -289,7 +290,8 @@ def show(directory: str) -> None:
     if summ.exists():
         data = json.loads(summ.read_text())
         for v, dd in data.get("discrepancy", {}).items():
-            click.echo(f"discrepancy {v}: max z = {dd['max_z']:.2f} at t = {dd['at_time']:.3g}, "
+            zt = f" (Student-t normal-equivalent {dd['z_t']:.2f})" if "z_t" in dd else ""
+            click.echo(f"discrepancy {v}: max z = {dd['max_z']:.2f}{zt} at t = {dd['at_time']:.3g}, "
                        f"max abs = {dd['max_abs']:.4g}")
     click.echo("files:")
     for p in sorted(d.iterdir()):

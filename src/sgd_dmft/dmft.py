@@ -250,7 +250,8 @@ def plan_replicas(problem: Problem, law: Law, t_max: float, paths: int, replicas
         raise MemoryLimitExceeded(
             f"estimated memory {mem / 2**30:.2f} GiB exceeds solver.max_memory_gb={max_memory_gb:g} "
             f"(T={T} steps, {paths // R} paths per replica in {R} replicas, the smallest allowed chunk is "
-            f"{MIN_PATHS_PER_REPLICA} paths): lower paths or the number of grid steps, or raise max_memory_gb")
+            f"{MIN_PATHS_PER_REPLICA} paths): lower paths or the number of grid steps (long horizons: a graded "
+            f"grid, dynamics.growth / dt_max), or raise max_memory_gb")
     return R, max(1, paths // R), mem
 
 
