@@ -80,7 +80,7 @@ def fakes(monkeypatch):
             raise SimulationDiverged("iterates blew up at t=0.3 (gamma=0.5)")
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
 
-    def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress):
+    def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1):
         calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed)
         if calls.get("diverge") == "theory":
             raise SolverDiverged("solver\nblew up")
@@ -92,7 +92,8 @@ def fakes(monkeypatch):
 
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
                         ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged,
-                                      plan_replicas=lambda prob, law, t, paths, reps, gb: (reps, paths // reps, 1.0))),
+                                      plan_run=lambda prob, law, t, paths, reps, gb, keep, w: (reps, paths // reps, w,
+                                                                                                1.0))),
                         ("online", dict(solve_online=solve_online))):
         mod = types.ModuleType(f"sgd_dmft.{name}")
         mod.__dict__.update(attrs)

@@ -299,3 +299,18 @@ def test_relu_kink_needs_integration_by_parts():
         assert np.all(np.abs(z) < Z_MAX), f"{var}: {np.round(z, 2)}"
     z_pw = _zscores(pw, sim, "test_loss", idx)
     assert z_pw[-1] < -3.0, np.round(z_pw, 2)
+
+
+def test_parallel_replicas_give_identical_results():
+    """workers > 1 runs replicas in spawned processes: same seeds, same numbers, bit for bit."""
+    prob = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
+    law = laws.SGD(0.1, 0.5)
+    a = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3)
+    b = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3, workers=2)
+    assert a.attrs["workers"] == 1 and b.attrs["workers"] == 2
+    for v in ("train_loss", "test_loss_stderr", "M", "C_theta", "R_F", "r_samples"):
+        np.testing.assert_array_equal(a[v].values, b[v].values)
+    # a custom model cannot be sent to a worker: it runs here, same answer
+    cm = P.custom(lambda r, y: 0.5 * (r[..., 0] - y) ** 2, lambda rs, e: np.tanh(rs[..., 0]))
+    c = dmft.solve(P.Problem(cm, delta=2.0, ridge=0.1), law, t_max=0.5, paths=400, replicas=2, workers=2)
+    assert c.attrs["workers"] == 1

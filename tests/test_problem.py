@@ -109,3 +109,25 @@ def test_init_moments_match_finite_d_initialisation(k, kstar):
     C0i, M0i = prob.init_moments()
     assert C0i.shape == (k, k) and M0i.shape == (k, kstar)
     np.testing.assert_allclose(np.diag(C0i), 0.25 + 0.49 * (np.arange(k) < min(k, kstar)))
+
+
+def test_presets_pickle_as_their_recipe():
+    """Worker processes rebuild presets (their callables are closures); flags set by replace travel too."""
+    import copy
+    import dataclasses
+    import pickle
+
+    rng = np.random.default_rng(0)
+    for m in (P.logistic(0.2), P.linear(0.1), P.committee(2, 3, "relu", 0.1), P.phase_retrieval(0.3)):
+        q = pickle.loads(pickle.dumps(P.Problem(m, delta=2.0, ridge=0.1))).model
+        r, y = rng.standard_normal((7, m.k)), rng.standard_normal(7)
+        np.testing.assert_array_equal(q.loss(r, y), m.loss(r, y))
+        np.testing.assert_array_equal(q.hess(r, y), m.hess(r, y))
+        assert (q.name, q.k, q.kstar, q.noise, q.meta, q.smooth) == (m.name, m.k, m.kstar, m.noise, m.meta, m.smooth)
+    mc = dataclasses.replace(P.linear(0.3), linear_square=False)
+    assert pickle.loads(pickle.dumps(mc)).linear_square is False
+    custom = P.custom(lambda r, y: 0.5 * (r[..., 0] - y) ** 2, lambda rs, e: rs[..., 0])
+    assert copy.deepcopy(custom).loss is custom.loss
+    for bad in (custom, dataclasses.replace(P.logistic(), loss=lambda r, y: 0 * r[..., 0])):
+        with pytest.raises(Exception):
+            pickle.dumps(bad)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 import time
 import tomllib
@@ -127,15 +128,16 @@ def run_theory(cfg: Config, progress: bool = False, announce: bool = False):
         from . import dmft
 
         law = cfg.make_law()
+        workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
         if announce:  # the CLI says what a run will take before it starts
-            R, P, mem = dmft.plan_replicas(problem, law, dy["t_max"], so["paths"], so["replicas"],
-                                           so["max_memory_gb"])
+            R, P, W, mem = dmft.plan_run(problem, law, dy["t_max"], so["paths"], so["replicas"],
+                                         so["max_memory_gb"], True, workers)
             chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
             click.echo(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-                       f"{R} replicas{chunked}, estimated memory <= {mem / 2**20:.0f} MiB")
+                       f"{R} replicas{chunked}, {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB")
         ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
                         replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
-                        progress=progress)
+                        progress=progress, workers=workers)
     ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
     ds.attrs["kind"] = "theory"
     _add_config_attrs(ds, cfg)

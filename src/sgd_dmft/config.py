@@ -6,7 +6,7 @@ A configuration has four sections, every key optional (defaults below)::
                   init_scale, init_overlap
     [dynamics]    algorithm, gamma, t_max, dt, growth, dt_max, persist_b, persist_tau
     [simulation]  d, batch, batching, seeds, seed
-    [solver]      paths, replicas, seed, max_memory_gb
+    [solver]      paths, replicas, seed, max_memory_gb, workers
 
 Every key is validated; any problem raises :class:`ConfigError` (a ``ValueError``) with a one-line
 message naming the key as ``section.key``, the offending value and what is allowed. Unknown keys get
@@ -101,7 +101,9 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "replicas": _Key("int", 8, "an integer >= 2", lambda v: v >= 2, "independent replicas (for stderr)"),
         "seed": _Key("int", 0, "an integer >= 0", lambda v: v >= 0, "solver random seed"),
         "max_memory_gb": _Key("float", 8.0, "a finite number > 0", lambda v: v > 0,
-                              "refuse runs whose estimated memory exceeds this"),
+                              "memory budget (paths are split into more replicas to fit)"),
+        "workers": _Key("int", 0, "an integer >= 0", lambda v: v >= 0,
+                        "replicas run in this many processes at once (0 = one per CPU core, up to replicas)"),
     },
 }
 

@@ -227,7 +227,7 @@ MIN_PATHS_PER_REPLICA = 500
 
 
 def plan_replicas(problem: Problem, law: Law, t_max: float, paths: int, replicas: int, max_memory_gb: float,
-                  keep_kernels: bool = True) -> tuple[int, int, float]:
+                  keep_kernels: bool = True, workers: int = 1) -> tuple[int, int, float]:
     """``(replicas, paths_per_replica, memory_bytes)`` of a run: chunking over paths.
 
     Replicas are independent marches run one after the other, so memory holds one replica's paths at
@@ -240,11 +240,17 @@ def plan_replicas(problem: Problem, law: Law, t_max: float, paths: int, replicas
         return 1, 1, estimate_memory(problem, law, t_max, 1, 1, keep_kernels)
     R = int(replicas)
     lim = max_memory_gb * 2**30
-    mem = estimate_memory(problem, law, t_max, paths, R, keep_kernels)
+
+    def mem_of(R: int) -> float:  # `workers` replicas in flight, plus the running kernel sums
+        one = estimate_memory(problem, law, t_max, paths, R, keep_kernels=False)
+        kept = estimate_memory(problem, law, t_max, paths, R, keep_kernels) - one
+        return min(max(1, workers), R) * (one + kept) + kept
+
+    mem = mem_of(R)
     while mem > lim and paths // (R + 1) >= MIN_PATHS_PER_REPLICA:
         R = max(R + 1, int(math.ceil(R * mem / lim)))  # the per-path part scales ~ 1/R
         R = min(R, paths // MIN_PATHS_PER_REPLICA)
-        mem = estimate_memory(problem, law, t_max, paths, R, keep_kernels)
+        mem = mem_of(R)
     if mem > lim:
         T = _n_steps(t_max, law)
         raise MemoryLimitExceeded(
@@ -514,6 +520,43 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
                     mu.reshape(T1, k, ks), train, snap_r, clip)
 
 
+def plan_run(problem: Problem, law: Law, t_max: float, paths: int, replicas: int, max_memory_gb: float,
+             keep_kernels: bool = True, workers: int = 1) -> tuple[int, int, int, float]:
+    """``(replicas, paths_per_replica, workers, memory_bytes)`` of a :func:`solve` call.
+
+    The replicas (hence the results) do not depend on ``workers``: they are planned for one replica at
+    a time (:func:`plan_replicas`), then as many run at once as the memory budget allows (at most
+    ``workers``; 1 for a model that cannot be sent to another process, e.g. a custom one).
+    """
+    R, P, mem = plan_replicas(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels)
+    W = min(max(1, int(workers)), R)
+    if W > 1:
+        import pickle
+
+        try:
+            pickle.dumps((problem, law))
+        except Exception:  # a custom model's callables are closures: run the replicas here
+            W = 1
+    while W > 1:
+        mem_w = plan_replicas(problem, law, t_max, P * R, R, math.inf, keep_kernels, W)[2]
+        if mem_w <= max_memory_gb * 2**30:
+            return R, P, W, mem_w
+        W -= 1
+    return R, P, W, mem
+
+
+def _replica(problem: Problem, law: Law, T: int, P: int, snap_idx: np.ndarray, rao_blackwell, stein: bool,
+             keep_kernels: bool, blas_threads, seq: np.random.SeedSequence, pbar=None) -> dict:
+    """One replica (a chunk of ``P`` paths) reduced to what ``solve`` keeps; runs in a worker process too."""
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        rep = _march(problem, law, T, P, np.random.default_rng(seq), snap_idx, pbar, rao_blackwell, stein=stein)
+    out = dict(Q=np.diagonal(rep.Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy(),  # (T1, k, k)
+               M=rep.Mt.copy(), train=rep.train, r_snap=rep.r_snap, clip=rep.clip)
+    if keep_kernels:
+        out["kernels"] = {name: np.ascontiguousarray(getattr(rep, name)) for name in ("Ct", "Rt", "CF", "RF", "mu")}
+    return out
+
+
 def _diverged_msg(law: Law, t: float, what: str) -> str:
     gam = getattr(law, "gamma", None)
     g = f", gamma={gam:g}" if gam is not None else ""
@@ -538,6 +581,7 @@ def solve(
     rao_blackwell: bool | None = None,
     blas_threads: int | None = 1,
     responses: str = "auto",
+    workers: int = 1,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
 
@@ -564,6 +608,9 @@ def solve(
         factor: the distributional derivative, right for kinks such as relu, noisier), ``"auto"``:
         stein when the model declares a non-smooth derivative (``Model.smooth = False``: relu), else
         pathwise.
+    workers: replicas run in this many processes at once (``spawn``; preset models only, a custom
+        model runs in this process). Results do not depend on it (each replica has its own seed);
+        the memory budget counts ``workers`` replicas in flight.
     blas_threads: BLAS threads inside the march (its products are matrix-vector sized, where extra
         threads mostly contend; 1 is fastest on 2 cores and in process pools). None: leave as is.
 
@@ -594,7 +641,7 @@ def solve(
             f"DMFT run diverged: gamma={jump:g} is past the stability edge gamma = 2 of the linear model (a visit maps "
             f"r - y -> (1 - gamma)(r - y); algorithm={law.name}, dt={law.dt:g})"
         )
-    R, P, mem = plan_replicas(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels)
+    R, P, W, mem = plan_run(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels, workers)
     snap_idx = np.unique(np.linspace(0, T, max(1, snapshots)).round().astype(int))
     seqs = np.random.SeedSequence(seed).spawn(R)
     pbar = None
@@ -602,28 +649,48 @@ def solve(
         from tqdm.auto import tqdm
 
         pbar = tqdm(total=R * T, desc=f"DMFT {law.name}", unit="step", leave=False)
-    # replicas run one after the other (chunks of paths); each is reduced to its curves and added to
-    # the running kernel sums before the next starts, so one replica's kernels are alive at a time
+    # replicas are chunks of paths, run one after the other (or `workers` at a time in processes); each
+    # is reduced to its curves and added to the running kernel sums as it arrives, in replica order
     Qr, Mr, train_r, snaps, clips = [], [], [], [], []
     sums: dict[str, np.ndarray] = {}
+    args = (problem, law, T, P, snap_idx, rao_blackwell, use_stein, keep_kernels, blas_threads)
+
+    def reduce(rep: dict) -> None:
+        Qr.append(rep["Q"])
+        Mr.append(rep["M"])
+        train_r.append(rep["train"])
+        snaps.append(rep["r_snap"])
+        clips.append(rep["clip"])
+        for name, a in rep.get("kernels", {}).items():
+            if name in sums:
+                sums[name] += a
+            else:
+                sums[name] = a
+
     try:
-        with threadpool_limits(limits=blas_threads, user_api="blas"):
-            for sq in seqs:
-                rep = _march(problem, law, T, P, np.random.default_rng(sq), snap_idx, pbar, rao_blackwell,
-                             stein=use_stein)
-                Qr.append(np.diagonal(rep.Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy())  # (T1, k, k)
-                Mr.append(rep.Mt.copy())
-                train_r.append(rep.train)
-                snaps.append(rep.r_snap)
-                clips.append(rep.clip)
-                if keep_kernels:
-                    for name in ("Ct", "Rt", "CF", "RF", "mu"):
-                        a = getattr(rep, name)
-                        if name in sums:
-                            sums[name] += a
-                        else:
-                            sums[name] = a.copy()
-                del rep
+        done = 0
+        if W > 1:
+            import multiprocessing as mp
+            import warnings
+            from concurrent.futures import ProcessPoolExecutor
+            from concurrent.futures.process import BrokenProcessPool
+
+            try:
+                with ProcessPoolExecutor(max_workers=W, mp_context=mp.get_context("spawn")) as ex:
+                    futs = [ex.submit(_replica, *args, sq) for sq in seqs]
+                    for f in futs:
+                        reduce(f.result())
+                        done += 1
+                        if pbar is not None:
+                            pbar.update(T)
+            except BrokenProcessPool:
+                # typically a script without `if __name__ == "__main__":` (spawned workers re-run it)
+                warnings.warn("DMFT worker processes failed to start (a script needs an `if __name__ == "
+                              "'__main__':` guard for workers > 1); running the remaining replicas here",
+                              RuntimeWarning, stacklevel=2)
+                W = 1
+        for sq in seqs[done:]:
+            reduce(_replica(*args, sq, pbar=pbar))
     finally:
         if pbar is not None:
             pbar.close()
@@ -677,6 +744,7 @@ def solve(
         paths=int(0 if exact else P * R),
         replicas=int(R),
         replicas_requested=int(1 if exact else replicas),
+        workers=int(W),
         seed=int(seed),
         exact_path=int(exact),
         responses="exact" if exact else ("stein" if use_stein else "pathwise"),

@@ -18,6 +18,7 @@ preset ones (used by the finite-d simulators' hot loops).
 
 from __future__ import annotations
 
+import copyreg
 import math
 from dataclasses import dataclass, field, replace
 from typing import Callable
@@ -111,10 +112,40 @@ class Model:
     pop_loss: Callable[[Array, Array, Array], Array] | None = None  # (Q, M, S*) -> (T,) override
     smooth: bool = True  # False: H has Dirac masses (a kink in F, e.g. relu); the solver then uses
     #                      Gaussian integration by parts for its responses
+    spec: tuple | None = field(default=None, compare=False, repr=False)  # (preset, kwargs): picklable
+
+    def __reduce__(self):
+        """Presets pickle as their recipe (their callables are closures): worker processes rebuild them.
+
+        Plain fields (flags such as ``linear_square``) travel as they are; a preset whose callables
+        were replaced, and a custom model, pickle like any dataclass (which fails for closures).
+        """
+        if self.spec is not None:
+            fname, kw = self.spec
+            fresh = _PRESETS[fname](**kw)
+            if all(_qualname(getattr(self, f)) == _qualname(getattr(fresh, f)) for f in _CALLABLE_FIELDS):
+                return (_rebuild_model, (fname, kw, {f: getattr(self, f) for f in _PLAIN_FIELDS}))
+        return (copyreg.__newobj__, (type(self),), dict(self.__dict__))
 
     def labels(self, rstar: Array, eps: Array) -> Array:
         """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
         return self.label(rstar, eps)
+
+
+_CALLABLE_FIELDS = ("label", "loss", "grad", "hess", "predictor", "target", "pop_loss")
+_PLAIN_FIELDS = ("name", "k", "kstar", "noise", "additive_noise", "linear_square", "meta", "smooth")
+
+
+def _qualname(fn) -> str | None:
+    return None if fn is None else getattr(fn, "__qualname__", repr(fn))
+
+
+def _rebuild_model(fname: str, kw: dict, plain: dict) -> "Model":
+    return replace(_PRESETS[fname](**kw), **plain)
+
+
+def _preset(model: "Model", fname: str, **kw) -> "Model":
+    return replace(model, spec=(fname, kw))
 
 
 def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, linear: bool = False, meta=None,
@@ -144,30 +175,30 @@ def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, li
 
 def linear(noise: float = 0.0) -> Model:
     """``y = r* + noise * eps``, ``f(r) = r``, loss ``(r - y)^2 / 2`` (k = k* = 1)."""
-    return _square_model(
+    return _preset(_square_model(
         "linear", 1, 1, noise,
         f=lambda r: r[..., 0], fp=lambda r: np.ones_like(r), fpp=lambda r: np.zeros_like(r),
         g=lambda rs: rs[..., 0], linear=True,
-    )
+    ), "linear", noise=noise)
 
 
 def phase_retrieval(noise: float = 0.0) -> Model:
     """``y = (r*)^2 + noise * eps``, ``f(r) = r^2``, loss ``(r^2 - y)^2 / 2`` (k = k* = 1)."""
-    return _square_model(
+    return _preset(_square_model(
         "phase_retrieval", 1, 1, noise,
         f=lambda r: r[..., 0] ** 2, fp=lambda r: 2.0 * r, fpp=lambda r: 2.0 * np.ones_like(r),
         g=lambda rs: rs[..., 0] ** 2,
-    )
+    ), "phase_retrieval", noise=noise)
 
 
 def committee(k: int = 2, kstar: int = 2, activation: str = "erf", noise: float = 0.0) -> Model:
     """Soft committee: ``y = mean_b s(r*_b) + noise * eps``, ``f(r) = mean_a s(r_a)``, square loss."""
     s, sp, spp = _act(activation)
-    return _square_model(
+    return _preset(_square_model(
         "committee", k, kstar, noise,
         f=lambda r: s(r).mean(axis=-1), fp=lambda r: sp(r) / k, fpp=lambda r: spp(r) / k,
         g=lambda rs: s(rs).mean(axis=-1), meta={"activation": activation}, smooth=activation != "relu",
-    )
+    ), "committee", k=k, kstar=kstar, activation=activation, noise=noise)
 
 
 def logistic(noise: float = 0.0) -> Model:
@@ -215,7 +246,7 @@ def logistic(noise: float = 0.0) -> Model:
         return out
 
     return Model(name="logistic", k=1, kstar=1, label=label, loss=loss, grad=grad, hess=hess, noise=noise,
-                 pop_loss=pop_loss)
+                 pop_loss=pop_loss, spec=("logistic", {"noise": noise}))
 
 
 def _fd_grad(loss: Callable[[Array, Array], Array], h: float = 1e-5) -> Callable[[Array, Array], Array]:
@@ -329,6 +360,9 @@ class Problem:
             init_scale=float(self.init_scale),
             init_overlap=float(self.init_overlap),
         )
+
+
+_PRESETS = {"linear": linear, "logistic": logistic, "phase_retrieval": phase_retrieval, "committee": committee}
 
 
 def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf", noise: float = 0.0) -> Model:

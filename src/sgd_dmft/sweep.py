@@ -135,7 +135,8 @@ def build_grid(config: Config, grid: Mapping[str, Sequence[Any]], simulate: bool
     for idx in points:
         raw = [values[j][i] for j, i in enumerate(idx)]
         try:
-            cfg = config.with_overrides(dict(zip(keys, raw)))
+            # the sweep runs tasks in parallel: each task's solver runs its replicas in its own process
+            cfg = config.with_overrides({**dict(zip(keys, raw)), "solver.workers": 1})
             _check_runnable(cfg, simulate)
         except ConfigError as e:
             raise ConfigError(f"grid point {_label(keys, raw)}: {e}") from None
