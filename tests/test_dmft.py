@@ -306,7 +306,11 @@ def test_parallel_replicas_give_identical_results():
     prob = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
     law = laws.SGD(0.1, 0.5)
     a = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3)
-    b = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3, workers=2)
+    dmft.SPAWN_COST_S, saved = 0.0, dmft.SPAWN_COST_S  # spawn even for this short run
+    try:
+        b = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3, workers=2)
+    finally:
+        dmft.SPAWN_COST_S = saved
     assert a.attrs["workers"] == 1 and b.attrs["workers"] == 2
     for v in ("train_loss", "test_loss_stderr", "M", "C_theta", "R_F", "r_samples"):
         np.testing.assert_array_equal(a[v].values, b[v].values)

@@ -31,6 +31,7 @@ convention of problem.py (per-sample loss ``l(r, y)``; ``train_loss`` is its mea
 from __future__ import annotations
 
 import math
+import time as _time
 from dataclasses import dataclass
 
 import numpy as np
@@ -224,6 +225,7 @@ def estimate_memory(problem: Problem, law: Law, t_max: float, paths: int, replic
 
 
 MIN_PATHS_PER_REPLICA = 500
+SPAWN_COST_S = 3.0  # starting worker processes (imports, compiled kernels): parallel replicas must save more
 
 
 def plan_replicas(problem: Problem, law: Law, t_max: float, paths: int, replicas: int, max_memory_gb: float,
@@ -608,9 +610,11 @@ def solve(
         factor: the distributional derivative, right for kinks such as relu, noisier), ``"auto"``:
         stein when the model declares a non-smooth derivative (``Model.smooth = False``: relu), else
         pathwise.
-    workers: replicas run in this many processes at once (``spawn``; preset models only, a custom
-        model runs in this process). Results do not depend on it (each replica has its own seed);
-        the memory budget counts ``workers`` replicas in flight.
+    workers: run replicas in up to this many processes at once (``spawn``; preset models only, a
+        custom model runs in this process). The first replica runs here and is timed: when the
+        workers would save less than ``SPAWN_COST_S`` the rest follow here too.
+        Results do not depend on it (each replica has its own seed); the memory budget counts the
+        replicas in flight. attrs ``workers``: the number actually used.
     blas_threads: BLAS threads inside the march (its products are matrix-vector sized, where extra
         threads mostly contend; 1 is fastest on 2 cores and in process pools). None: leave as is.
 
@@ -670,6 +674,15 @@ def solve(
     try:
         done = 0
         if W > 1:
+            # the first replica runs here and is timed: spawning workers costs ~2-3 s (imports, compiled
+            # kernels), worth it only when a replica takes longer than that
+            t_first = _time.perf_counter()
+            reduce(_replica(*args, seqs[0], pbar=pbar))
+            done = 1
+            tau = _time.perf_counter() - t_first
+            if tau * (R - 1) * (1.0 - 1.0 / W) < SPAWN_COST_S:  # the time the workers would save
+                W = 1
+        if W > 1:
             import multiprocessing as mp
             import warnings
             from concurrent.futures import ProcessPoolExecutor
@@ -677,7 +690,7 @@ def solve(
 
             try:
                 with ProcessPoolExecutor(max_workers=W, mp_context=mp.get_context("spawn")) as ex:
-                    futs = [ex.submit(_replica, *args, sq) for sq in seqs]
+                    futs = [ex.submit(_replica, *args, sq) for sq in seqs[done:]]
                     for f in futs:
                         reduce(f.result())
                         done += 1
