@@ -32,14 +32,18 @@ def graded_times(t_max: float, dt: float, growth: float = 0.0, dt_max: float | N
     """
     if growth == 0.0:
         return np.arange(int(round(t_max / dt)) + 1) * dt
-    cap = math.inf if dt_max is None else float(dt_max)
     t = [0.0]
     while True:
-        h = min(max(dt, growth * t[-1]), cap)
+        h = _graded_step(t[-1], dt, growth, dt_max)
         if t[-1] + 0.5 * h > t_max:
             break
         t.append(t[-1] + h)
     return np.asarray(t)
+
+
+def _graded_step(t: float, dt: float, growth: float, dt_max: float | None) -> float:
+    """The step taken at time t on a graded grid: ``clip(growth * t, dt, dt_max)``."""
+    return min(max(dt, growth * t), math.inf if dt_max is None else float(dt_max))
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,10 @@ class Law(abc.ABC):
         """``dt_m`` for ``m = 0 .. n_steps - 1`` (the step taken after grid time ``t_m``)."""
         if not self.graded:
             return np.full(n_steps, self.dt)
-        cap = math.inf if self.dt_max is None else float(self.dt_max)
         h = np.empty(n_steps)
         t = 0.0
         for m in range(n_steps):
-            h[m] = min(max(self.dt, self.growth * t), cap)
+            h[m] = _graded_step(t, self.dt, self.growth, self.dt_max)
             t += h[m]
         return h
 
