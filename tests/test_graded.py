@@ -129,3 +129,23 @@ def test_graded_theory_matches_simulation_of_same_recursion(case):
     for var in ("train_loss", "test_loss"):
         z = _zscores(th, sim, var, idx)
         assert np.all(np.abs(z) < Z_MAX), f"{case} {var}: z = {np.round(z, 2)}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fine, graded, t_max", [
+    (laws.SGD(0.005, 0.5), laws.SGD(0.005, 0.5, growth=0.05, dt_max=0.05), 1.5),
+    (laws.GD(0.02), laws.GD(0.02, growth=0.05, dt_max=0.5), 6.0),
+], ids=["sgd", "gd"])
+def test_graded_grid_error_against_uniform_grid(fine, graded, t_max):
+    """Logistic: the graded grid's curves stay within a few s.e. and 4e-3 of the uniform fine grid."""
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    paths = 32000 if fine.name == "sgd" else 8000
+    a = dmft.solve(prob, graded, t_max=t_max, paths=paths, replicas=8, seed=4, keep_kernels=False)
+    b = dmft.solve(prob, fine, t_max=t_max, paths=paths, replicas=8, seed=5, keep_kernels=False)
+    assert a.sizes["time"] < b.sizes["time"] / 3
+    keep = a.time.values <= b.time.values[-1]
+    bi = b.interp(time=a.time.values[keep])
+    for v in ("train_loss", "test_loss"):
+        gap = a[v].values[keep] - bi[v].values
+        se = np.hypot(a[v + "_stderr"].values[keep], bi[v + "_stderr"].values)
+        assert np.max(np.abs(gap)) < 4e-3 and np.max(np.abs(gap[1:]) / se[1:]) < Z_MAX, (v, np.abs(gap).max())
