@@ -116,6 +116,12 @@ def test_out_of_range(section, key, value):
     ({"dynamics": {"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.3}}, "gamma/dt"),
     ({"dynamics": {"algorithm": "persistent", "dt": 0.5, "persist_tau": 0.1}}, "dynamics.persist_tau"),
     ({"problem": {"delta": 0.5}, "simulation": {"d": 100, "batch": 51}}, "simulation.batch"),
+    ({"dynamics": {"dt": 0.01, "dt_max": 0.001}}, "dynamics.dt_max"),
+    ({"dynamics": {"algorithm": "sgd", "gamma": 0.5, "growth": 0.1}}, "dynamics.dt_max"),
+    ({"dynamics": {"algorithm": "sgd", "gamma": 0.5, "growth": 0.1, "dt_max": 0.6}}, "dynamics.dt_max"),
+    ({"dynamics": {"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.05, "growth": 0.1}}, "dynamics.growth"),
+    ({"dynamics": {"algorithm": "online", "growth": 0.1}}, "dynamics.growth"),
+    ({"dynamics": {"algorithm": "persistent", "growth": 0.1}}, "dynamics.dt_max"),
 ])
 def test_cross_key_checks(mapping, fragment):
     assert fragment in _err(mapping)
@@ -126,6 +132,10 @@ def test_cross_key_ok_cases():
     parse_config({"dynamics": {"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.05}})
     parse_config({"dynamics": {"algorithm": "gd", "gamma": 0.1, "dt": 0.2}})  # dt > gamma fine for GD
     parse_config({"problem": {"delta": 0.5}, "simulation": {"d": 100, "batch": 50}})
+    cfg = parse_config({"dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.1, "dt_max": 0.05}})
+    law = cfg.make_law()
+    assert law.graded and law.largest_step == 0.05 and law.times(2.0)[-1] == pytest.approx(2.0, abs=0.03)
+    assert not parse_config({"dynamics": {"algorithm": "gd", "growth": 0.0, "dt_max": 0.5}}).make_law().graded
 
 
 def test_load_errors(tmp_path):

@@ -179,11 +179,11 @@ def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
             f"dynamics.dt = {dt!r}: for algorithm '{alg}' dt must be <= dynamics.gamma = {gamma!r} "
             f"(Bernoulli selection probability dt/gamma <= 1)")
     growth, dt_max = dy["growth"], dy["dt_max"]
+    if dt_max and dt_max < dt:
+        raise ConfigError(f"dynamics.dt_max = {dt_max!r}: must be >= dynamics.dt = {dt!r} (or 0 = no cap)")
     if growth > 0:
         if alg in ("reshuffle", "online"):
             raise ConfigError(f"dynamics.growth = {growth!r}: algorithm '{alg}' needs a uniform grid (growth = 0)")
-        if dt_max and dt_max < dt:
-            raise ConfigError(f"dynamics.dt_max = {dt_max!r}: must be >= dynamics.dt = {dt!r} (or 0 = no cap)")
         if alg == "sgd" and not (0 < dt_max <= gamma):
             raise ConfigError(
                 f"dynamics.dt_max = {dt_max!r}: a graded grid for 'sgd' needs 0 < dt_max <= dynamics.gamma = {gamma!r} "
