@@ -688,20 +688,25 @@ def solve(
             from concurrent.futures import ProcessPoolExecutor
             from concurrent.futures.process import BrokenProcessPool
 
+            ex = ProcessPoolExecutor(max_workers=W, mp_context=mp.get_context("spawn"))
             try:
-                with ProcessPoolExecutor(max_workers=W, mp_context=mp.get_context("spawn")) as ex:
-                    futs = [ex.submit(_replica, *args, sq) for sq in seqs[done:]]
-                    for f in futs:
-                        reduce(f.result())
-                        done += 1
-                        if pbar is not None:
-                            pbar.update(T)
+                futs = [ex.submit(_replica, *args, sq) for sq in seqs[done:]]
+                for f in futs:
+                    reduce(f.result())
+                    done += 1
+                    if pbar is not None:
+                        pbar.update(T)
+                ex.shutdown()
             except BrokenProcessPool:
+                ex.shutdown(wait=False, cancel_futures=True)
                 # typically a script without `if __name__ == "__main__":` (spawned workers re-run it)
                 warnings.warn("DMFT worker processes failed to start (a script needs an `if __name__ == "
                               "'__main__':` guard for workers > 1); running the remaining replicas here",
                               RuntimeWarning, stacklevel=2)
                 W = 1
+            except BaseException:  # a diverged replica, Ctrl-C: do not wait for the queued replicas
+                ex.shutdown(wait=False, cancel_futures=True)
+                raise
         for sq in seqs[done:]:
             reduce(_replica(*args, sq, pbar=pbar))
     finally:
