@@ -182,3 +182,19 @@ def test_plot_curves(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["f.png", "s.png", "t.png"]
     with pytest.raises(ValueError):
         plot_curves(None, None, tmp_path / "x.png")
+
+
+def test_plot_curves_log_time_on_graded_grid(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    from sgd_dmft.plot import plot_curves
+
+    scales = []
+    orig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig",
+                        lambda self, *a, **k: (scales.append(self.axes[0].get_xscale()), orig(self, *a, **k))[1])
+    th = fake_theory()
+    plot_curves(None, th, tmp_path / "u.png")
+    th.attrs["grid_growth"] = 0.05
+    plot_curves(None, th, tmp_path / "g.png")
+    assert scales == ["linear", "log"]
