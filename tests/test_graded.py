@@ -149,3 +149,11 @@ def test_graded_grid_error_against_uniform_grid(fine, graded, t_max):
         gap = a[v].values[keep] - bi[v].values
         se = np.hypot(a[v + "_stderr"].values[keep], bi[v + "_stderr"].values)
         assert np.max(np.abs(gap)) < 4e-3 and np.max(np.abs(gap[1:]) / se[1:]) < Z_MAX, (v, np.abs(gap).max())
+
+
+def test_graded_gd_past_its_stability_cap_is_reported():
+    """Explicit GD: dt_m (lambda_max + ridge) > 2 blows up; the error names the step and dt_max."""
+    prob = P.Problem(P.linear(0.3), delta=2.0, ridge=0.01)  # lambda_max = (1 + sqrt 2)^2 = 5.83
+    with pytest.raises(dmft.SolverDiverged, match=r"dt_m=.*dt_max=2\.0"):
+        dmft.solve(prob, laws.GD(0.01, growth=0.05, dt_max=2.0), t_max=200.0)
+    dmft.solve(prob, laws.GD(0.01, growth=0.05, dt_max=0.3), t_max=200.0)  # below 2 / 5.84: stable

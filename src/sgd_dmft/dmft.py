@@ -562,7 +562,12 @@ def _replica(problem: Problem, law: Law, T: int, P: int, snap_idx: np.ndarray, r
 def _diverged_msg(law: Law, t: float, what: str) -> str:
     gam = getattr(law, "gamma", None)
     g = f", gamma={gam:g}" if gam is not None else ""
-    return f"DMFT solution diverged at t={t:.4g} ({what}) for algorithm={law.name}{g}, dt={law.dt:g}"
+    hint = ""
+    if law.graded:
+        h = law.steps(len(law.times(t)))
+        hint = (f"; graded grid, step at that time dt_m={h[-1]:g} (an explicit step must stay below "
+                f"2 / the largest Hessian eigenvalue: lower dt_max={law.dt_max})")
+    return f"DMFT solution diverged at t={t:.4g} ({what}) for algorithm={law.name}{g}, dt={law.dt:g}{hint}"
 
 
 # ------------------------------------------------------------------------------------------------
