@@ -193,3 +193,20 @@ def test_simulate_real_tiny(tmp_path, tiny):
     assert np.isfinite(ds["test_loss"].values).all()
     ds.close()
     assert str(out / "result.nc") in r.output
+
+
+@pytest.mark.parametrize("alg", ["sgd", "gd"])
+def test_compare_real_tiny_on_graded_grid(tmp_path, tiny, alg):
+    """End to end with a graded grid: theory and simulation share the non-uniform time grid."""
+    out = tmp_path / "cmp"
+    cfg = tiny(alg).read_text().replace("dt = 0.05\n", "dt = 0.01\ngrowth = 0.5\ndt_max = 0.05\n")
+    (tmp_path / "g.toml").write_text(cfg)
+    r = _run("compare", tmp_path / "g.toml", "--out", out, "--no-progress", "-s", "solver.paths=400")
+    assert r.exit_code == 0, r.output + r.stderr
+    th, sim = xr.open_dataset(out / "theory.nc"), xr.open_dataset(out / "simulation.nc")
+    steps = np.diff(th.time.values)
+    assert steps.min() == pytest.approx(0.01) and steps.max() == pytest.approx(0.05)
+    np.testing.assert_allclose(th.time.values, sim.time.values)
+    assert th.attrs["grid_growth"] == 0.5 and th.sizes["time"] < 0.5 / 0.01
+    th.close()
+    sim.close()
