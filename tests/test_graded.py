@@ -12,6 +12,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sgd_dmft import dmft, exact, laws
 from sgd_dmft import problem as P
@@ -157,3 +159,17 @@ def test_graded_gd_past_its_stability_cap_is_reported():
     with pytest.raises(dmft.SolverDiverged, match=r"dt_m=.*dt_max=2\.0"):
         dmft.solve(prob, laws.GD(0.01, growth=0.05, dt_max=2.0), t_max=200.0)
     dmft.solve(prob, laws.GD(0.01, growth=0.05, dt_max=0.3), t_max=200.0)  # below 2 / 5.84: stable
+
+
+@settings(max_examples=60, deadline=None)
+@given(dt=st.floats(1e-3, 0.5), growth=st.floats(0.0, 2.0), cap=st.floats(1.0, 50.0), t_max=st.floats(0.0, 200.0))
+def test_graded_times_invariants(dt, growth, cap, t_max):
+    """Strictly increasing from 0, steps in [dt, dt_max] equal to Law.steps, last point nearest t_max."""
+    law = laws.GD(dt, growth=growth, dt_max=cap * dt)
+    t = law.times(t_max)
+    h = np.diff(t)
+    assert t[0] == 0.0 and np.all(h > 0)
+    np.testing.assert_allclose(h, law.steps(len(h)), rtol=1e-9)
+    assert np.all(h >= dt * (1 - 1e-9)) and np.all(h <= cap * dt * (1 + 1e-9))
+    nxt = law.steps(len(t))[-1]  # the step a further point would take
+    assert abs(t[-1] - t_max) <= 0.5 * max(nxt, h[-1] if len(h) else dt) + 1e-9
