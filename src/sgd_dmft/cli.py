@@ -134,7 +134,7 @@ def run_theory(cfg: Config, progress: bool = False, announce: bool = False):
                                          so["max_memory_gb"], True, workers)
             chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
             click.echo(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-                       f"{R} replicas{chunked}, {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB")
+                       f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB")
         ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
                         replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
                         progress=progress, workers=workers)
