@@ -176,21 +176,22 @@ def long_horizons(quick: bool = False) -> list[dict]:
                      grid="dt 0.005 growth 0.01 dt_max 0.4", t_max=t_lin, T_graded=r["T"],
                      T_uniform_equivalent=int(round(t_lin / 0.005)), paths=0, wall_s=r["wall_s"],
                      peak_rss_mib=r["peak_rss_mib"], error=f"max|loss - GF closed form| = {err:.1e}"))
-    cases = [("gd", 0.02, 0.0, dict(growth=0.05, dt_max=0.5), 200.0, 6.0, 4000, 4),
-             ("sgd", 0.005, 0.5, dict(growth=0.05, dt_max=0.05), 100.0, 4.0, 4000, 4)]
-    for alg, dt, gamma, grid, t_long, t_check, paths, reps in cases:
+    # (alg, dt, gamma, grid, long horizon, paths, replicas; check horizon, check paths, check replicas)
+    cases = [("gd", 0.02, 0.0, dict(growth=0.05, dt_max=0.5), 200.0, 4000, 4, 6.0, 16000, 8),
+             ("sgd", 0.005, 0.5, dict(growth=0.05, dt_max=0.05), 100.0, 4000, 4, 1.0, 48000, 16)]
+    for alg, dt, gamma, grid, t_long, paths, reps, t_check, cpaths, creps in cases:
         if quick:
             t_long = t_long / 4
         long = _measure("logistic", alg, dt, gamma, t_long, paths, reps, grid)
-        gr = _measure("logistic", alg, dt, gamma, t_check, 16000, 8, grid, with_data=True)
-        fine = _measure("logistic", alg, dt, gamma, t_check, 16000, 8, None, with_data=True)
+        gr = _measure("logistic", alg, dt, gamma, t_check, cpaths, creps, grid, with_data=True)
+        fine = _measure("logistic", alg, dt, gamma, t_check, cpaths, creps, None, with_data=True)
         gap, z = _max_z_gap(gr["data"], fine["data"])
         rows.append(dict(bench="dmft-long-horizon", problem="logistic", algorithm=alg,
                          grid=f"dt {dt} growth {grid['growth']} dt_max {grid['dt_max']}", t_max=t_long,
                          T_graded=long["T"], T_uniform_equivalent=int(round(t_long / dt)), paths=paths,
                          wall_s=long["wall_s"], peak_rss_mib=long["peak_rss_mib"], rel_se_train=long["rel_se_train"],
-                         error=f"t<={t_check}: graded ({gr['T']} steps) vs uniform ({fine['T']} steps) "
-                               f"max|gap| {gap} (max z {z})"))
+                         error=f"t<={t_check}: graded ({gr['T']} steps) vs uniform ({fine['T']} steps), "
+                               f"{cpaths} paths: max|gap| {gap} (max z {z})"))
     return rows
 
 
