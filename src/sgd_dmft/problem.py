@@ -222,10 +222,11 @@ def logistic(noise: float = 0.0) -> Model:
         # Condition on r*: r = a r* + b xi with a = M / S*, b^2 = Q - M^2 / S*. The label is a step in
         # r* (or in r* + noise eps), so integrate r* on either side of the jump with Gauss-Legendre and
         # xi with Gauss-Hermite: no quadrature error from the discontinuity.
+        # 2 x 100 Legendre x 48 Hermite nodes: within 1.3e-11 of 2 x 200 x 80 for |a| <= 30, b in [0.1, 10]
         s = math.sqrt(float(S[0, 0]))
-        xg, wg = np.polynomial.hermite_e.hermegauss(80)
+        xg, wg = np.polynomial.hermite_e.hermegauss(48)
         wg = wg / wg.sum()
-        xl, wl = np.polynomial.legendre.leggauss(200)
+        xl, wl = np.polynomial.legendre.leggauss(100)
         u = np.concatenate([-4 + 4 * xl, 4 + 4 * xl])  # r*/s on [-8, 0] and [0, 8]
         wu = np.concatenate([4 * wl, 4 * wl]) * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
         if noise > 0:
@@ -237,11 +238,12 @@ def logistic(noise: float = 0.0) -> Model:
         a = M[:, 0, 0] / float(S[0, 0])
         b = np.sqrt(np.clip(Q[:, 0, 0] - M[:, 0, 0] ** 2 / float(S[0, 0]), 0.0, None))
         out = np.empty(len(a))
-        for i in range(0, len(a), 16):  # chunks of 16 times: bounded temporaries (16 x 400 x 80)
-            c = slice(i, i + 16)
+        for i in range(0, len(a), 32):  # chunks of 32 times: bounded temporaries (32 x 200 x 48)
+            c = slice(i, i + 32)
             r = a[c, None, None] * (s * u)[None, :, None] + b[c, None, None] * xg[None, None, :]
             lp = _softplus(-r) @ wg  # (t, U): E_xi loss for y = +1
-            lm = _softplus(r) @ wg
+            # y = -1: softplus(r) = softplus(-r) + r, and E_xi r = a s u (the weights are symmetric)
+            lm = lp + a[c, None] * (s * u)[None, :]
             out[c] = (p_plus * lp + (1 - p_plus) * lm) @ wu
         return out
 
