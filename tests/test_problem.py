@@ -131,3 +131,28 @@ def test_presets_pickle_as_their_recipe():
     for bad in (custom, dataclasses.replace(P.logistic(), loss=lambda r, y: 0 * r[..., 0])):
         with pytest.raises(Exception):
             pickle.dumps(bad)
+
+
+def test_committee_population_loss_closed_forms():
+    """erf / relu / x^2 committees: closed-form pair moments; checked at known points and by Monte Carlo."""
+    pm = P._pair_moment
+    one, zero = np.ones(1), np.zeros(1)
+    assert pm("erf", one, one, one)[0] == pytest.approx(1 / 3)  # E[erf(u/sqrt2)^2] = (2/pi) asin(1/2)
+    assert pm("relu", one, one, zero)[0] == pytest.approx(1 / (2 * np.pi))  # (E relu(u))^2
+    assert pm("relu", 4 * one, one, 2 * one)[0] == pytest.approx(1.0)  # v = u/2: E[relu(u)^2] / 2 = 1
+    assert pm("quadratic", 2 * one, 3 * one, one)[0] == pytest.approx(8.0)
+    assert P.committee(2, 2, "tanh").pop_loss is None  # no closed form: quadrature
+    rng = np.random.default_rng(5)
+    for act in ("erf", "relu", "quadratic"):
+        k, ks = 3, 2
+        m = P.committee(k, ks, act, 0.2)
+        B = rng.standard_normal((ks, ks)) * 0.3
+        S = B @ B.T + np.eye(ks)
+        M = rng.standard_normal((1, k, ks)) * 0.7
+        E = rng.standard_normal((1, k, k)) * 0.5
+        Q = M @ np.linalg.inv(S) @ M.transpose(0, 2, 1) + E @ E.transpose(0, 2, 1) + 0.05 * np.eye(k)
+        L = np.linalg.cholesky(np.block([[Q[0], M[0]], [M[0].T, S]]))
+        z = rng.standard_normal((2_000_000, k + ks)) @ L.T
+        vals = 0.5 * (m.predictor(z[:, :k]) - m.target(z[:, k:])) ** 2 + 0.5 * 0.2**2
+        se = vals.std() / np.sqrt(len(vals))
+        assert abs(P.population_loss(m, Q, M, S)[0] - vals.mean()) < 5 * se, act

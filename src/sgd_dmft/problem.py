@@ -149,7 +149,7 @@ def _preset(model: "Model", fname: str, **kw) -> "Model":
 
 
 def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, linear: bool = False, meta=None,
-                  smooth: bool = True) -> Model:
+                  smooth: bool = True, pop_loss=None) -> Model:
     """Square loss (f(r) - y)^2 / 2 with f(r) = sum_a f_a(r_a) given componentwise (fp, fpp)."""
 
     def label(rstar: Array, eps: Array) -> Array:
@@ -170,7 +170,8 @@ def _square_model(name: str, k: int, kstar: int, noise: float, f, fp, fpp, g, li
         return h
 
     return Model(name=name, k=k, kstar=kstar, label=label, loss=loss, grad=grad, hess=hess, noise=noise,
-                 additive_noise=True, predictor=f, target=g, linear_square=linear, meta=meta or {}, smooth=smooth)
+                 additive_noise=True, predictor=f, target=g, linear_square=linear, meta=meta or {}, smooth=smooth,
+                 pop_loss=pop_loss)
 
 
 def linear(noise: float = 0.0) -> Model:
@@ -191,13 +192,50 @@ def phase_retrieval(noise: float = 0.0) -> Model:
     ), "phase_retrieval", noise=noise)
 
 
+def _pair_moment(activation: str, q1: Array, q2: Array, c: Array) -> Array | None:
+    """``E[s(u) s(v)]`` for centred Gaussian ``(u, v)`` with variances ``q1, q2`` and covariance ``c``,
+    in closed form where one exists (else None): erf(x/sqrt 2) (Saad & Solla 1995), relu (the
+    arc-cosine kernel of Cho & Saul 2009), x^2 (Isserlis)."""
+    if activation == "erf":
+        return (2.0 / math.pi) * np.arcsin(np.clip(c / np.sqrt((1.0 + q1) * (1.0 + q2)), -1.0, 1.0))
+    if activation == "relu":
+        n = np.sqrt(np.clip(q1 * q2, 0.0, None))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            th = np.arccos(np.clip(np.where(n > 0, c / np.where(n > 0, n, 1.0), 1.0), -1.0, 1.0))
+        return n / (2 * math.pi) * (np.sin(th) + (math.pi - th) * np.cos(th))
+    if activation == "quadratic":
+        return q1 * q2 + 2.0 * c * c
+    return None
+
+
+def _committee_pop_loss(activation: str, noise: float):
+    """Closed-form population loss of the soft committee, or None (then quadrature)."""
+    if _pair_moment(activation, np.ones(1), np.ones(1), np.zeros(1)) is None:
+        return None
+
+    def pop_loss(Q: Array, M: Array, S: Array) -> Array:
+        # E[(mean_a s(r_a) - mean_b s(r*_b))^2] / 2 from the pair moments of (r, r*)
+        qd = np.diagonal(Q, axis1=1, axis2=2)  # (T, k)
+        sd = np.diagonal(S)  # (k*,)
+        ff = _pair_moment(activation, qd[:, :, None], qd[:, None, :], Q).mean(axis=(1, 2))
+        fg = _pair_moment(activation, qd[:, :, None], sd[None, None, :], M).mean(axis=(1, 2))
+        gg = _pair_moment(activation, sd[:, None], sd[None, :], S).mean()
+        return 0.5 * (ff - 2.0 * fg + gg) + 0.5 * noise**2
+
+    return pop_loss
+
+
 def committee(k: int = 2, kstar: int = 2, activation: str = "erf", noise: float = 0.0) -> Model:
-    """Soft committee: ``y = mean_b s(r*_b) + noise * eps``, ``f(r) = mean_a s(r_a)``, square loss."""
+    """Soft committee: ``y = mean_b s(r*_b) + noise * eps``, ``f(r) = mean_a s(r_a)``, square loss.
+
+    The population loss is in closed form for erf, relu and quadratic activations (quadrature else).
+    """
     s, sp, spp = _act(activation)
     return _preset(_square_model(
         "committee", k, kstar, noise,
         f=lambda r: s(r).mean(axis=-1), fp=lambda r: sp(r) / k, fpp=lambda r: spp(r) / k,
         g=lambda rs: s(rs).mean(axis=-1), meta={"activation": activation}, smooth=activation != "relu",
+        pop_loss=_committee_pop_loss(activation, noise),
     ), "committee", k=k, kstar=kstar, activation=activation, noise=noise)
 
 
