@@ -188,7 +188,7 @@ def phase_retrieval(noise: float = 0.0) -> Model:
     return _preset(_square_model(
         "phase_retrieval", 1, 1, noise,
         f=lambda r: r[..., 0] ** 2, fp=lambda r: 2.0 * r, fpp=lambda r: 2.0 * np.ones_like(r),
-        g=lambda rs: rs[..., 0] ** 2,
+        g=lambda rs: rs[..., 0] ** 2, pop_loss=_committee_pop_loss("quadratic", noise),  # Isserlis
     ), "phase_retrieval", noise=noise)
 
 
