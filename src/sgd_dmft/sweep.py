@@ -15,8 +15,9 @@ Rules (documented choices):
 * Keys: short names (``gamma``) resolve to the unique ``section.key`` (``dynamics.gamma``); an
   ambiguous short name (``seed``) must be written in full. Every grid point is validated like a
   config before anything runs (:class:`~sgd_dmft.config.ConfigError` naming the grid point).
-* Time grids: every grid point records at ``t = m dt``, so points share ``time`` when ``dt`` is common.
-  Sweeping ``dynamics.dt`` (more than one value) is refused. Sweeping ``dynamics.t_max`` is allowed:
+* Time grids: every grid point records on the grid of ``dynamics.dt`` (and ``growth``, ``dt_max`` for a
+  graded grid), so points share ``time``. Sweeping ``dynamics.dt``, ``growth`` or ``dt_max`` (more than
+  one value) is refused. Sweeping ``dynamics.t_max`` is allowed:
   ``time`` is then the union (the longest grid) and shorter runs are NaN past their own ``t_max``.
 * Only the curves are kept: variables on ``time`` (``train_loss``, ``test_loss``, ``M``, ``Q``,
   their ``*_stderr``); the theory's two-time kernels and pre-activation samples are dropped (run
