@@ -325,6 +325,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     lam, delta = problem.ridge, problem.delta
     T1 = T + 1
     dts = law.steps(T1)  # dt_m: the step after grid time t_m (uniform unless the law's grid is graded)
+    c1, c2 = law.moments(T1)  # E[S_m], E[S_m^2] per grid step
     tgrid = np.concatenate([[0.0], np.cumsum(dts)])
     K = T1 * k
     exact = _exact_path(problem, law)
@@ -352,7 +353,6 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
     snap_r = np.zeros((len(snap_idx), 0 if exact else min(P, 5000), k))
 
     if exact:
-        c1, c2 = law.moments(T1)  # E[S_m], E[S_m^2] per grid step
         Abar, X, Y = np.zeros((T1, T1)), np.zeros((T1, T1)), np.zeros((T1, T1))
         E1 = np.zeros((T1, T1))  # E[S_u e_u e_s]: c1 X[u,s] (u >= s), Y[s,u] (u < s)
         Az = np.eye(T1)  # I + R_theta diag(c1), grown row by row (the triangular system of Zv)
@@ -385,7 +385,6 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
         # path's tangent at every step, O(P J T^2) instead of O(P J T^2 dt / gamma): pathwise instead.
         rb = bool(law.independent_steps and not law.sparse) if rao_blackwell is None else bool(rao_blackwell)
         iid = bool(law.independent_steps)
-        s1all = law.moments(T1)[0]  # E[S_m]
 
     for m in range(T1):
         bm = slice(m * k, (m + 1) * k)  # block of time m
@@ -440,7 +439,7 @@ def _march(problem: Problem, law: Law, T: int, paths: int, rng: np.random.Genera
             if not np.all(np.isfinite(r)):
                 raise SolverDiverged(_diverged_msg(law, tgrid[m], "non-finite pre-activations"))
             S = Smat[:, m]
-            s1 = float(s1all[m])
+            s1 = float(c1[m])
             Fm = model.grad(r, y)
             hm = Fm * S[:, None]
             if not sparse:
