@@ -1,49 +1,44 @@
-"""Per-sample step-multiplier laws (THEORY.md section 2, "a unifying view").
+"""Per-sample step-multiplier laws: the law of ``S`` (docs/theory.md, "a unifying view").
 
-On the time grid ``t_m = m * dt`` every sample ``i`` carries a random sequence of step multipliers
+On a time grid (grid.py) every sample ``i`` carries a random sequence of step multipliers
 ``S_{i,m}``, independent across samples, and the algorithm is
 
-    theta_{m+1} = theta_m - sum_i x_i F(r_{i,m}, y_i)^T S_{i,m} - dt * grad G(theta_m).
+    theta_{m+1} = theta_m - sum_i x_i F(r_{i,m}, y_i)^T S_{i,m} - dt_m * grad G(theta_m).
 
 Time is gradient-flow time: one unit of ``t`` is ``1 / eta`` SGD steps at ``eta = gamma kappa / n``.
 A law produces the multipliers of many independent samples at once, shape ``(n_samples, n_steps)``.
 The same law object drives the DMFT solver (one "sample" = one Monte Carlo path of the sample
 process) and the finite-d simulators (one "sample" = one data point), so theory and simulation are
-specified identically.
+specified identically. A law is built with its grid parameters (``dt``, and ``growth``, ``dt_max``
+for a graded grid): ``law.grid`` is the :class:`~sgd_dmft.grid.TimeGrid`, and the law checks itself
+against it (``law.check_grid``), the one home of rules such as ``dt_max <= gamma`` for SGD.
 """
 
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
-
-def graded_times(t_max: float, dt: float, growth: float = 0.0, dt_max: float | None = None) -> np.ndarray:
-    """The time grid ``t_0 = 0 < t_1 < ... < t_T`` of a law (see :class:`Law`).
-
-    ``growth = 0``: the uniform grid ``t_m = m dt``, ``T = round(t_max / dt)``. ``growth > 0``: a graded
-    grid whose step is proportional to the elapsed time, ``t_{m+1} - t_m = clip(growth * t_m, dt, dt_max)``
-    (relative resolution ``growth``: about ``log(t_max / t_c) / log(1 + growth)`` steps past the
-    crossover ``t_c = dt / growth``, instead of ``t_max / dt``); it ends at the grid point nearest to
-    ``t_max``. Units: gradient-flow time t.
-    """
-    if growth == 0.0:
-        return np.arange(int(round(t_max / dt)) + 1) * dt
-    t = [0.0]
-    while True:
-        h = _graded_step(t[-1], dt, growth, dt_max)
-        if t[-1] + 0.5 * h > t_max:
-            break
-        t.append(t[-1] + h)
-    return np.asarray(t)
+from .errors import ConfigError
+from .grid import TimeGrid, graded_times  # noqa: F401  (graded_times: re-exported, public API)
 
 
-def _graded_step(t: float, dt: float, growth: float, dt_max: float | None) -> float:
-    """The step taken at time t on a graded grid: ``clip(growth * t, dt, dt_max)``."""
-    return min(max(dt, growth * t), math.inf if dt_max is None else float(dt_max))
+class Schedule(NamedTuple):
+    """A law on its grid up to ``t_max``, computed once: ``T + 1`` times, ``T + 1`` steps ``dt_m``
+    (the last one unused by a march that ends at ``t_T``), and the per-step moments of ``S``."""
+
+    times: np.ndarray  # (T+1,) grid times t_m
+    steps: np.ndarray  # (T+1,) dt_m, the step after t_m
+    mean: np.ndarray  # (T+1,) E[S_m]
+    second: np.ndarray  # (T+1,) E[S_m^2]
+
+    @property
+    def T(self) -> int:
+        """Number of grid steps."""
+        return len(self.times) - 1
 
 
 @dataclass(frozen=True)
@@ -51,8 +46,7 @@ class Law(abc.ABC):
     """Law of the per-sample multiplier sequence ``(S_0, S_1, ...)`` on a time grid.
 
     The grid starts with step ``dt``; with ``growth > 0`` (keyword-only) the step of grid step ``m``
-    is ``dt_m = clip(growth * t_m, dt, dt_max)`` (:func:`graded_times`): a graded grid for long
-    horizons, fine where the dynamics is fast (early) and coarse where it is slow. The recursion uses
+    is ``dt_m = clip(growth * t_m, dt, dt_max)`` (:class:`~sgd_dmft.grid.TimeGrid`). The recursion uses
     ``dt_m`` everywhere (``E[S_m] = dt_m``, ridge decay ``1 - dt_m lambda``), in the solver and in the
     finite-d simulators alike, so both stay the same recursion. ``dt_max = None``: no cap.
     """
@@ -62,52 +56,62 @@ class Law(abc.ABC):
     name: str = field(default="law", kw_only=True)
 
     def __post_init__(self):
-        if not (math.isfinite(self.dt) and self.dt > 0):
-            raise ValueError(f"dt={self.dt!r} is not allowed: must be a finite number > 0")
-        if not (math.isfinite(self.growth) and self.growth >= 0):
-            raise ValueError(f"growth={self.growth!r} is not allowed: must be a finite number >= 0 (0: uniform grid)")
-        if self.dt_max is not None and not (self.dt_max >= self.dt):
-            raise ValueError(f"dt_max={self.dt_max!r} is not allowed: must be >= dt={self.dt}")
+        self.check_grid(self.grid)
 
     @property
+    def grid(self) -> TimeGrid:
+        """The time grid the law lives on (validated on construction)."""
+        return TimeGrid(self.dt, self.growth, self.dt_max)
+
+    def check_grid(self, grid: TimeGrid) -> None:
+        """Raise :class:`~sgd_dmft.errors.ConfigError` when this law cannot live on ``grid``."""
+
+    # ---- the grid, for convenience ----
+    @property
     def graded(self) -> bool:
-        """True when the grid is not uniform (``growth > 0`` and a cap above ``dt``)."""
-        return self.growth > 0 and (self.dt_max is None or self.dt_max > self.dt)
+        return self.grid.graded
 
     @property
     def largest_step(self) -> float:
-        """The largest step the grid can take (``dt_max``; infinite for an uncapped graded grid)."""
-        if not self.graded:
-            return self.dt
-        return math.inf if self.dt_max is None else float(self.dt_max)
+        return self.grid.largest_step
 
     def times(self, t_max: float) -> np.ndarray:
         """Grid times ``t_0 = 0, ..., t_T`` (nearest grid point to ``t_max`` last)."""
-        return graded_times(t_max, self.dt, self.growth if self.graded else 0.0, self.dt_max)
+        return self.grid.times(t_max)
 
     def steps(self, n_steps: int) -> np.ndarray:
         """``dt_m`` for ``m = 0 .. n_steps - 1`` (the step taken after grid time ``t_m``)."""
-        if not self.graded:
-            return np.full(n_steps, self.dt)
-        h = np.empty(n_steps)
-        t = 0.0
-        for m in range(n_steps):
-            h[m] = _graded_step(t, self.dt, self.growth, self.dt_max)
-            t += h[m]
-        return h
+        return self.grid.steps(n_steps)
 
+    def schedule(self, t_max: float) -> Schedule:
+        """Times, steps and moments of the law up to ``t_max``, computed once."""
+        times = self.times(t_max)
+        h = self.steps(len(times))
+        m1, m2 = self.moments_at(h)
+        return Schedule(times, h, m1, m2)
+
+    # ---- the law of S ----
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator, n_samples: int, n_steps: int) -> np.ndarray:
         """Multipliers, shape ``(n_samples, n_steps)``; column ``m`` uses the step ``dt_m``."""
 
-    def moments(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(E[S_m], E[S_m^2])`` for ``m = 0 .. n_steps - 1`` (stationary laws)."""
-        h = self.steps(n_steps)
+    def moments_at(self, h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[S_m], E[S_m^2])`` at steps ``h`` (every law here matches gradient flow on average)."""
+        h = np.asarray(h, dtype=float)
         return h.copy(), self.second_moment_at(h)
+
+    def moments(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(E[S_m], E[S_m^2])`` for ``m = 0 .. n_steps - 1`` on the law's grid."""
+        return self.moments_at(self.steps(n_steps))
 
     def second_moment_at(self, dt):
         """``E[S^2]`` at step ``dt`` (array or float)."""
         raise NotImplementedError
+
+    @property
+    def second_moment(self) -> float:
+        """``E[S_m^2]`` at the base step ``dt``."""
+        return float(self.second_moment_at(self.dt))
 
     @property
     def deterministic(self) -> bool:
@@ -116,23 +120,14 @@ class Law(abc.ABC):
 
     @property
     def sparse(self) -> bool:
-        """True when most multipliers are zero (Bernoulli SGD, reshuffling): solver uses jump times."""
+        """True when most multipliers are zero (Bernoulli SGD, reshuffling): the solver keeps a path's
+        visits only (SparseHistory)."""
         return False
 
     @property
     def independent_steps(self) -> bool:
-        """True when ``S_m`` are i.i.d. over m (then ``mean``/``second_moment`` describe the law)."""
+        """True when ``S_m`` are independent over m (then the moments describe the law's time structure)."""
         return True
-
-    @property
-    def mean(self) -> float:
-        """``E[S_m]`` at the base step: ``dt`` for every law here (each matches gradient flow on average)."""
-        return self.dt
-
-    @property
-    def second_moment(self) -> float:
-        """``E[S_m^2]`` at the base step ``dt``."""
-        return float(self.second_moment_at(self.dt))
 
 
 @dataclass(frozen=True)
@@ -161,17 +156,14 @@ class SGD(Law):
     gamma: float
     name: str = field(default="sgd", kw_only=True)
 
-    def __post_init__(self):
-        super().__post_init__()
-        if not (0 < self.dt <= self.gamma):
-            raise ValueError(f"dt={self.dt} must satisfy 0 < dt <= gamma={self.gamma} (Bernoulli p = dt/gamma <= 1)")
-        if self.largest_step > self.gamma:
-            raise ValueError(f"dt_max={self.dt_max} is not allowed: a graded SGD grid needs dt_max <= gamma={self.gamma} "
-                             f"(Bernoulli p = dt_m/gamma <= 1; the Poisson limit needs dt_m << gamma)")
-
-    @property
-    def p(self) -> float:
-        return self.dt / self.gamma
+    def check_grid(self, grid):
+        if not (0 < grid.dt <= self.gamma):
+            raise ConfigError(f"dt={grid.dt} must satisfy 0 < dt <= gamma={self.gamma} (Bernoulli p = dt/gamma <= 1)",
+                              key="dt")
+        if grid.largest_step > self.gamma:
+            raise ConfigError(f"dt_max={grid.dt_max} is not allowed: a graded SGD grid needs dt_max <= gamma="
+                              f"{self.gamma} (Bernoulli p = dt_m/gamma <= 1; the Poisson limit needs dt_m << gamma)",
+                              key="dt_max")
 
     def sample(self, rng, n_samples, n_steps):
         return self.gamma * (rng.random((n_samples, n_steps)) < self.steps(n_steps) / self.gamma)
@@ -212,13 +204,13 @@ class Reshuffle(Law):
     gamma: float
     name: str = field(default="reshuffle", kw_only=True)
 
-    def __post_init__(self):
-        super().__post_init__()
-        if self.graded:
-            raise ValueError(f"growth={self.growth} is not allowed for reshuffling: epochs need a uniform grid (growth = 0)")
-        q = self.gamma / self.dt
+    def check_grid(self, grid):
+        if grid.graded:
+            raise ConfigError(f"growth={grid.growth} is not allowed for reshuffling: epochs need a uniform grid "
+                              f"(growth = 0)", key="growth")
+        q = self.gamma / grid.dt
         if abs(q - round(q)) > 1e-9 or round(q) < 1:
-            raise ValueError(f"gamma/dt={q:g} must be a positive integer for reshuffling (steps per epoch)")
+            raise ConfigError(f"gamma/dt={q:g} must be a positive integer for reshuffling (steps per epoch)", key="dt")
 
     @property
     def steps_per_epoch(self) -> int:
@@ -260,13 +252,12 @@ class Persistent(Law):
     tau: float
     name: str = field(default="persistent", kw_only=True)
 
-    def __post_init__(self):
-        super().__post_init__()
+    def check_grid(self, grid):
         if not (0 < self.b <= 1):
-            raise ValueError(f"b={self.b} must be in (0, 1]")
-        if self.largest_step * max(self.b, 1 - self.b) / self.tau > 1:
-            raise ValueError(f"tau={self.tau} too small for dt={self.dt} (dt_max={self.dt_max}): switching "
-                             f"probability exceeds 1")
+            raise ConfigError(f"b={self.b} must be in (0, 1]", key="b")
+        if grid.largest_step * max(self.b, 1 - self.b) / self.tau > 1:
+            raise ConfigError(f"tau={self.tau} too small for dt={grid.dt} (dt_max={grid.dt_max}): switching "
+                              f"probability exceeds 1", key="tau")
 
     def sample(self, rng, n_samples, n_steps):
         s = rng.random(n_samples) < self.b
@@ -303,4 +294,4 @@ def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau:
         return Reshuffle(dt, gamma, **g)
     if algorithm == "persistent":
         return Persistent(dt, b, tau, **g)
-    raise ValueError(f"algorithm={algorithm!r} is not one of {LAWS}")
+    raise ConfigError(f"algorithm={algorithm!r} is not one of {LAWS}", key="algorithm")

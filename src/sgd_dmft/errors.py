@@ -1,0 +1,47 @@
+"""The package's exceptions: one base, classified by ``isinstance``.
+
+* :class:`ConfigError`: invalid input (a config key, a parameter of a law, a grid); the message is
+  one line naming the key, the value and what is allowed. CLI exit status 2.
+* :class:`Diverged`: a run that blew up (:class:`SolverDiverged`, :class:`SimulationDiverged`) or a
+  result holding NaN / inf (:class:`NonFiniteResult`). CLI exit status 3. Never written as a result.
+* :class:`MemoryLimitExceeded`: a run refused before it starts because its memory estimate exceeds
+  the budget.
+
+All are ``ValueError`` subclasses too, so code written against the earlier ``ValueError``-based
+exceptions keeps working.
+"""
+
+from __future__ import annotations
+
+
+class SgdDmftError(Exception):
+    """Base class of every error raised on purpose by sgd-dmft."""
+
+
+class ConfigError(SgdDmftError, ValueError):
+    """An invalid configuration or parameter (one-line message naming the key, the value and what is
+    allowed). ``key``: the parameter's name where known (e.g. ``"dt"``, ``"dynamics.dt"``)."""
+
+    def __init__(self, message: str, key: str | None = None):
+        super().__init__(message)
+        self.key = key
+
+
+class Diverged(SgdDmftError, ValueError):
+    """A run blew up (NaN, overflow, past a stability edge) or produced a non-finite result."""
+
+
+class SolverDiverged(Diverged):
+    """The DMFT solution blew up (NaN/overflow), e.g. past a stability edge in gamma."""
+
+
+class SimulationDiverged(Diverged):
+    """The iterates of a finite-d simulation became non-finite or exploded (``Q > 1e12``)."""
+
+
+class NonFiniteResult(Diverged):
+    """A dataset holds NaN or infinite values (diverged or half-computed): it is never written."""
+
+
+class MemoryLimitExceeded(SgdDmftError, ValueError):
+    """The estimated memory of a run exceeds ``max_memory_gb``."""

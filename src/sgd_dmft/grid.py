@@ -1,0 +1,100 @@
+"""The time grid ``t_0 = 0 < t_1 < ... < t_T`` shared by the solver, the simulators and the closed forms.
+
+Units: gradient-flow time t (one SGD epoch lasts ``gamma``). ``TimeGrid(dt)`` is uniform,
+``t_m = m dt`` with ``T = round(t_max / dt)``; ``TimeGrid(dt, growth, dt_max)`` with ``growth > 0`` is
+graded: ``dt_m = t_{m+1} - t_m = clip(growth * t_m, dt, dt_max)`` (relative resolution ``growth``:
+about ``log(t_max / t_c) / log(1 + growth)`` steps past the crossover ``t_c = dt / growth`` instead of
+``t_max / dt``), fine where the dynamics is fast (early) and coarse where it is slow; it ends at the
+grid point nearest to ``t_max``. ``dt_max = None``: no cap.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+
+
+def graded_step(t: float, dt: float, growth: float, dt_max: float | None) -> float:
+    """The step taken at time t on a graded grid: ``clip(growth * t, dt, dt_max)``."""
+    return min(max(dt, growth * t), math.inf if dt_max is None else float(dt_max))
+
+
+def graded_times(t_max: float, dt: float, growth: float = 0.0, dt_max: float | None = None) -> np.ndarray:
+    """Grid times up to (the grid point nearest to) ``t_max``; ``growth = 0``: ``t_m = m dt``."""
+    if growth == 0.0:
+        return np.arange(int(round(t_max / dt)) + 1) * dt
+    t = [0.0]
+    while True:
+        h = graded_step(t[-1], dt, growth, dt_max)
+        if t[-1] + 0.5 * h > t_max:
+            break
+        t.append(t[-1] + h)
+    return np.asarray(t)
+
+
+@dataclass(frozen=True)
+class TimeGrid:
+    """A uniform (``growth = 0``) or graded time grid; see the module docstring."""
+
+    dt: float
+    growth: float = 0.0
+    dt_max: float | None = None
+
+    def __post_init__(self):
+        check_grid(self.dt, self.growth, self.dt_max)
+
+    @property
+    def graded(self) -> bool:
+        """True when the grid is not uniform (``growth > 0`` and a cap above ``dt``)."""
+        return self.growth > 0 and (self.dt_max is None or self.dt_max > self.dt)
+
+    @property
+    def largest_step(self) -> float:
+        """The largest step the grid can take (``dt_max``; infinite for an uncapped graded grid)."""
+        if not self.graded:
+            return self.dt
+        return math.inf if self.dt_max is None else float(self.dt_max)
+
+    def times(self, t_max: float) -> np.ndarray:
+        """Grid times ``t_0 = 0, ..., t_T`` (nearest grid point to ``t_max`` last)."""
+        return graded_times(t_max, self.dt, self.growth if self.graded else 0.0, self.dt_max)
+
+    def n_steps(self, t_max: float) -> int:
+        """Number of grid steps ``T`` up to (the grid point nearest to) ``t_max``."""
+        return len(self.times(t_max)) - 1
+
+    def steps(self, n_steps: int) -> np.ndarray:
+        """``dt_m`` for ``m = 0 .. n_steps - 1`` (the step taken after grid time ``t_m``)."""
+        if not self.graded:
+            return np.full(n_steps, self.dt)
+        h = np.empty(n_steps)
+        t = 0.0
+        for m in range(n_steps):
+            h[m] = graded_step(t, self.dt, self.growth, self.dt_max)
+            t += h[m]
+        return h
+
+    def step_at(self, t: float) -> float:
+        """The step taken at grid time ``t``."""
+        return graded_step(t, self.dt, self.growth, self.dt_max) if self.graded else self.dt
+
+
+def check_grid(dt, growth, dt_max) -> None:
+    """The one home of the rules of a time grid (ConfigError naming the parameter)."""
+    if not (_real(dt) and math.isfinite(dt) and dt > 0):
+        raise ConfigError(f"dt={dt!r} is not allowed: must be a finite number > 0", key="dt")
+    if not (_real(growth) and math.isfinite(growth) and growth >= 0):
+        raise ConfigError(f"growth={growth!r} is not allowed: must be a finite number >= 0 (0: uniform grid)",
+                          key="growth")
+    if dt_max is not None and not (dt_max >= dt):
+        raise ConfigError(f"dt_max={dt_max!r} is not allowed: must be >= dt={dt}", key="dt_max")
+
+
+def _real(x) -> bool:
+    import numbers
+
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
