@@ -129,6 +129,11 @@ class Law(abc.ABC):
         """True when ``S_m`` are independent over m (then the moments describe the law's time structure)."""
         return True
 
+    @property
+    def jump_size(self) -> float | None:
+        """The size of a visit's jump when ``S`` is a jump process (SGD, reshuffling: ``gamma``), else None."""
+        return None
+
 
 @dataclass(frozen=True)
 class GD(Law):
@@ -171,6 +176,10 @@ class SGD(Law):
     @property
     def sparse(self):
         return self.largest_step / self.gamma < 0.5
+
+    @property
+    def jump_size(self):
+        return self.gamma
 
     def second_moment_at(self, dt):
         return self.gamma * np.asarray(dt)
@@ -229,6 +238,10 @@ class Reshuffle(Law):
     @property
     def sparse(self):
         return self.steps_per_epoch >= 2
+
+    @property
+    def jump_size(self):
+        return self.gamma
 
     @property
     def independent_steps(self):
