@@ -201,3 +201,36 @@ def test_random_valid_dynamics_accepted(gamma, t_max, frac):
     dt = min(gamma, t_max) * frac
     c = parse_config({"dynamics": {"gamma": gamma, "t_max": t_max, "dt": dt}})
     assert isinstance(c, Config) and c.make_law().dt == dt
+
+
+# ---- the law's own rules (laws.py) reported under the config key they come from ----
+@pytest.mark.parametrize("dynamics, key, value, allowed", [
+    ({"algorithm": "sgd", "gamma": 0.1, "dt": 0.2}, "dynamics.dt", "0.2", "dt <= gamma"),
+    ({"algorithm": "sgd", "gamma": 0.5, "growth": 0.1, "dt_max": 0.6}, "dynamics.dt_max", "0.6", "dt_max <= gamma"),
+    ({"algorithm": "sgd", "gamma": 0.5, "growth": 0.1}, "dynamics.dt_max", "0.0", "needs a cap dt_max > 0"),
+    ({"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.3}, "dynamics.dt", "0.3", "positive integer"),
+    ({"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.05, "growth": 0.1}, "dynamics.growth", "0.1", "uniform grid"),
+    ({"algorithm": "persistent", "dt": 0.5, "persist_tau": 0.1}, "dynamics.persist_tau", "0.1", "exceeds 1"),
+    ({"algorithm": "persistent", "growth": 0.1}, "dynamics.dt_max", "0.0", "needs a cap dt_max > 0"),
+    ({"algorithm": "online", "dt_max": 0.001}, "dynamics.dt_max", "0.001", ">= dt"),
+])
+def test_law_rules_name_config_key_value_and_rule(dynamics, key, value, allowed):
+    with pytest.raises(ConfigError) as ei:
+        parse_config({"dynamics": dynamics})
+    msg = str(ei.value)
+    assert msg.startswith(f"{key} = {value}:") and allowed in msg and "\n" not in msg
+    assert ei.value.key == key
+
+
+def test_algorithms_are_the_laws_and_online():
+    from sgd_dmft.config import ALGORITHMS
+
+    assert ALGORITHMS == ("gf", "gd", "sgd", "sme", "reshuffle", "online", "persistent")
+    assert set(ALGORITHMS) == set(laws.LAWS) | {"online"}
+
+
+def test_parse_value():
+    from sgd_dmft.config import parse_value
+
+    assert parse_value("0.5") == 0.5 and parse_value("[1, 2]") == [1, 2] and parse_value("true") is True
+    assert parse_value('"sgd"') == "sgd" and parse_value("sgd") == "sgd"

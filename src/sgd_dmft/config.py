@@ -8,9 +8,14 @@ A configuration has four sections, every key optional (defaults below)::
     [simulation]  d, batch, batching, seeds, seed
     [solver]      paths, replicas, seed, max_memory_gb, workers
 
-Every key is validated; any problem raises :class:`ConfigError` (a ``ValueError``) with a one-line
-message naming the key as ``section.key``, the offending value and what is allowed. Unknown keys get
-a "did you mean" suggestion. See README.md for the full reference table.
+Every key is validated; any problem raises :class:`~sgd_dmft.errors.ConfigError` (a ``ValueError``)
+with a one-line message naming the key as ``section.key``, the offending value and what is allowed.
+Unknown keys get a "did you mean" suggestion. See README.md for the full reference table.
+
+The rules of the step-multiplier laws and of the time grid (``dt <= gamma`` for SGD, an integer
+``gamma / dt`` for reshuffling, ...) live in laws.py and grid.py only: validation builds the law and
+translates its error to the ``dynamics.<key>`` it comes from. This module keeps the rules that only
+concern a configuration (widths vs model, ``batch <= n``, online SGD on a uniform grid, ...).
 """
 
 from __future__ import annotations
@@ -25,15 +30,30 @@ from typing import Any, Callable, Mapping
 import tomli_w
 
 from . import laws, problem
+from .errors import ConfigError
+from .grid import TimeGrid
+
+__all__ = ["ALGORITHMS", "Config", "ConfigError", "SCHEMA", "defaults", "load_config", "parse_config",
+           "parse_value"]
 
 MODELS = problem.MODELS
 ACTIVATIONS = problem.ACTIVATIONS
-ALGORITHMS = ("gf", "gd", "sgd", "sme", "reshuffle", "online", "persistent")
+# the algorithms: every law of laws.LAWS, and one-pass SGD (no law: online.py), listed before
+# 'persistent' as they always were (the order of the "one of ..." messages)
+_LAST = laws.LAWS.index("persistent")
+ALGORITHMS = laws.LAWS[:_LAST] + ("online",) + laws.LAWS[_LAST:]
 BATCHINGS = ("uniform", "bernoulli")
+# the config key of each parameter of a law (laws' ConfigError.key) or of its grid
+LAW_KEYS = {"dt": "dynamics.dt", "dt_max": "dynamics.dt_max", "growth": "dynamics.growth",
+            "b": "dynamics.persist_b", "tau": "dynamics.persist_tau", "gamma": "dynamics.gamma"}
 
 
-class ConfigError(ValueError):
-    """An invalid configuration (one-line message naming the key, the value and what is allowed)."""
+def parse_value(text: str) -> Any:
+    """A command-line value read as TOML (``0.5`` -> 0.5, ``[1, 2]`` -> list), else the text itself."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 # --------------------------------------------------------------------------------------------
@@ -157,7 +177,12 @@ def _coerce(section: str, key: str, value: Any) -> Any:
 
 
 def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
-    p, dy, sim = c["problem"], c["dynamics"], c["simulation"]
+    _check_widths(c["problem"])
+    _check_dynamics(c["dynamics"])
+    _check_samples(c["problem"], c["simulation"])
+
+
+def _check_widths(p: dict[str, Any]) -> None:
     k, ks = p["student_width"], p["teacher_width"]
     if p["model"] != "committee":
         if k != 1:
@@ -170,40 +195,56 @@ def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
         raise ConfigError(
             f"problem.init_overlap = {p['init_overlap']!r}: a nonzero initial overlap needs "
             f"student_width == teacher_width (got {k} and {ks})")
-    gamma, t_max, dt = dy["gamma"], dy["t_max"], dy["dt"]
-    alg = dy["algorithm"]
+
+
+def _check_dynamics(dy: dict[str, Any]) -> None:
+    """The config-only rules of ``[dynamics]``, then the law's (and the grid's) own, by building them."""
+    t_max, dt, alg = dy["t_max"], dy["dt"], dy["algorithm"]
     if dt > t_max:
         raise ConfigError(f"dynamics.dt = {dt!r}: must be <= dynamics.t_max = {t_max!r}")
-    if alg == "sgd" and dt > gamma:
-        raise ConfigError(
-            f"dynamics.dt = {dt!r}: for algorithm '{alg}' dt must be <= dynamics.gamma = {gamma!r} "
-            f"(Bernoulli selection probability dt/gamma <= 1)")
-    growth, dt_max = dy["growth"], dy["dt_max"]
-    if dt_max and dt_max < dt:
-        raise ConfigError(f"dynamics.dt_max = {dt_max!r}: must be >= dynamics.dt = {dt!r} (or 0 = no cap)")
-    if growth > 0:
-        if alg in ("reshuffle", "online"):
-            raise ConfigError(f"dynamics.growth = {growth!r}: algorithm '{alg}' needs a uniform grid (growth = 0)")
-        if alg == "sgd" and not (0 < dt_max <= gamma):
-            raise ConfigError(
-                f"dynamics.dt_max = {dt_max!r}: a graded grid for 'sgd' needs 0 < dt_max <= dynamics.gamma = {gamma!r} "
-                f"(Bernoulli p = dt_m/gamma <= 1; the Poisson limit wants dt_max << gamma)")
-        if alg == "persistent" and not dt_max:
-            raise ConfigError(f"dynamics.dt_max = {dt_max!r}: a graded grid for 'persistent' needs a cap dt_max > 0")
-    if alg == "persistent":
-        dt = max(dt, dt_max) if growth > 0 else dt
-    if alg == "reshuffle":
-        q = gamma / dt
-        if abs(q - round(q)) > 1e-9 * max(1.0, q) or round(q) < 1:
-            raise ConfigError(
-                f"dynamics.dt = {dt!r}: for algorithm 'reshuffle' gamma/dt must be a positive integer "
-                f"(steps per epoch); got gamma/dt = {q:g}")
-    if alg == "persistent":
-        b, tau = dy["persist_b"], dy["persist_tau"]
-        if dt * max(b, 1 - b) / tau > 1:
-            raise ConfigError(
-                f"dynamics.persist_tau = {tau!r}: too small for the largest step {dt!r} and persist_b = {b!r} "
-                f"(needs dt * max(b, 1 - b) / tau <= 1)")
+    if alg == "online":
+        if dy["growth"] > 0:
+            raise ConfigError(f"dynamics.growth = {dy['growth']!r}: algorithm 'online' needs a uniform grid (growth = 0)")
+        try:
+            TimeGrid(dt, dy["growth"], dy["dt_max"] or None)
+        except ConfigError as e:
+            raise _law_error(dy, e) from None
+    else:
+        _build_law(dy)
+
+
+def _law_args(dy: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+    args = dict(dt=dy["dt"], gamma=dy["gamma"], b=dy["persist_b"], tau=dy["persist_tau"],
+                growth=dy["growth"], dt_max=dy["dt_max"] or None)  # config dt_max = 0: no cap
+    args.update(changes)
+    return args
+
+
+def _build_law(dy: Mapping[str, Any]) -> laws.Law:
+    """The law of ``[dynamics]`` (laws.make_law); its ConfigError becomes one naming ``dynamics.<key>``."""
+    try:
+        return laws.make_law(dy["algorithm"], **_law_args(dy))
+    except ConfigError as e:
+        raise _law_error(dy, e) from None
+
+
+def _law_error(dy: Mapping[str, Any], e: ConfigError) -> ConfigError:
+    """A law's (or grid's) error as a config error: ``dynamics.<key> = <value>: <the law's rule>``."""
+    alg, growth, dt_max = dy["algorithm"], dy["growth"], dy["dt_max"]
+    if growth > 0 and not dt_max and alg != "online":
+        try:  # refused without a cap, accepted with the smallest graded one: the cap is what is missing
+            laws.make_law(alg, **_law_args(dy, dt_max=math.nextafter(dy["dt"], math.inf)))
+        except ConfigError:
+            pass
+        else:
+            return ConfigError(f"dynamics.dt_max = {dt_max!r}: a graded grid (dynamics.growth = {growth!r}) for "
+                               f"algorithm '{alg}' needs a cap dt_max > 0 ({e})", key="dynamics.dt_max")
+    key = LAW_KEYS.get(e.key or "", "dynamics.algorithm")
+    value = dy[key.split(".", 1)[1]]
+    return ConfigError(f"{key} = {value!r}: not allowed for algorithm '{alg}': {e}", key=key)
+
+
+def _check_samples(p: dict[str, Any], sim: dict[str, Any]) -> None:
     n = int(round(p["delta"] * sim["d"]))
     if n < 1:
         raise ConfigError(
@@ -293,16 +334,13 @@ class Config:
                                init_scale=p["init_scale"], init_overlap=p["init_overlap"])
 
     def make_law(self) -> laws.Law:
+        """The step-multiplier law of ``[dynamics]`` (ConfigError for 'online', which has none)."""
         dy = self.dynamics
         if dy["algorithm"] == "online":
             raise ConfigError(
                 "dynamics.algorithm = 'online': one-pass SGD has no step-multiplier law "
                 "(use sgd_dmft.online.solve_online)")
-        try:
-            return laws.make_law(dy["algorithm"], dy["dt"], gamma=dy["gamma"], b=dy["persist_b"],
-                                 tau=dy["persist_tau"], growth=dy["growth"], dt_max=dy["dt_max"] or None)
-        except ValueError as e:  # should be prevented by the cross-checks
-            raise ConfigError(f"dynamics: {e}") from e
+        return _build_law(dy)
 
 
 def parse_config(mapping: Mapping[str, Any]) -> Config:
