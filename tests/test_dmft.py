@@ -9,7 +9,6 @@ time. With ~10 checked times per curve and Student-t errors of 7-15 degrees of f
 
 from __future__ import annotations
 
-import dataclasses
 
 import numpy as np
 import pytest
@@ -21,9 +20,7 @@ from sgd_dmft.simulate import simulate
 Z_MAX = 5.0
 
 
-def _mc_only(prob: P.Problem) -> P.Problem:
-    """The same problem with the exact linear path disabled (forces Monte Carlo)."""
-    return prob.with_(model=dataclasses.replace(prob.model, linear_square=False))
+MC = dmft.MonteCarlo()  # the Monte Carlo sample process, where the exact path would be chosen by default
 
 
 def _zscores(th, sim, var, idx):
@@ -97,7 +94,7 @@ def test_discrepancy_shrinks_with_d():
 def test_exact_linear_path_matches_monte_carlo(law):
     ex = dmft.solve(LINEAR, law, t_max=1.5)
     assert ex.attrs["exact_path"] == 1 and ex.attrs["paths"] == 0
-    mc = dmft.solve(_mc_only(LINEAR), law, t_max=1.5, paths=24000, replicas=8, seed=2)
+    mc = dmft.solve(LINEAR, law, t_max=1.5, paths=24000, replicas=8, seed=2, process=MC)
     idx = np.arange(0, 31, 3)
     for var in ("train_loss", "test_loss"):
         se = mc[var + "_stderr"].values[idx]
@@ -127,9 +124,11 @@ def test_linear_sgd_past_stability_edge_diverges(gamma):
     """Each visit maps r - y -> (1 - gamma)(r - y): gamma > 2 is unstable and must be reported."""
     with pytest.raises(dmft.SolverDiverged, match=r"past the stability edge gamma = 2"):
         dmft.solve(LINEAR, laws.SGD(0.5, gamma), t_max=1.0)
-    # the same blow-up, found by the march itself (Monte Carlo path, no up-front check)
+    # the same blow-up, found by the march itself: a custom model is not known to be linear (no up-front
+    # check, Monte Carlo path)
+    lin = P.custom(lambda r, y: 0.5 * (r[..., 0] - y) ** 2, lambda rs, e: rs[..., 0])
     with pytest.raises(dmft.SolverDiverged, match=r"diverged at t="):
-        dmft.solve(_mc_only(LINEAR), laws.SGD(0.5, gamma), t_max=80.0, paths=400, replicas=2)
+        dmft.solve(LINEAR.with_(model=lin), laws.SGD(0.5, gamma), t_max=80.0, paths=400, replicas=2)
 
 
 def test_linear_sgd_below_edge_is_stable():
@@ -149,9 +148,7 @@ def test_first_step_from_zero(law, exact):
     """theta_0 = 0, linear teacher: theta_1 = delta dt theta* - U_0, Var(U_0) = delta E[S^2] E[y^2]."""
     noise, delta = 0.3, 2.0
     prob = P.Problem(P.linear(noise), delta=delta, ridge=0.1, init_scale=0.0, init_overlap=0.0)
-    if not exact:
-        prob = _mc_only(prob)
-    ds = dmft.solve(prob, law, t_max=0.1, paths=40000, replicas=8)
+    ds = dmft.solve(prob, law, t_max=0.1, paths=40000, replicas=8, process=None if exact else MC)
     q1 = (delta * law.dt) ** 2 + delta * law.second_moment * (1 + noise**2)
     m1 = delta * law.dt
     if exact:
@@ -306,11 +303,13 @@ def test_parallel_replicas_give_identical_results():
     prob = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
     law = laws.SGD(0.1, 0.5)
     a = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3)
-    dmft.SPAWN_COST_S, saved = 0.0, dmft.SPAWN_COST_S  # spawn even for this short run
+    from sgd_dmft import parallel
+
+    parallel.SPAWN_COST_S, saved = 0.0, parallel.SPAWN_COST_S  # spawn even for this short run
     try:
         b = dmft.solve(prob, law, t_max=1.0, paths=1200, replicas=4, seed=3, workers=2)
     finally:
-        dmft.SPAWN_COST_S = saved
+        parallel.SPAWN_COST_S = saved
     assert a.attrs["workers"] == 1 and b.attrs["workers"] == 2
     for v in ("train_loss", "test_loss_stderr", "M", "C_theta", "R_F", "r_samples"):
         np.testing.assert_array_equal(a[v].values, b[v].values)

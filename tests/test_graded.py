@@ -19,7 +19,7 @@ from sgd_dmft import dmft, exact, laws
 from sgd_dmft import problem as P
 from sgd_dmft.simulate import instance_for_seed, simulate
 
-from test_dmft import Z_MAX, _mc_only, _zscores
+from test_dmft import MC, Z_MAX, _zscores
 
 LIN = P.Problem(P.linear(0.3), delta=0.5, ridge=0.01, init_scale=0.5, init_overlap=0.2)
 
@@ -87,7 +87,7 @@ def test_graded_exact_path_matches_monte_carlo(law):
     """The per-step moments E[S_m], E[S_m^2] of the exact path = Monte Carlo of the same graded equations."""
     prob = P.Problem(P.linear(0.3), delta=2.0, ridge=0.1, init_scale=0.5, init_overlap=0.2)
     ex = dmft.solve(prob, law, t_max=3.0)
-    mc = dmft.solve(_mc_only(prob), law, t_max=3.0, paths=16000, replicas=8, seed=3)
+    mc = dmft.solve(prob, law, t_max=3.0, paths=16000, replicas=8, seed=3, process=MC)
     assert ex.sizes["time"] == mc.sizes["time"] and np.ptp(np.diff(ex.time.values)) > 0.05
     idx = np.unique(np.linspace(1, ex.sizes["time"] - 1, 9).round().astype(int))
     for var in ("train_loss", "test_loss"):

@@ -1,0 +1,56 @@
+"""The growing Cholesky factor of ``Cov(r*, w_0, ..., w_m)``: one block row per step.
+
+The sample process draws its Gaussian fields through it, so each path's ``w_m`` is exactly
+conditionally Gaussian given its own past (docs/theory.md section 3, "Sample process").
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+
+@njit(cache=True)
+def forward_subst(L, n, C, out):  # pragma: no cover - compiled
+    """Solve ``out @ L[:n, :n]^T = C`` (L lower triangular) in place of a copy-making LAPACK call."""
+    k = C.shape[0]
+    for a in range(k):
+        for j in range(n):
+            acc = C[a, j]
+            for i in range(j):
+                acc -= L[j, i] * out[a, i]
+            out[a, j] = acc / L[j, j]
+
+
+class GrowingCholesky:
+    """Lower-triangular factor ``L`` (N x N) of the joint covariance, grown block by block.
+
+    Rows ``0 .. ks-1`` belong to ``r*`` (covariance ``S*``), then ``k`` rows per grid step.
+    ``clip`` is the largest clipped negative-eigenvalue mass relative to the trace of a diagonal
+    block (rounding, or an exactly determined field such as ``w_0 = 0``).
+    """
+
+    def __init__(self, N: int, Sstar: np.ndarray):
+        ks = Sstar.shape[0]
+        self.L = np.zeros((N, N))
+        self.L[:ks, :ks] = np.linalg.cholesky(Sstar)
+        self.clip = 0.0
+
+    def extend(self, n_prev: int, cross: np.ndarray, diag: np.ndarray) -> None:
+        """Append the block row of a new field with ``Cov(new, past) = cross`` (k, n_prev) and
+        ``Cov(new) = diag`` (k, k). The Schur complement is factorised after clipping negative
+        eigenvalues and adding a 1e-12 relative jitter."""
+        L = self.L
+        k = diag.shape[0]
+        if n_prev > 0:
+            Lrow = L[n_prev : n_prev + k, :n_prev]
+            forward_subst(L, n_prev, np.ascontiguousarray(cross), Lrow)
+            schur = diag - Lrow @ Lrow.T
+        else:
+            schur = diag.copy()
+        schur = 0.5 * (schur + schur.T)
+        lam, V = np.linalg.eigh(schur)
+        scale = max(float(np.trace(diag)), 1e-300)
+        self.clip = max(self.clip, float(max(0.0, -lam.min()) / scale))
+        lam = np.clip(lam, 0.0, None) + 1e-12 * scale + 1e-300
+        L[n_prev : n_prev + k, n_prev : n_prev + k] = np.linalg.cholesky((V * lam) @ V.T)

@@ -1,0 +1,185 @@
+"""Response estimators of the Monte Carlo sample process: ``R_F[m, s]`` and ``mu_m``.
+
+``R_F[m,s] = delta E[d h_m / d w_s]`` and ``mu_m = delta E[d h_m / d r*]`` (docs/theory.md section 3):
+
+* :class:`PathwiseTangents`: tangents ``J_{m,s} = d r_m / d w_s`` carried along every path (only at
+  its visits for sparse laws), ``mu`` from Gaussian integration by parts of ``E[h_m r*^T]``. Low
+  variance; needs a Hessian without Dirac masses (smooth ``F``).
+* :class:`GaussianIBP`: Gaussian integration by parts for all of them through the Cholesky factor,
+  ``E[grad_g h_m] = E[h_m z^T] L^{-1}`` over ``g = (r*, w_0..w_m) = L z``: the distributional
+  derivative, right for kinks such as relu; noisier.
+
+A response object is an immutable specification; :meth:`start` builds the per-replica state whose
+``update(step, K, coord)`` fills block row ``m`` of ``R_F`` and ``mu``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numba import njit
+from scipy.linalg import solve_triangular
+
+
+@njit(cache=True)
+def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+    """Advance the tangents of all paths to step m and accumulate the R_F estimator into RFsum.
+
+    Rt_m (T+1, k, k) = R_theta[m, :]; H_m (P, k, k) = H(r_m, y); S_m (P,) multipliers at step m;
+    G (P, nmax, T+1, k, k): G[p, j, s] = d h_u / d w_s at the j-th active time u = act_t[p, j]
+    (active: S_u != 0), h_u = F(r_u, y) S_u. The tangent of the pre-activation is
+    J_{m,s} = d r_m / d w_s = delta_{ms} I - sum_{active u < m} R_theta[m,u] G_{u,s}.
+    RFsum (m+1, k, k) is overwritten with sum_p d h_m / d w_s (rb=False: pathwise, only active
+    paths contribute) or with sum_p H_m J_{m,s} (rb=True, Rao-Blackwellised: for i.i.d. multipliers
+    S_m is independent of (H_m, J_{m,.}), so E[S_m H_m J] = E[S] E[H_m J] and every path contributes).
+    An active path's new tangent goes to slot n_act[p]; the caller registers the visit afterwards.
+    """
+    P = H_m.shape[0]
+    k = H_m.shape[1]
+    J = np.zeros((m + 1, k, k))
+    RFsum[:, :, :] = 0.0
+    for p in range(P):
+        active = S_m[p] != 0.0
+        if not (active or rb):
+            continue
+        J[:, :, :] = 0.0
+        for a in range(k):
+            J[m, a, a] = 1.0
+        for j in range(n_act[p]):
+            u = act_t[p, j]
+            for s in range(u + 1):
+                for a in range(k):
+                    for c in range(k):
+                        acc = 0.0
+                        for b in range(k):
+                            acc += Rt_m[u, a, b] * G[p, j, s, b, c]
+                        J[s, a, c] -= acc
+        jn = n_act[p]
+        sm = S_m[p]
+        for s in range(m + 1):
+            for a in range(k):
+                for c in range(k):
+                    acc = 0.0
+                    for b in range(k):
+                        acc += H_m[p, a, b] * J[s, b, c]
+                    if active:
+                        G[p, jn, s, a, c] = acc * sm
+                    RFsum[s, a, c] += acc if rb else acc * sm
+
+
+@njit(cache=True)
+def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+    """``_tangent_step`` for k = 1 (scalar blocks; contiguous inner loops that LLVM vectorises).
+
+    Rt_m (T+1,); H_m (P,); G (P, nmax, T+1); RFsum (m+1,)."""
+    P = H_m.shape[0]
+    J = np.zeros(m + 1)
+    RFsum[:] = 0.0
+    for p in range(P):
+        active = S_m[p] != 0.0
+        if not (active or rb):
+            continue
+        J[:] = 0.0
+        J[m] = 1.0
+        for j in range(n_act[p]):
+            u = act_t[p, j]
+            c = Rt_m[u]
+            g = G[p, j]
+            for s in range(u + 1):
+                J[s] -= c * g[s]
+        hp = H_m[p]
+        sm = S_m[p]
+        wgt = hp if rb else hp * sm
+        for s in range(m + 1):
+            RFsum[s] += wgt * J[s]
+        if active:
+            gn = G[p, n_act[p]]
+            hs = hp * sm
+            for s in range(m + 1):
+                gn[s] = hs * J[s]
+
+
+@dataclass(frozen=True)
+class PathwiseTangents:
+    """Pathwise tangents (float32 store ``P x visits x (T+1) x k^2``).
+
+    ``rao_blackwell``: estimate with ``E[S_m]`` in place of the sampled ``S_m`` at the current step
+    (valid for i.i.d. laws; lower variance, every path's tangent at every step). None: on for dense
+    i.i.d. laws (SME), off otherwise (for SGD it would cost ``O(P J T^2)`` instead of ``O(P J T^2 dt/gamma)``).
+    """
+
+    rao_blackwell: bool | None = None
+    name = "pathwise"
+
+    def resolve(self, law) -> "PathwiseTangents":
+        rb = bool(law.independent_steps and not law.sparse) if self.rao_blackwell is None else bool(self.rao_blackwell)
+        return PathwiseTangents(rb)
+
+    def store_bytes(self, visits: int, T1: int, k: int) -> int:
+        """Bytes per path of the tangent store."""
+        return 4 * visits * T1 * k * k
+
+    def start(self, P: int, nmax: int, T1: int, k: int) -> "_Pathwise":
+        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k)
+
+
+class _Pathwise:
+    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int):
+        self.rb, self.k = rb, k
+        self.G = np.zeros((P, nmax, T1, k, k), dtype=np.float32)  # float32: half the memory traffic
+        self.sums = np.zeros((T1, k, k))
+        if k == 1:
+            self.G1 = self.G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
+            self.sums1 = np.zeros(T1)
+
+    def update(self, st, K, coord) -> None:
+        """Block row m of R_F and mu from the tangents (``st``: the step's quantities)."""
+        m, k, P, delta = st.m, self.k, st.P, st.delta
+        bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
+        Hm = np.ascontiguousarray(st.model.hess(st.r, st.y))
+        sums = self.sums[: m + 1]
+        if k == 1:
+            _tangent_step_k1(m, st.Rrow[:, 0, 0].copy(), Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, st.visits.t,
+                             st.visits.n, self.sums1[: m + 1])
+            sums[:, 0, 0] = self.sums1[: m + 1]
+        else:
+            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, st.visits.t, st.visits.n, sums)
+        # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
+        # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
+        scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
+        K.RF[bm, :upto] = (delta * scale / P) * sums.transpose(1, 0, 2).reshape(k, upto)
+        EhR = (hbar.T @ st.rstar) / P
+        # teacher term by integration by parts: E[h r*^T] = mu/delta S* + sum_s R_F/delta M_s^T
+        K.mu[bm] = delta * EhR - K.RF[bm, :upto] @ K.M[:upto] @ coord.Sinv
+
+
+@dataclass(frozen=True)
+class GaussianIBP:
+    """Gaussian integration by parts through the Cholesky factor (kinks such as relu; noisier).
+
+    Rao-Blackwellised for i.i.d. laws (``E[S] F_m`` in place of ``S_m F_m``)."""
+
+    name = "stein"
+
+    def resolve(self, law) -> "GaussianIBP":
+        return self
+
+    def store_bytes(self, visits: int, T1: int, k: int) -> int:
+        return 0
+
+    def start(self, P: int, nmax: int, T1: int, k: int) -> "_IBP":
+        return _IBP(k)
+
+
+class _IBP:
+    def __init__(self, k: int):
+        self.k = k
+
+    def update(self, st, K, coord) -> None:
+        m, k, P, delta, ks, nm = st.m, self.k, st.P, st.delta, coord.ks, st.nm
+        bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
+        Ehz = (st.Z[:nm] @ (st.Fm * st.s1 if st.iid else st.hm)) / P  # (nm, k) = E[h_m z^T]^T
+        grad = solve_triangular(st.L[:nm, :nm], Ehz, lower=True, trans="T", check_finite=False).T
+        K.mu[bm] = delta * grad[:, :ks]  # delta E[d h_m / d r*] at fixed w
+        K.RF[bm, :upto] = delta * grad[:, ks:nm]

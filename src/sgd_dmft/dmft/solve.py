@@ -1,0 +1,217 @@
+"""``solve``: the DMFT learning curves of a law's recursion at d = infinity, as a short pipeline.
+
+check the request -> choose the sample process -> plan memory and workers -> run the replicas
+(:func:`~.march.march`, in this process or a spawn pool) -> reduce them to means and standard
+errors -> build the Dataset.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import xarray as xr
+from threadpoolctl import threadpool_limits
+
+from .. import __version__
+from ..curves import TIME_UNITS, theory_vars
+from ..errors import ConfigError
+from ..problem import population_loss
+from .. import parallel
+from .divergence import check_stability, diverged
+from .march import march
+from .planning import plan_run
+from .processes import SampleProcess, choose_process
+
+KERNELS = (("C_theta", "C"), ("R_theta", "R"), ("C_F", "CF"), ("R_F", "RF"))
+
+
+def _replica(problem, law, schedule, process, P: int, snap_idx: np.ndarray, keep_kernels: bool, blas_threads,
+             seq: np.random.SeedSequence, pbar=None) -> dict:
+    """One replica (a chunk of ``P`` paths) reduced to what ``solve`` keeps; runs in a worker process too."""
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        K, snaps, clip = march(problem, law, schedule, process, P, np.random.default_rng(seq), snap_idx, pbar)
+    Ct = K.blocks("C")
+    out = dict(Q=np.diagonal(Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy(),  # (T1, k, k)
+               M=K.M.reshape(len(K.train), problem.k, problem.kstar).copy(), train=K.train, r_snap=snaps, clip=clip)
+    if keep_kernels:
+        kern = {name: np.ascontiguousarray(K.blocks(attr)) for name, attr in KERNELS}
+        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))
+        out["kernels"] = kern
+    return out
+
+
+def _check_request(law, t_max: float, process: SampleProcess, paths: int, replicas: int):
+    """The law's schedule up to ``t_max``, after checking the horizon and the path counts."""
+    if not math.isfinite(t_max):
+        raise ConfigError(f"t_max={t_max} is not allowed: must be a finite time >= dt={law.dt}", key="t_max")
+    schedule = law.schedule(t_max)
+    if schedule.T < 1:
+        raise ConfigError(f"t_max={t_max} is not allowed: must be at least one grid step dt={law.dt}", key="t_max")
+    if process.monte_carlo and (int(replicas) < 1 or int(paths) < 2 * int(replicas)):
+        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
+                          f"paths >= 2 * replicas (paths are split over the replicas)", key="paths")
+    return schedule
+
+
+class _Reduction:
+    """Running reduction of the replicas, in replica order: curves kept per replica, kernels summed."""
+
+    def __init__(self):
+        self.Q, self.M, self.train, self.snaps, self.clips = [], [], [], [], []
+        self.sums: dict[str, np.ndarray] = {}
+
+    def add(self, rep: dict) -> None:
+        self.Q.append(rep["Q"])
+        self.M.append(rep["M"])
+        self.train.append(rep["train"])
+        self.snaps.append(rep["r_snap"])
+        self.clips.append(rep["clip"])
+        for name, a in rep.get("kernels", {}).items():
+            if name in self.sums:
+                self.sums[name] += a
+            else:
+                self.sums[name] = a
+
+
+def _run_replicas(args: tuple, seqs, T: int, W: int, progress: bool, desc: str) -> tuple[_Reduction, int]:
+    """Run the replicas (``W`` processes at most), reduced as they arrive; returns the workers used."""
+    red = _Reduction()
+    pbar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        pbar = tqdm(total=len(seqs) * T, desc=desc, unit="step", leave=False)
+
+    def on_result(i: int, rep: dict, local: bool) -> None:
+        red.add(rep)
+        if pbar is not None and not local:
+            pbar.update(T)
+
+    try:
+        W = parallel.map_ordered(_replica, [args + (sq,) for sq in seqs], workers=W, on_result=on_result,
+                                 local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S)
+    finally:
+        if pbar is not None:
+            pbar.close()
+    return red, W
+
+
+def _dataset(problem, law, schedule, process, red: _Reduction, keep_kernels: bool, snap_idx) -> xr.Dataset:
+    """Means and standard errors over replicas, the averaged kernels and the snapshots, on ``time``."""
+    R = len(red.Q)
+    Qr, Mr = np.stack(red.Q), np.stack(red.M)  # (R, T1, k, k), (R, T1, k, ks)
+    ter = np.stack([population_loss(problem.model, Qr[i], Mr[i]) for i in range(R)])
+    # Monte Carlo: train = test + E[l(r_m, y) - l(w_m, y)] (control variate, see processes.py)
+    trr = np.stack(red.train) + (ter if process.train_is_gap else 0.0)
+    data = theory_vars({"train_loss": trr, "test_loss": ter, "M": Mr, "Q": Qr})
+    if keep_kernels:
+        kd = ("time", "time2", "k", "k2")
+        for var, _ in KERNELS:
+            data[var] = (kd, red.sums[var] / R)
+        data["mu"] = (("time", "k", "kstar"), red.sums["mu"] / R)
+    if process.monte_carlo:
+        data["r_samples"] = (("snap_time", "path", "k"), np.concatenate(red.snaps, axis=1))
+    time = schedule.times
+    coords = {"time": time}
+    if keep_kernels or process.monte_carlo:
+        coords.update(time2=time, snap_time=time[snap_idx])
+    ds = xr.Dataset(data, coords=coords)
+    ds["time"].attrs.update(units=TIME_UNITS)
+    return ds
+
+
+def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: int, seed: int, clip: float,
+           mem: float) -> dict:
+    exact = not process.monte_carlo
+    return dict(
+        kind="theory",
+        solver="dmft-forward-march",
+        algorithm=law.name,
+        dt=float(law.dt),
+        gamma=float(getattr(law, "gamma", 0.0)),
+        t_max=float(schedule.times[-1]),
+        grid_growth=float(law.growth if law.graded else 0.0),
+        grid_dt_max=float(law.largest_step if law.graded else law.dt),
+        grid_steps=int(schedule.T),
+        **problem.attrs(),
+        paths=int(0 if exact else P * R),
+        replicas=int(R),
+        replicas_requested=int(1 if exact else replicas),
+        workers=int(W),
+        seed=int(seed),
+        exact_path=int(exact),
+        responses="exact" if exact else process.responses.name,
+        cholesky_clip=float(clip),
+        memory_estimate_bytes=float(mem),
+        sgd_dmft_version=__version__,
+    )
+
+
+def solve(
+    problem,
+    law,
+    *,
+    t_max: float,
+    paths: int = 4000,
+    replicas: int = 4,
+    seed: int = 0,
+    max_memory_gb: float = 8.0,
+    snapshots: int = 5,
+    progress: bool = False,
+    keep_kernels: bool = True,
+    rao_blackwell: bool | None = None,
+    blas_threads: int | None = 1,
+    responses: str = "auto",
+    workers: int = 1,
+    process: SampleProcess | None = None,
+) -> xr.Dataset:
+    """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
+
+    Parameters
+    ----------
+    problem: model, delta, ridge, initialisation (internal conventions, docs/conventions.md).
+    law: step-multiplier law (laws.py); it fixes the time grid: ``t_m = m * dt``, or a graded grid
+        (``growth > 0``: step ``clip(growth * t_m, dt, dt_max)``) for long horizons.
+    t_max: horizon in units of t (gradient-flow time; an SGD epoch lasts gamma).
+    paths: total Monte Carlo paths of the sample process, split over ``replicas`` independent
+        replicas whose spread gives the standard errors. Ignored by the exact path (square loss with
+        a linear student under a law with i.i.d. multipliers: the system closes on second moments).
+    process: the sample process, ``ExactLinearPath()`` or ``MonteCarlo(history=, responses=)``
+        (sgd_dmft.dmft); None: the exact path where it applies, else Monte Carlo chosen by
+        ``responses`` and ``rao_blackwell`` (see :func:`~.processes.choose_process`).
+    responses: ``"pathwise"`` (tangents along each path, mu by Gaussian integration by parts; low
+        variance, needs a Hessian without Dirac masses), ``"stein"`` (Gaussian integration by parts for
+        all responses: the distributional derivative, right for kinks such as relu, noisier), ``"auto"``:
+        stein when the model declares a kink (``model.smooth`` False), else pathwise.
+    rao_blackwell: pathwise tangents with ``E[S]`` in place of the sampled multiplier at the current
+        step (i.i.d. laws). Default: on for dense i.i.d. laws (SME), off otherwise.
+    max_memory_gb: memory budget. When ``paths / replicas`` paths do not fit, the paths are split into
+        more replicas (at least ``MIN_PATHS_PER_REPLICA`` each; attrs ``replicas`` vs
+        ``replicas_requested``); a run that does not fit even so is refused (MemoryLimitExceeded).
+    workers: replicas in up to this many spawn processes (the first runs here and is timed; workers
+        start only when they would save more than ``SPAWN_COST_S``). Results do not depend on it.
+    blas_threads: BLAS threads inside the march (matrix-vector sized products; 1 is fastest on 2 cores).
+
+    Returns
+    -------
+    xarray.Dataset on ``time`` (T+1 points) with ``train_loss``, ``test_loss`` (population loss
+    from (Q, M)), ``M`` (time, k, kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``, the
+    kernels ``C_theta``, ``R_theta``, ``C_F``, ``R_F`` (time, time2, k, k2), ``mu``, pre-activation
+    samples ``r_samples`` (snap_time, path, k; Monte Carlo), and diagnostics in attrs. Raises
+    SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
+    """
+    proc = choose_process(problem, law, process, responses, rao_blackwell)
+    schedule = _check_request(law, t_max, proc, paths, replicas)
+    check_stability(problem, law)
+    R, P, W, mem = plan_run(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels, workers, proc)
+    snap_idx = np.unique(np.linspace(0, schedule.T, max(1, snapshots)).round().astype(int))
+    seqs = np.random.SeedSequence(seed).spawn(R)
+    args = (problem, law, schedule, proc, P, snap_idx, keep_kernels, blas_threads)
+    red, W = _run_replicas(args, seqs, schedule.T, W, progress, f"DMFT {law.name}")
+    ds = _dataset(problem, law, schedule, proc, red, keep_kernels, snap_idx)
+    ds.attrs.update(_attrs(problem, law, schedule, proc, R, P, W, replicas, seed, max(red.clips), mem))
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        if not np.all(np.isfinite(ds[v].values)):
+            raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
+    return ds
