@@ -198,3 +198,18 @@ def test_plot_curves_log_time_on_graded_grid(tmp_path, monkeypatch):
     th.attrs["grid_growth"] = 0.05
     plot_curves(None, th, tmp_path / "g.png")
     assert scales == ["linear", "log"]
+
+
+def test_non_finite_is_a_divergence_and_stats_match_curves():
+    from sgd_dmft import errors
+    from sgd_dmft.curves import mean_stderr
+    from sgd_dmft.results import sim_mean_stderr
+
+    assert NonFiniteResult is errors.NonFiniteResult and issubclass(NonFiniteResult, errors.Diverged)
+    sim = fake_sim(seeds=5)
+    m, se = sim_mean_stderr(sim, "test_loss")
+    em, ese = mean_stderr(sim["test_loss"].values)
+    np.testing.assert_array_equal(m.values, em)
+    np.testing.assert_array_equal(se.values, ese)
+    m1, se1 = sim_mean_stderr(fake_sim(seeds=1), "M")
+    assert m1.dims == ("time", "k", "kstar") and not se1.values.any()

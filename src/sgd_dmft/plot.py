@@ -12,7 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-from .results import SEED_DIM, TIME_DIM, atomic_write, sim_mean_stderr, theory_mean_stderr  # noqa: E402
+from .curves import mean_stderr_da  # noqa: E402
+from .results import SEED_DIM, TIME_DIM, atomic_write, theory_mean_stderr  # noqa: E402,F401
 
 TIME_LABEL = "time t (= steps x eta)"
 PANELS = (
@@ -86,6 +87,37 @@ def _components(da: xr.DataArray) -> list[tuple[str, xr.DataArray]]:
     return out
 
 
+def _plot_sim(ax, var_da: xr.DataArray, per_seed: bool) -> None:
+    """Simulation curves of one variable: mean over seeds +- 2 s.e. (and thin per-seed lines)."""
+    for c, (suffix, da) in enumerate(_components(var_da)):
+        col = _SIM_COLORS[c % len(_SIM_COLORS)]
+        t = da[TIME_DIM].values
+        m, se = mean_stderr_da(da, SEED_DIM)
+        if per_seed and SEED_DIM in da.dims and da.sizes[SEED_DIM] > 1:
+            for s in range(da.sizes[SEED_DIM]):
+                ax.plot(t, da.isel({SEED_DIM: s}).values, color=col, lw=0.4, alpha=0.25)
+        ax.fill_between(t, (m - 2 * se).values, (m + 2 * se).values, color=col, alpha=0.25, lw=0)
+        ax.plot(t, m.values, color=col, lw=1.4, label=f"simulation{suffix} (mean ± 2 s.e.)")
+
+
+def _plot_theory(ax, theory: xr.Dataset, var: str) -> None:
+    """Theory curves of one variable, with a +-2 s.e. band from ``<var>_stderr`` when present."""
+    comps = _components(theory[var])
+    se_comps = (_components(theory[f"{var}_stderr"]) if f"{var}_stderr" in theory
+                else [(s, None) for s, _ in comps])
+    for c, ((suffix, da), (_, se)) in enumerate(zip(comps, se_comps)):
+        col = _TH_COLORS[c % len(_TH_COLORS)]
+        t = da[TIME_DIM].values
+        if SEED_DIM in da.dims:
+            m, se = mean_stderr_da(da, SEED_DIM)
+        else:
+            m = da
+        if se is not None:
+            ax.fill_between(t, (m - 2 * se).values, (m + 2 * se).values, color=col, alpha=0.2, lw=0)
+        ax.plot(t, m.values, color=col, lw=1.6, ls="--",
+                label=f"DMFT theory{suffix}" + (" (± 2 s.e.)" if se is not None else ""))
+
+
 def plot_curves(sim: xr.Dataset | None, theory: xr.Dataset | None, path: str | Path, *,
                 per_seed: bool = True, title: str | None = None) -> Path:
     """Four panels (train loss, test loss, diag M, diag Q) vs time; PNG at dpi 150, written atomically.
@@ -102,32 +134,10 @@ def plot_curves(sim: xr.Dataset | None, theory: xr.Dataset | None, path: str | P
         present = False
         if sim is not None and var in sim:
             present = True
-            for c, (suffix, da) in enumerate(_components(sim[var])):
-                col = _SIM_COLORS[c % len(_SIM_COLORS)]
-                t = da[TIME_DIM].values
-                tmp = da.to_dataset(name="v")
-                m, se = sim_mean_stderr(tmp, "v")
-                if per_seed and SEED_DIM in da.dims and da.sizes[SEED_DIM] > 1:
-                    for s in range(da.sizes[SEED_DIM]):
-                        ax.plot(t, da.isel({SEED_DIM: s}).values, color=col, lw=0.4, alpha=0.25)
-                ax.fill_between(t, (m - 2 * se).values, (m + 2 * se).values, color=col, alpha=0.25, lw=0)
-                ax.plot(t, m.values, color=col, lw=1.4, label=f"simulation{suffix} (mean ± 2 s.e.)")
+            _plot_sim(ax, sim[var], per_seed)
         if theory is not None and var in theory:
             present = True
-            comps = _components(theory[var])
-            se_comps = (_components(theory[f"{var}_stderr"]) if f"{var}_stderr" in theory
-                        else [(s, None) for s, _ in comps])
-            for c, ((suffix, da), (_, se)) in enumerate(zip(comps, se_comps)):
-                col = _TH_COLORS[c % len(_TH_COLORS)]
-                t = da[TIME_DIM].values
-                if SEED_DIM in da.dims:
-                    m, se = sim_mean_stderr(da.to_dataset(name="v"), "v")
-                else:
-                    m = da
-                if se is not None:
-                    ax.fill_between(t, (m - 2 * se).values, (m + 2 * se).values, color=col, alpha=0.2, lw=0)
-                ax.plot(t, m.values, color=col, lw=1.6, ls="--",
-                        label=f"DMFT theory{suffix}" + (" (± 2 s.e.)" if se is not None else ""))
+            _plot_theory(ax, theory, var)
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
         if present:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -25,13 +24,11 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
+from .curves import mean_stderr_da
+from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
 
 SEED_DIM = "seed"
 TIME_DIM = "time"
-
-
-class NonFiniteResult(ValueError):
-    """A dataset holds NaN or infinite values (diverged or half-computed): it is never written."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,14 +186,7 @@ def write_json(obj: Any, path: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------
 def sim_mean_stderr(sim: xr.Dataset, var: str) -> tuple[xr.DataArray, xr.DataArray]:
     """Mean over seeds and its standard error ``std(ddof=1) / sqrt(seeds)`` (0 with one seed)."""
-    da = sim[var]
-    if SEED_DIM not in da.dims:
-        return da, xr.zeros_like(da)
-    s = da.sizes[SEED_DIM]
-    mean = da.mean(SEED_DIM)
-    if s < 2:
-        return mean, xr.zeros_like(mean)
-    return mean, da.std(SEED_DIM, ddof=1) / math.sqrt(s)
+    return mean_stderr_da(sim[var], SEED_DIM)
 
 
 def theory_mean_stderr(theory: xr.Dataset, var: str) -> tuple[xr.DataArray, xr.DataArray]:
