@@ -1,0 +1,90 @@
+"""Every law's moments against its own samples, and the grid a law lives on (one parametrised set
+of law cases, shared with other tests through ``LAW_CASES``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgd_dmft import laws
+from sgd_dmft.errors import ConfigError
+from sgd_dmft.grid import TimeGrid
+
+LAW_CASES = {
+    "gd": laws.GD(0.05),
+    "sgd": laws.SGD(0.05, 0.5),
+    "sme": laws.SME(0.05, 0.5),
+    "reshuffle": laws.Reshuffle(0.05, 0.5),
+    "persistent": laws.Persistent(0.05, 0.4, 1.0),
+    "gd-graded": laws.GD(0.02, growth=0.2, dt_max=0.3),
+    "sgd-graded": laws.SGD(0.02, 0.5, growth=0.2, dt_max=0.1),
+    "sme-graded": laws.SME(0.02, 0.5, growth=0.2, dt_max=0.1),
+}
+
+
+@pytest.mark.parametrize("name", list(LAW_CASES))
+def test_moments_match_samples(name):
+    """E[S_m] and E[S_m^2] per step from 200000 samples within 5 standard errors of ``moments()``."""
+    law = LAW_CASES[name]
+    n_steps, N = 30, 200_000
+    S = law.sample(np.random.default_rng(1), N, n_steps)
+    assert S.shape == (N, n_steps)
+    m1, m2 = law.moments(n_steps)
+    for k, want in ((1, m1), (2, m2)):
+        x = S**k
+        mean, se = x.mean(axis=0), x.std(axis=0, ddof=1) / np.sqrt(N)
+        ok = (np.abs(mean - want) < 5 * se) | (np.abs(mean - want) <= 1e-12 * np.abs(want))
+        assert np.all(ok), f"{name} E[S^{k}]: z = {np.round((mean - want) / se, 1)}"
+    # every law matches gradient flow on average: E[S_m] = dt_m
+    np.testing.assert_allclose(m1, law.steps(n_steps), rtol=1e-14)
+
+
+@pytest.mark.parametrize("name", list(LAW_CASES))
+def test_schedule_is_the_grid(name):
+    """``schedule`` computes times, steps and moments once, consistently with the grid."""
+    law = LAW_CASES[name]
+    sch = law.schedule(2.0)
+    assert sch.T == len(sch.times) - 1 == law.grid.n_steps(2.0)
+    np.testing.assert_allclose(np.diff(sch.times), sch.steps[:-1], rtol=1e-12, atol=1e-15)
+    m1, m2 = law.moments(sch.T + 1)
+    np.testing.assert_array_equal(sch.mean, m1)
+    np.testing.assert_array_equal(sch.second, m2)
+    assert abs(sch.times[-1] - 2.0) <= 0.5 * law.grid.largest_step + 1e-12
+
+
+def test_independence_over_steps():
+    """Laws declared i.i.d. over steps have (empirically) uncorrelated multipliers; reshuffling and
+    persistent selection are not declared so, and are correlated."""
+    rng = np.random.default_rng(2)
+    for name, law in LAW_CASES.items():
+        S = law.sample(rng, 100_000, 12)
+        c = 0.0 if law.deterministic else np.corrcoef(S[:, 3], S[:, 4])[0, 1]
+        if law.independent_steps:
+            assert abs(c) < 0.02, (name, c)
+        else:
+            assert abs(c) > 0.02, (name, c)
+
+
+@pytest.mark.parametrize("bad, key", [
+    (lambda: laws.SGD(0.6, 0.5), "dt"),
+    (lambda: laws.SGD(0.01, 0.5, growth=0.1, dt_max=0.6), "dt_max"),
+    (lambda: laws.Reshuffle(0.03, 0.5), "dt"),
+    (lambda: laws.Reshuffle(0.05, 0.5, growth=0.1, dt_max=0.1), "growth"),
+    (lambda: laws.Persistent(0.5, 0.5, 0.1), "tau"),
+    (lambda: laws.Persistent(0.05, 1.5, 1.0), "b"),
+    (lambda: laws.GD(-0.1), "dt"),
+    (lambda: laws.GD(float("nan")), "dt"),
+    (lambda: laws.GD(0.1, growth=-1.0), "growth"),
+    (lambda: laws.GD(0.1, growth=0.1, dt_max=0.05), "dt_max"),
+    (lambda: TimeGrid(0.0), "dt"),
+])
+def test_bad_parameters_name_the_key(bad, key):
+    with pytest.raises(ConfigError) as e:
+        bad()
+    assert e.value.key == key
+    assert "\n" not in str(e.value) and key.split("_")[0] in str(e.value)
+
+
+def test_jump_size():
+    assert LAW_CASES["sgd"].jump_size == 0.5 and LAW_CASES["reshuffle"].jump_size == 0.5
+    assert LAW_CASES["gd"].jump_size is None and LAW_CASES["sme"].jump_size is None
