@@ -10,6 +10,7 @@ from sgd_dmft import laws
 from sgd_dmft import problem as P
 from sgd_dmft import simulate as S
 from sgd_dmft.simulate import SimulationDiverged, simulate
+from sgd_dmft.simulation import LawRecursion, MiniBatchSGD, kernel_codes, run_seed, seed_rngs
 
 
 def _logistic_problem(**kw):
@@ -150,9 +151,8 @@ def test_law_path_matches_manual_recursion(lawname):
            "sme_graded": laws.SME(dt, gamma, **graded), "sgd_graded": laws.SGD(dt, gamma, **graded)}[lawname]
     times = law.times(T * dt if not law.graded else 1.0)
     assert len(times) == T + 1 and np.isclose(np.diff(times)[-1], 0.3 if law.graded else dt)
-    rec, theta, inst = S._simulate_seed(prob, "law", times=times, d=d, gamma=gamma, batch=1,
-                                        batching="uniform", s=s, seed=seed, law=law)
-    Sm = law.sample(S._rngs(seed, s)[1], inst.n, T)
+    rec, theta, inst = run_seed(prob, LawRecursion(law), times, d, s, seed)
+    Sm = law.sample(seed_rngs(seed, s)[1], inst.n, T)
     th = inst.theta0.copy()
     for m in range(T):
         np.testing.assert_allclose(rec.Q[m], th.T @ th / d, rtol=1e-12)
@@ -170,7 +170,7 @@ def test_test_loss_against_fresh_test_set(model):
     prob = P.Problem(model, delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
     d, dt, t_max = 50, 0.5, 1.0
     kw = dict(d=d, gamma=0.5, batch=2, batching="uniform", seed=0)
-    rec, theta, inst = S._simulate_seed(prob, "sgd", s=0, times=np.arange(3) * dt, law=None, **kw)
+    rec, theta, inst = run_seed(prob, MiniBatchSGD(0.5, 2), np.arange(3) * dt, d, s=0, seed=0)
     ds = simulate(prob, "sgd", seeds=[0], t_max=t_max, dt=dt, **kw)
     np.testing.assert_array_equal(ds.Q.values[0], rec.Q)
     N = 200_000
@@ -252,7 +252,7 @@ def test_reshuffle_simulation_one_jump_per_epoch():
 def test_numba_kernel_matches_numpy_fallback():
     base = P.logistic(0.1)
     cust = P.custom(base.loss, base.label, grad=base.grad, hess=base.hess, noise=0.1)
-    assert S._numba_codes(base) is not None and S._numba_codes(cust) is None
+    assert kernel_codes(base) is not None and kernel_codes(cust) is None
     args = dict(t_max=10.0, dt=2.5, d=25, gamma=0.7, batch=3, seeds=[0])  # ~240 steps: c < 1e-3 folds
     for algo in ("sgd", "reshuffle", "online"):
         prob = P.Problem(base, delta=2.0, ridge=0.8)  # eta*ridge large enough to trigger renormalisation

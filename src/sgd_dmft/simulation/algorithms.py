@@ -1,0 +1,338 @@
+"""The algorithms a finite-d simulation runs, as small frozen objects with one method: ``run``.
+
+Conventions (docs/conventions.md; docs/theory.md sections 1 and 5): sum loss with ridge
+``lambda |theta_j|^2 / 2``, so ``grad L = X^T F(X theta, y) + lambda theta`` with ``X`` ``(n, d)``,
+``theta`` ``(d, k)``, ``F = d loss / d r`` ``(n, k)``; time is gradient-flow time (one epoch of SGD lasts
+``gamma``); record ``m = 0`` is the initial condition.
+
+:class:`LawRecursion` ``(law)``
+    the per-sample multiplier recursion that the DMFT solves at d = infinity (the solver's own
+    ``law`` argument: GD / gradient flow, SME, Bernoulli SGD, reshuffling, persistent),
+    ``theta_{m+1} = (1 - dt_m lambda) theta_m - sum_i x_i F(r_{i,m}, y_i)^T S_{i,m}`` with
+    ``r_{i,m} = x_i^T theta_m`` and ``S = law.sample(rng, n, T)``, recorded on the law's grid before
+    the update of step m.
+:class:`MiniBatchSGD` ``(gamma, batch)``
+    ``kappa = batch`` samples drawn uniformly without replacement inside a batch, independently
+    across steps; ``eta = gamma kappa / n``, ``theta <- theta - eta ((n / kappa) sum_{i in B} x_i F_i^T
+    + lambda theta)``; time ``K eta`` after K steps; grid time ``t_m`` is recorded after step
+    ``round(t_m / eta)``.
+:class:`Reshuffling` ``(gamma, batch)``
+    each epoch a fresh permutation of the n samples is cut into consecutive batches of kappa (the
+    last one smaller when kappa does not divide n); a step over B lasts ``gamma |B| / n``, so one
+    epoch lasts gamma; ``t_m`` is recorded at the batch boundary nearest to it.
+:class:`OnlineSGD` ``(gamma, batch)``
+    one-pass SGD: kappa fresh samples at every step, ``eta = gamma kappa / n`` with
+    ``n = round(delta d)`` setting only the time scale; no training set (``train_loss`` is NaN).
+
+Each object validates its own parameters on construction (:class:`~sgd_dmft.errors.ConfigError`
+naming the parameter); the law validates itself against its grid (laws.py, grid.py).
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, ClassVar
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..grid import TimeGrid
+from ..laws import SGD, Law
+from .batches import ReshuffleStream, reshuffle_record_steps, uniform_batches
+from .kernels import kernel_codes, run_steps
+from .recorder import Recorder, diverged
+
+if TYPE_CHECKING:
+    from ..problem import Model, Problem
+    from .instance import Instance
+
+Batches = Callable[[int], tuple]  # n_steps -> (X, y, idx, ptr): the rows each of the next steps uses
+
+
+@dataclass(frozen=True)
+class Algorithm(abc.ABC):
+    """A simulated algorithm. ``name`` labels the run (dataset attrs, divergence messages)."""
+
+    name: str = field(default="", kw_only=True)
+    with_data: ClassVar[bool] = True  # False: fresh samples at every step, no training set
+
+    @abc.abstractmethod
+    def run(self, problem: Problem, inst: Instance, times: np.ndarray, rng: np.random.Generator,
+            pbar=None) -> tuple[Recorder, np.ndarray]:
+        """Run one seed from ``inst.theta0``, recording at the grid ``times`` ``(R,)``.
+
+        ``rng`` drives the algorithm (batches, multipliers, fresh samples); ``pbar`` (tqdm or None) is
+        advanced by the number of steps taken. Returns the recorder and the final ``theta`` ``(d, k)``.
+        Raises :class:`~sgd_dmft.errors.SimulationDiverged` on blow-up.
+        """
+
+    def record_grid(self, grid: TimeGrid | None) -> TimeGrid:
+        """The grid to record on, given ``simulate``'s ``grid=`` argument."""
+        if not isinstance(grid, TimeGrid):
+            raise ConfigError(f"grid={grid!r} is not allowed: {type(self).__name__} needs a record grid "
+                              f"(grid=sgd_dmft.grid.TimeGrid(dt))", key="grid")
+        return grid
+
+    def check(self, n: int) -> None:
+        """Raise :class:`~sgd_dmft.errors.ConfigError` when the algorithm cannot run on n samples."""
+
+    def n_steps(self, times: np.ndarray, n: int) -> int:
+        """Steps one seed takes up to ``times[-1]`` (the progress bar's unit)."""
+        return len(times) - 1
+
+    def attrs(self, n: int) -> dict:
+        """Dataset attributes of the run: ``gamma``, ``batch``, ``batching``, ``eta``, ``law``, ..."""
+        return {}
+
+
+# --------------------------------------------------------------------------------------------
+# The law's own recursion
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LawRecursion(Algorithm):
+    """The per-sample multiplier recursion of ``law`` (see the module docstring); records on ``law.grid``.
+
+    ``gamma``: the step scale reported in attrs and messages (default ``law.gamma``, NaN for a law
+    without one, e.g. GD); it does not enter the recursion.
+    """
+
+    law: Law
+    gamma: float | None = field(default=None, kw_only=True)
+    name: str = field(default="law", kw_only=True)
+
+    def __post_init__(self):
+        if not isinstance(self.law, Law):
+            raise ConfigError(f"law={self.law!r} is not allowed: must be a sgd_dmft.laws.Law", key="law")
+        if self.gamma is not None and not _is_real(self.gamma):
+            raise ConfigError(f"gamma={self.gamma!r} is not allowed: must be a number or None", key="gamma")
+
+    @property
+    def reported_gamma(self) -> float:
+        """``gamma`` if given, else ``law.gamma`` (NaN when the law has none)."""
+        return float(self.gamma if self.gamma is not None else getattr(self.law, "gamma", math.nan))
+
+    def record_grid(self, grid):
+        if grid is not None and grid != self.law.grid:
+            raise ConfigError(f"grid={grid!r} is not allowed: LawRecursion records on its law's grid "
+                              f"{self.law.grid!r} (pass grid=None)", key="grid")
+        return self.law.grid
+
+    def attrs(self, n):
+        out = {"gamma": self.reported_gamma, "batch": 1,
+               "batching": "bernoulli" if isinstance(self.law, SGD) else "none",
+               "eta": float(self.law.dt), "law": self.law.name}
+        for key in ("b", "tau"):
+            if hasattr(self.law, key):
+                out[f"law_{key}"] = float(getattr(self.law, key))
+        return out
+
+    def run(self, problem, inst, times, rng, pbar=None):
+        model, X, y = problem.model, inst.X, inst.y
+        T = len(times) - 1
+        facs = 1.0 - self.law.steps(T + 1) * problem.ridge
+        mult = _Multipliers(self.law, rng, inst.n, T)
+        rec = Recorder(model, inst, T + 1, self.name, self.reported_gamma, train=True)
+        theta = inst.theta0.copy()
+        for m in range(T + 1):
+            r = X @ theta
+            rec.record(m, times[m], theta, r)
+            if m == T:
+                break
+            F = np.asarray(model.grad(r, y), dtype=np.float64).reshape(r.shape)
+            if not np.all(np.isfinite(F)):
+                raise diverged(self.name, self.reported_gamma, times[m])
+            upd = mult.update(m, X, F)
+            fac = facs[m]
+            if fac != 1.0:
+                theta *= fac
+            if upd is not None:
+                theta -= upd
+            if pbar is not None:
+                pbar.update(1)
+        return rec, theta
+
+
+class _Multipliers:
+    """The multipliers ``S`` ``(n, T)`` of one run, stored for the per-step update: one constant per
+    step (deterministic laws), the visits sorted by step (mostly-zero ``S``), or ``S^T`` (dense)."""
+
+    def __init__(self, law: Law, rng: np.random.Generator, n: int, T: int):
+        self.consts = self.St = self.ptr = self.rows = self.vals = None
+        if law.deterministic:
+            self.consts = law.sample(rng, 1, T + 1)[0]
+            return
+        S = np.asarray(law.sample(rng, n, T), dtype=np.float64)
+        if np.count_nonzero(S) < 0.25 * S.size:
+            ms, self.rows = np.nonzero(S.T)  # sorted by step, then sample
+            self.vals = S[self.rows, ms]
+            self.ptr = np.searchsorted(ms, np.arange(T + 1))
+        else:
+            self.St = np.ascontiguousarray(S.T)
+
+    def update(self, m: int, X: np.ndarray, F: np.ndarray) -> np.ndarray | None:
+        """``sum_i x_i F_i^T S_{i,m}`` ``(d, k)``; None when no sample moves at step m."""
+        if self.consts is not None:
+            upd = X.T @ F
+            upd *= self.consts[m]
+            return upd
+        if self.St is not None:
+            return X.T @ (F * self.St[m][:, None])
+        a, b = self.ptr[m], self.ptr[m + 1]
+        if b == a:
+            return None
+        rr = self.rows[a:b]
+        return X[rr].T @ (F[rr] * self.vals[a:b, None])
+
+
+def law_step(model: Model, X: np.ndarray, y: np.ndarray, theta: np.ndarray, S_m: np.ndarray, dt: float,
+             ridge: float = 0.0) -> np.ndarray:
+    """One step of the law recursion, the reference :class:`LawRecursion` implements:
+    ``theta - X^T (F(X theta, y) * S_m) - dt * ridge * theta`` (``theta`` ``(d, k)``, ``S_m`` ``(n,)``)."""
+    r = X @ theta
+    F = np.asarray(model.grad(r, y), dtype=np.float64).reshape(r.shape)
+    return (1.0 - dt * ridge) * theta - X.T @ (F * np.asarray(S_m)[:, None])
+
+
+# --------------------------------------------------------------------------------------------
+# SGD steps: mini-batch, reshuffling, online
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _SGDSteps(Algorithm):
+    """Steps ``theta <- fac theta - gamma sum_{i in B} x_i F_i^T`` over batches of ``batch`` samples
+    (``fac = 1 - eta lambda``, ``eta = gamma batch / n``); subclasses say which samples (``_batches``)."""
+
+    gamma: float
+    batch: int = 1
+
+    def __post_init__(self):
+        if not (_is_real(self.gamma) and math.isfinite(self.gamma) and self.gamma > 0):
+            raise ConfigError(f"gamma={self.gamma!r} is not allowed: must be a finite number > 0", key="gamma")
+        if not (isinstance(self.batch, numbers.Integral) and not isinstance(self.batch, bool) and self.batch >= 1):
+            raise ConfigError(f"batch={self.batch!r} is not allowed: must be an integer >= 1", key="batch")
+
+    def check(self, n):
+        if self.batch > n:
+            raise ConfigError(f"batch={self.batch} is not allowed: must be in [1, n={n}] (n = round(delta d))",
+                              key="batch")
+
+    def eta(self, n: int) -> float:
+        """The SGD step ``gamma * batch / n`` (gradient-flow time of one full-batch step)."""
+        return self.gamma * self.batch / n
+
+    def record_steps(self, times: np.ndarray, n: int) -> np.ndarray:
+        """Step count after which each grid time is recorded, ``(R,)`` int64."""
+        return np.rint(times / self.eta(n)).astype(np.int64)
+
+    def time_of_step(self, K: int, n: int) -> float:
+        """Gradient-flow time after K steps."""
+        return K * self.eta(n)
+
+    def n_steps(self, times, n):
+        return int(round(times[-1] * n / (self.gamma * self.batch)))
+
+    def attrs(self, n):
+        return {"gamma": float(self.gamma), "batch": int(self.batch), "batching": "none",
+                "eta": float(self.eta(n)), "law": "none"}
+
+    @abc.abstractmethod
+    def _batches(self, rng: np.random.Generator, inst: Instance, model: Model) -> Batches:
+        """The batch source of one run."""
+
+    def run(self, problem, inst, times, rng, pbar=None):
+        model, n, d, kappa = problem.model, inst.n, inst.d, self.batch
+        fac = 1.0 - self.eta(n) * problem.ridge
+        rec_steps = self.record_steps(times, n)
+        source = self._batches(rng, inst, model)
+        codes = kernel_codes(model)
+        rec = Recorder(model, inst, len(times), self.name, self.gamma, train=self.with_data)
+        # steps per chunk: bounded memory for the index / fresh-data arrays
+        chunk = max(1, 2_000_000 // max(kappa * (1 if self.with_data else d), 1))
+        tt, c, K = inst.theta0.copy(), 1.0, 0
+        for m, Kr in enumerate(rec_steps):
+            while K < Kr:
+                ns = int(min(Kr - K, chunk))
+                Xc, yc, idx, ptr = source(ns)
+                c, fail = run_steps(model, codes, Xc, yc, tt, c, idx, ptr, self.gamma, fac)
+                if fail >= 0:
+                    raise diverged(self.name, self.gamma, self.time_of_step(K + fail, n))
+                K += ns
+                if pbar is not None:
+                    pbar.update(ns)
+            rec.record(m, self.time_of_step(K, n), tt * c)
+        return rec, tt * c
+
+
+@dataclass(frozen=True)
+class MiniBatchSGD(_SGDSteps):
+    """Mini-batch SGD: ``batch`` samples uniform without replacement per step, independent across steps."""
+
+    name: str = field(default="sgd", kw_only=True)
+
+    def attrs(self, n):
+        return {**super().attrs(n), "batching": "uniform"}
+
+    def _batches(self, rng, inst, model):
+        n, kappa = inst.n, self.batch
+
+        def take(ns):
+            idx = uniform_batches(rng, n, kappa, ns).astype(np.int64).ravel()
+            return inst.X, inst.y, idx, np.arange(ns + 1, dtype=np.int64) * kappa
+
+        return take
+
+
+@dataclass(frozen=True)
+class Reshuffling(_SGDSteps):
+    """Random reshuffling: a fresh permutation every epoch, cut into consecutive batches of ``batch``."""
+
+    name: str = field(default="reshuffle", kw_only=True)
+
+    def record_steps(self, times, n):
+        return reshuffle_record_steps(times, n, self.batch, self.gamma)
+
+    def time_of_step(self, K, n):
+        e, j = divmod(K, -(-n // self.batch))
+        return self.gamma * (e * n + min(j * self.batch, n)) / n
+
+    def n_steps(self, times, n):
+        return int(self.record_steps(times[-1:], n)[0])
+
+    def _batches(self, rng, inst, model):
+        stream = ReshuffleStream(rng, inst.n, self.batch)
+
+        def take(ns):
+            idx, ptr = stream.take(ns)
+            return inst.X, inst.y, idx, ptr
+
+        return take
+
+
+@dataclass(frozen=True)
+class OnlineSGD(_SGDSteps):
+    """One-pass SGD: ``batch`` fresh samples ``(x, y)`` per step (no training set; batch > n allowed)."""
+
+    name: str = field(default="online", kw_only=True)
+    with_data: ClassVar[bool] = False
+
+    def check(self, n):
+        pass
+
+    def _batches(self, rng, inst, model):
+        d, kappa = inst.d, self.batch
+
+        def take(ns):
+            nsamp = ns * kappa
+            Xc = rng.standard_normal((nsamp, d))
+            Xc *= 1.0 / math.sqrt(d)
+            eps = rng.standard_normal(nsamp)
+            yc = np.asarray(model.label(Xc @ inst.theta_star, eps), dtype=np.float64)
+            return Xc, yc, np.arange(nsamp, dtype=np.int64), np.arange(ns + 1, dtype=np.int64) * kappa
+
+        return take
+
+
+def _is_real(x) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, bool)
