@@ -33,7 +33,7 @@ def test_moments_match_samples(name):
     for k, want in ((1, m1), (2, m2)):
         x = S**k
         mean, se = x.mean(axis=0), x.std(axis=0, ddof=1) / np.sqrt(N)
-        ok = (np.abs(mean - want) < 5 * se) | (np.abs(mean - want) <= 1e-12 * np.abs(want))
+        ok = (np.abs(mean - want) < 5 * se) | (np.abs(mean - want) <= 1e-9 * np.abs(want))  # deterministic: rounding of the mean
         assert np.all(ok), f"{name} E[S^{k}]: z = {np.round((mean - want) / se, 1)}"
     # every law matches gradient flow on average: E[S_m] = dt_m
     np.testing.assert_allclose(m1, law.steps(n_steps), rtol=1e-14)
