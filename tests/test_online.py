@@ -10,7 +10,7 @@ import pytest
 from sgd_dmft import dmft, laws
 from sgd_dmft import online as O
 from sgd_dmft import problem as P
-from sgd_dmft.dmft import SolverDiverged
+from sgd_dmft.errors import SolverDiverged
 from sgd_dmft.simulate import simulate
 
 

@@ -1,6 +1,6 @@
-"""Closed forms for square loss with a linear student (``problem.linear(noise)``) under GF and GD.
+"""Closed forms for square loss with a linear student (``models.linear(noise)``) under GF and GD.
 
-Conventions (problem.py / THEORY.md section 1): ``x_i ~ N(0, I_d / d)``, ``n = delta d``; teacher rows
+Conventions (docs/theory.md section 1, :mod:`sgd_dmft.models`): ``x_i ~ N(0, I_d / d)``, ``n = delta d``; teacher rows
 N(0, 1); labels ``y = X theta* + noise * eps``; sum loss
 ``L = sum_i (x_i^T theta - y_i)^2 / 2 + ridge |theta|^2 / 2``; ``theta_0 = a theta* + c Z`` with
 ``a = init_overlap``, ``c = init_scale``.
@@ -52,7 +52,8 @@ import xarray as xr
 from scipy.linalg import eigh_tridiagonal
 
 from . import __version__
-from .problem import Problem
+from .curves import exact_vars
+from .models import Problem
 
 __all__ = [
     "mp_support",
@@ -61,7 +62,7 @@ __all__ = [
     "mp_quadrature",
     "gf_linear",
     "gd_linear",
-    "linear_curves",
+    "sgd_linear_second_moment",
 ]
 
 
@@ -150,8 +151,8 @@ def mp_quadrature(delta: float, n: int = 200, method: str = "gauss") -> tuple[np
 # ------------------------------------------------------------------------------------------------
 def _check_linear(problem: Problem) -> None:
     m = problem.model
-    if not (m.linear_square and m.name == "linear" and m.k == 1 and m.kstar == 1):
-        raise ValueError(f"exact closed forms need the linear model (problem.linear(noise)); got {m.name!r}")
+    if not (m.linear_square and m.k == 1 and m.kstar == 1):
+        raise ValueError(f"exact closed forms need the linear model (models.linear(noise)); got {m.name!r}")
 
 
 def _curves_from_EP(problem: Problem, s: np.ndarray, w: np.ndarray, E: np.ndarray, phi: np.ndarray):
@@ -174,17 +175,7 @@ def _n_nodes_gf(problem: Problem, t_max: float) -> int:
 
 
 def _dataset(problem: Problem, times: np.ndarray, train, test, M, Q, algorithm: str, dt: float, n_nodes: int):
-    z = np.zeros_like(train)
-    data = {
-        "train_loss": (("time",), train),
-        "test_loss": (("time",), test),
-        "M": (("time", "k", "kstar"), M[:, None, None]),
-        "Q": (("time", "k", "k2"), Q[:, None, None]),
-        "train_loss_stderr": (("time",), z),
-        "test_loss_stderr": (("time",), z.copy()),
-        "M_stderr": (("time", "k", "kstar"), np.zeros_like(M)[:, None, None]),
-        "Q_stderr": (("time", "k", "k2"), np.zeros_like(Q)[:, None, None]),
-    }
+    data = exact_vars({"train_loss": train, "test_loss": test, "M": M[:, None, None], "Q": Q[:, None, None]})
     ds = xr.Dataset(data, coords={"time": np.asarray(times, dtype=np.float64)})
     ds["time"].attrs.update(units="t = steps x eta (gradient-flow time)")
     ds.attrs.update(
@@ -265,16 +256,6 @@ def gd_linear(problem: Problem, dt: float, n_steps: int, *, n_nodes: int | None 
         raise OverflowError(f"GD with dt={h.max()} diverges (dt (b + ridge) > 2)")
     train, test, M, Q = _curves_from_EP(problem, s, w, E, phi)
     return _dataset(problem, times, train, test, M, Q, "gd", dt, N)
-
-
-def linear_curves(problem: Problem, *, t_max: float, dt: float, algorithm: str = "gf") -> xr.Dataset:
-    """Convenience: ``gf_linear`` on the grid ``m dt`` or ``gd_linear(dt, round(t_max / dt))``."""
-    T = int(round(t_max / dt))
-    if algorithm == "gf":
-        return gf_linear(problem, np.arange(T + 1) * dt)
-    if algorithm == "gd":
-        return gd_linear(problem, dt, T)
-    raise ValueError(f"algorithm={algorithm!r} is not 'gf' or 'gd'")
 
 
 # ------------------------------------------------------------------------------------------------

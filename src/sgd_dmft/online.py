@@ -1,4 +1,5 @@
-"""Online (one-pass) SGD: the delta -> infinity ODEs for the overlaps (THEORY.md section 4).
+"""Online (one-pass) SGD: the delta -> infinity ODEs for the overlaps (derived below; the setting is
+that of docs/theory.md section 1).
 
 Derivation (kappa = 1; any kappa << d gives the same limit). One step on a fresh sample,
 ``theta' = c theta - gamma x F(r, y)^T`` with ``c = 1 - eta ridge``, ``eta = gamma / n``,
@@ -18,9 +19,12 @@ with ``(r, r*) ~ N(0, [[Q, M], [M^T, I]])`` and the label noise. The ridge enter
 
 Expectations
 ------------
+Each model says what it knows (``Model.online_expectations()``, closed forms in
+:mod:`sgd_dmft.models.closed_forms`):
+
 * linear model: ``E[F r*] = M - 1``, ``E[F r] = Q - M``, ``E[F^2] = Q - 2M + 1 + noise^2``;
 * soft committee with ``erf(x / sqrt 2)`` (``f = mean_a g(r_a)``): Saad & Solla (1995) closed forms
-  (``I2``, ``I3``, ``I4``, ``J2`` below);
+  (``I2``, ``I3``, ``I4``, ``J2``);
 * logistic: exact split quadrature (the label is a step in r* (+ noise)): Gauss-Legendre in r* on
   each side of the jump, Gauss-Hermite in the conditional part of r;
 * other models: tensor Gauss-Hermite for ``k + k* (+1 noise dim) <= 4``, Monte Carlo beyond (fixed
@@ -40,13 +44,19 @@ import math
 import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
-from scipy.special import ndtr
 
 from . import __version__
-from .dmft import SolverDiverged
-from .problem import Model, Problem, _gh_nodes, _sqrtm_psd, population_loss
+from .curves import exact_vars, theory_vars
+from .errors import SolverDiverged
+from .models import ERF, Model, Problem, population_loss
+from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
+from .models.gaussian import gh_nodes, joint_cov, sqrtm_psd
 
 __all__ = [
+    "I2",
+    "J2",
+    "I3",
+    "I4",
     "expectations",
     "committee_erf_expectations",
     "committee_erf_loss",
@@ -56,105 +66,18 @@ __all__ = [
 ]
 
 Q_MAX = 1e10
-_TWO_PI = 2.0 / math.pi
-
-
-# ------------------------------------------------------------------------------------------------
-# Saad & Solla (1995) integrals for g(x) = erf(x / sqrt 2), g'(x) = sqrt(2/pi) exp(-x^2/2)
-# ------------------------------------------------------------------------------------------------
-def I2(C11, C22, C12):
-    """``E[g(u) g(v)]``."""
-    return _TWO_PI * np.arcsin(C12 / np.sqrt((1 + C11) * (1 + C22)))
-
-
-def J2(C11, C22, C12):
-    """``E[g'(u) g'(v)]``."""
-    return _TWO_PI / np.sqrt((1 + C11) * (1 + C22) - C12**2)
-
-
-def I3(C11, C33, C12, C13, C23):
-    """``E[g'(u) v g(w)]`` (variables 1 = u, 2 = v, 3 = w)."""
-    L3 = (1 + C11) * (1 + C33) - C13**2
-    return _TWO_PI / np.sqrt(L3) * (C23 * (1 + C11) - C12 * C13) / (1 + C11)
-
-
-def I4(C11, C22, C33, C44, C12, C13, C14, C23, C24, C34):
-    """``E[g'(u) g'(v) g(w) g(z)]`` (variables 1..4 = u, v, w, z)."""
-    L4 = (1 + C11) * (1 + C22) - C12**2
-    L0 = L4 * C34 - C23 * C24 * (1 + C11) - C13 * C14 * (1 + C22) + C12 * C13 * C24 + C12 * C14 * C23
-    L1 = L4 * (1 + C33) - C23**2 * (1 + C11) - C13**2 * (1 + C22) + 2 * C12 * C13 * C23
-    L2 = L4 * (1 + C44) - C24**2 * (1 + C11) - C14**2 * (1 + C22) + 2 * C12 * C14 * C24
-    arg = np.clip(L0 / np.sqrt(L1 * L2), -1.0, 1.0)
-    return (4 / math.pi**2) / np.sqrt(L4) * np.arcsin(arg)
-
-
-def _full_cov(Q: np.ndarray, M: np.ndarray, S: np.ndarray | None = None) -> np.ndarray:
-    k, ks = M.shape
-    C = np.empty((k + ks, k + ks))
-    C[:k, :k] = Q
-    C[:k, k:] = M
-    C[k:, :k] = M.T
-    C[k:, k:] = np.eye(ks) if S is None else S
-    return C
-
-
-def committee_erf_expectations(Q: np.ndarray, M: np.ndarray, noise: float = 0.0):
-    """``(E[F r*^T], E[F r^T], E[F F^T])`` for the erf soft committee (mean over units), square loss.
-
-    ``F_a = (f - y) g'(r_a) / k`` with ``f = mean_a g(r_a)``, ``y = mean_b g(r*_b) + noise eps``.
-    """
-    k, ks = M.shape
-    K = k + ks
-    C = _full_cov(Q, M)
-    c = np.concatenate([np.full(k, 1.0 / k), np.full(ks, -1.0 / ks)])
-    dg = np.diag(C)
-    a = np.arange(k)[:, None, None]
-    cc = np.arange(K)[None, :, None]
-    j = np.arange(K)[None, None, :]
-    i3 = I3(dg[a], dg[j], C[a, cc], C[a, j], C[cc, j])  # (k, K, K): E[g'(z_a) z_c g(z_j)]
-    EFz = (i3 @ c) / k  # (k, K)
-    A = np.arange(k)[:, None, None, None]
-    B = np.arange(k)[None, :, None, None]
-    Jj = np.arange(K)[None, None, :, None]
-    Ll = np.arange(K)[None, None, None, :]
-    i4 = I4(dg[A], dg[B], dg[Jj], dg[Ll], C[A, B], C[A, Jj], C[A, Ll], C[B, Jj], C[B, Ll], C[Jj, Ll])
-    EFF = np.einsum("abjl,j,l->ab", i4, c, c) / k**2
-    if noise:
-        ak, bk = np.arange(k)[:, None], np.arange(k)[None, :]
-        EFF = EFF + noise**2 * J2(dg[ak], dg[bk], C[ak, bk]) / k**2
-    return EFz[:, k:], EFz[:, :k], 0.5 * (EFF + EFF.T)
-
-
-def committee_erf_loss(Q: np.ndarray, M: np.ndarray, noise: float = 0.0) -> np.ndarray:
-    """Population loss ``E[(f - y)^2] / 2`` of the erf soft committee; ``Q`` (T, k, k), ``M`` (T, k, k*)."""
-    Q = np.asarray(Q, dtype=np.float64)
-    M = np.asarray(M, dtype=np.float64)
-    out = np.empty(Q.shape[0])
-    k, ks = M.shape[1:]
-    c = np.concatenate([np.full(k, 1.0 / k), np.full(ks, -1.0 / ks)])
-    for t in range(Q.shape[0]):
-        C = _full_cov(Q[t], M[t])
-        dg = np.diag(C)
-        out[t] = 0.5 * c @ I2(dg[:, None], dg[None, :], C) @ c + 0.5 * noise**2
-    return out
 
 
 # ------------------------------------------------------------------------------------------------
 # Generic expectations
 # ------------------------------------------------------------------------------------------------
-def _is_committee_erf(model: Model) -> bool:
-    return model.name == "committee" and model.meta.get("activation") == "erf" and model.additive_noise
-
-
 def _noise_dim(model: Model) -> bool:
-    if model.additive_noise:
-        return False  # integrated analytically
-    presets = ("linear", "logistic", "phase_retrieval", "committee")
-    return model.noise != 0.0 or model.name not in presets
+    """Whether the expectations integrate ``eps`` numerically (never for additive noise)."""
+    return model.eps_dim
 
 
 class _Nodes:
-    """Standard-normal nodes/weights for ``(r, r*, [eps])`` expectations."""
+    """Standard-normal nodes ``z`` (N, D) and weights ``w`` (N,) for ``(r, r*, [eps])`` expectations."""
 
     def __init__(self, model: Model, method: str, rng: np.random.Generator | None, mc_samples: int):
         k, ks = model.k, model.kstar
@@ -165,7 +88,7 @@ class _Nodes:
         self.method = method
         if method == "gh":
             n1 = {1: 120, 2: 60, 3: 30, 4: 16}.get(D, 8)
-            self.z, self.w = _gh_nodes(D, max_nodes=n1**D)
+            self.z, self.w = gh_nodes(D, max_nodes=n1**D)
         elif method == "mc":
             rng = rng if rng is not None else np.random.default_rng(0)
             z = rng.standard_normal((mc_samples // 2, D))
@@ -177,8 +100,9 @@ class _Nodes:
 
 
 def _generic_expectations(model: Model, Q: np.ndarray, M: np.ndarray, nodes: _Nodes):
+    """``(E[F r*^T], E[F r^T], E[F F^T])`` by quadrature / Monte Carlo on ``nodes``, S* = I."""
     k, ks = model.k, model.kstar
-    A = _sqrtm_psd(_full_cov(Q, M))
+    A = sqrtm_psd(joint_cov(Q, M))
     g = nodes.z[:, : k + ks] @ A.T
     r, rs = g[:, :k], g[:, k:]
     w = nodes.w
@@ -197,39 +121,11 @@ def _generic_expectations(model: Model, Q: np.ndarray, M: np.ndarray, nodes: _No
     return Fw.T @ rs, Fw.T @ r, 0.5 * (EFF + EFF.T)
 
 
-class _LogisticQuad:
-    """Split quadrature for the logistic model: r* = u (Gauss-Legendre on each side of the jump)."""
-
-    def __init__(self, noise: float):
-        xl, wl = np.polynomial.legendre.leggauss(150)
-        u = np.concatenate([-5 + 5 * xl, 5 + 5 * xl])
-        wu = np.concatenate([5 * wl, 5 * wl]) * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
-        # tails beyond |u| = 10 carry < 1e-23 of the mass
-        self.u, self.wu = u, wu
-        self.p_plus = ndtr(u / noise) if noise > 0 else (u >= 0).astype(np.float64)
-        xg, wg = np.polynomial.hermite_e.hermegauss(80)
-        self.xi, self.wxi = xg, wg / wg.sum()
-
-    def __call__(self, Q: np.ndarray, M: np.ndarray):
-        a = float(M[0, 0])
-        b = math.sqrt(max(float(Q[0, 0]) - a * a, 0.0))
-        r = a * self.u[:, None] + b * self.xi[None, :]  # (U, X)
-        sp = 0.5 * (1.0 + np.tanh(0.5 * r))  # sigmoid(r)
-        Fp = -(1.0 - sp)  # y = +1: -sigmoid(-r)
-        Fm = sp  # y = -1: sigmoid(r)
-        pp = self.p_plus[:, None]
-        W = self.wu[:, None] * self.wxi[None, :]
-        EF_rs = np.sum(W * (pp * Fp + (1 - pp) * Fm) * self.u[:, None])
-        EF_r = np.sum(W * (pp * Fp + (1 - pp) * Fm) * r)
-        EFF = np.sum(W * (pp * Fp**2 + (1 - pp) * Fm**2))
-        return np.array([[EF_rs]]), np.array([[EF_r]]), np.array([[EFF]])
-
-
 def expectations(problem: Problem | Model, Q: np.ndarray, M: np.ndarray, *, method: str = "auto",
                  mc_samples: int = 2**16, rng: np.random.Generator | None = None):
     """``(E[F r*^T] (k, k*), E[F r^T] (k, k), E[F F^T] (k, k))`` at overlaps ``(Q, M)``, S* = I.
 
-    ``method``: ``"auto"`` (closed form / split quadrature where available, else Gauss-Hermite for
+    ``method``: ``"auto"`` (the model's closed form where it has one, else Gauss-Hermite for
     ``D = k + k* (+1) <= 4``, Monte Carlo beyond), ``"closed"``, ``"gh"`` or ``"mc"``.
     """
     model = problem.model if isinstance(problem, Problem) else problem
@@ -238,18 +134,9 @@ def expectations(problem: Problem | Model, Q: np.ndarray, M: np.ndarray, *, meth
 
 def _expectation_fn(model: Model, method: str, mc_samples: int, rng):
     if method in ("auto", "closed"):
-        if model.linear_square and model.name == "linear":
-            s2 = model.noise**2
-
-            def lin(Q, M):
-                q, m = Q[0, 0], M[0, 0]
-                return np.array([[m - 1.0]]), np.array([[q - m]]), np.array([[q - 2 * m + 1.0 + s2]])
-
-            return lin
-        if _is_committee_erf(model):
-            return lambda Q, M: committee_erf_expectations(Q, M, model.noise)
-        if model.name == "logistic" and model.pop_loss is not None:
-            return _LogisticQuad(model.noise)
+        closed = model.online_expectations()
+        if closed is not None:
+            return closed
         if method == "closed":
             raise ValueError(f"no closed form for model {model.name!r}")
         method = "auto"
@@ -327,9 +214,30 @@ def _integrate(problem: Problem, gamma: float, taus: np.ndarray, expect, rtol: f
 
 
 def _pop_loss(model: Model, Q: np.ndarray, M: np.ndarray) -> np.ndarray:
-    if _is_committee_erf(model):
+    if getattr(model, "activation", None) is ERF and model.additive_noise:
         return committee_erf_loss(Q, M, model.noise)
     return population_loss(model, Q, M)
+
+
+def _replicas(problem: Problem, gamma: float, taus: np.ndarray, method: str, mc_samples: int, replicas: int,
+              seed: int, rtol: float, atol: float, rk4_step: float):
+    """Per-replica ``(Q (R, T+1, k, k), M (R, T+1, k, k*), test loss (R, T+1), expectations kind)``."""
+    model = problem.model
+    closed = model.online_expectations() is not None
+    D = model.k + model.kstar + (1 if _noise_dim(model) else 0)
+    if method == "mc" or (method == "auto" and not closed and D > 4):
+        seqs = np.random.SeedSequence(seed).spawn(max(2, int(replicas)))
+        runs = [_integrate(problem, gamma, taus,
+                           _expectation_fn(model, "mc", mc_samples, np.random.default_rng(s)), rtol, atol,
+                           fixed_step=rk4_step / max(gamma, gamma**2))
+                for s in seqs]
+        Qr = np.stack([r[0] for r in runs])
+        Mr = np.stack([r[1] for r in runs])
+        Lr = np.stack([_pop_loss(model, q, m) for q, m in runs])
+        return Qr, Mr, Lr, "mc"
+    Q, M = _integrate(problem, gamma, taus, _expectation_fn(model, method, mc_samples, None), rtol, atol)
+    kind = "closed" if closed and method in ("auto", "closed") else "gh"
+    return Q[None], M[None], _pop_loss(model, Q, M)[None], kind
 
 
 def solve_online(problem: Problem, *, gamma: float, t_max: float, dt: float, method: str = "auto",
@@ -342,42 +250,17 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float, dt: float, met
     unless Monte Carlo expectations were used: then the spread over ``replicas`` sample sets) and a
     ``tau`` coordinate. Deterministic expectations: RK45 at ``rtol``; Monte Carlo ones: classical RK4
     with step ``rk4_step / max(gamma, gamma^2)`` in tau (the sampled right-hand side is only
-    piecewise smooth, which defeats adaptive step control). Raises :class:`sgd_dmft.dmft.SolverDiverged` if the ODE blows up.
+    piecewise smooth, which defeats adaptive step control). Raises
+    :class:`sgd_dmft.errors.SolverDiverged` if the ODE blows up.
     """
     if not (gamma > 0 and dt > 0 and t_max >= dt):
         raise ValueError(f"need gamma > 0, dt > 0, t_max >= dt (got {gamma}, {dt}, {t_max})")
-    model = problem.model
     T = int(round(t_max / dt))
     times = np.arange(T + 1) * dt
     taus = problem.delta * times / gamma
-    closed = (model.linear_square and model.name == "linear") or _is_committee_erf(model) or (
-        model.name == "logistic" and model.pop_loss is not None)
-    D = model.k + model.kstar + (1 if _noise_dim(model) else 0)
-    use_mc = method == "mc" or (method == "auto" and not closed and D > 4)
-    if use_mc:
-        R = max(2, int(replicas))
-        seqs = np.random.SeedSequence(seed).spawn(R)
-        runs = [_integrate(problem, gamma, taus,
-                           _expectation_fn(model, "mc", mc_samples, np.random.default_rng(s)), rtol, atol,
-                           fixed_step=rk4_step / max(gamma, gamma**2))
-                for s in seqs]
-        Qr = np.stack([r[0] for r in runs])
-        Mr = np.stack([r[1] for r in runs])
-        Lr = np.stack([_pop_loss(model, q, m) for q, m in runs])
-    else:
-        R = 1
-        Q, M = _integrate(problem, gamma, taus, _expectation_fn(model, method, mc_samples, None), rtol, atol)
-        Qr, Mr, Lr = Q[None], M[None], _pop_loss(model, Q, M)[None]
-
-    def ms(a):
-        return a.mean(0), (a.std(0, ddof=1) / math.sqrt(R) if R > 1 else np.zeros_like(a[0]))
-
-    data = {}
-    for name, arr, dims in (("test_loss", Lr, ("time",)), ("M", Mr, ("time", "k", "kstar")),
-                            ("Q", Qr, ("time", "k", "k2"))):
-        mean, se = ms(arr)
-        data[name] = (dims, mean)
-        data[name + "_stderr"] = (dims, se)
+    Qr, Mr, Lr, kind = _replicas(problem, gamma, taus, method, mc_samples, replicas, seed, rtol, atol, rk4_step)
+    R = Qr.shape[0]
+    data = theory_vars({"test_loss": Lr, "M": Mr, "Q": Qr})
     data["train_loss"] = data["test_loss"]
     data["train_loss_stderr"] = data["test_loss_stderr"]
     ds = xr.Dataset(data, coords={"time": times, "tau": ("time", taus)})
@@ -387,13 +270,13 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float, dt: float, met
         kind="theory",
         solver="online-ode",
         algorithm="online",
-        expectations="mc" if use_mc else ("closed" if closed and method in ("auto", "closed") else "gh"),
+        expectations=kind,
         dt=float(dt),
         gamma=float(gamma),
         t_max=float(times[-1]),
         **problem.attrs(),
         replicas=int(R),
-        paths=int(mc_samples * R if use_mc else 0),
+        paths=int(mc_samples * R if kind == "mc" else 0),
         rtol=float(rtol),
         seed=int(seed),
         train_loss_note="online SGD: train_loss = test_loss (population loss on fresh samples)",
@@ -416,8 +299,8 @@ def online_linear_map(problem: Problem, *, gamma: float, dt: float, n_steps: int
     The ``dtau^2`` term and the discrete steps are the O(dtau) differences from the ODE.
     """
     model = problem.model
-    if not (model.linear_square and model.name == "linear"):
-        raise ValueError("online_linear_map needs the linear model")
+    if not (model.linear_square and model.k == 1 and model.kstar == 1):
+        raise ValueError(f"online_linear_map needs the linear model; got {model.name!r}")
     dtau = problem.delta * dt / gamma
     c = 1.0 - dt * problem.ridge
     s2 = model.noise**2
@@ -432,12 +315,9 @@ def online_linear_map(problem: Problem, *, gamma: float, dt: float, n_steps: int
         Q[m + 1] = c * c * q - 2 * c * g * (q - mm) + gamma * g * (1 + dtau) * (q - 2 * mm + 1.0) + gamma * g * s2
     times = np.arange(n_steps + 1) * dt
     loss = 0.5 * (Q - 2 * M + 1.0 + s2)
-    z = np.zeros_like(Q)
+    data = exact_vars({"test_loss": loss, "train_loss": loss.copy(), "M": M[:, None, None], "Q": Q[:, None, None]})
     return xr.Dataset(
-        {"test_loss": (("time",), loss), "train_loss": (("time",), loss.copy()),
-         "M": (("time", "k", "kstar"), M[:, None, None]), "Q": (("time", "k", "k2"), Q[:, None, None]),
-         "test_loss_stderr": (("time",), z), "train_loss_stderr": (("time",), z.copy()),
-         "M_stderr": (("time", "k", "kstar"), z[:, None, None]), "Q_stderr": (("time", "k", "k2"), z[:, None, None])},
+        data,
         coords={"time": times, "tau": ("time", problem.delta * times / gamma)},
         attrs=dict(kind="theory", solver="online-linear-map", algorithm="online", gamma=float(gamma), dt=float(dt),
                    delta=float(problem.delta), ridge=float(problem.ridge), model=model.name),

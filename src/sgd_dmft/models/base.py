@@ -1,0 +1,164 @@
+"""The model base class and user-defined models.
+
+Conventions (docs/theory.md section 1, docs/conventions.md): data ``x_i ~ N(0, I_d / d)``; teacher
+``theta* in R^{d x k*}`` with i.i.d. N(0, 1) rows, ``r*_i = theta*^T x_i``; student ``theta in
+R^{d x k}``, ``r_i = theta^T x_i``; labels ``y_i = label(r*_i, eps_i)`` with standard normal
+``eps_i``; empirical risk ``sum_i l(r_i, y_i) + ridge sum_j |theta_j|^2 / 2``;
+``F(r, y) = grad_r l`` (..., k), ``H(r, y) = dF/dr`` (..., k, k).
+
+A model is a small frozen dataclass: its plain fields are data and its loss, derivatives and labels
+are methods (presets, :mod:`.presets`) or user callables held as fields (:class:`CustomModel`), so
+it pickles natively (worker processes rebuild it from the pickle).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+Array = NDArray[np.float64]
+LossFn = Callable[[Array, Array], Array]
+
+__all__ = ["Model", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Model:
+    """A multi-index teacher-student model: the fields every model has.
+
+    Every model also provides ``label(rstar (..., k*), eps (...)) -> y (...)``, ``loss(r (..., k),
+    y (...)) -> (...)``, ``grad(r, y) -> (..., k)`` and ``hess(r, y) -> (..., k, k)``.
+
+    Attributes
+    ----------
+    name: preset name or the custom model's name.
+    k, kstar: student and teacher widths.
+    noise: label-noise scale (presets scale ``eps`` by it; custom models only record it).
+    additive_noise: labels are ``target(r*) + noise * eps`` and the loss is ``(predictor(r) - y)^2 / 2``:
+        expectations integrate ``eps`` analytically.
+    linear_square: square loss with a linear student and teacher, ``y = r* + noise eps``: ``F`` is
+        affine in ``r`` (the exact deterministic paths and closed forms apply).
+    smooth: False when ``grad`` has a kink (``hess`` has Dirac masses, e.g. relu): the solver then
+        uses Gaussian integration by parts for its responses.
+
+    Capabilities (None / False unless a subclass has them): ``predictor(r) -> (...)`` and
+    ``target(rstar) -> (...)`` (square-loss models), ``pop_loss(Q (T, k, k), M (T, k, k*), S (k*, k*))
+    -> (T,)`` (closed-form population loss), ``online_expectations()`` (closed-form online ODE
+    expectations), ``kernel_spec`` (the simulator's numba gradient kernel codes), ``meta``.
+    """
+
+    name: str = "custom"
+    k: int = 1
+    kstar: int = 1
+    noise: float = 0.0
+    additive_noise: bool = False
+    linear_square: bool = False
+    smooth: bool = True
+
+    predictor = None
+    target = None
+    pop_loss = None
+
+    @property
+    def meta(self) -> dict:
+        """Extra descriptive data (the committee's ``{"activation": name}``)."""
+        return {}
+
+    @property
+    def kernel_spec(self) -> tuple[int, int] | None:
+        """``(model_code, activation_code)`` of the simulator's numba gradient kernel, or None
+        (model codes: linear 0, logistic 1, phase_retrieval 2, committee 3; activation codes:
+        :data:`.activations.ACTIVATIONS` order, 0 for non-committee presets)."""
+        return None
+
+    @property
+    def eps_dim(self) -> bool:
+        """Whether Gaussian expectations must integrate ``eps`` numerically (the label uses it and
+        the noise is not additive). Custom models scale the noise inside ``label``: always."""
+        return not self.additive_noise
+
+    def online_expectations(self):
+        """``(Q (k, k), M (k, k*)) -> (E[F r*^T], E[F r^T], E[F F^T])`` in closed form at ``S* = I``,
+        or None (then quadrature / Monte Carlo)."""
+        return None
+
+    def labels(self, rstar: Array, eps: Array) -> Array:
+        """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
+        return self.label(rstar, eps)
+
+
+@dataclass(frozen=True)
+class FiniteDifferenceGrad:
+    """``grad(r, y)`` of ``loss`` by central differences of step ``h`` (pickles when ``loss`` does)."""
+
+    loss: LossFn
+    h: float = 1e-5
+
+    def __call__(self, r: Array, y: Array) -> Array:
+        h = self.h
+        r = np.asarray(r, dtype=np.float64)
+        out = np.empty_like(r)
+        for a in range(r.shape[-1]):
+            e = np.zeros(r.shape[-1])
+            e[a] = h
+            out[..., a] = (self.loss(r + e, y) - self.loss(r - e, y)) / (2 * h)
+        return out
+
+
+@dataclass(frozen=True)
+class FiniteDifferenceHess:
+    """``hess(r, y)`` of ``grad`` by central differences of step ``h``, symmetrised."""
+
+    grad: LossFn
+    h: float = 1e-5
+
+    def __call__(self, r: Array, y: Array) -> Array:
+        h = self.h
+        r = np.asarray(r, dtype=np.float64)
+        k = r.shape[-1]
+        out = np.empty(r.shape + (k,))
+        for b in range(k):
+            e = np.zeros(k)
+            e[b] = h
+            out[..., :, b] = (self.grad(r + e, y) - self.grad(r - e, y)) / (2 * h)
+        return 0.5 * (out + np.swapaxes(out, -1, -2))
+
+
+@dataclass(frozen=True, kw_only=True)
+class CustomModel(Model):
+    """A model holding user callables ``loss``, ``label``, ``grad``, ``hess`` (see :func:`custom`)."""
+
+    loss: LossFn
+    label: LossFn
+    grad: LossFn
+    hess: LossFn
+
+
+def custom(
+    loss: LossFn,
+    label: LossFn,
+    k: int = 1,
+    kstar: int = 1,
+    grad: LossFn | None = None,
+    hess: LossFn | None = None,
+    noise: float = 0.0,
+    name: str = "custom",
+    smooth: bool = True,
+) -> CustomModel:
+    """A user-defined model.
+
+    ``loss(r, y)`` with ``r`` of shape ``(..., k)`` and ``y`` of shape ``(...)``; ``label(rstar, eps)``
+    with ``rstar`` of shape ``(..., kstar)`` and standard-normal ``eps`` of shape ``(...)`` (scale the
+    noise inside ``label`` yourself; ``noise`` is only recorded). A missing ``grad`` or ``hess`` is
+    derived by central finite differences (step 1e-5, relative accuracy ~1e-9 for smooth losses).
+    ``smooth=False`` declares a kink in ``grad`` (a Dirac mass in ``hess``): the solver then estimates
+    its responses by Gaussian integration by parts instead of pathwise tangents. The model pickles
+    when the callables do (module-level functions, not lambdas or closures).
+    """
+    g = grad if grad is not None else FiniteDifferenceGrad(loss)
+    h = hess if hess is not None else FiniteDifferenceHess(g)
+    return CustomModel(name=name, k=k, kstar=kstar, label=label, loss=loss, grad=g, hess=h, noise=noise,
+                       smooth=smooth)
