@@ -104,7 +104,7 @@ def test_exact_linear_path_matches_monte_carlo(law):
 
 
 # ----------------------------------------------------------------------------------------------
-# 3. Checks of THEORY.md section 3
+# 3. Checks of the cavity derivation (docs/theory.md sections 2-3)
 # ----------------------------------------------------------------------------------------------
 def test_self_jump_response_is_identity():
     prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)

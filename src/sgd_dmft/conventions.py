@@ -7,7 +7,7 @@ User conventions
 
         w <- w - lr * [ (1/B) sum_{i in batch} x_raw_i F_i^T + wd * w ].
 
-Internal conventions (THEORY.md sections 1-2)
+Internal conventions (docs/theory.md section 0)
     ``x = x_raw / sqrt(d) ~ N(0, I_d / d)``, ``theta = sqrt(d) w`` (so ``theta^T x = w^T x_raw``: the
     pre-activations, hence losses and labels, are the same numbers); summed risk, ridge ``lambda``:
 
