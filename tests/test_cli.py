@@ -12,6 +12,7 @@ from click.testing import CliRunner
 
 import sgd_dmft
 from sgd_dmft.cli import main
+from sgd_dmft.errors import SimulationDiverged, SolverDiverged
 
 TINY = """
 [problem]
@@ -66,12 +67,6 @@ def _curves(t, seeds=None, nan_train=False):
 @pytest.fixture
 def fakes(monkeypatch):
     calls = {}
-
-    class SimulationDiverged(ValueError):
-        pass
-
-    class SolverDiverged(ValueError):
-        pass
 
     def simulate(problem, algorithm, *, t_max, dt, d, gamma, batch, batching, seeds, seed, law, progress, growth=0.0, dt_max=None):
         calls["simulate"] = dict(algorithm=algorithm, t_max=t_max, dt=dt, d=d, gamma=gamma, batch=batch,
@@ -210,3 +205,32 @@ def test_compare_real_tiny_on_graded_grid(tmp_path, tiny, alg):
     assert th.attrs["grid_growth"] == 0.5 and th.sizes["time"] < 0.5 / 0.01
     th.close()
     sim.close()
+
+
+def test_exit_status_by_exception_class():
+    from sgd_dmft import errors
+    from sgd_dmft.cli import EXIT_CONFIG, EXIT_DIVERGED, EXIT_ERROR, _classify
+
+    assert _classify(errors.ConfigError("x", key="dt")) == EXIT_CONFIG
+    for cls in (errors.SolverDiverged, errors.SimulationDiverged, errors.NonFiniteResult, errors.Diverged):
+        assert _classify(cls("x")) == EXIT_DIVERGED
+    for exc in (errors.MemoryLimitExceeded("x"), errors.SgdDmftError("x"), ValueError("x"), OSError("x")):
+        assert _classify(exc) == EXIT_ERROR
+    assert _classify(RuntimeError("a bug")) is None  # not ours: the traceback is shown
+
+
+def test_solve_announces_the_run_then_writes(tmp_path, tiny, fakes):
+    out = tmp_path / "s"
+    r = _run("solve", tiny(), "--out", out, "--no-progress")
+    assert r.exit_code == 0, r.stderr
+    lines = r.output.splitlines()
+    assert lines[0].startswith("DMFT sgd: 10 grid steps, 200 paths in 2 replicas, up to ")
+    assert lines[0].endswith(" at a time, estimated memory <= 0 MiB")
+    assert lines[-2:] == [f"wrote {out / 'result.nc'}", f"wrote {out / 'figure.png'}"]
+
+
+def test_cli_aliases_of_run():
+    from sgd_dmft import cli, run
+
+    assert cli.run_theory is run.run_theory and cli.run_simulation is run.run_simulation
+    assert cli.compare_datasets is run.compare_datasets

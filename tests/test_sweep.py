@@ -10,7 +10,8 @@ import xarray as xr
 from click.testing import CliRunner
 
 from sgd_dmft import sweep
-from sgd_dmft.cli import main, run_theory
+from sgd_dmft.cli import main
+from sgd_dmft.run import run_theory
 from sgd_dmft.config import ConfigError, parse_config
 from sgd_dmft.results import read_dataset
 

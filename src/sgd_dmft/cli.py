@@ -1,4 +1,4 @@
-"""Command line: ``sgd-dmft simulate | solve | compare | show``.
+"""Command line: ``sgd-dmft simulate | solve | compare | show | sweep`` (the computations: run.py, sweep.py).
 
 Exit status: 0 ok; 2 invalid configuration; 3 diverged run (simulation or solver) or non-finite
 result; 1 other errors. Errors are reported as one line ``error: <message>`` on stderr, and nothing
@@ -7,28 +7,23 @@ is written unless the whole computation succeeded.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import sys
-import time
-import tomllib
 from pathlib import Path
-from typing import Any
 
 import click
 
-from .config import Config, ConfigError, load_config
-from .results import NonFiniteResult
+from . import run
+from .config import Config, ConfigError, load_config, parse_value
+from .errors import Diverged, SgdDmftError
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
-COMPARED_VARS = ("train_loss", "test_loss")
+COMPARED_VARS = run.COMPARED_VARS
 
-
-class _Fail(Exception):
-    def __init__(self, message: str, code: int):
-        super().__init__(message)
-        self.code = code
+# the computations live in run.py; these names stay importable from here
+run_theory = run.run_theory
+run_simulation = run.run_simulation
+compare_datasets = run.compare_datasets
 
 
 def _one_line(msg: str) -> str:
@@ -36,11 +31,12 @@ def _one_line(msg: str) -> str:
 
 
 def _classify(exc: BaseException) -> int | None:
+    """Exit status of a known failure (None: not ours, let it raise with its traceback)."""
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG
-    if isinstance(exc, NonFiniteResult) or type(exc).__name__.endswith("Diverged"):
+    if isinstance(exc, Diverged):  # solver, simulation, non-finite result
         return EXIT_DIVERGED
-    if isinstance(exc, (ValueError, MemoryError, OSError, ImportError)):
+    if isinstance(exc, (SgdDmftError, ValueError, MemoryError, OSError, ImportError)):
         return EXIT_ERROR
     return None
 
@@ -58,13 +54,6 @@ def _run(fn, *args, **kw):
         ctx.exit(code)
 
 
-def _parse_value(text: str) -> Any:
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except tomllib.TOMLDecodeError:
-        return text
-
-
 def _load(config_path: str, overrides: tuple[str, ...]) -> Config:
     cfg = load_config(config_path)
     if overrides:
@@ -73,7 +62,7 @@ def _load(config_path: str, overrides: tuple[str, ...]) -> Config:
             if "=" not in item:
                 raise ConfigError(f"--set {item!r}: expected section.key=value")
             k, v = item.split("=", 1)
-            ov[k.strip()] = _parse_value(v.strip())
+            ov[k.strip()] = parse_value(v.strip())
         cfg = cfg.with_overrides(ov)
     return cfg
 
@@ -85,76 +74,6 @@ def _progress(flag: bool | None) -> bool:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
         return False
-
-
-# --------------------------------------------------------------------------------------------
-# Computations (lazy imports: simulate / dmft / online)
-# --------------------------------------------------------------------------------------------
-def run_simulation(cfg: Config, progress: bool = False):
-    """Finite-d simulation for a config (``sgd_dmft.simulate.simulate``); returns an xr.Dataset."""
-    from . import simulate as sim_mod
-
-    dy, sm = cfg.dynamics, cfg.simulation
-    alg = dy["algorithm"]
-    law = None
-    if alg == "persistent":
-        alg, law = "law", cfg.make_law()
-    t0 = time.perf_counter()
-    ds = sim_mod.simulate(
-        cfg.make_problem(), alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"],
-        batch=sm["batch"], batching=sm["batching"], seeds=sm["seeds"], seed=sm["seed"], law=law,
-        progress=progress, **({} if law is not None else dict(growth=dy["growth"], dt_max=dy["dt_max"] or None)),
-    )
-    ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
-    ds.attrs["kind"] = "simulation"
-    if "train_loss" in ds and bool(ds["train_loss"].isnull().all()):
-        # online SGD has no training set: the simulator fills train_loss with NaN
-        ds = ds.drop_vars("train_loss")
-        ds.attrs["train_loss_note"] = "dropped: no training set (online SGD)"
-    _add_config_attrs(ds, cfg)
-    return ds
-
-
-def run_theory(cfg: Config, progress: bool = False, announce: bool = False):
-    """Theory curves for a config (``dmft.solve``, or ``online.solve_online`` for 'online')."""
-    dy, so = cfg.dynamics, cfg.solver
-    problem = cfg.make_problem()
-    t0 = time.perf_counter()
-    if dy["algorithm"] == "online":
-        from . import online
-
-        ds = online.solve_online(problem, gamma=dy["gamma"], t_max=dy["t_max"], dt=dy["dt"])
-    else:
-        from . import dmft
-
-        law = cfg.make_law()
-        workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
-        if announce:  # the CLI says what a run will take before it starts
-            R, P, W, mem = dmft.plan_run(problem, law, dy["t_max"], so["paths"], so["replicas"],
-                                         so["max_memory_gb"], True, workers)
-            chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
-            click.echo(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-                       f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB")
-        ds = dmft.solve(problem, law, t_max=dy["t_max"], paths=so["paths"],
-                        replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
-                        progress=progress, workers=workers)
-    ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
-    ds.attrs["kind"] = "theory"
-    _add_config_attrs(ds, cfg)
-    return ds
-
-
-def _add_config_attrs(ds, cfg: Config) -> None:
-    from .results import config_attrs
-
-    ds.attrs.update(config_attrs(cfg))
-
-
-def compare_datasets(theory, sim) -> dict[str, dict[str, float]]:
-    """``{var: discrepancy(theory, sim, var)}`` for the losses present in both."""
-    from .results import discrepancy
-
-    return {v: discrepancy(theory, sim, v) for v in COMPARED_VARS if v in theory and v in sim}
 
 
 # --------------------------------------------------------------------------------------------
@@ -184,7 +103,7 @@ def main(ctx: click.Context, traceback: bool) -> None:
 @_set_option
 def simulate(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
     """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
-    _single_run("simulation", run_simulation, config, out, progress, overrides)
+    _single_run("simulation", run.run_simulation, config, out, progress, overrides)
 
 
 def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
@@ -211,7 +130,8 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
 @_set_option
 def solve(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
-    _single_run("theory", functools.partial(run_theory, announce=True), config, out, progress, overrides)
+    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=click.echo), config, out, progress,
+                overrides)
 
 
 @main.command()
@@ -226,18 +146,10 @@ def compare(config: str, out: str, progress: bool | None, overrides: tuple[str, 
     sqrt(se_theory^2 + se_sim^2) (se_sim = std over seeds / sqrt(seeds)).
     """
     from .plot import plot_curves
-    from .results import check_finite, clean_attrs, write_dataset, write_json
+    from .results import write_dataset, write_json
 
     cfg = _run(_load, config, overrides)
-    prog = _progress(progress)
-    theory = _run(run_theory, cfg, prog, announce=True)
-    _run(check_finite, theory, "theory")
-    sim = _run(run_simulation, cfg, prog)
-    _run(check_finite, sim, "simulation")
-    disc = _run(compare_datasets, theory, sim)
-    flat = {f"discrepancy.{v}.{k}": x for v, dd in disc.items() for k, x in dd.items()}
-    for ds in (theory, sim):
-        ds.attrs.update(clean_attrs(flat))
+    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=click.echo)
     out_dir = Path(out)
     files = {
         "theory": str(_run(write_dataset, theory, out_dir / "theory.nc", cfg)),

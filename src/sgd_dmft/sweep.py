@@ -22,14 +22,15 @@ Rules (documented choices):
 * Only the curves are kept: variables on ``time`` (``train_loss``, ``test_loss``, ``M``, ``Q``,
   their ``*_stderr``); the theory's two-time kernels and pre-activation samples are dropped (run
   ``sgd-dmft solve`` on a single point to get them). The cache holds the same reduced datasets.
-* Divergence (``SolverDiverged``, ``SimulationDiverged``, non-finite result) at a grid point does not
-  stop the sweep: the point is NaN, ``diverged`` (int8 on the grid dims) is 1 there and the messages
+* Divergence (any :class:`sgd_dmft.errors.Diverged`: ``SolverDiverged``, ``SimulationDiverged``,
+  ``NonFiniteResult``) at a grid point does not stop the sweep: the point is NaN, ``diverged`` (int8 on the grid dims) is 1 there and the messages
   are in the attribute ``diverged_points`` (JSON). A diverged point is NOT cached (cache files hold
   finite results only), so a rerun computes it again. Any other error stops the sweep (finished
   tasks stay cached).
-* Execution: ``workers=1`` runs the tasks in this process; otherwise a process pool of
-  ``workers`` processes (default ``min(2, cpu_count)``, ``spawn`` start method: scripts calling
-  :func:`run_sweep` need the usual ``if __name__ == "__main__":`` guard). ``scheduler`` (an address
+* Execution: each task is :func:`run_task` (``run.run_theory`` / ``run.run_simulation`` of its config).
+  ``workers=1`` runs the tasks in this process; otherwise a process pool of ``workers`` processes
+  (default ``min(2, cpu_count)``; :func:`sgd_dmft.parallel.map_as_completed`, ``spawn`` start method:
+  scripts calling :func:`run_sweep` need the usual ``if __name__ == "__main__":`` guard). ``scheduler`` (an address
   such as ``tcp://host:8786`` or a ``distributed.Client``) runs the same tasks on a Dask cluster,
   each submitted as the pure function :func:`run_task` of its config TOML with ``retries=2``; workers
   write the cache themselves when ``out_dir`` is on a filesystem they share, and the client writes
@@ -42,7 +43,6 @@ import datetime as _dt
 import hashlib
 import itertools
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,8 +51,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from . import __version__
-from .config import SCHEMA, Config, ConfigError, _suggest
+from . import __version__, parallel, run
+from .config import SCHEMA, Config, ConfigError, _suggest, parse_value
+from .curves import mean_stderr_da
+from .errors import Diverged
 
 THEORY, SIMULATION = "theory", "simulation"
 KINDS = (THEORY, SIMULATION)
@@ -171,8 +173,6 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
 
     A value that is a whole TOML array (``delta=[1, 2]``) is also accepted.
     """
-    from .cli import _parse_value
-
     out: dict[str, list[Any]] = {}
     for item in items:
         if "=" not in item:
@@ -180,8 +180,8 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
         k, v = (s.strip() for s in item.split("=", 1))
         if not k or not v:
             raise ConfigError(f"--set {item!r}: expected key=v1,v2,...")
-        whole = _parse_value(v)
-        vals = whole if isinstance(whole, list) else [_parse_value(x.strip()) for x in v.split(",") if x.strip()]
+        whole = parse_value(v)
+        vals = whole if isinstance(whole, list) else [parse_value(x.strip()) for x in v.split(",") if x.strip()]
         if k in out:
             raise ConfigError(f"--set {k!r} given twice")
         out[k] = vals
@@ -206,9 +206,8 @@ def cache_path(out_dir: str | Path, config: Config | str, kind: str) -> Path:
 
 
 def _is_divergence(exc: BaseException) -> bool:
-    from .results import NonFiniteResult
-
-    return isinstance(exc, NonFiniteResult) or type(exc).__name__.endswith("Diverged")
+    """Solver or simulation diverged, or a non-finite result: the point is NaN, the sweep goes on."""
+    return isinstance(exc, Diverged)
 
 
 def _reduce(ds: xr.Dataset) -> xr.Dataset:
@@ -221,9 +220,7 @@ def _reduce(ds: xr.Dataset) -> xr.Dataset:
 
 def _compute(cfg: Config, kind: str) -> xr.Dataset:
     """One task's computation (patched in tests to count calls)."""
-    from .cli import run_simulation, run_theory
-
-    return run_theory(cfg) if kind == THEORY else run_simulation(cfg)
+    return run.run_theory(cfg) if kind == THEORY else run.run_simulation(cfg)
 
 
 def run_task(config_toml: str, kind: str, cache_file: str | None = None) -> dict[str, Any]:
@@ -280,27 +277,10 @@ class _Task:
         return self.config.to_toml()
 
 
-def _run_inline(tasks: list[_Task], done: Callable[[_Task, dict], None]) -> None:
-    for t in tasks:
-        done(t, run_task(t.toml, t.kind, str(t.cache)))
-
-
-def _run_pool(tasks: list[_Task], done: Callable[[_Task, dict], None], workers: int) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-
-    ex = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
-    try:
-        futs = {ex.submit(run_task, t.toml, t.kind, str(t.cache)): t for t in tasks}
-        pending = set(futs)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in finished:
-                done(futs[f], f.result())
-    except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
-        raise
-    ex.shutdown(wait=True)
+def _run_local(tasks: list[_Task], done: Callable[[_Task, dict], None], workers: int) -> None:
+    """The tasks in this process (``workers = 1``) or in a spawn pool, each handed to ``done`` as it ends."""
+    parallel.map_as_completed(run_task, [(t.toml, t.kind, str(t.cache)) for t in tasks], workers=workers,
+                              on_result=lambda i, res: done(tasks[i], res))
 
 
 def _run_dask(tasks: list[_Task], done: Callable[[_Task, dict], None], scheduler: Any) -> None:
@@ -416,6 +396,18 @@ def _final(da: xr.DataArray) -> np.ndarray:
     return np.where(fin.any(-1), vals, np.nan)
 
 
+def _final_curves(ds: xr.Dataset | None, var: str, dims: Sequence[str], is_sim: bool):
+    """``(final mean, final s.e.)`` of ``var`` on the grid dims (sim: over seeds); Nones when absent."""
+    if ds is None or var not in ds:
+        return None, None
+    da = ds[var]
+    if is_sim:
+        m, se = mean_stderr_da(da, "seed")
+    else:
+        m, se = da, ds.get(f"{var}_stderr", xr.zeros_like(da))
+    return _final(m.transpose(*dims, "time")), _final(se.transpose(*dims, "time"))
+
+
 def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var: str = "test_loss") -> Path:
     """Final ``var`` vs the first swept key, one line per value of the other swept keys."""
     import matplotlib
@@ -431,27 +423,11 @@ def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var
     xv = theory[x_dim].values
     numeric = np.issubdtype(xv.dtype, np.number)
     x = xv.astype(float) if numeric else np.arange(len(xv))
-
-    def curves(ds: xr.Dataset, is_sim: bool):
-        if var not in ds:
-            return None, None
-        da = ds[var]
-        if is_sim:
-            m = da.mean("seed")
-            s = da.sizes["seed"]
-            se = da.std("seed", ddof=1) / math.sqrt(s) if s > 1 else xr.zeros_like(m)
-        else:
-            m = da
-            se = ds.get(f"{var}_stderr", xr.zeros_like(da))
-        m = m.transpose(*dims, "time")
-        se = se.transpose(*dims, "time")
-        return _final(m), _final(se)
-
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
     combos = list(itertools.product(*[range(theory.sizes[d]) for d in others]))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    tm, tse = curves(theory, False)
-    sm, sse = curves(sim, True) if sim is not None else (None, None)
+    tm, tse = _final_curves(theory, var, dims, False)
+    sm, sse = _final_curves(sim, var, dims, True)
     for c_i, combo in enumerate(combos):
         col = colors[c_i % len(colors)]
         lab = ", ".join(f"{d}={theory[d].values[i]}" for d, i in zip(others, combo)) or "theory"
@@ -461,25 +437,29 @@ def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var
         if sm is not None:
             ax.errorbar(x, sm[sel], yerr=2 * sse[sel], color=col, marker="o", mfc="none", ls=":",
                         capsize=2, label=f"{lab} (sim)" if others else "simulation")
-    if not numeric:
-        ax.set_xticks(x, [str(v) for v in xv])
-    elif len(x) > 2 and np.all(x > 0) and x.max() / x.min() > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel(f"{x_dim} ({keys[0]})")
-    ax.set_ylabel(f"final {var}")
-    vals = tm[np.isfinite(tm)] if tm is not None else np.array([])
-    if vals.size and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-300) > 20:
-        ax.set_yscale("log")
-    nd = int(theory.attrs.get("n_diverged", 0))
-    ax.set_title(f"sweep: final {var} (theory ± 2 s.e.)" + (f"; {nd} diverged" if nd else ""), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    _sweep_axes(ax, x, xv, numeric, f"{x_dim} ({keys[0]})", var, tm, int(theory.attrs.get("n_diverged", 0)))
     fig.tight_layout()
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
     finally:
         plt.close(fig)
     return Path(path)
+
+
+def _sweep_axes(ax, x, xv, numeric: bool, xlabel: str, var: str, tm, nd: int) -> None:
+    """Scales (log when the values span more than a factor 20), labels, title and legend."""
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in xv])
+    elif len(x) > 2 and np.all(x > 0) and x.max() / x.min() > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(f"final {var}")
+    vals = tm[np.isfinite(tm)] if tm is not None else np.array([])
+    if vals.size and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-300) > 20:
+        ax.set_yscale("log")
+    ax.set_title(f"sweep: final {var} (theory ± 2 s.e.)" + (f"; {nd} diverged" if nd else ""), fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,7 +495,20 @@ def run_sweep(
         workers = default_workers()
     if int(workers) < 1:
         raise ConfigError(f"--workers {workers}: must be >= 1")
+    results, todo = _from_cache(g, kinds, out)
+    _execute(todo, results, len(g.points) * len(kinds), scheduler, int(workers), progress, callback)
+    theory = gather(g, results[THEORY], THEORY)
+    _write_sweep(theory, out / "sweep.nc", config)
+    sim = None
+    if simulate:
+        sim = gather(g, results[SIMULATION], SIMULATION)
+        _write_sweep(sim, out / "sweep_sim.nc", config)
+    plot_sweep(theory, sim, out / "sweep.png")
+    return theory
 
+
+def _from_cache(g: _Grid, kinds: Sequence[str], out: Path) -> tuple[dict[str, list[Any]], list[_Task]]:
+    """``({kind: [cached Dataset or None per point]}, the tasks still to run)``."""
     results: dict[str, list[Any]] = {k: [None] * len(g.points) for k in kinds}
     todo: list[_Task] = []
     for kind in kinds:
@@ -526,16 +519,20 @@ def run_sweep(
                 results[kind][i] = ds
             else:
                 todo.append(_Task(i, kind, cfg, p))
+    return results, todo
 
+
+def _execute(todo: list[_Task], results: dict[str, list[Any]], total: int, scheduler: Any, workers: int,
+             progress: bool, callback: Callable[[int, str, str], None] | None) -> None:
+    """Run the tasks (Dask, a local pool or this process), filling ``results`` and the cache."""
     from tqdm.auto import tqdm
 
-    total = len(g.points) * len(kinds)
+    from .results import write_dataset
+
     bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="task", disable=not progress)
     n_done = [0]
 
     def done(t: _Task, res: dict) -> None:
-        from .results import write_dataset
-
         if res["status"] == "ok":
             results[t.kind][t.point] = res["ds"]
             if not t.cache.exists():
@@ -551,21 +548,10 @@ def run_sweep(
         if todo:
             if scheduler is not None:
                 _run_dask(todo, done, scheduler)
-            elif workers == 1 or len(todo) == 1:
-                _run_inline(todo, done)
             else:
-                _run_pool(todo, done, min(int(workers), len(todo)))
+                _run_local(todo, done, workers)
     finally:
         bar.close()
-
-    theory = gather(g, results[THEORY], THEORY)
-    _write_sweep(theory, out / "sweep.nc", config)
-    sim = None
-    if simulate:
-        sim = gather(g, results[SIMULATION], SIMULATION)
-        _write_sweep(sim, out / "sweep_sim.nc", config)
-    plot_sweep(theory, sim, out / "sweep.png")
-    return theory
 
 
 def load_sweep(out_dir: str | Path) -> tuple[xr.Dataset, xr.Dataset | None]:

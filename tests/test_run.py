@@ -1,0 +1,63 @@
+"""run.py: config -> experiment -> theory / simulation / comparison (no CLI involved)."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sgd_dmft import laws, run
+from sgd_dmft.config import parse_config
+
+# linear model + sgd: the exact DMFT path (second-moment closure), fast and deterministic
+BASE = {
+    "problem": {"model": "linear", "delta": 2.0, "ridge": 0.1},
+    "dynamics": {"algorithm": "sgd", "gamma": 0.5, "t_max": 0.6, "dt": 0.1},
+    "simulation": {"d": 40, "seeds": 2},
+    "solver": {"paths": 100, "replicas": 2, "workers": 1},
+}
+
+
+@pytest.fixture
+def cfg():
+    return parse_config(BASE)
+
+
+def test_experiment(cfg):
+    exp = run.experiment(cfg)
+    assert isinstance(exp.law, laws.SGD) and exp.law.gamma == 0.5 and exp.algorithm == "sgd"
+    assert exp.problem.delta == 2.0 and exp.problem.ridge == 0.1
+    assert run.experiment(cfg.with_overrides({"dynamics.algorithm": "online"})).law is None
+
+
+def test_theory_announces_through_the_callable(cfg):
+    said = []
+    ds = run.run_theory(cfg, announce=said.append)
+    assert len(said) == 1 and said[0].startswith("DMFT sgd: 6 grid steps") and "estimated memory" in said[0]
+    assert ds.attrs["kind"] == "theory" and ds.attrs["dynamics.gamma"] == 0.5 and "config_toml" in ds.attrs
+    assert ds.attrs["wall_time_s"] >= 0
+    assert run.run_theory(cfg, announce=False).attrs["kind"] == "theory"
+
+
+def test_compare(cfg):
+    theory, sim, disc = run.compare(cfg)
+    assert sim.attrs["kind"] == "simulation" and sim.sizes["seed"] == 2
+    assert set(disc) == {"train_loss", "test_loss"}
+    assert disc == run.compare_datasets(theory, sim)
+    for ds in (theory, sim):
+        assert ds.attrs["discrepancy.test_loss.max_z"] == disc["test_loss"]["max_z"]
+    np.testing.assert_allclose(theory.time.values, sim.time.values)
+
+
+def test_online_simulation_drops_nan_train_loss(cfg):
+    sim = run.run_simulation(cfg.with_overrides({"dynamics.algorithm": "online"}))
+    assert "train_loss" not in sim and "test_loss" in sim
+    assert sim.attrs["train_loss_note"].startswith("dropped")
+
+
+def test_no_cli_below_the_cli():
+    # run and sweep never import the CLI (nor click): data flows cli -> sweep -> run
+    code = ("import sys, sgd_dmft.run, sgd_dmft.sweep; "
+            "bad = [m for m in ('sgd_dmft.cli', 'click') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
