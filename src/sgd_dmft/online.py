@@ -48,7 +48,7 @@ from scipy.integrate import solve_ivp
 from . import __version__
 from .curves import exact_vars, theory_vars
 from .errors import SolverDiverged
-from .models import ERF, Model, Problem, population_loss
+from .models import Model, Problem, population_loss
 from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
 from .models.gaussian import gh_nodes, joint_cov, sqrtm_psd
 
@@ -213,12 +213,6 @@ def _integrate(problem: Problem, gamma: float, taus: np.ndarray, expect, rtol: f
     return Q, M
 
 
-def _pop_loss(model: Model, Q: np.ndarray, M: np.ndarray) -> np.ndarray:
-    if getattr(model, "activation", None) is ERF and model.additive_noise:
-        return committee_erf_loss(Q, M, model.noise)
-    return population_loss(model, Q, M)
-
-
 def _replicas(problem: Problem, gamma: float, taus: np.ndarray, method: str, mc_samples: int, replicas: int,
               seed: int, rtol: float, atol: float, rk4_step: float):
     """Per-replica ``(Q (R, T+1, k, k), M (R, T+1, k, k*), test loss (R, T+1), expectations kind)``."""
@@ -233,11 +227,11 @@ def _replicas(problem: Problem, gamma: float, taus: np.ndarray, method: str, mc_
                 for s in seqs]
         Qr = np.stack([r[0] for r in runs])
         Mr = np.stack([r[1] for r in runs])
-        Lr = np.stack([_pop_loss(model, q, m) for q, m in runs])
+        Lr = np.stack([population_loss(model, q, m) for q, m in runs])
         return Qr, Mr, Lr, "mc"
     Q, M = _integrate(problem, gamma, taus, _expectation_fn(model, method, mc_samples, None), rtol, atol)
     kind = "closed" if closed and method in ("auto", "closed") else "gh"
-    return Q[None], M[None], _pop_loss(model, Q, M)[None], kind
+    return Q[None], M[None], population_loss(model, Q, M)[None], kind
 
 
 def solve_online(problem: Problem, *, gamma: float, t_max: float, dt: float, method: str = "auto",

@@ -108,17 +108,11 @@ def committee_loss(pair_moment: PairMoment, Q: Array, M: Array, S: Array, noise:
 
 
 def committee_erf_loss(Q: Array, M: Array, noise: float = 0.0) -> Array:
-    """Population loss of the erf soft committee at ``S* = I``; ``Q`` (T, k, k), ``M`` (T, k, k*) -> (T,)."""
+    """Population loss of the erf soft committee at ``S* = I``; ``Q`` (T, k, k), ``M`` (T, k, k*) -> (T,)
+    (:func:`committee_loss` with the erf pair moment ``I2``)."""
     Q = np.asarray(Q, dtype=np.float64)
     M = np.asarray(M, dtype=np.float64)
-    out = np.empty(Q.shape[0])
-    k, ks = M.shape[1:]
-    c = np.concatenate([np.full(k, 1.0 / k), np.full(ks, -1.0 / ks)])
-    for t in range(Q.shape[0]):
-        C = joint_cov(Q[t], M[t])
-        dg = np.diag(C)
-        out[t] = 0.5 * c @ I2(dg[:, None], dg[None, :], C) @ c + 0.5 * noise**2
-    return out
+    return committee_loss(I2, Q, M, np.eye(M.shape[2]), noise)
 
 
 def committee_erf_expectations(Q: Array, M: Array, noise: float = 0.0):
