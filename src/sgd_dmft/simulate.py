@@ -74,8 +74,8 @@ def algorithm_for(algorithm: str, *, dt: float, gamma: float = 1.0, batch: int =
     if batching not in BATCHINGS:
         raise ConfigError(f"batching={batching!r} is not allowed: must be one of {BATCHINGS}", key="batching")
     named_law = _named_law(algorithm, batching, dt, gamma, law, dict(growth=float(growth), dt_max=dt_max))
-    if named_law is not None:
-        return LawRecursion(named_law, gamma=gamma, name=algorithm), None
+    if named_law is not None:  # sme / bernoulli sgd: the law's gamma is gamma; gd / law: report gamma as given
+        return LawRecursion(named_law, gamma=None if algorithm in ("sme", "sgd") else gamma, name=algorithm), None
     cls = {"sgd": MiniBatchSGD, "reshuffle": Reshuffling, "online": OnlineSGD}[algorithm]
     return cls(gamma, batch), TimeGrid(dt, growth, dt_max)
 
