@@ -234,3 +234,9 @@ def test_parse_value():
 
     assert parse_value("0.5") == 0.5 and parse_value("[1, 2]") == [1, 2] and parse_value("true") is True
     assert parse_value('"sgd"') == "sgd" and parse_value("sgd") == "sgd"
+
+
+def test_config_error_is_the_package_one():
+    from sgd_dmft import errors
+
+    assert ConfigError is errors.ConfigError and issubclass(ConfigError, errors.SgdDmftError)
