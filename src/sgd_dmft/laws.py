@@ -17,7 +17,7 @@ against it (``law.check_grid``), the one home of rules such as ``dt_max <= gamma
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -134,6 +134,20 @@ class Law(abc.ABC):
         """The size of a visit's jump when ``S`` is a jump process (SGD, reshuffling: ``gamma``), else None."""
         return None
 
+    @property
+    def continuous_time(self) -> bool:
+        """True when the recursion on the grid stands for a continuous-time algorithm (GF, critical SGD,
+        the SME, reshuffling, persistent selection), whose ``dt -> 0`` limit the solver returns by
+        default; False for full-batch GD, which *is* the discrete recursion."""
+        return True
+
+    def with_step(self, factor: float) -> "Law":
+        """The same law on the grid whose steps are all multiplied by ``factor`` (``dt``, ``dt_max``;
+        a graded grid keeps its shape ``dt_m = clip(growth t_m, dt, dt_max)`` with ``growth`` scaled
+        too, so that the mesh function is scaled). Raises ConfigError where the law cannot live there."""
+        dt_max = None if self.dt_max is None else self.dt_max * factor
+        return replace(self, dt=self.dt * factor, growth=self.growth * factor, dt_max=dt_max)
+
 
 @dataclass(frozen=True)
 class GD(Law):
@@ -151,6 +165,22 @@ class GD(Law):
 
     def second_moment_at(self, dt):
         return np.asarray(dt) ** 2
+
+    @property
+    def continuous_time(self):
+        return False
+
+
+@dataclass(frozen=True)
+class GF(GD):
+    """Gradient flow, solved on the grid of the GD recursion with step ``dt`` (``S = dt``); the solver
+    returns its ``dt -> 0`` limit by default (Richardson extrapolation), with an error estimate."""
+
+    name: str = field(default="gf", kw_only=True)
+
+    @property
+    def continuous_time(self):
+        return True
 
 
 @dataclass(frozen=True)
@@ -297,7 +327,9 @@ def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau:
              growth: float = 0.0, dt_max: float | None = None) -> Law:
     """Law for a named algorithm (``gf``/``gd`` -> ``S = dt``); ``growth``/``dt_max``: graded grid."""
     g = dict(growth=growth, dt_max=dt_max)
-    if algorithm in ("gf", "gd"):
+    if algorithm == "gf":
+        return GF(dt, **g)
+    if algorithm == "gd":
         return GD(dt, **g)
     if algorithm == "sgd":
         return SGD(dt, gamma, **g)

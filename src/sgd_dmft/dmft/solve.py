@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..problem import population_loss
 from .. import parallel
 from .divergence import check_stability, diverged
+from .extrapolate import levels, richardson
 from .march import march
 from .planning import plan_run
 from .processes import SampleProcess, choose_process
@@ -148,6 +149,57 @@ def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: in
     )
 
 
+def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, snapshots, progress, keep_kernels,
+               blas_threads, workers) -> xr.Dataset:
+    """The raw recursion on the law's grid: plan, run the replicas, reduce, build the Dataset."""
+    schedule = _check_request(law, t_max, proc, paths, replicas)
+    check_stability(problem, law)
+    R, P, W, mem = plan_run(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels, workers, proc)
+    snap_idx = np.unique(np.linspace(0, schedule.T, max(1, snapshots)).round().astype(int))
+    entropy = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
+    seqs = entropy.spawn(R)
+    args = (problem, law, schedule, proc, P, snap_idx, keep_kernels, blas_threads)
+    red, W = _run_replicas(args, seqs, schedule.T, W, progress, f"DMFT {law.name} dt={law.dt:g}")
+    ds = _dataset(problem, law, schedule, proc, red, keep_kernels, snap_idx)
+    seed_attr = seed if not isinstance(seed, np.random.SeedSequence) else np.atleast_1d(seed.entropy)[0]
+    ds.attrs.update(_attrs(problem, law, schedule, proc, R, P, W, replicas, seed_attr, max(red.clips), mem))
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        if not np.all(np.isfinite(ds[v].values)):
+            raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
+    return ds
+
+
+def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
+    if extrapolate is None:
+        return bool(law.continuous_time and not law.graded)
+    if extrapolate and not law.continuous_time:
+        raise ConfigError(f"extrapolate=True is not allowed for algorithm={law.name}: it is the discrete "
+                          f"recursion itself (use laws.GF for gradient flow)", key="extrapolate")
+    return bool(extrapolate)
+
+
+def _solve_extrapolated(problem, law, t_max, proc, seed, kw) -> xr.Dataset:
+    """Three independent solves (h, h/2 and, where allowed, 2h) combined by :func:`richardson`."""
+    fine_law, coarse_law = levels(law)
+    raw = _solve_raw(problem, law, t_max, proc, seed=seed, **kw)
+    fine = _solve_raw(problem, fine_law, t_max, proc, seed=np.random.SeedSequence([seed, 1]),
+                      **{**kw, "keep_kernels": False})
+    coarse = None
+    if coarse_law is not None and len(coarse_law.times(t_max)) > 2:
+        coarse = _solve_raw(problem, coarse_law, t_max, proc, seed=np.random.SeedSequence([seed, 2]),
+                            **{**kw, "keep_kernels": False})
+    ds = richardson(raw, fine, coarse)
+    levels_used = [raw] + [fine] + ([coarse] if coarse is not None else [])
+    ds.attrs.update(
+        extrapolated=1,
+        extrapolation=f"Richardson 2 f(dt/2) - f(dt); error estimate from "
+                      f"{'2 dt' if coarse is not None else 'f(dt/2) - f(dt) (first order, an overestimate)'}",
+        paths_total=int(sum(d.attrs["paths"] for d in levels_used)),
+        wall_levels="raw, dt/2" + (", 2 dt" if coarse is not None else ""),
+    )
+    return ds
+
+
 def solve(
     problem,
     law,
@@ -165,6 +217,7 @@ def solve(
     responses: str = "auto",
     workers: int = 1,
     process: SampleProcess | None = None,
+    extrapolate: bool | None = False,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
 
@@ -192,6 +245,10 @@ def solve(
     workers: replicas in up to this many spawn processes (the first runs here and is timed; workers
         start only when they would save more than ``SPAWN_COST_S``). Results do not depend on it.
     blas_threads: BLAS threads inside the march (matrix-vector sized products; 1 is fastest on 2 cores).
+    extrapolate: return the continuous-time limit ``dt -> 0`` (Richardson over the grids dt, dt/2, and
+        2 dt for the error estimate ``<var>_dt_error``; dataset curves ``<var>_raw`` keep the recursion at
+        dt); None: for continuous-time laws (GF, SGD, SME, reshuffling, persistent) on uniform grids;
+        False: the raw recursion at the grid step (what a Bernoulli-batch simulation runs).
 
     Returns
     -------
@@ -202,16 +259,10 @@ def solve(
     SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
     proc = choose_process(problem, law, process, responses, rao_blackwell)
-    schedule = _check_request(law, t_max, proc, paths, replicas)
-    check_stability(problem, law)
-    R, P, W, mem = plan_run(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels, workers, proc)
-    snap_idx = np.unique(np.linspace(0, schedule.T, max(1, snapshots)).round().astype(int))
-    seqs = np.random.SeedSequence(seed).spawn(R)
-    args = (problem, law, schedule, proc, P, snap_idx, keep_kernels, blas_threads)
-    red, W = _run_replicas(args, seqs, schedule.T, W, progress, f"DMFT {law.name}")
-    ds = _dataset(problem, law, schedule, proc, red, keep_kernels, snap_idx)
-    ds.attrs.update(_attrs(problem, law, schedule, proc, R, P, W, replicas, seed, max(red.clips), mem))
-    for v in ("train_loss", "test_loss", "M", "Q"):
-        if not np.all(np.isfinite(ds[v].values)):
-            raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
+    kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
+              keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
+    if _wants_extrapolation(law, extrapolate):
+        return _solve_extrapolated(problem, law, t_max, proc, seed, kw)
+    ds = _solve_raw(problem, law, t_max, proc, seed=seed, **kw)
+    ds.attrs["extrapolated"] = 0
     return ds
