@@ -13,8 +13,8 @@ from sgd_dmft import problem as P
 from sgd_dmft import simulate as legacy
 from sgd_dmft.errors import ConfigError, SimulationDiverged
 from sgd_dmft.grid import TimeGrid
-from sgd_dmft.simulation import (LawRecursion, MiniBatchSGD, OnlineSGD, Reshuffling, init_projection, kernel_codes,
-                                 make_instance, simulate)
+from sgd_dmft.simulation import (LawRecursion, MiniBatchSGD, OnlineSGD, Reshuffling, kernel_codes, make_instance,
+                                 simulate)
 
 DT, GAMMA = 0.05, 0.5
 ARGS = dict(t_max=0.6, d=30, seeds=2, seed=4)
@@ -140,16 +140,6 @@ def test_divergence_names_the_algorithm():
 # --------------------------------------------------------------------------------------------
 # the init projection and the kernel codes come from the problem / the model where they have them
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("k, ks", [(1, 1), (2, 3), (3, 2)])
-def test_init_projection_selects_the_first_teacher_directions(k, ks):
-    prob = P.Problem(P.committee(k, ks, "erf", 0.1), delta=1.0, init_overlap=0.5)
-    Pm = init_projection(prob)
-    assert Pm.shape == (k, ks)
-    np.testing.assert_array_equal(Pm, np.eye(k, ks))
-    C0, M0 = prob.init_moments()  # the DMFT's initial condition uses the same selection
-    np.testing.assert_allclose(M0, 0.5 * Pm)
-
-
 class _Delegate:
     """``obj`` with some attributes replaced."""
 

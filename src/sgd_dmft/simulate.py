@@ -29,7 +29,7 @@ from .simulation import simulate as _simulate
 if TYPE_CHECKING:
     import xarray as xr
 
-    from .problem import Problem
+    from .models import Problem
 
 __all__ = [
     "simulate", "algorithm_for", "n_samples", "SimulationDiverged", "instance_for_seed", "make_instance",

@@ -18,13 +18,13 @@ from ..errors import SimulationDiverged
 from .algorithms import Algorithm, LawRecursion, MiniBatchSGD, OnlineSGD, Reshuffling, law_step
 from .batches import ReshuffleStream, reshuffle_record_steps, uniform_batches
 from .driver import run_seed, simulate
-from .instance import Instance, init_projection, instance_for_seed, make_instance, n_samples, seed_rngs
+from .instance import Instance, instance_for_seed, make_instance, n_samples, seed_rngs
 from .kernels import kernel_codes, sgd_step
 from .recorder import Q_MAX, Recorder
 
 __all__ = [
     "simulate", "run_seed", "Algorithm", "LawRecursion", "MiniBatchSGD", "Reshuffling", "OnlineSGD",
-    "Instance", "make_instance", "instance_for_seed", "n_samples", "seed_rngs", "init_projection",
+    "Instance", "make_instance", "instance_for_seed", "n_samples", "seed_rngs",
     "uniform_batches", "ReshuffleStream", "reshuffle_record_steps", "sgd_step", "law_step", "kernel_codes",
     "Recorder", "Q_MAX", "SimulationDiverged",
 ]

@@ -46,7 +46,7 @@ from .kernels import kernel_codes, run_steps
 from .recorder import Recorder, diverged
 
 if TYPE_CHECKING:
-    from ..problem import Model, Problem
+    from ..models import Model, Problem
     from .instance import Instance
 
 Batches = Callable[[int], tuple]  # n_steps -> (X, y, idx, ptr): the rows each of the next steps uses

@@ -19,7 +19,7 @@ import numpy as np
 from ..curves import simulation_dataset
 from ..errors import ConfigError
 from ..grid import TimeGrid
-from ..problem import population_loss
+from ..models import population_loss
 from .algorithms import Algorithm
 from .instance import Instance, make_instance, n_samples, seed_rngs
 from .recorder import Recorder
@@ -27,7 +27,7 @@ from .recorder import Recorder
 if TYPE_CHECKING:
     import xarray as xr
 
-    from ..problem import Problem
+    from ..models import Problem
 
 
 def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int, seeds: int | Sequence[int] = 1,

@@ -4,7 +4,7 @@ Conventions (docs/conventions.md; docs/theory.md section 1): ``x_i ~ N(0, I_d / 
 shape ``(n, d)``), ``n = round(delta * d)``; teacher ``theta*`` of shape ``(d, k*)`` with i.i.d. N(0, 1)
 entries; labels ``y_i = model.label(x_i^T theta*, eps_i)`` with ``eps_i ~ N(0, 1)``; initialisation
 ``theta_0 = init_overlap * theta* P^T + init_scale * Z`` (shape ``(d, k)``) with ``Z`` i.i.d. N(0, 1) and
-``P`` (``k x k*``) the selection matrix of the DMFT's initial condition (``Problem.init_moments``), so
+``P = problem.init_projection()`` (``k x k*``), the selection matrix of the DMFT's initial condition, so
 the empirical initial overlaps match the theory's.
 
 Seeds: seed value ``s`` of a run with base seed ``seed`` uses ``SeedSequence([seed, s]).spawn(2)``:
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..problem import Problem
+    from ..models import Problem
 
 
 @dataclass
@@ -47,22 +47,6 @@ def seed_rngs(seed: int, s: int) -> tuple[np.random.Generator, np.random.Generat
     return np.random.default_rng(a), np.random.default_rng(b)
 
 
-def init_projection(problem: Problem) -> np.ndarray:
-    """The ``(k, k*)`` selection matrix P of ``theta_0 = init_overlap * theta* P^T + ...``.
-
-    ``problem.init_projection()`` where the Problem provides it (its one home), else ones on the first
-    ``min(k, k*)`` diagonal entries (``theta*[:, :k]`` when ``k <= k*``, zero-padded when ``k > k*``).
-    """
-    own = getattr(problem, "init_projection", None)
-    if callable(own):
-        return np.asarray(own(), dtype=np.float64)
-    k, ks = problem.k, problem.kstar
-    P = np.zeros((k, ks))
-    m = min(k, ks)
-    P[np.arange(m), np.arange(m)] = 1.0
-    return P
-
-
 def make_instance(problem: Problem, d: int, rng: np.random.Generator, with_data: bool = True) -> Instance:
     """Draw teacher, initialisation and (unless ``with_data=False``) the training set.
 
@@ -75,7 +59,7 @@ def make_instance(problem: Problem, d: int, rng: np.random.Generator, with_data:
     Z = rng.standard_normal((d, model.k))
     theta0 = problem.init_scale * Z
     if problem.init_overlap != 0.0:
-        theta0 = theta0 + problem.init_overlap * (theta_star @ init_projection(problem).T)
+        theta0 = theta0 + problem.init_overlap * (theta_star @ problem.init_projection().T)
     X = y = None
     if with_data:
         X = rng.standard_normal((n, d))

@@ -20,16 +20,14 @@ import numba
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..problem import Model
+    from ..models import Model
 
 _RENORM = 1e-3  # fold the ridge scalar c back into theta_tilde when |c| falls below this
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _SQRT2_PI = math.sqrt(2.0 / math.pi)
 
-# Model codes: linear 0, logistic 1, phase_retrieval 2, committee 3; activations: erf 0, relu 1,
-# tanh 2, quadratic 3 (the values of ``model.kernel_spec``).
-_MODEL_CODES = {"linear": 0, "logistic": 1, "phase_retrieval": 2, "committee": 3}
-_ACT_CODES = {"erf": 0, "relu": 1, "tanh": 2, "quadratic": 3}
+# The codes are ``model.kernel_spec`` = (model code, activation code): models linear 0, logistic 1,
+# phase_retrieval 2, committee 3; activations erf 0, relu 1, tanh 2, quadratic 3 (Activation.code).
 
 
 @numba.njit(cache=True, inline="always")
@@ -163,29 +161,13 @@ def _steps_numpy(model: Model, X, y, theta, idx, ptr, gamma, fac):
     return -1
 
 
-def _kernel_spec(model: Model) -> tuple[int, int] | None:
-    """``model.kernel_spec`` (``(model code, activation code)`` or None).
-
-    Fallback for models without the attribute: the preset name table.
-    """
-    if hasattr(model, "kernel_spec"):
-        return model.kernel_spec
-    mcode = _MODEL_CODES.get(model.name)
-    if mcode is None:
-        return None
-    acode = _ACT_CODES.get(model.meta.get("activation", "erf"), -1) if mcode == 3 else 0
-    if acode < 0 or (mcode != 3 and (model.k != 1 or model.kstar < 1)):
-        return None
-    return mcode, acode
-
-
 def kernel_codes(model: Model) -> tuple[int, int] | None:
     """The kernel's ``(model code, activation code)`` for ``model``, or None (then the numpy loop runs).
 
     The kernel's gradient is checked against ``model.grad`` on 16 random points (guards against a
     model that claims a preset's kernel but computes another gradient).
     """
-    spec = _kernel_spec(model)
+    spec = model.kernel_spec
     if spec is None:
         return None
     mcode, acode = (int(v) for v in spec)

@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import SimulationDiverged
 
 if TYPE_CHECKING:
-    from ..problem import Model
+    from ..models import Model
     from .instance import Instance
 
 Q_MAX = 1e12  # divergence threshold on the diagonal of Q = theta^T theta / d
