@@ -21,6 +21,10 @@ import record  # noqa: E402
 GOLDEN = np.load(Path(__file__).with_name("golden") / "golden.npz")
 STRICT = os.environ.get("SGD_DMFT_GOLDEN_STRICT") == "1"
 RTOL = 1e-11
+# cases whose summation order changed on purpose (still within RTOL); strict mode checks them at RTOL
+STRICT_EXEMPT = {
+    "online_erf": "one erf committee loss for dmft and online (models/closed_forms.py): 4e-16 relative",
+}
 
 
 @pytest.mark.parametrize("name", list(record.cases()))
@@ -33,7 +37,7 @@ def test_golden(name):
         a = got[var]
         assert a.shape == ref.shape, f"{name}/{var}: shape {a.shape} != {ref.shape}"
         assert np.array_equal(np.isnan(a), np.isnan(ref)), f"{name}/{var}: NaN pattern differs"
-        if STRICT:
+        if STRICT and name not in STRICT_EXEMPT:
             assert np.array_equal(a, ref, equal_nan=True), (
                 f"{name}/{var}: not bit-identical, max |diff| = {np.nanmax(np.abs(a - ref)):.3g}")
         else:
