@@ -157,7 +157,7 @@ class LawRecursion(Algorithm):
 
 class _Multipliers:
     """The multipliers ``S`` ``(n, T)`` of one run, stored for the per-step update: one constant per
-    step (deterministic laws), the visits sorted by step (mostly-zero ``S``), or ``S^T`` (dense)."""
+    step (deterministic laws), the visits sorted by step (``law.sparse``: mostly-zero ``S``), or ``S^T``."""
 
     def __init__(self, law: Law, rng: np.random.Generator, n: int, T: int):
         self.consts = self.St = self.ptr = self.rows = self.vals = None
@@ -165,7 +165,7 @@ class _Multipliers:
             self.consts = law.sample(rng, 1, T + 1)[0]
             return
         S = np.asarray(law.sample(rng, n, T), dtype=np.float64)
-        if np.count_nonzero(S) < 0.25 * S.size:
+        if law.sparse:  # the solver's rule too
             ms, self.rows = np.nonzero(S.T)  # sorted by step, then sample
             self.vals = S[self.rows, ms]
             self.ptr = np.searchsorted(ms, np.arange(T + 1))
