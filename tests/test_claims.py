@@ -16,6 +16,10 @@ from sgd_dmft import problem as pb
 from sgd_dmft.results import discrepancy, sim_mean_stderr
 from sgd_dmft.simulate import n_samples, simulate
 
+def solve_raw(*args, **kw):
+    """The raw recursion at the grid step (what a Bernoulli-batch / law simulation runs)."""
+    return dmft.solve(*args, **{"extrapolate": False, **kw})
+
 
 def _rate(x, y):
     return float(np.polyfit(np.log(x), np.log(y), 1)[0])
@@ -38,7 +42,7 @@ def test_gamma_to_zero_rate_is_one(Law):
     gammas = np.array([0.08, 0.04, 0.02])
     dist = []
     for g in gammas:
-        ds = dmft.solve(prob, Law(dt, g), t_max=t_max, keep_kernels=False)
+        ds = solve_raw(prob, Law(dt, g), t_max=t_max, keep_kernels=False)
         dist.append(float(np.abs(ds.train_loss.values - gd.train_loss.values).max()))
     dist = np.array(dist)
     assert np.all(np.diff(dist) < 0)
@@ -54,9 +58,9 @@ def _batch_invariance(d, seeds, paths, kappa_exps, t_max, z_max):
     gamma = 2.0
     prob = pb.Problem(pb.logistic(), delta=2.0, init_scale=0.5)
     n = n_samples(prob, d)
-    th = dmft.solve(prob, laws.SGD(gamma / 50, gamma), t_max=t_max, paths=paths, replicas=4, seed=5,
+    th = solve_raw(prob, laws.SGD(gamma / 50, gamma), t_max=t_max, paths=paths, replicas=4, seed=5,
                     keep_kernels=False)
-    gd = dmft.solve(prob, laws.GD(0.1), t_max=t_max, paths=paths // 2, replicas=4, seed=6, keep_kernels=False)
+    gd = solve_raw(prob, laws.GD(0.1), t_max=t_max, paths=paths // 2, replicas=4, seed=6, keep_kernels=False)
     for e in kappa_exps:
         kappa = max(1, int(round(n**e)))
         sim = simulate(prob, "sgd", t_max=t_max, dt=0.5, d=d, gamma=gamma, batch=kappa, batching="uniform",
@@ -84,8 +88,8 @@ def test_batch_invariance_large():
 def _reshuffle_gap(paths, t_max):
     gamma = 1.0
     prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
-    sgd = dmft.solve(prob, laws.SGD(gamma / 50, gamma), t_max=t_max, keep_kernels=False)
-    rr = dmft.solve(prob, laws.Reshuffle(gamma / 50, gamma), t_max=t_max, paths=paths, replicas=4, seed=9,
+    sgd = solve_raw(prob, laws.SGD(gamma / 50, gamma), t_max=t_max, keep_kernels=False)
+    rr = solve_raw(prob, laws.Reshuffle(gamma / 50, gamma), t_max=t_max, paths=paths, replicas=4, seed=9,
                     keep_kernels=False)
     t = sgd["time"].values
     early = (t >= 0.5 * gamma) & (t <= 2 * gamma)  # epochs 0.5 to 2: reshuffling is ahead
@@ -148,7 +152,7 @@ def test_sgd_differs_from_sme_nonlinear_simulation():
 def test_sgd_differs_from_sme_nonlinear_dmft():
     prob = _nl_problem()
     g, dt = NL["gamma"], NL["dt"]
-    th = {k: dmft.solve(prob, L(dt, g), t_max=NL["t_max"], paths=8000, replicas=4, seed=s, keep_kernels=False)
+    th = {k: solve_raw(prob, L(dt, g), t_max=NL["t_max"], paths=8000, replicas=4, seed=s, keep_kernels=False)
           for k, L, s in (("sgd", laws.SGD, 1), ("sme", laws.SME, 2))}
     a, b = th["sgd"].test_loss.values[-1], th["sme"].test_loss.values[-1]
     z = _z(a, th["sgd"].test_loss_stderr.values[-1], b, th["sme"].test_loss_stderr.values[-1])
@@ -161,9 +165,9 @@ def test_sgd_differs_from_sme_nonlinear_dmft():
 def test_sgd_equals_sme_linear():
     prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
     g, dt, t_max = 1.0, 0.01, 3.0
-    a = dmft.solve(prob, laws.SGD(dt, g), t_max=t_max, keep_kernels=False)
-    b = dmft.solve(prob, laws.SME(dt, g), t_max=t_max, keep_kernels=False)
-    c = dmft.solve(prob, laws.GD(dt), t_max=t_max, keep_kernels=False)
+    a = solve_raw(prob, laws.SGD(dt, g), t_max=t_max, keep_kernels=False)
+    b = solve_raw(prob, laws.SME(dt, g), t_max=t_max, keep_kernels=False)
+    c = solve_raw(prob, laws.GD(dt), t_max=t_max, keep_kernels=False)
     diff = float(np.abs(a.train_loss - b.train_loss).max())
     # the laws differ only by dt^2 in E[S^2] (gamma dt vs gamma dt + dt^2): relative O(dt / gamma)
     assert diff < 3 * dt / g * float(np.abs(a.train_loss - c.train_loss).max())

@@ -19,6 +19,10 @@ from sgd_dmft import dmft, exact, laws
 from sgd_dmft import problem as P
 from sgd_dmft.simulate import instance_for_seed, simulate
 
+def solve_raw(*args, **kw):
+    """The raw recursion at the grid step (what a Bernoulli-batch / law simulation runs)."""
+    return dmft.solve(*args, **{"extrapolate": False, **kw})
+
 from test_dmft import MC, Z_MAX, _zscores
 
 LIN = P.Problem(P.linear(0.3), delta=0.5, ridge=0.01, init_scale=0.5, init_overlap=0.2)
@@ -57,7 +61,7 @@ def test_graded_sgd_needs_a_cap_below_gamma():
 def test_graded_gd_exact_path_equals_marchenko_pastur():
     """DMFT exact linear path on a graded grid = the closed form of GD with the same step sequence."""
     law = laws.GD(0.01, growth=0.05, dt_max=0.5)
-    ds = dmft.solve(LIN, law, t_max=100.0, keep_kernels=False)
+    ds = solve_raw(LIN, law, t_max=100.0, keep_kernels=False)
     T = ds.sizes["time"] - 1
     ex = exact.gd_linear(LIN, law.dt, T, steps=law.steps(T))
     np.testing.assert_allclose(ds.time.values, ex.time.values, rtol=1e-13)
@@ -86,8 +90,8 @@ def test_graded_grid_tends_to_gradient_flow_at_first_order_over_a_long_horizon()
 def test_graded_exact_path_matches_monte_carlo(law):
     """The per-step moments E[S_m], E[S_m^2] of the exact path = Monte Carlo of the same graded equations."""
     prob = P.Problem(P.linear(0.3), delta=2.0, ridge=0.1, init_scale=0.5, init_overlap=0.2)
-    ex = dmft.solve(prob, law, t_max=3.0)
-    mc = dmft.solve(prob, law, t_max=3.0, paths=16000, replicas=8, seed=3, process=MC)
+    ex = solve_raw(prob, law, t_max=3.0)
+    mc = solve_raw(prob, law, t_max=3.0, paths=16000, replicas=8, seed=3, process=MC)
     assert ex.sizes["time"] == mc.sizes["time"] and np.ptp(np.diff(ex.time.values)) > 0.05
     idx = np.unique(np.linspace(1, ex.sizes["time"] - 1, 9).round().astype(int))
     for var in ("train_loss", "test_loss"):
@@ -99,7 +103,7 @@ def test_graded_sgd_exact_path_against_finite_d_expectation():
     """Exact E_S of graded Bernoulli SGD on finite-d instances (no Monte Carlo over S) -> DMFT."""
     prob = P.Problem(P.linear(0.3), delta=2.0, ridge=0.1, init_scale=0.5, init_overlap=0.2)
     law = laws.SGD(0.02, 0.5, growth=0.2, dt_max=0.1)
-    th = dmft.solve(prob, law, t_max=2.0)
+    th = solve_raw(prob, law, t_max=2.0)
     T = th.sizes["time"] - 1
     vals = []
     for s in range(6):
@@ -123,7 +127,7 @@ GRADED_CASES = {
 @pytest.mark.parametrize("case", list(GRADED_CASES))
 def test_graded_theory_matches_simulation_of_same_recursion(case):
     prob, law, t_max = GRADED_CASES[case]
-    th = dmft.solve(prob, law, t_max=t_max, paths=16000, replicas=8, seed=1)
+    th = solve_raw(prob, law, t_max=t_max, paths=16000, replicas=8, seed=1)
     sim = simulate(prob, "law", law=law, t_max=t_max, dt=law.dt, d=1000, seeds=10, seed=7)
     np.testing.assert_allclose(th.time.values, sim.time.values, rtol=1e-12)
     T = th.sizes["time"] - 1
@@ -142,8 +146,8 @@ def test_graded_grid_error_against_uniform_grid(fine, graded, t_max):
     """Logistic: the graded grid's curves stay within a few s.e. and 4e-3 of the uniform fine grid."""
     prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
     paths = 32000 if fine.name == "sgd" else 8000
-    a = dmft.solve(prob, graded, t_max=t_max, paths=paths, replicas=8, seed=4, keep_kernels=False)
-    b = dmft.solve(prob, fine, t_max=t_max, paths=paths, replicas=8, seed=5, keep_kernels=False)
+    a = solve_raw(prob, graded, t_max=t_max, paths=paths, replicas=8, seed=4, keep_kernels=False)
+    b = solve_raw(prob, fine, t_max=t_max, paths=paths, replicas=8, seed=5, keep_kernels=False)
     assert a.sizes["time"] < b.sizes["time"] / 3
     keep = a.time.values <= b.time.values[-1]
     bi = b.interp(time=a.time.values[keep])
@@ -157,8 +161,8 @@ def test_graded_gd_past_its_stability_cap_is_reported():
     """Explicit GD: dt_m (lambda_max + ridge) > 2 blows up; the error names the step and dt_max."""
     prob = P.Problem(P.linear(0.3), delta=2.0, ridge=0.01)  # lambda_max = (1 + sqrt 2)^2 = 5.83
     with pytest.raises(dmft.SolverDiverged, match=r"dt_m=.*dt_max=2\.0"):
-        dmft.solve(prob, laws.GD(0.01, growth=0.05, dt_max=2.0), t_max=200.0)
-    dmft.solve(prob, laws.GD(0.01, growth=0.05, dt_max=0.3), t_max=200.0)  # below 2 / 5.84: stable
+        solve_raw(prob, laws.GD(0.01, growth=0.05, dt_max=2.0), t_max=200.0)
+    solve_raw(prob, laws.GD(0.01, growth=0.05, dt_max=0.3), t_max=200.0)  # below 2 / 5.84: stable
 
 
 @settings(max_examples=60, deadline=None)

@@ -63,6 +63,7 @@ __all__ = [
     "gf_linear",
     "gd_linear",
     "sgd_linear_second_moment",
+    "sgd_linear_poisson",
 ]
 
 
@@ -256,6 +257,78 @@ def gd_linear(problem: Problem, dt: float, n_steps: int, *, n_nodes: int | None 
         raise OverflowError(f"GD with dt={h.max()} diverges (dt (b + ridge) > 2)")
     train, test, M, Q = _curves_from_EP(problem, s, w, E, phi)
     return _dataset(problem, times, train, test, M, Q, "gd", dt, N)
+
+
+# ------------------------------------------------------------------------------------------------
+# Critical-scale SGD in its Poisson limit: the homogenised-SGD Volterra equation (least squares)
+# ------------------------------------------------------------------------------------------------
+def _volterra(g: np.ndarray, K: np.ndarray, h: float) -> np.ndarray:
+    """Trapezoidal solution of ``L(t_j) = g_j + int_0^t_j K(t_j - u) L(u) du`` on ``t_j = j h``
+    (``K[j] = K(j h)``); second order in h."""
+    L = np.empty(len(g))
+    L[0] = g[0]
+    for j in range(1, len(g)):
+        acc = 0.5 * K[j] * L[0] + K[j - 1 : 0 : -1] @ L[1:j]
+        L[j] = (g[j] + h * acc) / (1.0 - 0.5 * h * K[0])
+    return L
+
+
+def _convolve(K: np.ndarray, L: np.ndarray, h: float) -> np.ndarray:
+    """``int_0^t_j K(t_j - u) L(u) du`` by the trapezoid on ``t_j = j h``."""
+    out = np.zeros(len(L))
+    for j in range(1, len(L)):
+        out[j] = h * (0.5 * K[j] * L[0] + K[j - 1 : 0 : -1] @ L[1:j] + 0.5 * K[0] * L[j])
+    return out
+
+
+def _poisson_level(problem: Problem, gamma: float, t_max: float, h: float, s: np.ndarray, w: np.ndarray):
+    n = int(math.ceil(t_max / h - 1e-9))
+    tg = np.arange(n + 1) * h
+    gf = gf_linear(problem, tg, n_nodes=len(s))
+    ex = np.exp(-2.0 * np.outer(tg, s + problem.ridge))
+    K2 = (gamma / problem.delta) * ((ex * s**2) @ w)
+    K1 = 2.0 * gamma * ((ex * s) @ w)
+    L = _volterra(gf.train_loss.values, K2, h)
+    Q = gf.Q.values[:, 0, 0] + _convolve(K1, L, h)
+    M = gf.M.values[:, 0, 0]
+    return tg, L, 0.5 * (Q - 2 * M + 1.0 + problem.model.noise**2), M, Q
+
+
+def sgd_linear_poisson(problem: Problem, gamma: float, times, *, h: float | None = None,
+                       n_nodes: int | None = None) -> xr.Dataset:
+    """Exact d = infinity curves of critical-scale SGD (its Poisson limit, batch ``kappa = o(n)``) on
+    the linear model: the continuous-time limit that ``laws.SGD(dt, gamma)`` approaches as ``dt -> 0``.
+
+    Derivation. Each sample is visited at rate ``1/gamma`` and a visit moves ``theta`` by
+    ``-gamma x_i e_i`` (``e = X theta - y``). The mean ``m(t) = E theta`` follows gradient flow; the
+    covariance ``V`` of ``theta - m`` obeys ``dV/dt = -(A + ridge) V - V (A + ridge) + gamma sum_i x_i x_i^T
+    E[e_i^2]``, and in high dimension the sampled directions decouple from the residuals (homogenised
+    SGD: ``sum_i x_i x_i^T E[e_i^2] -> 2 L(t) A`` with ``L`` the train loss, mean per-sample ``e^2 / 2``).
+    Since ``2 n L = |X m - y|^2 + tr(A V)``:
+
+        L(t) = L_GF(t) + (gamma / delta) int_0^t K2(t - u) L(u) du,   K2(tau) = int mu(ds) s^2 exp(-2 (s + ridge) tau),
+        Q(t) = Q_GF(t) + 2 gamma int_0^t K1(t - u) L(u) du,          K1(tau) = int mu(ds) s exp(-2 (s + ridge) tau),
+
+    ``M = M_GF``, ``test = (Q - 2 M + 1 + noise^2) / 2`` (mu: the spectral law of ``A = X^T X``). The
+    Volterra equation is solved by the trapezoid at steps ``h`` and ``h/2`` and Richardson-combined
+    (fourth order; default ``h = min(1e-3, t_max / 400)``); the kernels by ``n_nodes`` Gauss nodes.
+    Does not use the DMFT solver; ``tests/test_extrapolation.py`` checks the solver against it.
+    """
+    _check_linear(problem)
+    times = np.atleast_1d(np.asarray(times, dtype=np.float64))
+    t_max = float(times.max())
+    if not (gamma > 0 and t_max > 0):
+        raise ValueError(f"need gamma > 0 and max(times) > 0 (got {gamma}, {t_max})")
+    N = int(n_nodes) if n_nodes is not None else max(200, _n_nodes_gf(problem, 2 * t_max))
+    s, w = mp_quadrature(problem.delta, N)
+    hh = float(h) if h is not None else min(1e-3, t_max / 400)
+    tc, *coarse = _poisson_level(problem, gamma, t_max, hh, s, w)
+    _, *fine = _poisson_level(problem, gamma, t_max, hh / 2, s, w)
+    out = [np.interp(times, tc, (4.0 * f[::2][: len(c)] - c) / 3.0) for c, f in zip(coarse, fine)]
+    train, test, M, Q = out
+    ds = _dataset(problem, times, train, test, M, Q, "sgd-poisson", 0.0, N)
+    ds.attrs.update(solver="exact-homogenised-sgd-volterra", gamma=float(gamma), volterra_step=hh)
+    return ds
 
 
 # ------------------------------------------------------------------------------------------------

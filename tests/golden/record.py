@@ -29,7 +29,7 @@ def cases():
     lin = Problem(make_model("linear", noise=0.3), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
     pr = Problem(make_model("phase_retrieval"), delta=3.0, ridge=0.0, init_scale=0.5, init_overlap=0.6)
     tanh1 = Problem(make_model("committee", k=1, kstar=1, activation="tanh"), delta=2.0, ridge=0.1)
-    kw = dict(paths=1200, replicas=3, seed=7)
+    kw = dict(paths=1200, replicas=3, seed=7, extrapolate=False)
     return {
         "logistic_sgd": lambda: solve(logi, laws.SGD(0.05, 0.5), t_max=2.0, **kw),
         "logistic_gd": lambda: solve(logi, laws.GD(0.05), t_max=1.5, **kw),
@@ -43,8 +43,8 @@ def cases():
         "logistic_persistent": lambda: solve(logi, laws.Persistent(0.05, 0.5, 1.0), t_max=1.0, **kw),
         "phase_retrieval_gd": lambda: solve(pr, laws.GD(0.02), t_max=0.4, **kw),
         "linear_exact_gd": lambda: solve(lin, laws.GD(0.05), t_max=3.0),
-        "linear_exact_sgd": lambda: solve(lin, laws.SGD(0.05, 0.5), t_max=3.0),
-        "linear_exact_sme": lambda: solve(lin, laws.SME(0.05, 0.5), t_max=3.0),
+        "linear_exact_sgd": lambda: solve(lin, laws.SGD(0.05, 0.5), t_max=3.0, extrapolate=False),
+        "linear_exact_sme": lambda: solve(lin, laws.SME(0.05, 0.5), t_max=3.0, extrapolate=False),
         "linear_exact_graded": lambda: solve(lin, laws.GD(0.02, growth=0.1, dt_max=0.2), t_max=10.0),
         "logistic_gd_graded": lambda: solve(logi, laws.GD(0.02, growth=0.1, dt_max=0.2), t_max=4.0, **kw),
         "logistic_sgd_graded": lambda: solve(logi, laws.SGD(0.02, 0.5, growth=0.1, dt_max=0.1), t_max=3.0, **kw),

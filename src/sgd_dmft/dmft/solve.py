@@ -8,6 +8,7 @@ errors -> build the Dataset.
 from __future__ import annotations
 
 import math
+import time
 
 import numpy as np
 import xarray as xr
@@ -18,6 +19,7 @@ from ..curves import TIME_UNITS, theory_vars
 from ..errors import ConfigError
 from ..problem import population_loss
 from .. import parallel
+from .accuracy import Target, extra_replicas, relative_error
 from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
 from .march import march
@@ -75,36 +77,53 @@ class _Reduction:
                 self.sums[name] = a
 
 
-def _run_replicas(args: tuple, seqs, T: int, W: int, progress: bool, desc: str) -> tuple[_Reduction, int]:
-    """Run the replicas (``W`` processes at most), reduced as they arrive; returns the workers used."""
+def _run_replicas(args: tuple, entropy: np.random.SeedSequence, R: int, T: int, W: int, progress: bool,
+                  desc: str, target: Target | None = None, curves=None) -> tuple[_Reduction, int]:
+    """Run ``R`` replicas (``W`` processes at most), reduced as they arrive, then more in batches until
+    ``target`` is met (``curves(red) -> (train, test)`` per replica); returns the workers used."""
     red = _Reduction()
     pbar = None
     if progress:
         from tqdm.auto import tqdm
 
-        pbar = tqdm(total=len(seqs) * T, desc=desc, unit="step", leave=False)
+        pbar = tqdm(total=R * T, desc=desc, unit="step", leave=False)
 
     def on_result(i: int, rep: dict, local: bool) -> None:
         red.add(rep)
         if pbar is not None and not local:
             pbar.update(T)
 
+    t0, used = time.perf_counter(), 1
     try:
-        W = parallel.map_ordered(_replica, [args + (sq,) for sq in seqs], workers=W, on_result=on_result,
-                                 local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S)
+        n_new = R
+        while n_new > 0:
+            tasks = [args + (sq,) for sq in entropy.spawn(n_new)]
+            used = max(used, parallel.map_ordered(_replica, tasks, workers=W, on_result=on_result,
+                                                  local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S))
+            n_new = 0 if target is None else extra_replicas(target, len(red.Q), relative_error(*curves(red)),
+                                                            time.perf_counter() - t0)
+            if pbar is not None and n_new:
+                pbar.total += n_new * T
+                pbar.refresh()
     finally:
         if pbar is not None:
             pbar.close()
-    return red, W
+    return red, used
+
+
+def _replica_curves(problem, process, red: _Reduction) -> tuple[np.ndarray, np.ndarray]:
+    """Per-replica ``(train_loss, test_loss)``, each ``(R, T+1)``."""
+    ter = np.stack([population_loss(problem.model, q, m) for q, m in zip(red.Q, red.M)])
+    # Monte Carlo: train = test + E[l(r_m, y) - l(w_m, y)] (control variate, see processes.py)
+    trr = np.stack(red.train) + (ter if process.train_is_gap else 0.0)
+    return trr, ter
 
 
 def _dataset(problem, law, schedule, process, red: _Reduction, keep_kernels: bool, snap_idx) -> xr.Dataset:
     """Means and standard errors over replicas, the averaged kernels and the snapshots, on ``time``."""
     R = len(red.Q)
     Qr, Mr = np.stack(red.Q), np.stack(red.M)  # (R, T1, k, k), (R, T1, k, ks)
-    ter = np.stack([population_loss(problem.model, Qr[i], Mr[i]) for i in range(R)])
-    # Monte Carlo: train = test + E[l(r_m, y) - l(w_m, y)] (control variate, see processes.py)
-    trr = np.stack(red.train) + (ter if process.train_is_gap else 0.0)
+    trr, ter = _replica_curves(problem, process, red)
     data = theory_vars({"train_loss": trr, "test_loss": ter, "M": Mr, "Q": Qr})
     if keep_kernels:
         kd = ("time", "time2", "k", "k2")
@@ -150,19 +169,20 @@ def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: in
 
 
 def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, snapshots, progress, keep_kernels,
-               blas_threads, workers) -> xr.Dataset:
+               blas_threads, workers, target: Target | None = None) -> xr.Dataset:
     """The raw recursion on the law's grid: plan, run the replicas, reduce, build the Dataset."""
     schedule = _check_request(law, t_max, proc, paths, replicas)
     check_stability(problem, law)
     R, P, W, mem = plan_run(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels, workers, proc)
     snap_idx = np.unique(np.linspace(0, schedule.T, max(1, snapshots)).round().astype(int))
     entropy = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
-    seqs = entropy.spawn(R)
     args = (problem, law, schedule, proc, P, snap_idx, keep_kernels, blas_threads)
-    red, W = _run_replicas(args, seqs, schedule.T, W, progress, f"DMFT {law.name} dt={law.dt:g}")
+    target = target if proc.monte_carlo else None
+    red, W = _run_replicas(args, entropy, R, schedule.T, W, progress, f"DMFT {law.name} dt={law.dt:g}", target,
+                           lambda r: _replica_curves(problem, proc, r))
     ds = _dataset(problem, law, schedule, proc, red, keep_kernels, snap_idx)
     seed_attr = seed if not isinstance(seed, np.random.SeedSequence) else np.atleast_1d(seed.entropy)[0]
-    ds.attrs.update(_attrs(problem, law, schedule, proc, R, P, W, replicas, seed_attr, max(red.clips), mem))
+    ds.attrs.update(_attrs(problem, law, schedule, proc, len(red.Q), P, W, replicas, seed_attr, max(red.clips), mem))
     for v in ("train_loss", "test_loss", "M", "Q"):
         if not np.all(np.isfinite(ds[v].values)):
             raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
@@ -178,16 +198,21 @@ def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
     return bool(extrapolate)
 
 
-def _solve_extrapolated(problem, law, t_max, proc, seed, kw) -> xr.Dataset:
-    """Three independent solves (h, h/2 and, where allowed, 2h) combined by :func:`richardson`."""
+def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> xr.Dataset:
+    """Three independent solves (h, h/2 and, where allowed, 2h) combined by :func:`richardson`.
+
+    With a target ``rtol`` on the extrapolated curves ``2 f(h/2) - f(h)`` (variance ``4 V_fine + V_raw``):
+    the raw level aims at ``rtol / sqrt 2`` and the fine one at ``rtol / (2 sqrt 2)``; the time budget is
+    shared in proportion to their expected cost (1 : 8 : 1/4 for h, h/2, 2h)."""
     fine_law, coarse_law = levels(law)
-    raw = _solve_raw(problem, law, t_max, proc, seed=seed, **kw)
-    fine = _solve_raw(problem, fine_law, t_max, proc, seed=np.random.SeedSequence([seed, 1]),
-                      **{**kw, "keep_kernels": False})
+    raw = _solve_raw(problem, law, t_max, proc, seed=seed, **kw, target=target.scaled(2**-0.5, 1 / 9.25))
+    lite = {**kw, "keep_kernels": False}
+    fine = _solve_raw(problem, fine_law, t_max, proc, seed=np.random.SeedSequence([seed, 1]), **lite,
+                      target=target.scaled(2**-1.5, 8 / 8.25))
     coarse = None
     if coarse_law is not None and len(coarse_law.times(t_max)) > 2:
-        coarse = _solve_raw(problem, coarse_law, t_max, proc, seed=np.random.SeedSequence([seed, 2]),
-                            **{**kw, "keep_kernels": False})
+        coarse = _solve_raw(problem, coarse_law, t_max, proc, seed=np.random.SeedSequence([seed, 2]), **lite,
+                            target=target.share(1.0))
     ds = richardson(raw, fine, coarse)
     levels_used = [raw] + [fine] + ([coarse] if coarse is not None else [])
     ds.attrs.update(
@@ -195,9 +220,25 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw) -> xr.Dataset:
         extrapolation=f"Richardson 2 f(dt/2) - f(dt); error estimate from "
                       f"{'2 dt' if coarse is not None else 'f(dt/2) - f(dt) (first order, an overestimate)'}",
         paths_total=int(sum(d.attrs["paths"] for d in levels_used)),
-        wall_levels="raw, dt/2" + (", 2 dt" if coarse is not None else ""),
+        replicas_fine=int(fine.attrs["replicas"]),
+        levels="dt, dt/2" + (", 2 dt" if coarse is not None else ""),
     )
     return ds
+
+
+def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_time_s: float | None) -> None:
+    """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0) and, with a target,
+    ``rtol``, ``rtol_met``, ``max_time_s``."""
+    worst = 0.0
+    for v in ("train_loss", "test_loss"):
+        m, se = ds[v].values[1:], ds[v + "_stderr"].values[1:]
+        if m.size:
+            worst = max(worst, float(np.max(np.abs(se) / np.maximum(np.abs(m), 1e-300))))
+    ds.attrs["rtol_achieved"] = worst
+    if rtol is not None:
+        ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
+    if max_time_s is not None:
+        ds.attrs["max_time_s"] = float(max_time_s)
 
 
 def solve(
@@ -217,7 +258,9 @@ def solve(
     responses: str = "auto",
     workers: int = 1,
     process: SampleProcess | None = None,
-    extrapolate: bool | None = False,
+    extrapolate: bool | None = None,
+    rtol: float | None = None,
+    max_time_s: float | None = None,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
 
@@ -249,6 +292,9 @@ def solve(
         2 dt for the error estimate ``<var>_dt_error``; dataset curves ``<var>_raw`` keep the recursion at
         dt); None: for continuous-time laws (GF, SGD, SME, reshuffling, persistent) on uniform grids;
         False: the raw recursion at the grid step (what a Bernoulli-batch simulation runs).
+    rtol, max_time_s: accuracy on request (Monte Carlo): replicas of ``paths / replicas`` paths are
+        added until the relative standard error of train and test loss, worst over t > 0, is <= rtol,
+        or ``max_time_s`` seconds are spent (attrs ``rtol_met``, ``rtol_achieved``, ``paths``).
 
     Returns
     -------
@@ -259,10 +305,13 @@ def solve(
     SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
     proc = choose_process(problem, law, process, responses, rao_blackwell)
+    target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
               keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
     if _wants_extrapolation(law, extrapolate):
-        return _solve_extrapolated(problem, law, t_max, proc, seed, kw)
-    ds = _solve_raw(problem, law, t_max, proc, seed=seed, **kw)
-    ds.attrs["extrapolated"] = 0
+        ds = _solve_extrapolated(problem, law, t_max, proc, seed, kw, target)
+    else:
+        ds = _solve_raw(problem, law, t_max, proc, seed=seed, **kw, target=target)
+        ds.attrs["extrapolated"] = 0
+    _record_accuracy(ds, target, rtol, max_time_s)
     return ds

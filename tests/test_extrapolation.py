@@ -1,0 +1,117 @@
+"""The continuous-time limit: Richardson extrapolation against exact references that do not use the
+solver (the homogenised-SGD Volterra equation for least squares, the Marchenko-Pastur gradient flow),
+its error estimate against the true error, and accuracy on request (rtol)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgd_dmft import dmft, laws
+from sgd_dmft import problem as P
+from sgd_dmft.exact import gf_linear, sgd_linear_poisson
+from sgd_dmft.simulate import simulate
+
+LIN = P.Problem(P.linear(0.5), delta=2.0, ridge=0.0, init_scale=0.0, init_overlap=0.0)
+
+
+def test_poisson_reference_matches_true_sgd():
+    """The Volterra reference against true batch-1 SGD at d = 1000 (independent of the solver)."""
+    prob = P.Problem(P.linear(0.5), delta=2.0, ridge=0.1, init_scale=0.5, init_overlap=0.2)
+    times = np.array([0.5, 1.0, 1.5, 2.0])
+    ref = sgd_linear_poisson(prob, 1.2, times)
+    sim = simulate(prob, "sgd", t_max=2.0, dt=0.5, d=1000, gamma=1.2, batch=1, seeds=12, seed=5)
+    for var in ("train_loss", "test_loss"):
+        s = sim[var].values[:, 1:]
+        z = (s.mean(0) - ref[var].values) / (s.std(0, ddof=1) / np.sqrt(s.shape[0]))
+        assert np.all(np.abs(z) < 4.0), f"{var}: z = {np.round(z, 2)}"
+    # and it is not gradient flow: the SGD noise raises the loss by many standard errors
+    gf = gf_linear(prob, times)
+    assert np.all(ref.train_loss.values - gf.train_loss.values > 0.01)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 1.0, 1.5])
+def test_extrapolated_sgd_is_the_poisson_limit(gamma):
+    """dt = 0.01: the raw recursion is up to 3 % off at gamma = 1.5; the extrapolated curve is within
+    0.3 %, and its error estimate is the size of the true error."""
+    ds = dmft.solve(LIN, laws.SGD(0.01, gamma), t_max=2.5, extrapolate=True)
+    assert ds.attrs["extrapolated"] == 1 and ds.attrs["exact_path"] == 1
+    ref = sgd_linear_poisson(LIN, gamma, ds.time.values)
+    for var in ("train_loss", "test_loss"):
+        got, want, est = ds[var].values[1:], ref[var].values[1:], ds[var + "_dt_error"].values[1:]
+        err = np.abs(got - want)
+        assert np.max(err / want) < 3e-3, f"{var}: {np.max(err / want):.2e}"
+        raw_err = np.abs(ds[var + "_raw"].values[1:] - want)
+        assert np.all(err <= raw_err + 1e-12)  # never worse than the raw recursion
+        # the estimate covers the true error and is not vacuous (within a factor 10 where it matters)
+        big = err > 1e-5
+        assert np.all(err <= est + 1e-5 * want), f"{var}: true {err.max():.2e} vs estimate {est.max():.2e}"
+        assert np.all(est[big] <= 10.0 * err[big])
+
+
+def test_extrapolated_gf_is_marchenko_pastur():
+    prob = P.Problem(P.linear(0.3), delta=3.0, ridge=0.1, init_scale=1.0, init_overlap=0.2)
+    ds = dmft.solve(prob, laws.GF(0.01), t_max=4.0)  # GF: the continuous limit by default
+    assert ds.attrs["extrapolated"] == 1 and ds.attrs["algorithm"] == "gf"
+    ref = gf_linear(prob, ds.time.values)
+    raw = dmft.solve(prob, laws.GD(0.01), t_max=4.0)  # GD: the discrete recursion by default
+    assert raw.attrs["extrapolated"] == 0
+    for var in ("train_loss", "test_loss"):
+        err = np.abs(ds[var].values - ref[var].values)
+        assert np.max(err[1:] / ref[var].values[1:]) < 1e-3
+        assert np.max(np.abs(raw[var].values - ref[var].values)) > 5 * np.max(err)
+        assert np.all(err <= ds[var + "_dt_error"].values + 1e-9)
+
+
+def test_monte_carlo_extrapolation_agrees_with_exact_path():
+    """The same extrapolation on Monte Carlo paths: within its (larger) standard error of the exact
+    Poisson limit."""
+    law = laws.SGD(0.05, 1.5)
+    mc = dmft.solve(LIN, law, t_max=1.5, paths=8000, replicas=8, seed=4, extrapolate=True, process=dmft.MonteCarlo())
+    ref = sgd_linear_poisson(LIN, 1.5, mc.time.values)
+    idx = np.arange(3, len(mc.time), 3)
+    for var in ("train_loss", "test_loss"):
+        se = mc[var + "_stderr"].values[idx]
+        err = mc[var].values[idx] - ref[var].values[idx]
+        tol = np.sqrt(se**2 + mc[var + "_dt_error"].values[idx] ** 2)
+        assert np.all(np.abs(err) < 5 * tol), f"{var}: {np.round(err / tol, 2)}"
+        # the raw recursion at dt = 0.05 / gamma = 1.5 is biased far beyond its own standard error
+        raw_z = np.abs(mc[var + "_raw"].values[idx] - ref[var].values[idx]) / mc[var + "_raw_stderr"].values[idx]
+        assert np.max(raw_z) > 4
+
+
+def test_rtol_reaches_its_target():
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    ds = dmft.solve(prob, laws.SGD(0.1, 1.0), t_max=1.0, paths=1000, replicas=4, rtol=0.01)
+    a = ds.attrs
+    assert a["rtol_met"] == 1 and a["rtol_achieved"] <= 0.01 and a["rtol"] == 0.01
+    rel = ds.train_loss_stderr.values[1:] / ds.train_loss.values[1:]
+    assert rel.max() <= 0.01 and a["replicas"] > 4 and a["paths"] == 250 * a["replicas"]
+    # the same seed and target: the same batches, the same numbers
+    again = dmft.solve(prob, laws.SGD(0.1, 1.0), t_max=1.0, paths=1000, replicas=4, rtol=0.01)
+    np.testing.assert_array_equal(ds.train_loss.values, again.train_loss.values)
+
+
+def test_max_time_stops_early_and_says_so():
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    ds = dmft.solve(prob, laws.SGD(0.1, 1.0), t_max=1.0, paths=1000, replicas=4, rtol=1e-5, max_time_s=1.0)
+    assert ds.attrs["rtol_met"] == 0 and ds.attrs["rtol_achieved"] > 1e-5 and ds.attrs["max_time_s"] == 1.0
+
+
+@pytest.mark.parametrize("kw, key", [({"rtol": 0.0}, "rtol"), ({"rtol": float("nan")}, "rtol"),
+                                     ({"max_time_s": -1.0}, "max_time_s")])
+def test_bad_accuracy_requests(kw, key):
+    from sgd_dmft.errors import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        dmft.solve(LIN, laws.SGD(0.1, 1.0), t_max=1.0, **kw)
+    assert e.value.key == key
+
+
+def test_extrapolation_refused_where_it_does_not_apply():
+    from sgd_dmft.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="discrete recursion"):
+        dmft.solve(LIN, laws.GD(0.05), t_max=1.0, extrapolate=True)
+    with pytest.raises(ConfigError, match="graded grid"):
+        dmft.solve(LIN, laws.SGD(0.01, 0.5, growth=0.1, dt_max=0.05), t_max=1.0, extrapolate=True)
