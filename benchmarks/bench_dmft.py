@@ -58,7 +58,8 @@ def _job(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     law = laws.make_law(alg, dt, gamma, **(grid or {}))
     t0 = time.perf_counter()
-    ds = dmft.solve(prob, law, t_max=t_max, paths=paths, replicas=replicas, keep_kernels=not with_data)
+    ds = dmft.solve(prob, law, t_max=t_max, paths=paths, replicas=replicas, keep_kernels=not with_data,
+                    extrapolate=False)  # the raw recursion: the rows compare solver speed across versions
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = dict(wall_s=round(wall, 2), peak_rss_mib=round(peak, 1), rss_over_start_mib=round(peak - base, 1),

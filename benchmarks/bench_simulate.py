@@ -64,12 +64,15 @@ class _SharedInstance:
         self.inst = inst
 
     def __enter__(self):
-        self._orig = S.make_instance
-        S.make_instance = lambda problem, d, rng, with_data=True: self.inst
+        from sgd_dmft.simulation import driver
+
+        self._driver = driver
+        self._orig = driver.make_instance
+        driver.make_instance = lambda problem, d, rng, with_data=True: self.inst
         return self
 
     def __exit__(self, *exc):
-        S.make_instance = self._orig
+        self._driver.make_instance = self._orig
 
 
 def run(d: int = 4000, delta: float = 2.0, epochs: int = 5, gd_steps: int = 200) -> list[dict]:

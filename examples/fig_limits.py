@@ -34,7 +34,7 @@ def gf_limit_linear(fig_: Figure, ax, axr):
     dist = {"sgd": [], "sme": []}
     for i, g in enumerate(gammas):
         for alg, Law in (("sgd", laws.SGD), ("sme", laws.SME)):
-            ds = dmft.solve(prob, Law(dt, g), t_max=t_max, keep_kernels=False)
+            ds = dmft.solve(prob, Law(dt, g), t_max=t_max, keep_kernels=False, extrapolate=False)
             fig_.save(ds, f"linear_{alg}_gamma{g:g}")
             dist[alg].append(float(np.abs(ds.train_loss - gd.train_loss).max()))
             if alg == "sgd" and i < len(COLORS):
@@ -63,12 +63,12 @@ def gf_limit_linear(fig_: Figure, ax, axr):
 def gf_limit_logistic(fig_: Figure, ax, axr, paths=8000):
     prob = pb.Problem(pb.logistic(), delta=2.0, init_scale=0.5)
     t_max, dt = 4.0, 0.02
-    gd = dmft.solve(prob, laws.GD(dt), t_max=t_max, paths=paths // 2, replicas=4, seed=1, keep_kernels=False)
+    gd = dmft.solve(prob, laws.GD(dt), t_max=t_max, paths=paths // 2, replicas=4, seed=1, keep_kernels=False, extrapolate=False)
     fig_.save(gd, "logistic_gd")
     tg, mg, sg = theory_curve(gd, "train_loss")
     dist, dse = [], []
     for g, c in zip(GAMMAS, COLORS):
-        ds = dmft.solve(prob, laws.SGD(dt, g), t_max=t_max, paths=paths, replicas=4, seed=2, keep_kernels=False)
+        ds = dmft.solve(prob, laws.SGD(dt, g), t_max=t_max, paths=paths, replicas=4, seed=2, keep_kernels=False, extrapolate=False)
         fig_.save(ds, f"logistic_sgd_gamma{g:g}")
         plot_theory(ax, ds, "train_loss", color=c, ls="-", label=f"SGD DMFT, gamma={g:g}")
         _, m, se = theory_curve(ds, "train_loss")
@@ -104,7 +104,7 @@ def online_limit(fig_: Figure, axes, paths=16000):
             prob = pb.Problem(model, delta=delta, init_scale=0.5)
             dt = tau_max * gamma / delta / n_tau
             ds = dmft.solve(prob, laws.SGD(dt, gamma), t_max=n_tau * dt, paths=paths, replicas=4, seed=3,
-                            keep_kernels=False)
+                            keep_kernels=False, extrapolate=False)
             fig_.save(ds, f"online_{mname}_delta{delta:g}")
             tau = delta * ds["time"].values / gamma
             plot_theory(ax, ds, "test_loss", color=c, ls="-", x=tau,

@@ -32,9 +32,9 @@ GAMMA, DELTA, DT, T_MAX = 10.0, 0.5, 0.2, 16.0
 def nonlinear(f: Figure, axs):
     prob = pb.Problem(pb.logistic(), delta=DELTA, init_scale=0.5)
     th = {
-        "sgd": dmft.solve(prob, laws.SGD(DT, GAMMA), t_max=T_MAX, paths=PATHS, replicas=4, seed=31, keep_kernels=False),
-        "sme": dmft.solve(prob, laws.SME(DT, GAMMA), t_max=T_MAX, paths=PATHS, replicas=4, seed=32, keep_kernels=False),
-        "gf": dmft.solve(prob, laws.GD(DT), t_max=T_MAX, paths=PATHS // 2, replicas=4, seed=33, keep_kernels=False),
+        "sgd": dmft.solve(prob, laws.SGD(DT, GAMMA), t_max=T_MAX, paths=PATHS, replicas=4, seed=31, keep_kernels=False, extrapolate=False),
+        "sme": dmft.solve(prob, laws.SME(DT, GAMMA), t_max=T_MAX, paths=PATHS, replicas=4, seed=32, keep_kernels=False, extrapolate=False),
+        "gf": dmft.solve(prob, laws.GD(DT), t_max=T_MAX, paths=PATHS // 2, replicas=4, seed=33, keep_kernels=False, extrapolate=False),
     }
     sim = {
         "sgd": simulate(prob, "law", law=laws.SGD(DT, GAMMA), t_max=T_MAX, dt=DT, d=D, gamma=GAMMA, seeds=SEEDS, seed=500),
@@ -90,9 +90,9 @@ def nonlinear(f: Figure, axs):
 def linear(f: Figure, ax):
     prob = pb.Problem(pb.linear(noise=0.5), delta=2.0, init_scale=0.5)
     g, dt, t_max = 1.0, 0.01, 6.0
-    th_sgd = dmft.solve(prob, laws.SGD(dt, g), t_max=t_max, keep_kernels=False)
-    th_sme = dmft.solve(prob, laws.SME(dt, g), t_max=t_max, keep_kernels=False)
-    th_gf = dmft.solve(prob, laws.GD(dt), t_max=t_max, keep_kernels=False)
+    th_sgd = dmft.solve(prob, laws.SGD(dt, g), t_max=t_max, keep_kernels=False, extrapolate=False)
+    th_sme = dmft.solve(prob, laws.SME(dt, g), t_max=t_max, keep_kernels=False, extrapolate=False)
+    th_gf = dmft.solve(prob, laws.GD(dt), t_max=t_max, keep_kernels=False, extrapolate=False)
     sims = {k: simulate(prob, "law", law=L(dt, g), t_max=t_max, dt=dt, d=D, gamma=g, seeds=8, seed=900)
             for k, L in (("sgd", laws.SGD), ("sme", laws.SME))}
     for ds, lab in ((th_sgd, "linear_theory_sgd"), (th_sme, "linear_theory_sme"), (th_gf, "linear_theory_gf"),

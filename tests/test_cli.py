@@ -1,6 +1,5 @@
 """Command line: exit codes, one-line errors, nothing written on failure, files written on success."""
 
-import importlib.util
 import json
 import sys
 import types
@@ -176,7 +175,6 @@ def test_show_empty_dir(tmp_path):
     assert r.exit_code == 1 and "error:" in r.stderr
 
 
-@pytest.mark.skipif(importlib.util.find_spec("sgd_dmft.simulate") is None, reason="simulate.py not written yet")
 def test_simulate_real_tiny(tmp_path, tiny):
     out = tmp_path / "sim"
     r = _run("simulate", tiny(), "--out", out, "--no-progress")
