@@ -74,8 +74,10 @@ def fakes(monkeypatch):
             raise SimulationDiverged("iterates blew up at t=0.3 (gamma=0.5)")
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
 
-    def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1):
-        calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed)
+    def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1, extrapolate=None,
+              rtol=None, max_time_s=None):
+        calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed,
+                              extrapolate=extrapolate, rtol=rtol, max_time_s=max_time_s)
         if calls.get("diverge") == "theory":
             raise SolverDiverged("solver\nblew up")
         return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)
@@ -139,8 +141,33 @@ def test_compare_with_fakes(tmp_path, tiny, fakes):
     th = xr.open_dataset(out / "theory.nc")
     assert th.attrs["discrepancy.test_loss.max_z"] >= 0 and th.attrs["problem.delta"] == 2.0
     th.close()
+    # true mini-batch SGD: compared with the continuous-time limit, and the run says so
+    assert fakes["solve"]["extrapolate"] is True and "continuous-time limit" in r.output
     r = _run("show", out)
     assert r.exit_code == 0 and "test_loss" in r.output and "discrepancy" in r.output and "summary.json" in r.output
+
+
+@pytest.mark.parametrize("overrides, want", [
+    ((), True),                                        # true batch-1 SGD (uniform batches)
+    (("simulation.batching='bernoulli'",), False),     # the Bernoulli recursion itself
+    (("dynamics.algorithm='sme'",), False),            # Euler-Maruyama on the grid
+    (("dynamics.algorithm='gd'",), False),
+    (("dynamics.algorithm='reshuffle'",), True),       # true random reshuffling
+])
+def test_compare_picks_the_theory_of_its_simulation(tmp_path, tiny, fakes, overrides, want):
+    args = [a for o in overrides for a in ("-s", o)]
+    r = _run("compare", tiny(), "--out", tmp_path / "c", "--no-progress", *args)
+    assert r.exit_code == 0, r.output + r.stderr
+    assert fakes["solve"]["extrapolate"] is want
+    assert ("continuous-time limit" if want else "raw recursion") in r.output
+
+
+def test_solve_passes_accuracy_keys(tmp_path, tiny, fakes):
+    r = _run("solve", tiny(), "--out", tmp_path / "s", "--no-progress", "-s", "solver.rtol=0.02",
+             "-s", "solver.max_time_s=5", "-s", "solver.extrapolate=false")
+    assert r.exit_code == 0, r.output + r.stderr
+    assert fakes["solve"]["rtol"] == 0.02 and fakes["solve"]["max_time_s"] == 5.0
+    assert fakes["solve"]["extrapolate"] is False and "rtol=0.02" in r.output
 
 
 def test_persistent_passes_law(tmp_path, tiny, fakes):
@@ -222,8 +249,8 @@ def test_solve_announces_the_run_then_writes(tmp_path, tiny, fakes):
     r = _run("solve", tiny(), "--out", out, "--no-progress")
     assert r.exit_code == 0, r.stderr
     lines = r.output.splitlines()
-    assert lines[0].startswith("DMFT sgd: 10 grid steps, 200 paths in 2 replicas, up to ")
-    assert lines[0].endswith(" at a time, estimated memory <= 0 MiB")
+    assert lines[0].startswith("DMFT sgd: 10 grid steps, 200 paths in 2 replicas per grid level (3 levels), up to ")
+    assert " at a time, estimated memory <= 0 MiB; the continuous-time limit (Richardson over dt=0.05" in lines[0]
     assert lines[-2:] == [f"wrote {out / 'result.nc'}", f"wrote {out / 'figure.png'}"]
 
 

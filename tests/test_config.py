@@ -163,6 +163,8 @@ def test_random_bad_types_rejected(sk, value):
     if spec.kind == "str" and isinstance(value, str):
         if value in spec.allowed:  # pragma: no cover - tiny chance of a valid choice
             return
+    if spec.kind == "bool" and isinstance(value, bool):
+        return  # a valid value
     msg = _err({section: {key: value}})
     assert f"{section}.{key}" in msg
 
@@ -240,3 +242,12 @@ def test_config_error_is_the_package_one():
     from sgd_dmft import errors
 
     assert ConfigError is errors.ConfigError and issubclass(ConfigError, errors.SgdDmftError)
+
+
+def test_solver_accuracy_keys():
+    c = parse_config({"solver": {"extrapolate": False, "rtol": 0.01, "max_time_s": 30}})
+    assert c.solver["extrapolate"] is False and c.solver["rtol"] == 0.01 and c.solver["max_time_s"] == 30.0
+    assert parse_config({}).solver["extrapolate"] is True
+    for key, bad in (("extrapolate", 1), ("extrapolate", "no"), ("rtol", -0.1), ("max_time_s", float("inf"))):
+        msg = _err({"solver": {key: bad}})
+        assert f"solver.{key}" in msg and "\n" not in msg

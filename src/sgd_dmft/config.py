@@ -61,7 +61,7 @@ def parse_value(text: str) -> Any:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Key:
-    kind: str  # "int" | "float" | "str"
+    kind: str  # "bool" | "int" | "float" | "str"
     default: Any
     allowed: str  # human-readable description of allowed values
     check: Callable[[Any], bool] = lambda v: True
@@ -124,6 +124,13 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                               "memory budget (paths are split into more replicas to fit)"),
         "workers": _Key("int", 0, "an integer >= 0", lambda v: v >= 0,
                         "replicas run in this many processes at once (0 = one per CPU core, up to replicas)"),
+        "extrapolate": _Key("bool", True, "true or false", lambda v: True,
+                            "the continuous-time limit dt -> 0 (Richardson over dt, dt/2; gf, sgd, sme, reshuffle, "
+                            "persistent on uniform grids); false: the raw recursion at dt"),
+        "rtol": _Key("float", 0.0, "a finite number >= 0 (0: no target)", lambda v: v >= 0,
+                     "target relative standard error of train/test loss (worst over t > 0): replicas are added"),
+        "max_time_s": _Key("float", 0.0, "a finite number >= 0 (0: no limit)", lambda v: v >= 0,
+                           "wall-time budget of the replicas added for rtol"),
     },
 }
 
@@ -154,6 +161,10 @@ def _typename(v: Any) -> str:
 def _coerce(section: str, key: str, value: Any) -> Any:
     spec = SCHEMA[section][key]
     name = f"{section}.{key}"
+    if spec.kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} = {value!r} ({_typename(value)}): must be {spec.allowed}")
+        return value
     if spec.kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{name} = {value!r} ({_typename(value)}): must be {spec.allowed}")

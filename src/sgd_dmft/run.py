@@ -60,11 +60,13 @@ class Comparison(NamedTuple):
 
 
 # --------------------------------------------------------------------------------------------
-def run_theory(cfg: Config, progress: bool = False, announce: Announce = False) -> xr.Dataset:
+def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
+               extrapolate: bool | None = None) -> xr.Dataset:
     """Theory curves for a config (``dmft.solve``, or ``online.solve_online`` for 'online').
 
     ``announce``: a callable (or True: ``print``) told, before the DMFT run starts, what it will take
-    (grid steps, paths, replicas, workers, estimated memory).
+    (grid steps, paths, replicas, workers, estimated memory, which limit). ``extrapolate``: overrides
+    ``solver.extrapolate`` (``compare`` sets it to match its simulation).
     """
     exp = experiment(cfg)
     dy = cfg.dynamics
@@ -74,8 +76,28 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False) 
 
         ds = online.solve_online(exp.problem, gamma=dy["gamma"], t_max=dy["t_max"], dt=dy["dt"])
     else:
-        ds = _solve_dmft(exp, progress, _announcer(announce))
+        ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
+        ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and _extrapolable(exp.law)))
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
+
+
+def _extrapolable(law) -> bool:
+    """Whether the continuous-time limit applies: a continuous-time law on a uniform grid."""
+    return bool(law.continuous_time and not law.graded)
+
+
+def simulation_is_continuous(cfg: Config) -> bool:
+    """True when the configured simulation runs the continuous-time algorithm (true mini-batch SGD,
+    true random reshuffling), so that the theory to compare with is the ``dt -> 0`` limit; False when
+    it runs the grid recursion itself (gd, gf and sme on the grid, Bernoulli batches, persistent)."""
+    alg = cfg.dynamics["algorithm"]
+    return (alg == "sgd" and cfg.simulation["batching"] == "uniform") or alg == "reshuffle"
+
+
+def _limit_note(law, extrapolate: bool) -> str:
+    if extrapolate:
+        return f"the continuous-time limit (Richardson over dt={law.dt:g}, dt/2 and 2 dt for its error estimate)"
+    return f"the raw recursion at the grid step dt={law.dt:g}"
 
 
 def _announcer(announce: Announce) -> Callable[[str], Any] | None:
@@ -84,7 +106,7 @@ def _announcer(announce: Announce) -> Callable[[str], Any] | None:
     return announce or None
 
 
-def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None) -> xr.Dataset:
+def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None, extrapolate: bool) -> xr.Dataset:
     from . import dmft
 
     cfg, law = exp.config, exp.law
@@ -94,10 +116,14 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         R, P, W, mem = dmft.plan_run(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
                                      so["max_memory_gb"], True, workers)
         chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
+        levels = " per grid level (3 levels)" if extrapolate and P > 1 else ""
+        target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-            f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB")
+            f"{R} replicas{chunked}{levels}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB"
+            f"{target}; {_limit_note(law, extrapolate)}")
     return dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
-                      seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers)
+                      seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
+                      extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None)
 
 
 def run_simulation(cfg: Config, progress: bool = False) -> xr.Dataset:
@@ -147,11 +173,15 @@ def compare_datasets(theory: xr.Dataset, sim: xr.Dataset) -> dict[str, dict[str,
 def compare(cfg: Config, progress: bool = False, announce: Announce = False) -> Comparison:
     """Theory and simulation of a config, each checked finite (NonFiniteResult), and their discrepancy.
 
-    The discrepancy is also stored in both datasets' attributes as ``discrepancy.<var>.<stat>``.
+    The theory is the continuous-time limit when the simulation runs the continuous-time algorithm
+    (:func:`simulation_is_continuous`), else the raw recursion at ``dt`` (whatever ``solver.extrapolate``
+    says); the announcement and the theory's ``extrapolated`` attribute say which. The discrepancy is also stored in both datasets' attributes as ``discrepancy.<var>.<stat>``.
     """
     from .results import check_finite, clean_attrs
 
-    theory = run_theory(cfg, progress, announce=announce)
+    # the theory of the algorithm the simulation runs: the dt -> 0 limit against true mini-batch SGD or
+    # reshuffling, the raw grid recursion against a simulation of that recursion
+    theory = run_theory(cfg, progress, announce=announce, extrapolate=simulation_is_continuous(cfg))
     check_finite(theory, "theory")
     sim = run_simulation(cfg, progress)
     check_finite(sim, "simulation")
