@@ -11,18 +11,25 @@ specification (a :class:`Problem` and a step-multiplier :mod:`law <sgd_dmft.laws
     theory = solve(prob, law, t_max=4.0, paths=8000)   # d = infinity, with Monte Carlo s.e.
     sim = simulate(prob, "sgd", t_max=4.0, dt=0.01, d=2000, gamma=0.5, batch=1, seeds=8)
 
-Conventions (x ~ N(0, I/d), sum loss, time = gradient-flow time): docs/conventions.md.
+``solve`` returns the continuous-time limit (dt -> 0) for GF, SGD, SME, reshuffling and persistent
+selection, with its error estimate (``<var>_dt_error``); ``extrapolate=False`` gives the raw grid
+recursion. Conventions (x ~ N(0, I/d), sum loss, time = gradient-flow time): docs/conventions.md;
+derivation: docs/theory.md; layout: docs/architecture.md.
 """
 
 __version__ = "0.1.0"
 
 from . import laws  # noqa: E402
-from .problem import Model, Problem, custom, make_model, population_loss  # noqa: E402
+from .errors import (  # noqa: E402
+    ConfigError, Diverged, MemoryLimitExceeded, NonFiniteResult, SgdDmftError, SimulationDiverged, SolverDiverged,
+)
+from .grid import TimeGrid  # noqa: E402
+from .models import Model, Problem, custom, make_model, population_loss  # noqa: E402
 
 
 def __getattr__(name: str):
     # heavy modules (numba kernels, xarray) load on first use
-    if name in ("solve", "SolverDiverged", "estimate_memory"):
+    if name in ("solve", "estimate_memory", "MonteCarlo", "ExactLinearPath"):
         from . import dmft
 
         return getattr(dmft, name)
@@ -30,11 +37,11 @@ def __getattr__(name: str):
         from .online import solve_online
 
         return solve_online
-    if name in ("gf_linear", "gd_linear"):
+    if name in ("gf_linear", "gd_linear", "sgd_linear_poisson"):
         from . import exact
 
         return getattr(exact, name)
-    if name in ("load_config", "parse_config", "Config", "ConfigError"):
+    if name in ("load_config", "parse_config", "Config"):
         from . import config
 
         return getattr(config, name)
@@ -42,7 +49,8 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "__version__", "laws", "Model", "Problem", "custom", "make_model", "population_loss", "solve",
-    "SolverDiverged", "estimate_memory", "solve_online", "gf_linear",
-    "gd_linear", "load_config", "parse_config", "Config", "ConfigError",
+    "__version__", "laws", "TimeGrid", "Model", "Problem", "custom", "make_model", "population_loss", "solve",
+    "MonteCarlo", "ExactLinearPath", "estimate_memory", "solve_online", "gf_linear", "gd_linear",
+    "sgd_linear_poisson", "load_config", "parse_config", "Config", "SgdDmftError", "ConfigError", "Diverged",
+    "SolverDiverged", "SimulationDiverged", "NonFiniteResult", "MemoryLimitExceeded",
 ]
