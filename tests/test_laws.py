@@ -88,3 +88,34 @@ def test_bad_parameters_name_the_key(bad, key):
 def test_jump_size():
     assert LAW_CASES["sgd"].jump_size == 0.5 and LAW_CASES["reshuffle"].jump_size == 0.5
     assert LAW_CASES["gd"].jump_size is None and LAW_CASES["sme"].jump_size is None
+
+
+@pytest.mark.parametrize("name", ["gd", "sgd", "sme", "reshuffle"])
+def test_coarsen_has_the_coarse_law_and_is_coupled(name):
+    """``law.coarsen`` maps multipliers at dt to multipliers at 2 dt with exactly the law of
+    ``with_step(2)`` (moments per step, and for the jump laws the visit structure), correlated with
+    the fine ones (common random numbers for Richardson extrapolation)."""
+    fine = LAW_CASES[name].with_step(0.5)
+    coarse_law = fine.with_step(2.0)
+    T, N = 12, 200_000
+    rng = np.random.default_rng(3)
+    Sf = fine.sample(rng, N, 2 * T + 1)
+    Sc = fine.coarsen(Sf, rng)
+    assert Sc.shape == (N, T + 1)
+    ref = coarse_law.sample(np.random.default_rng(4), N, T + 1)
+    for k in (1, 2):
+        a, b = (Sc[:, :T] ** k), (ref[:, :T] ** k)
+        se = np.sqrt(a.var(0) / N + b.var(0) / N) + 1e-12 * np.abs(b.mean(0))
+        assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se + 1e-9 * np.abs(b.mean(0))), (name, k)
+    if name == "reshuffle":  # one visit per epoch window of the coarse grid
+        q = coarse_law.steps_per_epoch
+        counts = (Sc[:, : (T // q) * q] != 0).reshape(N, -1, q).sum(axis=2)
+        assert np.all(counts == 1)
+    if not fine.deterministic:
+        c = np.corrcoef(Sc[:, 2], Sf[:, 4] + Sf[:, 5])[0, 1]
+        assert c > 0.5, c
+
+
+def test_coarsen_refuses_where_no_exact_coupling():
+    assert LAW_CASES["persistent"].coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None
+    assert laws.SGD(0.3, 0.5).coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None  # 2 dt > gamma

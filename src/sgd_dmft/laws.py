@@ -90,6 +90,13 @@ class Law(abc.ABC):
         m1, m2 = self.moments_at(h)
         return Schedule(times, h, m1, m2)
 
+    def coarsen(self, S_fine: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
+        """Multipliers on the grid of step ``2 dt`` built from this law's own on ``dt`` (``S_fine``,
+        shape ``(n, 2T + 1)``), distributed exactly as ``with_step(2).sample`` (``(n, T + 1)``) and
+        coupled to ``S_fine`` (common random numbers for Richardson extrapolation); None where no such
+        exact coupling is known (then the levels are drawn independently)."""
+        return None
+
     # ---- the law of S ----
     @abc.abstractmethod
     def sample(self, rng: np.random.Generator, n_samples: int, n_steps: int) -> np.ndarray:
@@ -170,6 +177,9 @@ class GD(Law):
     def continuous_time(self):
         return False
 
+    def coarsen(self, S_fine, rng):
+        return _pair_sums(S_fine) if not self.graded else None
+
 
 @dataclass(frozen=True)
 class GF(GD):
@@ -214,6 +224,22 @@ class SGD(Law):
     def second_moment_at(self, dt):
         return self.gamma * np.asarray(dt)
 
+    def coarsen(self, S_fine, rng):
+        """A visit on the coarse step when either fine step has one (probability ``2p - p^2`` for
+        ``p = dt / gamma``), plus an independent one with probability ``p^2 / (1 - p)^2`` when neither
+        has: Bernoulli(``2p``) exactly."""
+        if self.graded or 2 * self.dt > self.gamma:
+            return None
+        p = self.dt / self.gamma
+        n, m2 = S_fine.shape
+        T = (m2 - 1) // 2
+        any_visit = (S_fine[:, 0 : 2 * T : 2] != 0) | (S_fine[:, 1 : 2 * T : 2] != 0)
+        extra = rng.random((n, T)) < p * p / (1.0 - p) ** 2
+        out = np.empty((n, T + 1))
+        out[:, :T] = self.gamma * (any_visit | extra)
+        out[:, T] = self.gamma * (rng.random(n) < 2 * p)
+        return out
+
 
 @dataclass(frozen=True)
 class SME(Law):
@@ -230,6 +256,10 @@ class SME(Law):
     def second_moment_at(self, dt):
         dt = np.asarray(dt)
         return dt**2 + self.gamma * dt
+
+    def coarsen(self, S_fine, rng):
+        # (dt + sqrt(gamma dt) N1) + (dt + sqrt(gamma dt) N2) = 2 dt + sqrt(2 gamma dt) N: exact
+        return _pair_sums(S_fine) if not self.graded else None
 
 
 @dataclass(frozen=True)
@@ -254,6 +284,19 @@ class Reshuffle(Law):
     @property
     def steps_per_epoch(self) -> int:
         return int(round(self.gamma / self.dt))
+
+    def coarsen(self, S_fine, rng):
+        """The visit at uniform fine step ``j`` of a window of ``2q`` steps is at uniform coarse step
+        ``j // 2`` of the window of ``q``: exact (needs ``gamma / (2 dt)`` an integer)."""
+        q2 = self.steps_per_epoch
+        if q2 % 2:
+            return None
+        n, m2 = S_fine.shape
+        T = (m2 - 1) // 2
+        out = np.empty((n, T + 1))
+        out[:, :T] = np.maximum(S_fine[:, 0 : 2 * T : 2], S_fine[:, 1 : 2 * T : 2])
+        out[:, T] = S_fine[:, 2 * T]  # never used: a march ends at t_T
+        return out
 
     def sample(self, rng, n_samples, n_steps):
         q = self.steps_per_epoch
@@ -340,3 +383,14 @@ def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau:
     if algorithm == "persistent":
         return Persistent(dt, b, tau, **g)
     raise ConfigError(f"algorithm={algorithm!r} is not one of {LAWS}", key="algorithm")
+
+
+def _pair_sums(S_fine: np.ndarray) -> np.ndarray:
+    """``S_c[:, m] = S_f[:, 2m] + S_f[:, 2m+1]`` for ``m < T`` and ``2 S_f[:, 2T]``-like last column
+    (``(n, 2T + 1) -> (n, T + 1)``; the last multiplier is never used by a march that ends at ``t_T``)."""
+    n, m2 = S_fine.shape
+    T = (m2 - 1) // 2
+    out = np.empty((n, T + 1))
+    out[:, :T] = S_fine[:, 0 : 2 * T : 2] + S_fine[:, 1 : 2 * T : 2]
+    out[:, T] = 2.0 * S_fine[:, 2 * T]
+    return out
