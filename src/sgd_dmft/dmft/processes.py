@@ -11,9 +11,13 @@ from ``C_theta``, ``R_theta``, ``M`` up to ``m`` (the march is causal). Two proc
   store (:class:`~.history.DenseHistory` / :class:`~.history.SparseHistory`) and a response
   estimator (:class:`~.responses.PathwiseTangents` / :class:`~.responses.GaussianIBP`).
 
-``K.train[m]`` is the train loss (exact path) or the low-variance gap ``E[l(r_m, y) - l(w_m, y)]``
-(Monte Carlo: ``l(w_m, y)`` has the known mean ``test_loss(C_theta[m,m], M_m)``); :attr:`train_is_gap`
-says which, and the solver adds the test loss back.
+``K.train[m]`` is the train loss (exact path) or, Monte Carlo, the train loss minus the test loss
+(:attr:`train_is_gap`; the solver adds the test loss back). The Monte Carlo estimate uses the control
+variate ``l(w_m, y)``, whose mean ``test_loss(C_theta[m,m], M_m)`` is known (a fresh sample sees the
+cavity field): ``train = mean l(r) - beta_m (mean l(w) - test)``. ``MonteCarlo(train="optimal")``
+(default) fits ``beta_m = Cov(l(r), l(w)) / Var(l(w))`` per step on the replica's paths, clipped to
+[0, 1]; ``train="gap"`` is the earlier fixed ``beta = 1`` (docs/theory.md section 3b: on phase
+retrieval the fixed gap has 34-200x the variance of the plain mean).
 """
 
 from __future__ import annotations
@@ -25,10 +29,14 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..errors import ConfigError
+from ..models.population import population_loss
 from .cholesky import GrowingCholesky, forward_subst
 from .coordinate import CoordinateProcess
 from .history import DenseHistory, SparseHistory, Visits
 from .responses import GaussianIBP, PathwiseTangents
+
+
+TRAIN_ESTIMATORS = ("optimal", "gap")
 
 
 class SampleProcess(abc.ABC):
@@ -127,17 +135,26 @@ class MonteCarlo(SampleProcess):
     ``history``: ``DenseHistory`` or ``SparseHistory`` (the class); None: sparse for sparse laws (SGD,
     reshuffling), dense otherwise. ``responses``: ``PathwiseTangents()`` or ``GaussianIBP()``; None:
     integration by parts for a model with a kink (``model.smooth`` False), pathwise tangents otherwise.
+    ``train``: the train-loss estimator, ``"optimal"`` (control variate ``l(w_m, y)`` with the
+    variance-minimising coefficient fitted per step) or ``"gap"`` (coefficient 1, the estimator before
+    issue 10; reproduces the recorded golden outputs). ``bias_replicas``: extra replicas of half the
+    paths run after the solve to estimate the O(1/P) bias of a replica's self-consistent kernels
+    (attrs ``<var>_bias_rel``; 0: not estimated, the default, no extra cost; see consistency.py).
     """
 
     history: type | None = None
     responses: PathwiseTangents | GaussianIBP | None = None
+    train: str = "optimal"
+    bias_replicas: int = 0
     name = "monte_carlo"
     train_is_gap = True
 
     def resolve(self, problem, law):
+        if self.train not in TRAIN_ESTIMATORS:
+            raise ConfigError(f"train={self.train!r} is not allowed: use one of {TRAIN_ESTIMATORS}", key="process")
         hist = self.history or (SparseHistory if law.sparse else DenseHistory)
         resp = self.responses or (PathwiseTangents() if problem.model.smooth else GaussianIBP())
-        return MonteCarlo(hist, resp.resolve(law))
+        return MonteCarlo(hist, resp.resolve(law), self.train, int(self.bias_replicas))
 
     def start(self, problem, schedule, coord, paths, rng, snap_idx, law):
         return _MonteCarloState(self, problem, schedule, coord, paths, rng, snap_idx, law)
@@ -186,6 +203,7 @@ class _MonteCarloState:
         self.responses = spec.responses.start(P, nmax, T1, k)
         self.snap_idx, self.times = snap_idx, schedule.times
         self.snapshots = np.zeros((len(snap_idx), min(P, 5000), k))
+        self.train = _TrainEstimate(spec.train, T1)
 
     @property
     def clip(self) -> float:
@@ -213,13 +231,13 @@ class _MonteCarloState:
         S = self.Smat[:, m]
         Fm = model.grad(r, self.y)
         hm = Fm * S[:, None]
-        # control variate: l(w_m, y) has the known mean test_loss(C_theta[m,m], M_m) and is
-        # strongly correlated with l(r_m, y); record the low-variance gap E[l(r_m) - l(w_m)]
-        K.train[m] = float(np.mean(model.loss(r, self.y) - model.loss(w, self.y)))
+        # control variate: l(w_m, y) has the known mean test_loss(C_theta[m,m], M_m)
+        self.train.add(m, model.loss(r, self.y), model.loss(w, self.y))
         j = np.searchsorted(self.snap_idx, m)
         if j < len(self.snap_idx) and self.snap_idx[j] == m:
             self.snapshots[j] = r[: self.snapshots.shape[1]]
         if last:
+            self.train.finish(K, self.model, k, self.ks)
             return
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
         # C_F stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive semi-definite by
@@ -231,6 +249,41 @@ class _MonteCarloState:
                   self.Z, self.chol.L, self.ks + upto, self.visits)
         self.responses.update(st, K, self.coord)
         self.visits.register(m, S)
+
+
+class _TrainEstimate:
+    """Per-step train-loss estimate with the control variate ``l(w_m, y)`` (known mean: the test loss).
+
+    ``add(m, lr, lw)`` records the means of ``l(r_m, y)`` and ``l(w_m, y)`` over the P paths (each
+    (P,)) and the coefficient ``beta_m`` (``"gap"``: 1; ``"optimal"``: ``Cov(lr, lw) / Var(lw)`` clipped
+    to [0, 1], which minimises the variance of ``mean lr - beta (mean lw - test)``; fitted on the same
+    paths, hence an O(1/P) bias ``-Cov(beta_hat, mean lw)``, far below the standard error).
+    ``finish`` writes ``K.train[m] = train_m - test_m`` (the solver adds ``test_m`` back).
+    """
+
+    def __init__(self, kind: str, T1: int):
+        self.kind = kind
+        self.lr, self.lw, self.beta = np.zeros(T1), np.zeros(T1), np.ones(T1)
+
+    def add(self, m: int, lr: np.ndarray, lw: np.ndarray) -> None:
+        if self.kind == "gap":  # the earlier estimator, bit for bit: mean of the difference
+            self.lr[m] = float(np.mean(lr - lw))
+            return
+        self.lr[m], self.lw[m] = float(np.mean(lr)), float(np.mean(lw))
+        dw = lw - self.lw[m]
+        vw = float(dw @ dw)
+        beta = float((lr - self.lr[m]) @ dw) / vw if vw > 0.0 else 0.0
+        self.beta[m] = min(1.0, max(0.0, beta)) if np.isfinite(beta) else 0.0
+
+    def finish(self, K, model, k: int, ks: int) -> None:
+        """Write ``K.train`` (T+1,) once ``C_theta`` and ``M`` are final (the last step)."""
+        if self.kind == "gap":
+            K.train[:] = self.lr
+            return
+        T1 = len(self.lr)
+        Q = np.diagonal(K.blocks("C"), axis1=0, axis2=1).transpose(2, 0, 1)  # (T1, k, k)
+        test = population_loss(model, Q, K.M.reshape(T1, k, ks))
+        K.train[:] = self.lr - self.beta * (self.lw - test) - test
 
 
 RESPONSES = ("auto", "pathwise", "stein")

@@ -1,0 +1,113 @@
+"""The replica consistency check (dmft/consistency.py): a planted runaway replica is caught, easy
+cases raise no false alarm, and the O(1/P) bias estimate from half-size replicas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgd_dmft import Problem, laws, make_model
+from sgd_dmft.dmft import MonteCarlo, solve
+from sgd_dmft.dmft import consistency
+from sgd_dmft.errors import SolverDiverged
+
+
+def _replicas(R=8, T1=201, seed=0):
+    """Smooth per-replica curves of trace Q ~ 0.5 + 0.5 t with a 5 % replica spread (t in [0, 10])."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0.0, 10.0, T1)
+    base = 0.5 + 0.5 * t
+    return t, base[None] * (1.0 + 0.05 * rng.standard_normal((R, 1)) * np.sqrt(t / 10.0)[None])
+
+
+def test_planted_runaway_is_caught():
+    t, x = _replicas()
+    x[3, 130:] *= np.exp(np.linspace(0.0, 3.4, x.shape[1] - 130))  # Q 4 -> ~180 as in issue 10 case 3
+    with pytest.raises(SolverDiverged, match=r"replica 3 of 8 .* t=(6\.[5-9]\d*|7(\.\d+)?) on trace_Q"):
+        consistency.check_replicas({"trace_Q": x}, t)
+
+
+def test_planted_nan_replica_is_caught():
+    t, x = _replicas(R=5)
+    x[1, 50:] = np.nan
+    with pytest.raises(SolverDiverged, match="replica 1 of 5"):
+        consistency.check_replicas({"trace_Q": x}, t)
+
+
+def test_no_false_alarm_on_gaussian_replicas():
+    """Null distribution: 200 sets of 8 Gaussian replicas over 201 correlated times, none flagged."""
+    rng = np.random.default_rng(1)
+    t = np.linspace(0.0, 1.0, 201)
+    for _ in range(5):
+        walk = np.cumsum(rng.standard_normal((40, 8, 201)), axis=2) * 0.01 + 1.0
+        for x in walk:
+            consistency.check_replicas({"v": x}, t)
+
+
+def test_threshold_and_few_replicas():
+    assert consistency.threshold(8) == pytest.approx(21.4, abs=0.1)
+    assert consistency.threshold(64) >= consistency.Z_MIN
+    t, x = _replicas(R=2)
+    x[1] *= 100.0
+    out = consistency.check_replicas({"trace_Q": x}, t)  # too few replicas to judge: no check
+    assert np.isnan(out["replica_z_threshold"])
+
+
+def test_end_to_end_runaway_replica_raises(monkeypatch):
+    """A solve whose 5th replica's kernels run away (R_F blown up mid-way) raises, naming the time."""
+    import importlib
+
+    solve_mod = importlib.import_module("sgd_dmft.dmft.solve")
+
+    orig = solve_mod._replica
+    calls = []
+
+    def bad_replica(*args, **kw):
+        out = orig(*args, **kw)
+        calls.append(1)
+        if len(calls) == 5:
+            out["Q"] = out["Q"].copy()
+            out["Q"][20:] *= 30.0
+        return out
+
+    monkeypatch.setattr(solve_mod, "_replica", bad_replica)
+    prob = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5)
+    with pytest.raises(SolverDiverged, match=r"replica 4 of 8 .*t=1\b.*trace_Q"):
+        solve(prob, laws.SGD(0.05, 1.0), t_max=1.5, paths=2400, replicas=8, extrapolate=False)
+
+
+@pytest.mark.parametrize("case", ["logistic", "erf", "phase_retrieval"])
+def test_no_false_alarm_on_easy_cases(case):
+    if case == "logistic":
+        prob, law, t_max = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5), laws.SGD(0.05, 1.0), 2.0
+    elif case == "erf":
+        prob = Problem(make_model("committee", k=2, kstar=2, activation="erf", noise=0.1), delta=2.0, ridge=0.05,
+                       init_scale=0.5, init_overlap=0.3)
+        law, t_max = laws.SGD(0.05, 0.5), 1.5
+    else:
+        prob = Problem(make_model("phase_retrieval"), delta=3.0, ridge=0.0, init_scale=0.3, init_overlap=0.3)
+        law, t_max = laws.SGD(0.005, 0.05), 0.5
+    ds = solve(prob, law, t_max=t_max, paths=4000, replicas=8, seed=11, extrapolate=False, keep_kernels=False)
+    assert 0.0 <= ds.attrs["replica_z_max"] < ds.attrs["replica_z_threshold"]
+    assert ds.attrs["kernel_bias"].startswith("not estimated")
+
+
+def test_kernel_bias_from_half_replicas():
+    """bias_replicas=n: attrs with the relative O(1/P) bias of train / test loss and its standard error."""
+    prob = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5)
+    ds = solve(prob, laws.SGD(0.05, 1.0), t_max=1.0, paths=4000, replicas=4, seed=2, extrapolate=False,
+               keep_kernels=False, process=MonteCarlo(bias_replicas=2))
+    assert ds.attrs["bias_replicas"] == 2 and ds.attrs["bias_paths_per_replica"] == 500
+    for v in ("train_loss", "test_loss"):
+        b, se = ds.attrs[f"{v}_bias_rel"], ds.attrs[f"{v}_bias_rel_stderr"]
+        assert np.isfinite(b) and 0.0 < se < 0.05
+        assert b < 5 * se + 0.005  # logistic at 1000 paths per replica: bias below the statistical error
+
+
+def test_kernel_bias_formula():
+    """mean(P/2) - mean(P) recovers a planted c/P bias."""
+    rng = np.random.default_rng(3)
+    big = 1.0 + 0.01 + 1e-3 * rng.standard_normal((400, 5))
+    small = 1.0 + 0.02 + 1.4e-3 * rng.standard_normal((400, 5))
+    (b, se), = consistency.kernel_bias({"x": big}, {"x": small}).values()
+    assert np.all(np.abs(b - 0.01) < 5 * se)
