@@ -19,7 +19,9 @@ from ..curves import TIME_UNITS, theory_vars
 from ..errors import ConfigError
 from ..problem import population_loss
 from .. import parallel
+from .applicability import check_estimator
 from .accuracy import Target, extra_replicas, relative_error
+from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
 from .march import march
@@ -186,6 +188,7 @@ def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, 
     for v in ("train_loss", "test_loss", "M", "Q"):
         if not np.all(np.isfinite(ds[v].values)):
             raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
+    review_replicas(ds, red, problem, proc, args, entropy)  # runaway replicas raise (consistency.py)
     return ds
 
 
@@ -305,6 +308,7 @@ def solve(
     SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
     proc = choose_process(problem, law, process, responses, rao_blackwell)
+    check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
               keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
