@@ -16,14 +16,17 @@ Q_MAX = 1e12  # divergence threshold on trace Q
 
 
 def march(problem, law, schedule, process: SampleProcess, paths: int, rng: np.random.Generator,
-          snap_idx: np.ndarray, pbar=None) -> tuple[Kernels, np.ndarray, float]:
+          snap_idx: np.ndarray, pbar=None, inputs=None) -> tuple[Kernels, np.ndarray, float]:
     """Run one replica over ``m = 0 .. T``; returns ``(kernels, pre-activation snapshots, clip)``.
 
-    ``process`` is resolved (:meth:`SampleProcess.resolve`); ``paths`` is this replica's path count.
+    ``process`` is resolved (:meth:`SampleProcess.resolve`); ``paths`` is this replica's path count;
+    ``inputs``: the Monte Carlo replica's random inputs (``processes.Inputs``) when given, else drawn
+    from ``rng`` (coupled Richardson levels pass them).
     """
     C0, M0 = problem.init_moments()
     coord = CoordinateProcess(problem.k, problem.kstar, problem.ridge, schedule, C0, M0)
-    sample = process.start(problem, schedule, coord, paths, rng, snap_idx, law)
+    sample = process.start(problem, schedule, coord, paths, rng, snap_idx, law,
+                           **({} if inputs is None else {"inputs": inputs}))
     T = schedule.T
     for m in range(T + 1):
         sample.row(m, last=m == T)

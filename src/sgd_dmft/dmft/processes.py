@@ -156,8 +156,25 @@ class MonteCarlo(SampleProcess):
         resp = self.responses or (PathwiseTangents() if problem.model.smooth else GaussianIBP())
         return MonteCarlo(hist, resp.resolve(law), self.train, int(self.bias_replicas))
 
-    def start(self, problem, schedule, coord, paths, rng, snap_idx, law):
-        return _MonteCarloState(self, problem, schedule, coord, paths, rng, snap_idx, law)
+    def start(self, problem, schedule, coord, paths, rng, snap_idx, law, inputs=None):
+        return _MonteCarloState(self, problem, schedule, coord, paths, rng, snap_idx, law, inputs)
+
+    @staticmethod
+    def draw(problem, schedule, paths: int, rng: np.random.Generator, law) -> "Inputs":
+        """The random inputs of one replica, in the order a replica draws them."""
+        N = problem.kstar + (schedule.T + 1) * problem.k
+        Z = rng.standard_normal((N, paths))
+        eps = rng.standard_normal(paths)
+        return Inputs(Z, eps, law.sample(rng, paths, schedule.T + 1))
+
+
+class Inputs(NamedTuple):
+    """The random inputs of a Monte Carlo replica: normals ``Z`` (ks + (T+1) k, P) of the Cholesky
+    draws (rows ``:ks`` give r*), label noise ``eps`` (P,), multipliers ``S`` (P, T+1)."""
+
+    Z: np.ndarray
+    eps: np.ndarray
+    S: np.ndarray
 
 
 class Step(NamedTuple):
@@ -186,15 +203,13 @@ class _MonteCarloState:
     """One replica of the Monte Carlo sample process (path-minor layouts: time-major rows, paths
     contiguous, so that every product is a BLAS call on contiguous blocks)."""
 
-    def __init__(self, spec: MonteCarlo, problem, schedule, coord, P, rng, snap_idx, law):
+    def __init__(self, spec: MonteCarlo, problem, schedule, coord, P, rng, snap_idx, law, inputs=None):
         k, ks, T1 = problem.k, problem.kstar, schedule.T + 1
         self.coord, self.K, self.model, self.P, self.k, self.ks = coord, coord.K, problem.model, P, k, ks
         self.delta, self.c1, self.law, self.iid = problem.delta, schedule.mean, law, bool(law.independent_steps)
         N = ks + T1 * k
         self.chol = GrowingCholesky(N, coord.Sstar)
-        self.Z = rng.standard_normal((N, P))
-        eps = rng.standard_normal(P)
-        self.Smat = law.sample(rng, P, T1)
+        self.Z, eps, self.Smat = inputs if inputs is not None else MonteCarlo.draw(problem, schedule, P, rng, law)
         self.rstar = (self.chol.L[:ks, :ks] @ self.Z[:ks]).T
         self.y = self.model.labels(self.rstar, eps)
         nmax = max(1, int((self.Smat[:, : schedule.T] != 0).sum(axis=1).max()))
