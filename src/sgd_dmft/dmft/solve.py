@@ -8,42 +8,25 @@ errors -> build the Dataset.
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import xarray as xr
-from threadpoolctl import threadpool_limits
 
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
 from ..errors import ConfigError
-from ..problem import population_loss
-from .. import parallel
 from .applicability import check_estimator
-from .accuracy import Target, extra_replicas, relative_error
+from .accuracy import Target
 from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
-from .march import march
 from .planning import plan_run
 from .processes import SampleProcess, choose_process
+from .replicas import KERNELS, Reduction, replica, replica_curves, run_replicas
 
-KERNELS = (("C_theta", "C"), ("R_theta", "R"), ("C_F", "CF"), ("R_F", "RF"))
+# the names the consistency check used before replicas.py (kept for it)
+_replica, _replica_curves, _Reduction = replica, replica_curves, Reduction
 
-
-def _replica(problem, law, schedule, process, P: int, snap_idx: np.ndarray, keep_kernels: bool, blas_threads,
-             seq: np.random.SeedSequence, pbar=None) -> dict:
-    """One replica (a chunk of ``P`` paths) reduced to what ``solve`` keeps; runs in a worker process too."""
-    with threadpool_limits(limits=blas_threads, user_api="blas"):
-        K, snaps, clip = march(problem, law, schedule, process, P, np.random.default_rng(seq), snap_idx, pbar)
-    Ct = K.blocks("C")
-    out = dict(Q=np.diagonal(Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy(),  # (T1, k, k)
-               M=K.M.reshape(len(K.train), problem.k, problem.kstar).copy(), train=K.train, r_snap=snaps, clip=clip)
-    if keep_kernels:
-        kern = {name: np.ascontiguousarray(K.blocks(attr)) for name, attr in KERNELS}
-        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))
-        out["kernels"] = kern
-    return out
 
 
 def _check_request(law, t_max: float, process: SampleProcess, paths: int, replicas: int):
@@ -59,73 +42,11 @@ def _check_request(law, t_max: float, process: SampleProcess, paths: int, replic
     return schedule
 
 
-class _Reduction:
-    """Running reduction of the replicas, in replica order: curves kept per replica, kernels summed."""
-
-    def __init__(self):
-        self.Q, self.M, self.train, self.snaps, self.clips = [], [], [], [], []
-        self.sums: dict[str, np.ndarray] = {}
-
-    def add(self, rep: dict) -> None:
-        self.Q.append(rep["Q"])
-        self.M.append(rep["M"])
-        self.train.append(rep["train"])
-        self.snaps.append(rep["r_snap"])
-        self.clips.append(rep["clip"])
-        for name, a in rep.get("kernels", {}).items():
-            if name in self.sums:
-                self.sums[name] += a
-            else:
-                self.sums[name] = a
-
-
-def _run_replicas(args: tuple, entropy: np.random.SeedSequence, R: int, T: int, W: int, progress: bool,
-                  desc: str, target: Target | None = None, curves=None) -> tuple[_Reduction, int]:
-    """Run ``R`` replicas (``W`` processes at most), reduced as they arrive, then more in batches until
-    ``target`` is met (``curves(red) -> (train, test)`` per replica); returns the workers used."""
-    red = _Reduction()
-    pbar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        pbar = tqdm(total=R * T, desc=desc, unit="step", leave=False)
-
-    def on_result(i: int, rep: dict, local: bool) -> None:
-        red.add(rep)
-        if pbar is not None and not local:
-            pbar.update(T)
-
-    t0, used = time.perf_counter(), 1
-    try:
-        n_new = R
-        while n_new > 0:
-            tasks = [args + (sq,) for sq in entropy.spawn(n_new)]
-            used = max(used, parallel.map_ordered(_replica, tasks, workers=W, on_result=on_result,
-                                                  local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S))
-            n_new = 0 if target is None else extra_replicas(target, len(red.Q), relative_error(*curves(red)),
-                                                            time.perf_counter() - t0)
-            if pbar is not None and n_new:
-                pbar.total += n_new * T
-                pbar.refresh()
-    finally:
-        if pbar is not None:
-            pbar.close()
-    return red, used
-
-
-def _replica_curves(problem, process, red: _Reduction) -> tuple[np.ndarray, np.ndarray]:
-    """Per-replica ``(train_loss, test_loss)``, each ``(R, T+1)``."""
-    ter = np.stack([population_loss(problem.model, q, m) for q, m in zip(red.Q, red.M)])
-    # Monte Carlo: train = test + E[l(r_m, y) - l(w_m, y)] (control variate, see processes.py)
-    trr = np.stack(red.train) + (ter if process.train_is_gap else 0.0)
-    return trr, ter
-
-
-def _dataset(problem, law, schedule, process, red: _Reduction, keep_kernels: bool, snap_idx) -> xr.Dataset:
+def _dataset(problem, law, schedule, process, red: Reduction, keep_kernels: bool, snap_idx) -> xr.Dataset:
     """Means and standard errors over replicas, the averaged kernels and the snapshots, on ``time``."""
     R = len(red.Q)
     Qr, Mr = np.stack(red.Q), np.stack(red.M)  # (R, T1, k, k), (R, T1, k, ks)
-    trr, ter = _replica_curves(problem, process, red)
+    trr, ter = replica_curves(problem, process, red)
     data = theory_vars({"train_loss": trr, "test_loss": ter, "M": Mr, "Q": Qr})
     if keep_kernels:
         kd = ("time", "time2", "k", "k2")
@@ -180,8 +101,9 @@ def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, 
     entropy = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
     args = (problem, law, schedule, proc, P, snap_idx, keep_kernels, blas_threads)
     target = target if proc.monte_carlo else None
-    red, W = _run_replicas(args, entropy, R, schedule.T, W, progress, f"DMFT {law.name} dt={law.dt:g}", target,
-                           lambda r: _replica_curves(problem, proc, r))
+    red = Reduction()
+    W = run_replicas(replica, args, entropy, R, schedule.T, W, progress, f"DMFT {law.name} dt={law.dt:g}", red,
+                     target, lambda r: replica_curves(problem, proc, r))
     ds = _dataset(problem, law, schedule, proc, red, keep_kernels, snap_idx)
     seed_attr = seed if not isinstance(seed, np.random.SeedSequence) else np.atleast_1d(seed.entropy)[0]
     ds.attrs.update(_attrs(problem, law, schedule, proc, len(red.Q), P, W, replicas, seed_attr, max(red.clips), mem))

@@ -1,0 +1,105 @@
+"""Replicas: independent marches of ``P`` paths each, run here or in worker processes, reduced in
+replica order (curves kept per replica, kernels summed), with batches added to meet an accuracy
+target (accuracy.py).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from .. import parallel
+from ..problem import population_loss
+from .accuracy import Target, extra_replicas, relative_error
+from .march import march
+
+KERNELS = (("C_theta", "C"), ("R_theta", "R"), ("C_F", "CF"), ("R_F", "RF"))
+
+
+def summarize(K, snaps, clip, problem, keep_kernels: bool) -> dict:
+    """A replica's kernels reduced to what ``solve`` keeps: Q (T1, k, k), M (T1, k, ks), the train
+    estimate (T1,), snapshots, clip, and (``keep_kernels``) the two-time kernels."""
+    Ct = K.blocks("C")
+    out = dict(Q=np.diagonal(Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy(),  # (T1, k, k)
+               M=K.M.reshape(len(K.train), problem.k, problem.kstar).copy(), train=K.train, r_snap=snaps, clip=clip)
+    if keep_kernels:
+        kern = {name: np.ascontiguousarray(K.blocks(attr)) for name, attr in KERNELS}
+        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))
+        out["kernels"] = kern
+    return out
+
+
+def replica(problem, law, schedule, process, P: int, snap_idx: np.ndarray, keep_kernels: bool, blas_threads,
+            seq: np.random.SeedSequence, pbar=None) -> dict:
+    """One replica (a chunk of ``P`` paths) reduced by :func:`summarize`; runs in a worker process too."""
+    with threadpool_limits(limits=blas_threads, user_api="blas"):
+        K, snaps, clip = march(problem, law, schedule, process, P, np.random.default_rng(seq), snap_idx, pbar)
+    return summarize(K, snaps, clip, problem, keep_kernels)
+
+
+class Reduction:
+    """Running reduction of the replicas, in replica order: curves kept per replica, kernels summed."""
+
+    def __init__(self):
+        self.Q, self.M, self.train, self.snaps, self.clips = [], [], [], [], []
+        self.sums: dict[str, np.ndarray] = {}
+
+    @property
+    def count(self) -> int:
+        return len(self.Q)
+
+    def add(self, rep: dict) -> None:
+        self.Q.append(rep["Q"])
+        self.M.append(rep["M"])
+        self.train.append(rep["train"])
+        self.snaps.append(rep["r_snap"])
+        self.clips.append(rep["clip"])
+        for name, a in rep.get("kernels", {}).items():
+            if name in self.sums:
+                self.sums[name] += a
+            else:
+                self.sums[name] = a
+
+
+def replica_curves(problem, process, red: Reduction) -> tuple[np.ndarray, np.ndarray]:
+    """Per-replica ``(train_loss, test_loss)``, each ``(R, T+1)``."""
+    ter = np.stack([population_loss(problem.model, q, m) for q, m in zip(red.Q, red.M)])
+    # Monte Carlo: train = test + the sample process's estimate of the gap (control variate, processes.py)
+    trr = np.stack(red.train) + (ter if process.train_is_gap else 0.0)
+    return trr, ter
+
+
+def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: int, W: int, progress: bool,
+                 desc: str, red, target: Target | None = None, curves=None) -> int:
+    """Run ``R`` replicas ``fn(*args, seq)`` (``W`` processes at most) into ``red`` (``.add``, ``.count``)
+    as they arrive, then more in batches until ``target`` is met (``curves(red) -> (train, test)`` per
+    replica); returns the workers used. ``T`` steps per replica (progress bar units)."""
+    pbar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        pbar = tqdm(total=R * T, desc=desc, unit="step", leave=False)
+
+    def on_result(i: int, rep: dict, local: bool) -> None:
+        red.add(rep)
+        if pbar is not None and not local:
+            pbar.update(T)
+
+    t0, used = time.perf_counter(), 1
+    try:
+        n_new = R
+        while n_new > 0:
+            tasks = [args + (sq,) for sq in entropy.spawn(n_new)]
+            used = max(used, parallel.map_ordered(fn, tasks, workers=W, on_result=on_result,
+                                                  local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S))
+            n_new = 0 if target is None else extra_replicas(target, red.count, relative_error(*curves(red)),
+                                                            time.perf_counter() - t0)
+            if pbar is not None and n_new:
+                pbar.total += n_new * T
+                pbar.refresh()
+    finally:
+        if pbar is not None:
+            pbar.close()
+    return used
