@@ -15,7 +15,6 @@ import xarray as xr
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
 from ..errors import ConfigError
-from .applicability import check_estimator
 from .accuracy import Target
 from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
@@ -230,7 +229,6 @@ def solve(
     SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
     proc = choose_process(problem, law, process, responses, rao_blackwell)
-    check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
               keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
