@@ -15,6 +15,8 @@ import xarray as xr
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
 from ..errors import ConfigError
+from .applicability import check_estimator
+from . import coupled
 from .accuracy import Target
 from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
@@ -122,12 +124,51 @@ def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
     return bool(extrapolate)
 
 
+def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, lv) -> xr.Dataset:
+    """Monte Carlo Richardson on coupled levels (coupled.py): each replica runs h/2, h and 2h on common
+    random numbers; the curves are the replica means of the per-replica extrapolant."""
+    (lf, sf), (lh, sh), cc = lv
+    _check_request(law, t_max, proc, kw["paths"], kw["replicas"])
+    check_stability(problem, law)
+    R, P, W, mem = plan_run(problem, lf, float(sh.times[-1]), int(kw["paths"]), int(kw["replicas"]),
+                            kw["max_memory_gb"], kw["keep_kernels"], kw["workers"], proc)
+    snap_idx = np.unique(np.linspace(0, sh.T, max(1, kw["snapshots"])).round().astype(int))
+    entropy = np.random.SeedSequence(seed)
+    red = coupled.CoupledReduction(cc is not None)
+    steps = sf.T + sh.T + (cc[1].T if cc is not None else 0)
+    args = (problem, lv, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"])
+    W = run_replicas(coupled.replica_coupled, args, entropy, R, steps, W, kw["progress"],
+                     f"DMFT {law.name} dt={law.dt:g} (dt/2, dt, 2 dt coupled)", red, target,
+                     coupled.target_curves(problem, proc, sh.times))
+    ds = _dataset(problem, law, sh, proc, red.raw, kw["keep_kernels"], snap_idx)
+    ds.attrs.update(_attrs(problem, law, sh, proc, red.count, P, W, kw["replicas"], seed, max(red.raw.clips), mem))
+    review_replicas(ds, red.raw, problem, proc, (problem, law, sh, proc, P, snap_idx, False, kw["blas_threads"]),
+                    entropy)
+    coupled.apply(ds, problem, proc, red)
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        if not np.all(np.isfinite(ds[v].values)):
+            raise diverged(law, float(sh.times[-1]), f"non-finite {v}")
+    ds.attrs.update(
+        extrapolated=1,
+        extrapolation="Richardson 2 f(dt/2) - f(dt) per replica on coupled levels (common random numbers); "
+                      + ("error estimate from 2 dt" if cc is not None else "error estimate f(dt/2) - f(dt)"),
+        paths_total=int(P * red.count * (3 if cc is not None else 2)),
+        levels="dt, dt/2" + (", 2 dt" if cc is not None else "") + " (coupled)",
+    )
+    return ds
+
+
 def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> xr.Dataset:
-    """Three independent solves (h, h/2 and, where allowed, 2h) combined by :func:`richardson`.
+    """Monte Carlo on coupled levels where the law allows it (:func:`_solve_coupled`), else three
+    independent solves (h, h/2 and, where allowed, 2h) combined by :func:`richardson`.
 
     With a target ``rtol`` on the extrapolated curves ``2 f(h/2) - f(h)`` (variance ``4 V_fine + V_raw``):
     the raw level aims at ``rtol / sqrt 2`` and the fine one at ``rtol / (2 sqrt 2)``; the time budget is
     shared in proportion to their expected cost (1 : 8 : 1/4 for h, h/2, 2h)."""
+    if proc.monte_carlo:
+        lv = coupled.coupled_levels(law, t_max)
+        if lv is not None:
+            return _solve_coupled(problem, law, t_max, proc, seed, kw, target, lv)
     fine_law, coarse_law = levels(law)
     raw = _solve_raw(problem, law, t_max, proc, seed=seed, **kw, target=target.scaled(2**-0.5, 1 / 9.25))
     lite = {**kw, "keep_kernels": False}
@@ -229,6 +270,7 @@ def solve(
     SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
     proc = choose_process(problem, law, process, responses, rao_blackwell)
+    check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
               keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
