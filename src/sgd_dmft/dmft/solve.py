@@ -227,47 +227,27 @@ def solve(
     rtol: float | None = None,
     max_time_s: float | None = None,
 ) -> xr.Dataset:
-    """DMFT learning curves of the recursion driven by ``law`` at d = infinity.
+    """DMFT learning curves of the recursion driven by ``law`` at d = infinity (docs/theory.md).
 
-    Parameters
-    ----------
-    problem: model, delta, ridge, initialisation (internal conventions, docs/conventions.md).
-    law: step-multiplier law (laws.py); it fixes the time grid: ``t_m = m * dt``, or a graded grid
-        (``growth > 0``: step ``clip(growth * t_m, dt, dt_max)``) for long horizons.
-    t_max: horizon in units of t (gradient-flow time; an SGD epoch lasts gamma).
-    paths: total Monte Carlo paths of the sample process, split over ``replicas`` independent
-        replicas whose spread gives the standard errors. Ignored by the exact path (square loss with
-        a linear student under a law with i.i.d. multipliers: the system closes on second moments).
-    process: the sample process, ``ExactLinearPath()`` or ``MonteCarlo(history=, responses=)``
-        (sgd_dmft.dmft); None: the exact path where it applies, else Monte Carlo chosen by
-        ``responses`` and ``rao_blackwell`` (see :func:`~.processes.choose_process`).
-    responses: ``"pathwise"`` (tangents along each path, mu by Gaussian integration by parts; low
-        variance, needs a Hessian without Dirac masses), ``"stein"`` (Gaussian integration by parts for
-        all responses: the distributional derivative, right for kinks such as relu, noisier), ``"auto"``:
-        stein when the model declares a kink (``model.smooth`` False), else pathwise.
-    rao_blackwell: pathwise tangents with ``E[S]`` in place of the sampled multiplier at the current
-        step (i.i.d. laws). Default: on for dense i.i.d. laws (SME), off otherwise.
-    max_memory_gb: memory budget. When ``paths / replicas`` paths do not fit, the paths are split into
-        more replicas (at least ``MIN_PATHS_PER_REPLICA`` each; attrs ``replicas`` vs
-        ``replicas_requested``); a run that does not fit even so is refused (MemoryLimitExceeded).
-    workers: replicas in up to this many spawn processes (the first runs here and is timed; workers
-        start only when they would save more than ``SPAWN_COST_S``). Results do not depend on it.
-    blas_threads: BLAS threads inside the march (matrix-vector sized products; 1 is fastest on 2 cores).
-    extrapolate: return the continuous-time limit ``dt -> 0`` (Richardson over the grids dt, dt/2, and
-        2 dt for the error estimate ``<var>_dt_error``; dataset curves ``<var>_raw`` keep the recursion at
-        dt); None: for continuous-time laws (GF, SGD, SME, reshuffling, persistent) on uniform grids;
-        False: the raw recursion at the grid step (what a Bernoulli-batch simulation runs).
-    rtol, max_time_s: accuracy on request (Monte Carlo): replicas of ``paths / replicas`` paths are
-        added until the relative standard error of train and test loss, worst over t > 0, is <= rtol,
-        or ``max_time_s`` seconds are spent (attrs ``rtol_met``, ``rtol_achieved``, ``paths``).
+    problem: model, delta, ridge, initialisation (docs/conventions.md). law: the step-multiplier law
+    (laws.py), which fixes the time grid (uniform or graded). t_max: horizon in gradient-flow time (an
+    SGD epoch lasts gamma). paths: Monte Carlo paths in total, split over ``replicas`` independent
+    replicas whose spread gives the standard errors (ignored by the exact path: square loss, linear
+    student, i.i.d. multipliers). process: ``ExactLinearPath()`` or ``MonteCarlo(history=, responses=)``;
+    None: the exact path where it applies, else Monte Carlo with ``responses`` (``"pathwise"`` tangents,
+    ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``) and
+    ``rao_blackwell`` (default: on for dense i.i.d. laws). extrapolate: the ``dt -> 0`` limit (Richardson
+    over dt, dt/2, 2 dt; ``<var>_dt_error``, ``<var>_raw``); None: for continuous-time laws (GF, SGD, SME,
+    reshuffling, persistent) on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
+    replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
+    max_memory_gb: paths are split into more replicas (>= ``MIN_PATHS_PER_REPLICA``) to fit, or the run
+    is refused up front (MemoryLimitExceeded). workers: replicas in spawn processes (same numbers).
+    blas_threads: BLAS threads inside the march (1 is fastest on 2 cores).
 
-    Returns
-    -------
-    xarray.Dataset on ``time`` (T+1 points) with ``train_loss``, ``test_loss`` (population loss
-    from (Q, M)), ``M`` (time, k, kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``, the
-    kernels ``C_theta``, ``R_theta``, ``C_F``, ``R_F`` (time, time2, k, k2), ``mu``, pre-activation
-    samples ``r_samples`` (snap_time, path, k; Monte Carlo), and diagnostics in attrs. Raises
-    SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
+    Returns an xarray.Dataset on ``time`` (T+1 points): ``train_loss``, ``test_loss``, ``M`` (time, k,
+    kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``; the kernels ``C_theta``, ``R_theta``, ``C_F``,
+    ``R_F`` (time, time2, k, k2) and ``mu``; ``r_samples`` (snap_time, path, k); diagnostics in attrs.
+    Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
     proc = choose_process(problem, law, process, responses, rao_blackwell)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
