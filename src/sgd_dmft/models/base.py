@@ -13,16 +13,21 @@ it pickles natively (worker processes rebuild it from the pickle).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import ConfigError
+from .probe import N_POINTS, ModelProbeWarning, ProbeReport, probe_model
+
 Array = NDArray[np.float64]
 LossFn = Callable[[Array, Array], Array]
 
-__all__ = ["Model", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess"]
+__all__ = ["Model", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
+           "ModelProbeWarning"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,12 +134,48 @@ class FiniteDifferenceHess:
 
 @dataclass(frozen=True, kw_only=True)
 class CustomModel(Model):
-    """A model holding user callables ``loss``, ``label``, ``grad``, ``hess`` (see :func:`custom`)."""
+    """A model holding user callables ``loss``, ``label``, ``grad``, ``hess`` (see :func:`custom`).
+
+    ``smooth``: None (default) lets :func:`.probe.probe_model` decide at construction (a kink in
+    ``grad`` -> False); an explicit bool wins, with a :class:`~.probe.ModelProbeWarning` when the probe
+    disagrees. ``probe``: the probe's :class:`~.probe.ProbeReport` (kept by copies and pickles, so the
+    probe runs once per model).
+    """
 
     loss: LossFn
     label: LossFn
     grad: LossFn
     hess: LossFn
+    smooth: bool | None = None
+    probe: ProbeReport | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self):
+        report = self.probe
+        if report is None:
+            report = self._run_probe()
+            object.__setattr__(self, "probe", report)
+        if report is None:  # the probe could not run; an explicit flag stands
+            return
+        if self.smooth is None:
+            object.__setattr__(self, "smooth", report.smooth)
+        elif bool(self.smooth) != report.smooth:
+            warnings.warn(f"model={self.name}: smooth={bool(self.smooth)} was declared but the probe finds "
+                          f"{report.describe()}; the declared flag is used (smooth=None lets the probe decide)",
+                          ModelProbeWarning, stacklevel=4)
+        object.__setattr__(self, "smooth", bool(self.smooth))
+
+    def _run_probe(self) -> ProbeReport | None:
+        """The probe's report; None (with a warning) when it fails and ``smooth`` was declared."""
+        try:
+            return probe_model(self, check_grad=not isinstance(self.grad, FiniteDifferenceGrad),
+                               check_hess=not isinstance(self.hess, FiniteDifferenceHess))
+        except Exception as exc:  # user callables: anything can fail
+            msg = (f"model={self.name}: the smoothness probe could not evaluate grad on r ({N_POINTS}, {self.k}), "
+                   f"y ({N_POINTS},): {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            if self.smooth is None:
+                raise ConfigError(f"{msg}; pass smooth=True or smooth=False to skip the decision", key="smooth") from exc
+            warnings.warn(f"{msg}; the declared smooth={bool(self.smooth)} is used", ModelProbeWarning, stacklevel=5)
+            return None
 
 
 def custom(
@@ -146,7 +187,7 @@ def custom(
     hess: LossFn | None = None,
     noise: float = 0.0,
     name: str = "custom",
-    smooth: bool = True,
+    smooth: bool | None = None,
 ) -> CustomModel:
     """A user-defined model.
 
@@ -154,9 +195,15 @@ def custom(
     with ``rstar`` of shape ``(..., kstar)`` and standard-normal ``eps`` of shape ``(...)`` (scale the
     noise inside ``label`` yourself; ``noise`` is only recorded). A missing ``grad`` or ``hess`` is
     derived by central finite differences (step 1e-5, relative accuracy ~1e-9 for smooth losses).
-    ``smooth=False`` declares a kink in ``grad`` (a Dirac mass in ``hess``): the solver then estimates
-    its responses by Gaussian integration by parts instead of pathwise tangents. The model pickles
-    when the callables do (module-level functions, not lambdas or closures).
+
+    ``smooth``: whether ``grad`` is free of kinks (``hess`` without Dirac masses). None (default): a
+    numerical probe decides at construction (:mod:`.probe`: jumps of ``grad`` along 2048 sampled
+    segments; a supplied ``grad`` / ``hess`` is also checked against differences of ``loss`` /
+    ``grad``, a mismatch warns). A kinked model gets ``smooth=False``: the solver then estimates its
+    responses by Gaussian integration by parts instead of pathwise tangents (which miss the Dirac
+    mass) and refuses ``responses="pathwise"``. An explicit ``smooth=`` wins, with a
+    :class:`~.probe.ModelProbeWarning` when the probe disagrees. The model pickles when the callables
+    do (module-level functions, not lambdas or closures).
     """
     g = grad if grad is not None else FiniteDifferenceGrad(loss)
     h = hess if hess is not None else FiniteDifferenceHess(g)

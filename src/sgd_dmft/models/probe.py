@@ -1,0 +1,162 @@
+"""A cheap numerical probe of a model's derivatives: does ``grad`` have a kink?
+
+Pathwise tangents (the solver's default responses) differentiate ``F = grad_r l`` through ``hess``;
+where ``F`` has a kink or a jump (relu, abs, hinge), ``hess`` misses a Dirac mass and the responses
+come out wrong without any sign of it (docs/theory.md section 3). :func:`probe_model` decides from
+the model's own callables, on ``N_POINTS`` = 2048 fixed Gaussian points (seed ``SEED``; the same
+points every call, so the verdict is deterministic):
+
+* points ``r = s z`` with ``z ~ N(0, I_k)`` and scales ``s`` cycling through ``SCALES`` = (0.5, 1, 2)
+  (pre-activations at initialisation and later in training), labels ``y = model.labels(r*, eps)``
+  with independent ``r* ~ N(0, I_k*)`` and ``eps ~ N(0, 1)``; a random unit direction ``v`` per point.
+* **Jumps of grad** (decides ``smooth``): along the segment ``g(t) = F(r + t v, y)``, ``|t| <= H_SEG``
+  = 0.05, the second differences ``D(h) = g(h) - 2 g(0) + g(-h)`` cancel to ``e = |D(H) - 4 D(H/2)|
+  = O(H^4 |g''''|)`` for a smooth ``F`` (about 1e-6 relative for tanh) but keep ``O(J)`` where a jump
+  ``J`` of ``F`` lies on the segment. A point *jumps* when ``e > JUMP_RTOL * scale`` (``JUMP_RTOL`` =
+  1e-3, ``scale`` = the RMS of ``|F|`` over the points); the model is **kinked** when at least
+  ``MIN_JUMPS`` = 3 points jump (a kink hyperplane through the bulk crosses ~1-2% of the segments,
+  i.e. 20-40 points; a smooth model gives 0). Derivative-free: only ``grad`` is evaluated.
+* **grad against loss** (only when ``grad`` was supplied): central differences of ``loss`` with step
+  1e-4; a mismatch beyond ``CHECK_RTOL`` = 1e-4 * (scale + |F|) at more than ``CHECK_FRACTION`` = 1% of
+  the points is reported (a wrong ``grad``: every estimator is then wrong).
+* **hess against grad** (only when ``hess`` was supplied): central differences of ``grad`` with step
+  1e-4, same rule, scale the RMS of ``|H|`` (a wrong ``hess``: the pathwise tangents are then wrong).
+
+Cost: 5 + 2k grad calls (+ 2k loss calls, + 1 hess call) on 2048 points, a few ms for k <= 4.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ProbeReport", "ModelProbeWarning", "probe_model", "N_POINTS", "SEED", "SCALES", "H_SEG",
+           "JUMP_RTOL", "MIN_JUMPS", "CHECK_RTOL", "CHECK_FRACTION"]
+
+N_POINTS = 2048
+SEED = 20240613
+SCALES = (0.5, 1.0, 2.0)
+H_SEG = 0.05
+JUMP_RTOL = 1e-3
+MIN_JUMPS = 3
+CHECK_RTOL = 1e-4
+CHECK_FRACTION = 0.01
+_FD_STEP = 1e-4
+
+
+class ModelProbeWarning(UserWarning):
+    """The probe disagrees with a declared flag, or a supplied ``grad`` / ``hess`` does not match."""
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    """The probe's verdict (dimensionless fractions of the ``N_POINTS`` points).
+
+    ``kinked``: ``grad`` jumps on at least ``MIN_JUMPS`` segments. ``jump_fraction``: the fraction of
+    segments where it jumps; ``max_jump``: the largest residual ``e`` over ``scale`` (RMS of |F|).
+    ``grad_mismatch`` / ``hess_mismatch``: fraction of points where the supplied grad / hess disagrees
+    with finite differences (None: not checked, the derivative was itself derived by differences).
+    """
+
+    kinked: bool
+    jump_fraction: float
+    max_jump: float
+    grad_mismatch: float | None = None
+    hess_mismatch: float | None = None
+
+    @property
+    def smooth(self) -> bool:
+        return not self.kinked
+
+    def describe(self) -> str:
+        """One line: the verdict and the evidence."""
+        if self.kinked:
+            return (f"grad jumps on {100 * self.jump_fraction:.1f}% of {N_POINTS} sampled segments "
+                    f"(largest jump {self.max_jump:.2g} x RMS |grad|): a kink, hess misses its Dirac mass")
+        return f"no jump of grad on {N_POINTS} sampled segments (largest residual {self.max_jump:.1e} x RMS |grad|)"
+
+
+def _points(model):
+    """The probe's fixed points: ``r`` (N, k), ``v`` (N, k) unit directions, ``y`` (N,)."""
+    rng = np.random.default_rng(SEED)
+    k, ks = int(model.k), int(model.kstar)
+    scales = np.resize(np.asarray(SCALES), N_POINTS)[:, None]
+    r = scales * rng.standard_normal((N_POINTS, k))
+    v = rng.standard_normal((N_POINTS, k))
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    rstar = rng.standard_normal((N_POINTS, ks))
+    eps = rng.standard_normal(N_POINTS)
+    y = np.asarray(model.labels(rstar, eps), dtype=np.float64)
+    return r, v, y
+
+
+def _rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(a * a))) if a.size else 0.0
+
+
+def _jumps(grad, r, v, y) -> tuple[np.ndarray, float]:
+    """Per-point residuals ``e / scale`` (N,) of the two-step second difference, and ``scale``."""
+    g = {t: np.asarray(grad(r + t * v, y), dtype=np.float64) for t in (-H_SEG, -H_SEG / 2, 0.0, H_SEG / 2, H_SEG)}
+    d_full = g[H_SEG] - 2 * g[0.0] + g[-H_SEG]
+    d_half = g[H_SEG / 2] - 2 * g[0.0] + g[-H_SEG / 2]
+    e = np.linalg.norm((d_full - 4 * d_half).reshape(len(r), -1), axis=1)
+    scale = _rms(g[0.0])
+    return e / max(scale, 1e-300), scale
+
+
+def _mismatch(value: np.ndarray, reference: np.ndarray) -> float:
+    """Fraction of points where ``value`` and ``reference`` (N, ...) differ by more than
+    ``CHECK_RTOL * (RMS |reference| + |reference|)``."""
+    n = len(value)
+    err = np.abs(value - reference).reshape(n, -1).max(axis=1)
+    tol = CHECK_RTOL * (_rms(reference) + np.abs(reference).reshape(n, -1).max(axis=1))
+    bad = ~(err <= tol)  # NaN counts as a mismatch
+    return float(bad.mean())
+
+
+def _fd_grad(loss, r, y) -> np.ndarray:
+    out = np.empty_like(r)
+    for a in range(r.shape[1]):
+        e = np.zeros(r.shape[1])
+        e[a] = _FD_STEP
+        out[:, a] = (np.asarray(loss(r + e, y)) - np.asarray(loss(r - e, y))) / (2 * _FD_STEP)
+    return out
+
+
+def _fd_hess(grad, r, y) -> np.ndarray:
+    k = r.shape[1]
+    out = np.empty((len(r), k, k))
+    for b in range(k):
+        e = np.zeros(k)
+        e[b] = _FD_STEP
+        out[:, :, b] = (np.asarray(grad(r + e, y)) - np.asarray(grad(r - e, y))) / (2 * _FD_STEP)
+    return 0.5 * (out + np.swapaxes(out, 1, 2))
+
+
+def probe_model(model, *, check_grad: bool = False, check_hess: bool = False) -> ProbeReport:
+    """Probe ``model`` (any :class:`~.base.Model`: ``k``, ``kstar``, ``labels``, ``loss``, ``grad``,
+    ``hess``) for a kink in ``grad`` (see the module docstring for the rule and thresholds).
+
+    ``check_grad`` / ``check_hess``: also compare a user-supplied ``grad`` with differences of
+    ``loss`` / ``hess`` with differences of ``grad`` (a mismatch warns :class:`ModelProbeWarning`).
+    Deterministic (fixed points); a few ms for ``k <= 4``.
+    """
+    r, v, y = _points(model)
+    with np.errstate(all="ignore"):
+        rel, _ = _jumps(model.grad, r, v, y)
+        jumped = ~(rel <= JUMP_RTOL)
+        gm = _mismatch(np.asarray(model.grad(r, y)), _fd_grad(model.loss, r, y)) if check_grad else None
+        hm = _mismatch(np.asarray(model.hess(r, y)), _fd_hess(model.grad, r, y)) if check_hess else None
+    finite = rel[np.isfinite(rel)]
+    report = ProbeReport(kinked=bool(jumped.sum() >= MIN_JUMPS), jump_fraction=float(jumped.mean()),
+                         max_jump=float(finite.max()) if finite.size else float("inf"),
+                         grad_mismatch=gm, hess_mismatch=hm)
+    name = getattr(model, "name", "custom")
+    for what, frac, ref in (("grad", gm, "loss"), ("hess", hm, "grad")):
+        if frac is not None and frac > CHECK_FRACTION:
+            warnings.warn(f"model={name}: the supplied {what} differs from central differences of {ref} at "
+                          f"{100 * frac:.1f}% of {N_POINTS} probe points (allowed: {100 * CHECK_FRACTION:g}%); "
+                          f"check it", ModelProbeWarning, stacklevel=3)
+    return report
