@@ -95,6 +95,11 @@ def fakes(monkeypatch):
         mod.__dict__.update(attrs)
         monkeypatch.setitem(sys.modules, f"sgd_dmft.{name}", mod)
         monkeypatch.setattr(sgd_dmft, name, mod, raising=False)
+    # the up-front checks (cost, memory, stability) need the real solver modules: tested in test_hostile.py
+    from sgd_dmft import run
+
+    monkeypatch.setattr(run, "check_theory", lambda *a, **k: 0.0)
+    monkeypatch.setattr(run, "check_simulation", lambda *a, **k: types.SimpleNamespace(describe=lambda: "plan"))
     return calls
 
 
@@ -132,7 +137,8 @@ def test_compare_with_fakes(tmp_path, tiny, fakes):
     assert sorted(p.name for p in out.iterdir()) == ["figure.png", "simulation.nc", "summary.json", "theory.nc"]
     s = json.loads((out / "summary.json").read_text())
     assert s["discrepancy"]["train_loss"]["max_z"] == pytest.approx(0.0)
-    assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs", "z_t", "df"}
+    assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs", "z_t", "df", "theory_rel_se",
+                                                  "reliable"}
     assert s["config"]["simulation"]["seeds"] == 3
     assert "max z" in r.output
     assert fakes["simulate"]["seeds"] == 3 and fakes["simulate"]["algorithm"] == "sgd"
@@ -239,7 +245,8 @@ def test_exit_status_by_exception_class():
     assert _classify(errors.ConfigError("x", key="dt")) == EXIT_CONFIG
     for cls in (errors.SolverDiverged, errors.SimulationDiverged, errors.NonFiniteResult, errors.Diverged):
         assert _classify(cls("x")) == EXIT_DIVERGED
-    for exc in (errors.MemoryLimitExceeded("x"), errors.SgdDmftError("x"), ValueError("x"), OSError("x")):
+    assert _classify(errors.MemoryLimitExceeded("x")) == EXIT_CONFIG  # a refusal up front
+    for exc in (errors.SgdDmftError("x"), ValueError("x"), OSError("x")):
         assert _classify(exc) == EXIT_ERROR
     assert _classify(RuntimeError("a bug")) is None  # not ours: the traceback is shown
 

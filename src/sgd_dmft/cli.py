@@ -1,23 +1,59 @@
 """Command line: ``sgd-dmft simulate | solve | compare | show | sweep`` (the computations: run.py, sweep.py).
 
-Exit status: 0 ok; 2 invalid configuration; 3 diverged run (simulation or solver) or non-finite
-result; 1 other errors. Errors are reported as one line ``error: <message>`` on stderr, and nothing
-is written unless the whole computation succeeded.
+Exit status: 0 ok; 2 invalid configuration, a bad ``--out`` or a refused request (memory or cost
+estimate past its limit: ``--force`` lifts the cost limit); 3 diverged run (simulation or solver,
+including a stability condition checked up front), a non-finite result or a comparison whose
+standard errors cannot be trusted; 130 interrupted (Ctrl-C), 143 terminated (SIGTERM); 1 other
+errors. Errors are reported as one line ``error: <message>`` on stderr, and nothing is written unless
+the whole computation succeeded: ``--out`` is checked before the run, the files of a result set are
+written into a staging directory and replace the previous set as a whole (results.write_result_set),
+and ``show`` refuses a set whose files come from different runs.
 """
 
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
 
 from . import run
 from .config import Config, ConfigError, load_config, parse_value
-from .errors import Diverged, SgdDmftError
+from .errors import Diverged, MemoryLimitExceeded, SgdDmftError
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that every cleanup path of Ctrl-C runs (pools shut down,
+    staging directories removed)."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess
+    raise Terminated()
+
+
+class _Main(click.Group):
+    """Ctrl-C -> exit 130 and SIGTERM -> exit 143 with one line (click's own 'Aborted!' is exit 1)."""
+
+    def invoke(self, ctx: click.Context):
+        old = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as exc:
+            note = (ctx.obj or {}).get("interrupt_note", "nothing was written")
+            what = "terminated" if isinstance(exc, Terminated) else "interrupted"
+            click.echo(f"error: {what}; {note}", err=True)
+            raise click.exceptions.Exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
 COMPARED_VARS = run.COMPARED_VARS
 
 # the computations live in run.py; these names stay importable from here
@@ -26,15 +62,23 @@ run_simulation = run.run_simulation
 compare_datasets = run.compare_datasets
 
 
-def _one_line(msg: str) -> str:
-    return " ".join(str(msg).split())
+def _one_line(exc) -> str:
+    msg = " ".join(str(exc).split())
+    if isinstance(exc, BaseException):
+        if isinstance(exc, MemoryError):
+            msg = f"out of memory{': ' + msg if msg else ''} (lower the sizes of the run, e.g. simulation.d, solver.paths)"
+        elif not msg:
+            msg = type(exc).__name__
+    return msg
 
 
 def _classify(exc: BaseException) -> int | None:
     """Exit status of a known failure (None: not ours, let it raise with its traceback)."""
-    if isinstance(exc, ConfigError):
+    if getattr(exc, "exit_status", None) in (EXIT_CONFIG, EXIT_DIVERGED):  # e.g. planning.CostLimitExceeded
+        return exc.exit_status
+    if isinstance(exc, (ConfigError, MemoryLimitExceeded)):  # invalid or refused up front
         return EXIT_CONFIG
-    if isinstance(exc, Diverged):  # solver, simulation, non-finite result
+    if isinstance(exc, (Diverged, ArithmeticError)):  # solver, simulation, non-finite result, overflow
         return EXIT_DIVERGED
     if isinstance(exc, (SgdDmftError, ValueError, MemoryError, OSError, ImportError)):
         return EXIT_ERROR
@@ -83,11 +127,13 @@ _set_option = click.option("--set", "-s", "overrides", multiple=True, metavar="S
                            help="Override a config value (TOML syntax), e.g. -s dynamics.gamma=0.3. Repeatable.")
 _progress_option = click.option("--progress/--no-progress", default=None,
                                  help="Progress bar (default: on when stderr is a terminal).")
-_out_option = click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-                           help="Output directory (created if needed).")
+_out_option = click.option("--out", "out", required=True, type=click.Path(),
+                           help="Output directory (created if needed; a previous result set there is replaced).")
+_force_option = click.option("--force", is_flag=True,
+                             help="Run even when the cost estimate is past its limit (memory limits still apply).")
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--traceback", is_flag=True, help="Show full tracebacks instead of one-line errors.")
 @click.version_option(package_name="sgd-dmft")
 @click.pass_context
@@ -96,79 +142,105 @@ def main(ctx: click.Context, traceback: bool) -> None:
     ctx.obj = {"traceback": traceback}
 
 
+def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str, ...]) -> tuple[Config, Path]:
+    """The validated config and the checked ``--out`` (before anything runs; exit 2 on either)."""
+    from .results import check_out_dir
+
+    out_dir = _run(check_out_dir, out, names)
+    return _run(_load, config, overrides), out_dir
+
+
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @_out_option
 @_progress_option
+@_force_option
 @_set_option
-def simulate(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
+def simulate(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...]) -> None:
     """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
-    _single_run("simulation", run.run_simulation, config, out, progress, overrides)
+    _single_run("simulation", lambda cfg, prog: run.run_simulation(cfg, prog, announce=click.echo, force=force),
+                config, out, progress, overrides)
 
 
 def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
                 overrides: tuple[str, ...]) -> None:
-    """Validate, run ``runner(cfg, progress)``, then write OUT/result.nc and OUT/figure.png."""
+    """Validate, run ``runner(cfg, progress)``, then write OUT/result.nc and OUT/figure.png as one set."""
     from .plot import plot_curves
-    from .results import write_dataset
+    from .results import new_set_id, write_dataset, write_result_set
 
-    cfg = _run(_load, config, overrides)
+    cfg, out_dir = _prepare(config, out, overrides, ("result.nc", "figure.png"))
     ds = _run(runner, cfg, _progress(progress))
-    out_dir = Path(out)
-    nc = _run(write_dataset, ds, out_dir / "result.nc", cfg)
+    ds.attrs["result_set"] = new_set_id()
     sim, theory = (ds, None) if kind == "simulation" else (None, ds)
-    png = _run(plot_curves, sim, theory, out_dir / "figure.png")
+    written = _run(write_result_set, out_dir, {
+        "result.nc": lambda p: write_dataset(ds, p, cfg),
+        "figure.png": lambda p: plot_curves(sim, theory, p),
+    })
     click.echo(f"{kind}: {ds.attrs['wall_time_s']:.1f} s")
-    click.echo(f"wrote {nc}")
-    click.echo(f"wrote {png}")
+    for path in written.values():
+        click.echo(f"wrote {path}")
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @_out_option
 @_progress_option
+@_force_option
 @_set_option
-def solve(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
+def solve(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...]) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
-    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=click.echo), config, out, progress,
-                overrides)
+    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=click.echo, force=force), config,
+                out, progress, overrides)
+
+
+def _fmt(x, spec: str) -> str:
+    """A number of a summary (None: not finite, the JSON convention of results.json_safe)."""
+    return "inf" if x is None else format(x, spec)
 
 
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @_out_option
 @_progress_option
+@_force_option
 @_set_option
-def compare(config: str, out: str, progress: bool | None, overrides: tuple[str, ...]) -> None:
+def compare(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...]) -> None:
     """Theory and simulation: OUT/theory.nc, OUT/simulation.nc, OUT/figure.png, OUT/summary.json.
 
     Prints the largest |theory - simulation mean| in units of the combined standard error
-    sqrt(se_theory^2 + se_sim^2) (se_sim = std over seeds / sqrt(seeds)).
+    sqrt(se_theory^2 + se_sim^2) (se_sim = std over seeds / sqrt(seeds)). A theory whose standard error
+    is not small against its curve (results.discrepancy: reliable) is refused, exit 3.
     """
     from .plot import plot_curves
-    from .results import write_dataset, write_json
+    from .results import json_safe, new_set_id, write_dataset, write_json, write_result_set
 
-    cfg = _run(_load, config, overrides)
-    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=click.echo)
-    out_dir = Path(out)
-    files = {
-        "theory": str(_run(write_dataset, theory, out_dir / "theory.nc", cfg)),
-        "simulation": str(_run(write_dataset, sim, out_dir / "simulation.nc", cfg)),
-        "figure": str(_run(plot_curves, sim, theory, out_dir / "figure.png")),
-    }
+    names = ("theory.nc", "simulation.nc", "figure.png", "summary.json")
+    cfg, out_dir = _prepare(config, out, overrides, names)
+    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=click.echo, force=force)
+    set_id = new_set_id()
+    for ds in (theory, sim):
+        ds.attrs["result_set"] = set_id
     summary = {
         "config": cfg.to_dict(),
-        "discrepancy": disc,
+        "discrepancy": json_safe(disc),
         "wall_time_s": {"theory": theory.attrs.get("wall_time_s"), "simulation": sim.attrs.get("wall_time_s")},
-        "files": files,
+        "files": {k: str(out_dir / f"{k}.{ext}") for k, ext in
+                  (("theory", "nc"), ("simulation", "nc"), ("figure", "png"), ("summary", "json"))},
+        "result_set": set_id,
     }
-    files["summary"] = str(_run(write_json, summary, out_dir / "summary.json"))
+    written = _run(write_result_set, out_dir, {
+        "theory.nc": lambda p: write_dataset(theory, p, cfg),
+        "simulation.nc": lambda p: write_dataset(sim, p, cfg),
+        "figure.png": lambda p: plot_curves(sim, theory, p),
+        "summary.json": lambda p: write_json(summary, p),
+    })
     click.echo(f"theory: {theory.attrs['wall_time_s']:.1f} s, simulation: {sim.attrs['wall_time_s']:.1f} s")
-    for v, dd in disc.items():
+    for v, dd in summary["discrepancy"].items():
         click.echo(f"{v}: max |theory - sim| = {dd['max_abs']:.4g}, "
-                   f"max z = {dd['max_z']:.2f} combined s.e. (at t = {dd['at_time']:.3g}; "
-                   f"Student-t normal-equivalent {dd['z_t']:.2f}, df {dd['df']:.3g})")
-    for path in files.values():
+                   f"max z = {_fmt(dd['max_z'], '.2f')} combined s.e. (at t = {dd['at_time']:.3g}; "
+                   f"Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')}, df {_fmt(dd['df'], '.3g')}; "
+                   f"theory relative s.e. <= {dd['theory_rel_se']:.2g})")
+    for path in written.values():
         click.echo(f"wrote {path}")
 
 
@@ -176,16 +248,12 @@ def compare(config: str, out: str, progress: bool | None, overrides: tuple[str, 
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def show(directory: str) -> None:
     """Summarise a result directory: configuration, final losses with errors, files."""
-    from .results import final_values, read_dataset
+    from .results import final_values, read_result_set
 
     d = Path(directory)
-    ncs = [p for p in (d / "result.nc", d / "theory.nc", d / "simulation.nc") if p.exists()]
-    if not ncs:
-        click.echo(f"error: no result.nc / theory.nc / simulation.nc in {d}", err=True)
-        raise SystemExit(EXIT_ERROR)
+    datasets, summary = _run(read_result_set, d)
     shown_config = False
-    for p in ncs:
-        ds = _run(read_dataset, p)
+    for p, ds in datasets.items():
         if not shown_config and "config_toml" in ds.attrs:
             click.echo("# configuration")
             click.echo(ds.attrs["config_toml"].rstrip())
@@ -200,13 +268,10 @@ def show(directory: str) -> None:
             if v in ds:
                 m, se = final_values(ds, v)
                 click.echo(f"  {v}(t={t_end:g}) = {m:.6g} +- {se:.2g}")
-    summ = d / "summary.json"
-    if summ.exists():
-        data = json.loads(summ.read_text())
-        for v, dd in data.get("discrepancy", {}).items():
-            zt = f" (Student-t normal-equivalent {dd['z_t']:.2f})" if "z_t" in dd else ""
-            click.echo(f"discrepancy {v}: max z = {dd['max_z']:.2f}{zt} at t = {dd['at_time']:.3g}, "
-                       f"max abs = {dd['max_abs']:.4g}")
+    for v, dd in (summary or {}).get("discrepancy", {}).items():
+        zt = f" (Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')})" if "z_t" in dd else ""
+        click.echo(f"discrepancy {v}: max z = {_fmt(dd.get('max_z'), '.2f')}{zt} at t = "
+                   f"{_fmt(dd.get('at_time'), '.3g')}, max abs = {_fmt(dd.get('max_abs'), '.4g')}")
     click.echo("files:")
     for p in sorted(d.iterdir()):
         if p.is_file() and not p.name.startswith("."):
@@ -224,22 +289,27 @@ def show(directory: str) -> None:
 @click.option("--workers", type=int, default=None,
               help="Local worker processes (default min(2, cpu count); 1 runs in this process).")
 @_progress_option
-def sweep(config: str, out: str, sweeps: tuple[str, ...], simulate: bool, scheduler: str | None,
-          workers: int | None, progress: bool | None) -> None:
+@_force_option
+@click.pass_context
+def sweep(ctx: click.Context, config: str, out: str, sweeps: tuple[str, ...], simulate: bool, scheduler: str | None,
+          workers: int | None, progress: bool | None, force: bool) -> None:
     """Theory (and simulations) over a product grid: OUT/sweep.nc, OUT/sweep_sim.nc, OUT/sweep.png.
 
     Finished tasks are cached in OUT/cache; a rerun or a resumed sweep recomputes nothing finished.
     """
     from . import sweep as sweep_mod
+    from .results import check_out_dir
 
+    out_dir = _run(check_out_dir, out, ("sweep.nc", "sweep_sim.nc", "sweep.png", "cache"), True)
     cfg = _run(load_config, config)
     grid = _run(sweep_mod.parse_grid, sweeps)
-    ds = _run(sweep_mod.run_sweep, cfg, grid, out, simulate=simulate, scheduler=scheduler,
-              workers=workers, progress=_progress(progress))
+    ctx.obj["interrupt_note"] = (f"finished tasks are cached in {out_dir / 'cache'}; rerun the same command to "
+                                 f"resume")
+    ds = _run(sweep_mod.run_sweep, cfg, grid, out_dir, simulate=simulate, scheduler=scheduler,
+              workers=workers, progress=_progress(progress), force=force)
     n, nd = int(ds.attrs["n_points"]), int(ds.attrs["n_diverged"])
     click.echo(f"sweep: {n} grid points over {', '.join(json.loads(ds.attrs['sweep_keys']))}"
                + (f", {nd} diverged (NaN; see attribute diverged_points)" if nd else ""))
-    out_dir = Path(out)
     for name in ("sweep.nc", "sweep_sim.nc", "sweep.png"):
         if (out_dir / name).exists():
             click.echo(f"wrote {out_dir / name}")

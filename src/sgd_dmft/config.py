@@ -32,6 +32,8 @@ import tomli_w
 from . import laws, problem
 from .errors import ConfigError
 from .grid import TimeGrid
+from .models.loading import is_entry, load_model
+from .models.presets import LOSSES
 
 __all__ = ["ALGORITHMS", "Config", "ConfigError", "SCHEMA", "defaults", "load_config", "parse_config",
            "parse_value"]
@@ -76,10 +78,16 @@ def _fmt_choices(options: tuple[str, ...]) -> str:
     return "one of " + " | ".join(options)
 
 
+MAX_D = 10**9  # simulation.d (the memory estimate refuses most of the range below it)
+MAX_SEEDS = 10**6  # simulation.seeds
+MAX_MAGNITUDE = 1e12  # |value| of the float keys of [problem] and [dynamics]
+MAX_INIT = 1e6  # |init_scale|, |init_overlap| (Q_0 = init_scale^2 + init_overlap^2 stays far below 1e12)
+
 SCHEMA: dict[str, dict[str, _Key]] = {
     "problem": {
-        "model": _Key("str", "logistic", _fmt_choices(MODELS), _choice(MODELS),
-                      "teacher-student model"),
+        "model": _Key("str", "logistic", _fmt_choices(MODELS) + ", or 'package.module:function' returning a Model",
+                      lambda v: v in MODELS or is_entry(v),
+                      "teacher-student model (a preset, or a custom model 'package.module:function')"),
         "delta": _Key("float", 2.0, "a finite number > 0", lambda v: v > 0, "sample ratio n / d"),
         "noise": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0, "std of additive label noise"),
         "ridge": _Key("float", 0.1, "a finite number >= 0", lambda v: v >= 0,
@@ -87,11 +95,21 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "student_width": _Key("int", 1, "an integer >= 1", lambda v: v >= 1, "student width k"),
         "teacher_width": _Key("int", 1, "an integer >= 1", lambda v: v >= 1, "teacher width k*"),
         "activation": _Key("str", "erf", _fmt_choices(ACTIVATIONS), _choice(ACTIVATIONS),
-                           "committee activation"),
+                           "the student's activation s (committee, two_layer)"),
+        "teacher": _Key("str", "", "a link in z1..zK, numbers, + - * / ^, he1..he6, tanh, erf, relu, sign, "
+                        "sqrt(constant) ('' = mean_b s(z_b))", lambda v: True,
+                        "two_layer: the link g(z1..z_k*) of y = g(r*) + noise eps"),
+        "second_layer": _Key("weights", "mean", "'mean' (1/k each), a number or a list of student_width numbers",
+                             lambda v: True, "two_layer: the second layer a of f(r) = sum_a a_a s(r_a + b_a)"),
+        "bias": _Key("weights", 0.0, "a number or a list of student_width numbers", lambda v: True,
+                     "two_layer: the biases b"),
+        "loss": _Key("str", "square", _fmt_choices(LOSSES), _choice(LOSSES),
+                     "two_layer: square (f - y)^2 / 2, or logistic log(1 + exp(-y f)) with y = sign(g + noise eps)"),
         "init_scale": _Key("float", 0.5, "a finite number >= 0", lambda v: v >= 0,
                            "theta_0 = init_overlap theta* + init_scale Z"),
-        "init_overlap": _Key("float", 0.0, "a finite number", lambda v: True,
-                             "initial alignment with the teacher (needs k == k* when nonzero)"),
+        "init_overlap": _Key("matrix", 0.0, "a finite number, or a student_width x teacher_width matrix (list of rows)",
+                             lambda v: True, "initial alignment theta_0 = theta* B^T + init_scale Z: a number c "
+                             "(B = c x the selection matrix; needs k == k* when nonzero) or the k x k* matrix B"),
     },
     "dynamics": {
         "algorithm": _Key("str", "sgd", _fmt_choices(ALGORITHMS), _choice(ALGORITHMS), "training algorithm"),
@@ -109,20 +127,23 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                             "persistent law: persistence time"),
     },
     "simulation": {
-        "d": _Key("int", 2000, "an integer >= 10", lambda v: v >= 10, "dimension"),
+        "d": _Key("int", 2000, f"an integer in [10, {MAX_D}]", lambda v: 10 <= v <= MAX_D, "dimension"),
         "batch": _Key("int", 1, "an integer >= 1 (and <= n)", lambda v: v >= 1, "mini-batch size kappa"),
         "batching": _Key("str", "uniform", _fmt_choices(BATCHINGS), _choice(BATCHINGS),
                          "uniform batches of size kappa, or Bernoulli(dt/gamma) membership"),
-        "seeds": _Key("int", 8, "an integer >= 1", lambda v: v >= 1, "independent runs"),
-        "seed": _Key("int", 0, "an integer >= 0", lambda v: v >= 0, "base random seed"),
+        "seeds": _Key("int", 8, f"an integer in [1, {MAX_SEEDS}]", lambda v: 1 <= v <= MAX_SEEDS, "independent runs"),
+        "seed": _Key("int", 0, "an integer in [0, 2^63)", lambda v: 0 <= v < 2**63, "base random seed"),
+        "max_memory_gb": _Key("float", 8.0, "a finite number > 0", lambda v: v > 0,
+                              "memory budget of a simulation (GiB; refused up front past it)"),
     },
     "solver": {
-        "paths": _Key("int", 8000, "an integer >= 10", lambda v: v >= 10, "Monte Carlo paths of the sample process (in total, split over replicas)"),
-        "replicas": _Key("int", 8, "an integer >= 2", lambda v: v >= 2, "independent replicas (for stderr)"),
-        "seed": _Key("int", 0, "an integer >= 0", lambda v: v >= 0, "solver random seed"),
+        "paths": _Key("int", 8000, "an integer in [10, 2^53]", lambda v: 10 <= v <= 2**53, "Monte Carlo paths of the sample process (in total, split over replicas)"),
+        "replicas": _Key("int", 8, "an integer in [2, 2^53]", lambda v: 2 <= v <= 2**53,
+                         "independent replicas (for stderr)"),
+        "seed": _Key("int", 0, "an integer in [0, 2^63)", lambda v: 0 <= v < 2**63, "solver random seed"),
         "max_memory_gb": _Key("float", 8.0, "a finite number > 0", lambda v: v > 0,
                               "memory budget (paths are split into more replicas to fit)"),
-        "workers": _Key("int", 0, "an integer >= 0", lambda v: v >= 0,
+        "workers": _Key("int", 0, "an integer in [0, 1024]", lambda v: 0 <= v <= 1024,
                         "replicas run in this many processes at once (0 = one per CPU core, up to replicas)"),
         "extrapolate": _Key("bool", True, "true or false", lambda v: True,
                             "the continuous-time limit dt -> 0 (Richardson over dt, dt/2; gf, sgd, sme, reshuffle, "
@@ -161,6 +182,8 @@ def _typename(v: Any) -> str:
 def _coerce(section: str, key: str, value: Any) -> Any:
     spec = SCHEMA[section][key]
     name = f"{section}.{key}"
+    if spec.kind in ("weights", "matrix"):
+        return _coerce_array(name, spec, value)
     if spec.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} = {value!r} ({_typename(value)}): must be {spec.allowed}")
@@ -172,7 +195,10 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     elif spec.kind == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} = {value!r} ({_typename(value)}): must be {spec.allowed}")
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an integer beyond the float range
+            v = math.inf
         if not math.isfinite(v):
             raise ConfigError(f"{name} = {value!r}: must be {spec.allowed}")
     else:
@@ -188,24 +214,97 @@ def _coerce(section: str, key: str, value: Any) -> Any:
 
 
 def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
+    _check_magnitudes(c)
     _check_widths(c["problem"])
     _check_dynamics(c["dynamics"])
     _check_samples(c["problem"], c["simulation"])
+    _check_solver(c["solver"])
+
+
+def _check_magnitudes(c: dict[str, dict[str, Any]]) -> None:
+    """Float keys of [problem] and [dynamics] of magnitude <= MAX_MAGNITUDE, the initialisation's <= MAX_INIT
+    (beyond them the initial overlaps overflow, or no run can be meaningful)."""
+    for section in ("problem", "dynamics"):
+        for key, spec in SCHEMA[section].items():
+            v = c[section].get(key)
+            if spec.kind != "float" or not isinstance(v, float):
+                continue
+            bound = MAX_INIT if key in ("init_scale", "init_overlap") else MAX_MAGNITUDE
+            if abs(v) > bound:
+                raise ConfigError(f"{section}.{key} = {v!r}: must be {spec.allowed} of magnitude <= {bound:g}",
+                                  key=f"{section}.{key}")
+
+
+def _check_solver(so: dict[str, Any]) -> None:
+    """Monte Carlo paths are split over the replicas: at least 2 paths per replica."""
+    if so["paths"] < 2 * so["replicas"]:
+        raise ConfigError(f"solver.paths = {so['paths']}: must be >= 2 * solver.replicas = {2 * so['replicas']} "
+                          f"(the paths are split over the replicas)", key="solver.paths")
+
+
+def _coerce_array(name: str, spec: _Key, value: Any) -> Any:
+    """``weights``: 'mean' (second_layer), a number or a flat list of numbers; ``matrix``: a number or a
+    list of equal-length lists of numbers. Numbers as floats, finite and of magnitude <= MAX_INIT."""
+    def number(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def bad(why: str = "") -> ConfigError:
+        return ConfigError(f"{name} = {value!r}{' (' + _typename(value) + ')' if not why else ''}: "
+                           f"must be {spec.allowed}{why}", key=name)
+
+    if spec.kind == "weights" and value == "mean" and name.endswith("second_layer"):
+        return value
+    if number(value):
+        vals, out = [value], float(value)
+    elif spec.kind == "weights" and isinstance(value, list) and value and all(number(v) for v in value):
+        vals, out = value, [float(v) for v in value]
+    elif (spec.kind == "matrix" and isinstance(value, list) and value and all(isinstance(r, list) and r for r in value)
+          and all(number(v) for r in value for v in r) and len({len(r) for r in value}) == 1):
+        vals, out = [v for r in value for v in r], [[float(v) for v in r] for r in value]
+    else:
+        raise bad()
+    try:
+        ok = all(math.isfinite(float(v)) and abs(float(v)) <= MAX_INIT for v in vals)
+    except OverflowError:
+        ok = False
+    if not ok:
+        raise bad(f" (finite, |value| <= {MAX_INIT:g})")
+    return out
 
 
 def _check_widths(p: dict[str, Any]) -> None:
-    k, ks = p["student_width"], p["teacher_width"]
-    if p["model"] != "committee":
-        if k != 1:
-            raise ConfigError(
-                f"problem.student_width = {k}: model '{p['model']}' needs student_width = 1 (only 'committee' allows wider)")
-        if ks != 1:
-            raise ConfigError(
-                f"problem.teacher_width = {ks}: model '{p['model']}' needs teacher_width = 1 (only 'committee' allows wider)")
-    if p["init_overlap"] != 0.0 and k != ks:
+    """The [problem] rules across keys: widths, two_layer-only keys, the teacher link, init_overlap's shape."""
+    k, ks, model = p["student_width"], p["teacher_width"], p["model"]
+    if is_entry(model):  # import and build it now: a failure is a config error (exit 2) before any run
+        loaded = load_model(model)
+        k, ks = loaded.k, loaded.kstar
+    elif model not in ("committee", "two_layer"):
+        for key, w in (("student_width", k), ("teacher_width", ks)):
+            if w != 1:
+                raise ConfigError(f"problem.{key} = {w}: model '{model}' needs {key} = 1 (only 'committee' and "
+                                  "'two_layer' allow wider)")
+    if model != "two_layer":
+        for key in ("teacher", "second_layer", "bias", "loss"):
+            if p[key] != SCHEMA["problem"][key].default:
+                raise ConfigError(f"problem.{key} = {p[key]!r}: only model 'two_layer' takes {key} (model is '{model}')")
+    else:
+        _two_layer_model(p)  # the teacher link, second_layer / bias lengths
+    ov = p["init_overlap"]
+    if isinstance(ov, list):
+        if (len(ov), len(ov[0])) != (k, ks):
+            raise ConfigError(f"problem.init_overlap = {ov!r}: must be a k x k* = {k} x {ks} matrix (a list of rows)")
+    elif ov != 0.0 and k != ks:
         raise ConfigError(
-            f"problem.init_overlap = {p['init_overlap']!r}: a nonzero initial overlap needs "
-            f"student_width == teacher_width (got {k} and {ks})")
+            f"problem.init_overlap = {ov!r}: a nonzero number needs student_width == teacher_width (got {k} and "
+            f"{ks}); give the {k} x {ks} matrix B of theta_0 = theta* B^T + init_scale Z instead")
+
+
+def _two_layer_model(p: Mapping[str, Any]) -> problem.Model:
+    """The two_layer preset of ``p`` (its ConfigErrors name problem.teacher / second_layer / bias / loss)."""
+    return problem.make_model(
+        "two_layer", k=p["student_width"], kstar=p["teacher_width"], activation=p["activation"], noise=p["noise"],
+        teacher=p["teacher"] or None, second_layer=None if p["second_layer"] == "mean" else p["second_layer"],
+        bias=p["bias"], loss=p["loss"])
 
 
 def _check_dynamics(dy: dict[str, Any]) -> None:
@@ -335,7 +434,12 @@ class Config:
 
     # ---- construction ----
     def make_model(self) -> problem.Model:
+        """The model of ``[problem]``: a preset, or a custom model ``package.module:function``."""
         p = self.problem
+        if is_entry(p["model"]):
+            return load_model(p["model"])
+        if p["model"] == "two_layer":
+            return _two_layer_model(p)
         return problem.make_model(p["model"], k=p["student_width"], kstar=p["teacher_width"],
                                   activation=p["activation"], noise=p["noise"])
 
@@ -364,9 +468,14 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a TOML configuration file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except OSError as e:
         raise ConfigError(f"cannot read config file '{path}': {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file '{path}' is not UTF-8 text (byte {raw[e.start]:#04x} at offset {e.start}); "
+                          f"save it as UTF-8 TOML") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:

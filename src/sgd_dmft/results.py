@@ -18,7 +18,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -29,6 +29,7 @@ from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was he
 
 SEED_DIM = "seed"
 TIME_DIM = "time"
+REL_SE_MAX = 0.5  # a theory standard error above this fraction of the curve makes its z meaningless
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,6 +150,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     Global attributes: the dataset's own (cleaned), ``config_toml`` and ``section.key`` entries if
     ``config`` is given, extra ``attrs``, ``sgd_dmft_version`` and ``created`` (UTC ISO timestamp).
     """
+    ds = _drop_online_train(ds)
     check_finite(ds, what=f"dataset for {Path(path).name}")
     out = ds.copy(deep=False)
     a = dict(ds.attrs)
@@ -164,15 +166,38 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     return atomic_write(path, lambda tmp: out.to_netcdf(tmp, mode="w", engine="netcdf4"))
 
 
+def _drop_online_train(ds: xr.Dataset) -> xr.Dataset:
+    """Online SGD has no training set: its all-NaN ``train_loss`` is dropped (attr ``train_loss_note``
+    says so), the one NaN a written result may have had."""
+    if "train_loss" in ds and ds.attrs.get("algorithm") == "online" and bool(ds["train_loss"].isnull().all()):
+        ds = ds.drop_vars("train_loss")
+        ds.attrs["train_loss_note"] = "dropped: no training set (online SGD)"
+    return ds
+
+
 def read_dataset(path: str | Path) -> xr.Dataset:
     """Load a netCDF file fully into memory and close it."""
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every non-finite float replaced by None (JSON ``null``): the convention of the files
+    written here (e.g. ``max_z`` is null when the combined standard error is 0 and the gap is not)."""
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
 def write_json(obj: Any, path: str | Path) -> Path:
-    """Write JSON atomically."""
-    text = json.dumps(obj, indent=2, sort_keys=True, allow_nan=True) + "\n"
+    """Write strict JSON atomically (non-finite numbers as null, :func:`json_safe`)."""
+    text = json.dumps(json_safe(obj), indent=2, sort_keys=True, allow_nan=False) + "\n"
 
     def w(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
@@ -209,7 +234,12 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     with Welch-Satterthwaite degrees of freedom ``df``; ``z_t`` is the normal-equivalent of the most
     significant time (``Phi^-1(1 - p/2)`` of its two-sided t p-value). With few seeds a large ``max_z``
     can be a small ``z_t`` (4 seeds: z = 9.7 is z_t = 3.0). A zero combined error gives ``z = inf``
-    for a nonzero gap.
+    for a nonzero gap (written ``null`` in JSON).
+
+    An exploded standard error cannot pass for agreement: ``theory_rel_se`` is the largest
+    ``se_theory(t) / max(|theory(t)|, |mean_sim(t)|, 1e-3 max_t |theory|)``; above ``REL_SE_MAX`` (0.5)
+    ``reliable`` is False and ``unreliable`` says where (``run.compare`` then refuses the comparison,
+    CLI exit 3).
     """
     tm, tse = theory_mean_stderr(theory, var)
     sm, sse = sim_mean_stderr(sim, var)
@@ -252,8 +282,30 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
         logp = np.where(np.isfinite(z), stats.t.logsf(z, np.where(np.isfinite(df), df, 1e12)), -np.inf)
     j = np.unravel_index(int(np.argmin(logp)), logp.shape)
     z_t = float(stats.norm.isf(np.exp(logp[j]))) if np.isfinite(logp[j]) else float("inf")
-    return {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
-            "z_t": z_t, "df": float(df[j])}
+    out = {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
+           "z_t": z_t, "df": float(df[j])}
+    out.update(_reliability(tm_i, tse_i, sm, var))
+    return out
+
+
+def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str) -> dict[str, Any]:
+    """``theory_rel_se`` (worst relative theory standard error), ``reliable`` and, when not, ``unreliable``."""
+    a, b = xr.broadcast(tm, sm)
+    se = xr.broadcast(tse, a)[0]
+    A = np.abs(np.asarray(a.transpose(TIME_DIM, ...).values, dtype=float)).reshape(a.sizes[TIME_DIM], -1)
+    B = np.abs(np.asarray(b.transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
+    E = np.abs(np.asarray(se.transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
+    floor = 1e-3 * float(np.max(A)) if A.size else 0.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(E > 0, E / np.maximum(np.maximum(A, B), max(floor, 1e-300)), 0.0)
+    worst = float(np.max(rel)) if rel.size else 0.0
+    out: dict[str, Any] = {"theory_rel_se": worst, "reliable": bool(worst <= REL_SE_MAX)}
+    if not out["reliable"]:
+        it = int(np.unravel_index(int(np.argmax(rel)), rel.shape)[0])
+        t = float(tm[TIME_DIM].values[it])
+        out["unreliable"] = (f"the theory's standard error of {var} at t={t:.4g} is {worst:.3g} of the curve "
+                             f"(> {REL_SE_MAX:g}): no z statistic can be trusted")
+    return out
 
 
 def final_values(ds: xr.Dataset, var: str) -> tuple[float, float]:
@@ -263,3 +315,121 @@ def final_values(ds: xr.Dataset, var: str) -> tuple[float, float]:
     else:
         m, se = theory_mean_stderr(ds, var)
     return float(m.isel({TIME_DIM: -1}).values), float(se.isel({TIME_DIM: -1}).values)
+
+
+# --------------------------------------------------------------------------------------------
+# Result sets: the files of one run, replaced as a whole
+# --------------------------------------------------------------------------------------------
+RESULT_FILES = ("result.nc", "theory.nc", "simulation.nc", "figure.png", "summary.json")
+SET_ATTR = "result_set"  # the id shared by the files of one result set (netCDF attribute, JSON key)
+
+
+def new_set_id() -> str:
+    """A fresh result-set id (random hex)."""
+    import uuid
+
+    return uuid.uuid4().hex
+
+
+def check_out_dir(out: str | Path, names: Sequence[str] = RESULT_FILES, keep_dirs: bool = False) -> Path:
+    """The output directory, checked before anything runs: not empty, not a file, its nearest existing
+    ancestor a writable directory, and none of ``names`` inside it a directory (unless ``keep_dirs``
+    allows ``cache``-like subdirectories). Raises ConfigError (key ``--out``, CLI exit 2)."""
+    from .config import ConfigError
+
+    if not str(out).strip():
+        raise ConfigError("--out '': must name a directory (e.g. --out results/run1)", key="--out")
+    path = Path(out).expanduser().absolute()
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--out '{out}': exists and is not a directory", key="--out")
+    anc = path
+    while not anc.exists():
+        anc = anc.parent
+    if not anc.is_dir():
+        raise ConfigError(f"--out '{out}': '{anc}' is a file, not a directory", key="--out")
+    if not os.access(anc, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out '{out}': '{anc}' is not writable", key="--out")
+    for name in names:
+        p = path / name
+        if p.is_dir() and not (keep_dirs and "." not in name):
+            raise ConfigError(f"--out '{out}': '{p}' is a directory where the file {name} goes; remove it or "
+                              f"choose another --out", key="--out")
+    return path
+
+
+def write_result_set(out: str | Path, writers: Mapping[str, Any]) -> dict[str, Path]:
+    """Write a result set: ``writers[name](path)`` writes file ``name``; all are written into a staging
+    directory beside ``out`` and then published: ``out`` created by one rename when it does not exist,
+    else (under an exclusive lock on ``out``) each file moved in and the files of the previous set that
+    this one lacks removed. On any error (or Ctrl-C) the staging directory is removed and ``out`` is
+    left as it was. Returns ``{name: final path}``."""
+    import shutil
+
+    out = check_out_dir(out, tuple(writers))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
+    try:
+        os.chmod(stage, 0o777 & ~_umask())
+        for name, writer in writers.items():
+            writer(stage / name)
+        _fsync_dir(stage)
+        _publish(stage, out, list(writers))
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return {name: out / name for name in writers}
+
+
+def _publish(stage: Path, out: Path, names: list[str]) -> None:
+    """Move the staged files into ``out`` (see :func:`write_result_set`)."""
+    import fcntl
+
+    if not out.exists():
+        try:
+            os.rename(stage, out)
+            _fsync_dir(out.parent)
+            return
+        except OSError:  # another run created it meanwhile: publish into it
+            out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        for name in names:
+            os.replace(stage / name, out / name)
+        for name in RESULT_FILES:
+            if name not in names and (out / name).is_file():
+                os.unlink(out / name)
+        _fsync_dir(out)
+    finally:
+        os.close(fd)
+
+
+def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict | None]:
+    """``({path: dataset}, summary or None)`` of a result directory, checked whole: every file readable
+    (one-line errors naming the file) and all from the same run (their ``result_set`` ids agree)."""
+    d = Path(directory)
+    ncs = [d / n for n in ("result.nc", "theory.nc", "simulation.nc") if (d / n).is_file()]
+    if not ncs:
+        raise FileNotFoundError(f"no result.nc / theory.nc / simulation.nc in {d}")
+    datasets = {}
+    for p in ncs:
+        try:
+            datasets[p] = read_dataset(p)
+        except Exception as e:  # noqa: BLE001 - HDF / netCDF errors of a truncated file
+            raise OSError(f"cannot read {p}: {' '.join(str(e).split())} (truncated or not a netCDF file)") from None
+    summary = None
+    summ = d / "summary.json"
+    if summ.is_file():
+        try:
+            summary = json.loads(summ.read_text(encoding="utf-8"))
+            if not isinstance(summary, dict) or not isinstance(summary.get("discrepancy", {}), dict):
+                raise ValueError("not a summary object")
+        except (ValueError, UnicodeDecodeError) as e:
+            raise OSError(f"cannot read {summ}: corrupt summary ({' '.join(str(e).split())})") from None
+    ids = {p.name: ds.attrs.get(SET_ATTR) for p, ds in datasets.items()}
+    if summary is not None:
+        ids["summary.json"] = summary.get(SET_ATTR)
+    known = {v for v in ids.values() if v is not None}
+    if len(known) > 1 or (known and None in ids.values()):
+        raise OSError(f"the files of {d} come from different runs ({', '.join(f'{k}: {v}' for k, v in ids.items())}): "
+                      f"a mixed result set; rerun the command into a fresh --out")
+    return datasets, summary

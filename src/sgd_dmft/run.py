@@ -61,24 +61,56 @@ class Comparison(NamedTuple):
 
 # --------------------------------------------------------------------------------------------
 def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
-               extrapolate: bool | None = None) -> xr.Dataset:
+               extrapolate: bool | None = None, force: bool = False) -> xr.Dataset:
     """Theory curves for a config (``dmft.solve``, or ``online.solve_online`` for 'online').
 
     ``announce``: a callable (or True: ``print``) told, before the DMFT run starts, what it will take
-    (grid steps, paths, replicas, workers, estimated memory, which limit). ``extrapolate``: overrides
-    ``solver.extrapolate`` (``compare`` sets it to match its simulation).
+    (grid steps, paths, replicas, workers, estimated memory and cost, which limit). ``extrapolate``:
+    overrides ``solver.extrapolate`` (``compare`` sets it to match its simulation). Refused before
+    anything runs (:func:`check_theory`): past the cost limit (CostLimitExceeded, unless ``force``),
+    past ``solver.max_memory_gb`` (MemoryLimitExceeded), past a stability condition (SolverDiverged).
     """
     exp = experiment(cfg)
     dy = cfg.dynamics
+    ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
+    check_theory(exp, bool(ex and exp.law is not None and _extrapolable(exp.law)), force)
     t0 = time.perf_counter()
     if exp.law is None:
         from . import online
 
         ds = online.solve_online(exp.problem, gamma=dy["gamma"], t_max=dy["t_max"], dt=dy["dt"])
     else:
-        ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
         ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and _extrapolable(exp.law)))
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
+
+
+def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> float:
+    """The theory's up-front checks, before anything is allocated: cost (multiply-adds, returned),
+    stability of the explicit steps (docs/theory.md section 5b), and memory (the solver's planning)."""
+    from .dmft import divergence, planning
+
+    cfg, law = exp.config, exp.law
+    dy, so = cfg.dynamics, cfg.solver
+    if law is None:  # the online ODEs: a fixed-step integration over t_max / dt steps
+        cost = planning.grid_steps(cfg_grid(cfg), dy["t_max"]) * 1e4 * exp.problem.k ** 2
+    else:
+        cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
+                                      levels=9.25 if extrapolate else 1.0)
+    planning.check_cost(cost, force)
+    if law is not None:
+        divergence.check_stability(exp.problem, law, dy["t_max"])
+        levels = (law, law.with_step(0.5)) if extrapolate else (law,)
+        for lv in levels:  # refused up front, exact path included (the finest level is the largest)
+            planning.plan_replicas(exp.problem, lv, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"])
+    return cost
+
+
+def cfg_grid(cfg: Config):
+    """The record grid of ``[dynamics]`` (a :class:`~sgd_dmft.grid.TimeGrid`)."""
+    from .grid import TimeGrid
+
+    dy = cfg.dynamics
+    return TimeGrid(dy["dt"], dy["growth"], dy["dt_max"] or None)
 
 
 def _extrapolable(law) -> bool:
@@ -126,11 +158,21 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
                       extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None)
 
 
-def run_simulation(cfg: Config, progress: bool = False) -> xr.Dataset:
-    """Finite-d simulation for a config (``simulate.simulate``); online SGD drops its NaN train loss."""
+def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,
+                   force: bool = False) -> xr.Dataset:
+    """Finite-d simulation for a config (``simulate.simulate``); online SGD drops its NaN train loss.
+
+    Refused before anything runs (:func:`check_simulation`): past ``simulation.max_memory_gb``, past the
+    cost limit (unless ``force``), past a stability condition (SimulationDiverged, the solver's rule).
+    ``announce`` is told the plan (steps, memory, cost)."""
     from . import simulate as sim_mod
 
     exp = experiment(cfg)
+    plan = check_simulation(exp, force)
+    say = _announcer(announce)
+    if say is not None:
+        say(f"simulation {exp.algorithm}: d={cfg.simulation['d']}, n={cfg.n}, {cfg.simulation['seeds']} seeds, "
+            f"{plan.describe()}")
     dy, sm = cfg.dynamics, cfg.simulation
     if exp.algorithm == "persistent":  # no simulator of its own: the law's recursion
         alg, law, grid = "law", exp.law, {}
@@ -149,6 +191,36 @@ def run_simulation(cfg: Config, progress: bool = False) -> xr.Dataset:
     return _add_config_attrs(ds, cfg)
 
 
+def check_simulation(exp: Experiment, force: bool = False):
+    """The simulation's up-front checks: memory and cost (simulation/cost.py; returns the plan) and the
+    stability conditions of the algorithm it runs (dmft/divergence.py)."""
+    from .dmft import divergence
+    from .simulation import cost
+
+    cfg = exp.config
+    dy, sm = cfg.dynamics, cfg.simulation
+    alg, model, n, d = exp.algorithm, exp.problem.model, cfg.n, sm["d"]
+    law_path = alg in ("gd", "gf", "sme", "persistent") or (alg == "sgd" and sm["batching"] == "bernoulli")
+    if law_path:
+        steps = cost.grid_steps(exp.law, dy["t_max"])
+        records = steps + 1
+        kind = "law"
+    else:
+        records = cost.grid_steps(cfg_grid(cfg), dy["t_max"]) + 1
+        steps = dy["t_max"] * n / (dy["gamma"] * sm["batch"])
+        kind = "online" if alg == "online" else "sgd"
+    random_law = law_path and not exp.law.deterministic
+    plan = cost.estimate(kind, n=n, d=d, k=model.k, kstar=model.kstar, seeds=sm["seeds"], batch=sm["batch"],
+                         records=records, steps=steps, law_random=random_law,
+                         law_sparse=bool(random_law and exp.law.sparse),
+                         nnz_fraction=min(1.0, dy["dt"] / dy["gamma"]))
+    cost.check_budget(plan, sm["max_memory_gb"], force)
+    if exp.law is not None:
+        eta = None if law_path else dy["gamma"] * sm["batch"] / n
+        divergence.check_simulation_stability(exp.problem, exp.law, dy["t_max"], step_of_ridge=eta)
+    return plan
+
+
 def _stamp(ds: xr.Dataset, kind: str, t0: float) -> xr.Dataset:
     ds.attrs["wall_time_s"] = round(time.perf_counter() - t0, 3)
     ds.attrs["kind"] = kind
@@ -163,6 +235,18 @@ def _add_config_attrs(ds: xr.Dataset, cfg: Config) -> xr.Dataset:
 
 
 # --------------------------------------------------------------------------------------------
+def check_discrepancy(disc: dict[str, dict[str, Any]]) -> None:
+    """Raise :class:`~sgd_dmft.errors.Diverged` when a z statistic cannot be trusted: the theory's standard
+    error is not small against the curve (``results.discrepancy``'s ``reliable`` flag), e.g. one replica
+    blew up and its spread now makes any gap look like agreement."""
+    from .errors import Diverged
+
+    for v, dd in disc.items():
+        if not dd.get("reliable", True):
+            raise Diverged(f"compare: {v} is not a meaningful comparison: {dd['unreliable']} (results.discrepancy); "
+                           f"the theory is too noisy or a replica ran away: raise solver.paths or lower the step")
+
+
 def compare_datasets(theory: xr.Dataset, sim: xr.Dataset) -> dict[str, dict[str, float]]:
     """``{var: discrepancy(theory, sim, var)}`` for the losses present in both."""
     from .results import discrepancy
@@ -170,7 +254,7 @@ def compare_datasets(theory: xr.Dataset, sim: xr.Dataset) -> dict[str, dict[str,
     return {v: discrepancy(theory, sim, v) for v in COMPARED_VARS if v in theory and v in sim}
 
 
-def compare(cfg: Config, progress: bool = False, announce: Announce = False) -> Comparison:
+def compare(cfg: Config, progress: bool = False, announce: Announce = False, force: bool = False) -> Comparison:
     """Theory and simulation of a config, each checked finite (NonFiniteResult), and their discrepancy.
 
     The theory is the continuous-time limit when the simulation runs the continuous-time algorithm
@@ -181,11 +265,16 @@ def compare(cfg: Config, progress: bool = False, announce: Announce = False) -> 
 
     # the theory of the algorithm the simulation runs: the dt -> 0 limit against true mini-batch SGD or
     # reshuffling, the raw grid recursion against a simulation of that recursion
-    theory = run_theory(cfg, progress, announce=announce, extrapolate=simulation_is_continuous(cfg))
+    exp = experiment(cfg)
+    continuous = simulation_is_continuous(cfg)
+    check_simulation(exp, force)  # both refused before either runs
+    check_theory(exp, bool(continuous and exp.law is not None and _extrapolable(exp.law)), force)
+    theory = run_theory(cfg, progress, announce=announce, extrapolate=continuous, force=force)
     check_finite(theory, "theory")
-    sim = run_simulation(cfg, progress)
+    sim = run_simulation(cfg, progress, announce=announce, force=force)
     check_finite(sim, "simulation")
     disc = compare_datasets(theory, sim)
+    check_discrepancy(disc)
     flat = {f"discrepancy.{v}.{k}": x for v, dd in disc.items() for k, x in dd.items()}
     for ds in (theory, sim):
         ds.attrs.update(clean_attrs(flat))

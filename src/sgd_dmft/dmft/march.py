@@ -9,10 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from .coordinate import CoordinateProcess, Kernels
-from .divergence import diverged
+from .divergence import Q_MAX, GrowthDetector, diverged  # noqa: F401  (Q_MAX: its name here stays)
 from .processes import SampleProcess
-
-Q_MAX = 1e12  # divergence threshold on trace Q
 
 
 def march(problem, law, schedule, process: SampleProcess, paths: int, rng: np.random.Generator,
@@ -28,13 +26,15 @@ def march(problem, law, schedule, process: SampleProcess, paths: int, rng: np.ra
     sample = process.start(problem, schedule, coord, paths, rng, snap_idx, law,
                            **({} if inputs is None else {"inputs": inputs}))
     T = schedule.T
+    growth = GrowthDetector()
+    growth.update(float(np.trace(C0)))
     for m in range(T + 1):
         sample.row(m, last=m == T)
         if m == T:
             break
-        q = coord.step(m)
-        if not np.isfinite(q) or q > Q_MAX:
-            raise diverged(law, schedule.times[m + 1], f"trace Q = {q:.3g}")
+        why = growth.update(coord.step(m))
+        if why is not None:
+            raise diverged(law, schedule.times[m + 1], why)
         if pbar is not None:
             pbar.update(1)
     return coord.K, sample.snapshots, sample.clip

@@ -1,7 +1,12 @@
-"""Memory planning of a solve: the estimate, the split of paths into replicas, the workers in flight.
+"""Memory and cost planning of a solve: the estimates, the split of paths into replicas, the workers.
 
 Replicas are independent marches run one after the other (or a few at a time in processes), so
-memory holds the paths of the replicas in flight only (chunking over paths).
+memory holds the paths of the replicas in flight only (chunking over paths). Memory is the data a run
+allocates (bytes; the interpreter and its imports, about 250 MiB per process, come on top); it is
+checked against a measured peak (tracemalloc) in tests/test_hostile.py. Cost
+(:func:`estimate_cost`) is in multiply-adds, ``RATE`` of them per second nominally; both are computed
+without building the grid (:func:`grid_steps` bounds a long one), so absurd requests are refused
+before anything is allocated.
 """
 
 from __future__ import annotations
@@ -11,21 +16,52 @@ import pickle
 
 import numpy as np
 
-from ..errors import MemoryLimitExceeded
+from ..errors import MemoryLimitExceeded, SgdDmftError
 from .processes import choose_process
 
 MIN_PATHS_PER_REPLICA = 500
+RATE = 3e8  # multiply-adds per second, nominal (measured on the march: 2 cores, numba + BLAS)
+COST_LIMIT = 3600.0 * RATE  # about an hour: past it a run needs --force (run.py)
+MAX_BUILT_STEPS = 10**6  # grids longer than this are bounded, not built, by grid_steps
 
 
-def max_visits(law, T1: int) -> int:
-    """Upper bound on the number of active steps of one path over ``T1`` grid points."""
+class CostLimitExceeded(SgdDmftError, ValueError):
+    """The estimated cost of a run (multiply-adds) exceeds the limit; the CLI's ``--force`` lifts it
+    (a refusal: CLI exit status 2)."""
+
+    exit_status = 2
+
+
+def grid_steps(grid, t_max: float) -> float:
+    """Number of grid steps up to ``t_max`` of a law or TimeGrid (exact up to ``MAX_BUILT_STEPS``, else
+    a bound computed without building the grid; may be inf)."""
+    dt, growth, cap = float(grid.dt), float(grid.growth), grid.dt_max
+    graded = grid.graded
+    bound = t_max / dt
+    if graded:  # uniform to t_c = dt / growth, geometric up to the cap, then steps of dt_max
+        t_c = dt / growth
+        t_cap = math.inf if cap is None else cap / growth
+        geo = math.log(max(min(t_max, t_cap), t_c) / t_c) / math.log1p(growth)
+        bound = min(bound, 1.0 / growth + 1 + geo + (max(0.0, t_max - t_cap) / cap if cap else 0.0))
+    if not bound <= MAX_BUILT_STEPS:
+        return float(bound)
+    return float(len(grid.times(t_max)) - 1)
+
+
+def max_visits(law, T1: int, paths: int | None = None) -> int:
+    """The number of active steps of the busiest of ``paths`` paths over ``T1`` grid points (the size
+    of the per-path visit stores); ``paths=None``: a bound for any number of paths."""
     if not law.sparse:
         return T1
     # sparse laws have S in {0, gamma} with E[S_m] = dt_m, E[S_m^2] = gamma dt_m: active with
-    # probability dt_m/gamma. Bound on the maximum over paths of the count: mean + 8 sd + slack.
+    # probability dt_m/gamma, so the count is (nearly) Poisson of mean sum dt_m / gamma
     m1, m2 = law.moments(T1)
     mean = float(np.sum(m1**2 / m2))
-    return int(min(T1, math.ceil(mean + 8 * math.sqrt(mean + 1) + 8)))
+    if paths is None:  # mean + 8 sd + slack
+        return int(min(T1, math.ceil(mean + 8 * math.sqrt(mean + 1) + 8)))
+    from scipy.stats import poisson
+
+    return int(min(T1, max(1.0, float(poisson.isf(0.5 / max(1, paths), mean)) + 1)))
 
 
 def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, keep_kernels: bool = True,
@@ -33,10 +69,12 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     """Peak memory in bytes of one replica of :func:`~sgd_dmft.dmft.solve` (plus the kept kernel sums).
 
     Per replica: the Cholesky factor ``N^2`` and four kernels ``K^2`` (``K = (T+1) k``, ``N = K + k*``);
-    for Monte Carlo, per path: its normals ``N``, multipliers ``T+1``, fields ``K`` (dense history),
-    visit values ``visits x k`` and the float32 tangent store ``visits x (T+1) x k^2`` (pathwise
-    tangents; visits = T+1 for dense laws, a Binomial bound for sparse ones); with ``keep_kernels``,
-    the running sums of the kernels over replicas, ``4 K^2``.
+    for Monte Carlo, per path (8-byte words): its normals ``N``, label noise, multipliers ``T+1``, fields
+    ``K`` (dense history), visit times ``visits`` and values ``visits x k``, the step's temporaries
+    (``12 k``: fields, gradients, losses) and the float32 tangent store ``visits x (T+1) x k^2``
+    (pathwise tangents; visits = T+1 for dense laws, the busiest path's count for sparse ones,
+    :func:`max_visits`); with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2``.
+    The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
     proc = choose_process(problem, law, process)
     k, ks = problem.k, problem.kstar
@@ -48,9 +86,9 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
         mc = 8 * 5 * T1 * T1
     else:
         P = max(1, paths // max(1, replicas))
-        nv = max_visits(law, T1)
+        nv = max_visits(law, T1, P)
         dense = 0 if proc.history.sparse else K
-        per_path = 8 * (N + T1 + dense + nv * k) + proc.responses.store_bytes(nv, T1, k)
+        per_path = 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + proc.responses.store_bytes(nv, T1, k)
         mc = P * per_path
     return float(det + mc + (8 * 4 * K * K if keep_kernels else 0))
 
@@ -65,10 +103,16 @@ def plan_replicas(problem, law, t_max: float, paths: int, replicas: int, max_mem
     :class:`~sgd_dmft.errors.MemoryLimitExceeded` when even that does not fit.
     """
     proc = choose_process(problem, law, process)
-    if not proc.monte_carlo:
-        return 1, 1, estimate_memory(problem, law, t_max, 1, 1, keep_kernels, proc)
-    R = int(replicas)
     lim = max_memory_gb * 2**30
+    if not proc.monte_carlo:
+        mem = estimate_memory(problem, law, t_max, 1, 1, keep_kernels, proc)
+        if mem > lim:
+            raise MemoryLimitExceeded(
+                f"solver.max_memory_gb = {max_memory_gb:g}: the exact path needs about {mem / 2**30:.3g} GiB "
+                f"(T={len(law.times(t_max)) - 1} steps, memory ~ T^2): lower dynamics.t_max or raise dynamics.dt "
+                f"(long horizons: a graded grid, dynamics.growth / dt_max), or raise solver.max_memory_gb")
+        return 1, 1, mem
+    R = int(replicas)
 
     def mem_of(R: int) -> float:  # `workers` replicas in flight, plus the running kernel sums
         one = estimate_memory(problem, law, t_max, paths, R, False, proc)
@@ -83,9 +127,9 @@ def plan_replicas(problem, law, t_max: float, paths: int, replicas: int, max_mem
     if mem > lim:
         T = len(law.times(t_max)) - 1
         raise MemoryLimitExceeded(
-            f"estimated memory {mem / 2**30:.2f} GiB exceeds solver.max_memory_gb={max_memory_gb:g} "
+            f"solver.max_memory_gb = {max_memory_gb:g}: estimated memory {mem / 2**30:.2f} GiB exceeds it "
             f"(T={T} steps, {paths // R} paths per replica in {R} replicas, the smallest allowed chunk is "
-            f"{MIN_PATHS_PER_REPLICA} paths): lower paths or the number of grid steps (long horizons: a graded "
+            f"{MIN_PATHS_PER_REPLICA} paths): lower solver.paths or the number of grid steps (long horizons: a graded "
             f"grid, dynamics.growth / dt_max), or raise max_memory_gb")
     return R, max(1, paths // R), mem
 
@@ -112,3 +156,30 @@ def plan_run(problem, law, t_max: float, paths: int, replicas: int, max_memory_g
             return R, P, W, mem_w
         W -= 1
     return R, P, W, mem
+
+
+def estimate_cost(problem, law, t_max: float, paths: int, replicas: int, process=None, levels: float = 1.0) -> float:
+    """Multiply-adds of a solve, without building the grid: per replica the kernels ``(T+1)^3 k^3``
+    and a per-step overhead, per path ``(T+1) (N + visits (T+1) k^2)`` (fields from the Cholesky factor,
+    tangents); the exact path ``(T+1)^3``. ``levels``: the Richardson levels' cost relative to one
+    (1 + 8 + 1/4 for dt, dt/2, 2 dt)."""
+    proc = choose_process(problem, law, process)
+    T1 = grid_steps(law, t_max) + 1
+    k, ks = problem.k, problem.kstar
+    if not proc.monte_carlo:
+        return float(levels * 20.0 * T1**3)
+    K = T1 * k
+    nv = T1 if (not law.sparse or T1 > MAX_BUILT_STEPS) else max_visits(law, int(T1), max(1, paths // max(1, replicas)))
+    per_replica = K**3 + 2e4 * T1
+    per_path = T1 * (ks + K + nv * T1 * k * k)
+    return float(levels * (replicas * per_replica + paths * per_path))
+
+
+def check_cost(cost: float, force: bool = False, limit: float = COST_LIMIT) -> None:
+    """Refuse ``cost`` (multiply-adds) past ``limit`` unless ``force`` (CostLimitExceeded naming the keys)."""
+    if force or cost <= limit:
+        return
+    raise CostLimitExceeded(
+        f"solver cost {cost:.3g} multiply-adds (~{cost / RATE / 3600:.3g} h at {RATE:.0e}/s) exceeds the limit "
+        f"{limit:.3g} (~{limit / RATE / 3600:.3g} h; cost ~ paths x T^2 + replicas x T^3): lower solver.paths, "
+        f"solver.replicas or dynamics.t_max (or raise dynamics.dt), or pass --force to run it anyway")

@@ -2,8 +2,9 @@
 
 ``Q = theta^T theta / d`` (``k x k``), ``M = theta^T theta* / d`` (``k x k*``), ``train`` = mean over
 the n training samples of ``loss(x_i^T theta, y_i)`` (penalty excluded; NaN when there is no training
-set). A run that produces a non-finite Q, or a diagonal entry of Q above :data:`Q_MAX`, raises
-:class:`~sgd_dmft.errors.SimulationDiverged`.
+set). A run whose ``trace Q`` is non-finite, above :data:`Q_MAX`, or grows geometrically over the
+records raises :class:`~sgd_dmft.errors.SimulationDiverged`: the solver's rule
+(:class:`sgd_dmft.dmft.divergence.GrowthDetector`, docs/theory.md section 5b), fed once per record.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..dmft.divergence import Q_MAX, GrowthDetector  # noqa: F401  (Q_MAX: its name here stays)
 from ..errors import SimulationDiverged
 
 if TYPE_CHECKING:
     from ..models import Model
     from .instance import Instance
-
-Q_MAX = 1e12  # divergence threshold on the diagonal of Q = theta^T theta / d
 
 
 def diverged(algorithm: str, gamma: float, t: float, what: str = "non-finite iterates") -> SimulationDiverged:
@@ -37,6 +37,7 @@ class Recorder:
         self.M = np.full((n_rec, k, ks), np.nan)
         self.train = np.full(n_rec, np.nan)
         self.algorithm, self.gamma, self.do_train = algorithm, gamma, train
+        self.growth = GrowthDetector()
 
     def record(self, m: int, t: float, theta: np.ndarray, r: np.ndarray | None = None) -> None:
         """Record ``theta`` (``(d, k)``) as record ``m`` at time ``t``; ``r = X theta`` if already formed."""
@@ -44,8 +45,9 @@ class Recorder:
         Q = theta.T @ theta / d
         if not np.all(np.isfinite(Q)):
             raise diverged(self.algorithm, self.gamma, t)
-        if np.max(np.abs(np.diag(Q))) > Q_MAX:
-            raise diverged(self.algorithm, self.gamma, t, f"Q > {Q_MAX:g}")
+        why = self.growth.update(float(np.trace(Q)))
+        if why is not None:
+            raise diverged(self.algorithm, self.gamma, t, why)
         self.Q[m] = Q
         self.M[m] = theta.T @ self.inst.theta_star / d
         if self.do_train:
