@@ -246,3 +246,18 @@ def test_dandi_case_against_simulation():
         pw = solve(forced, laws.GD(DT), **{**kw, "paths": 160000})
     assert pw.attrs["responses"] == "pathwise"
     assert pw.Q.values[6, 0, 0] < th.Q.values[6, 0, 0] - 0.15  # 0.579 against 0.813
+
+
+def _scalar_only_loss(r, y):
+    if np.ndim(r) > 1:
+        raise TypeError("one sample at a time")
+    return 0.5 * (r[0] - y) ** 2
+
+
+def test_probe_failure_is_a_config_error_unless_smooth_is_declared():
+    with pytest.raises(ConfigError, match=r"the smoothness probe could not evaluate grad.*pass smooth=True") as err:
+        sgd_dmft.custom(_scalar_only_loss, tanh_label)
+    assert err.value.key == "smooth"
+    with pytest.warns(ModelProbeWarning, match=r"the declared smooth=True is used"):
+        model = sgd_dmft.custom(_scalar_only_loss, tanh_label, smooth=True)
+    assert model.smooth is True and model.probe is None

@@ -18,7 +18,7 @@ import warnings
 
 from ..errors import ConfigError
 from ..models.base import CustomModel
-from ..models.probe import ModelProbeWarning, probe_model
+from ..models.probe import ModelProbeWarning
 from .responses import GaussianIBP, PathwiseTangents
 
 __all__ = ["check_estimator", "expected_stderr_note", "kink_evidence", "IBP_GD_STDERR_C", "IBP_GD_STDERR_C_STEP1",
@@ -39,11 +39,10 @@ _FIX = "use responses='stein' or 'auto', or process=MonteCarlo(responses=Gaussia
 def kink_evidence(model) -> str | None:
     """Why ``model`` has a kink in ``grad`` (one phrase), or None when it has none that we know of.
 
-    Custom models: the probe's report (run now if the model carries none) or a declared
-    ``smooth=False``. Presets: their declared ``smooth`` flag (activations carry their own)."""
+    Custom models: the probe's report (made at construction) or a declared ``smooth=False``. Presets: their declared ``smooth`` flag (activations carry their own)."""
     if isinstance(model, CustomModel):
-        report = model.probe if model.probe is not None else probe_model(model)
-        if report.kinked:
+        report = model.probe  # None only where the probe could not run and smooth was declared
+        if report is not None and report.kinked:
             return f"the smoothness probe finds {report.describe()}"
         return None if model.smooth else "it is declared smooth=False"
     return None if model.smooth else f"preset {model.name} declares a kink (smooth=False)"
