@@ -28,9 +28,9 @@ def test_activation_derivatives_match_finite_differences(name):
 
 
 def test_activation_registry_codes_and_smoothness():
-    assert models.ACTIVATIONS == ("erf", "relu", "tanh", "quadratic")
-    assert [models.get_activation(a).code for a in models.ACTIVATIONS] == [0, 1, 2, 3]
-    assert [models.get_activation(a).smooth for a in models.ACTIVATIONS] == [True, False, True, True]
+    assert models.ACTIVATIONS == ("erf", "relu", "tanh", "quadratic", "linear")
+    assert [models.get_activation(a).code for a in models.ACTIVATIONS] == [0, 1, 2, 3, 4]
+    assert [models.get_activation(a).smooth for a in models.ACTIVATIONS] == [True, False, True, True, True]
     assert models.get_activation(A.RELU) is A.RELU
     assert A.TANH.pair_moment is None and A.pair_moment("tanh", 1.0, 1.0, 0.5) is None
     with pytest.raises(ValueError) as err:

@@ -51,6 +51,7 @@ from .errors import SolverDiverged
 from .models import Model, Problem, population_loss
 from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
 from .models.gaussian import gh_nodes, joint_cov, sqrtm_psd
+from .models.population import label_uses_eps
 
 __all__ = [
     "I2",
@@ -72,8 +73,10 @@ Q_MAX = 1e10
 # Generic expectations
 # ------------------------------------------------------------------------------------------------
 def _noise_dim(model: Model) -> bool:
-    """Whether the expectations integrate ``eps`` numerically (never for additive noise)."""
-    return model.eps_dim
+    """Whether the expectations integrate ``eps`` numerically: never for additive noise, nor at zero
+    noise when the label does not depend on ``eps`` (:func:`~sgd_dmft.models.population.label_uses_eps`),
+    so that e.g. k = k* = 2 at noise 0 stays on Gauss-Hermite (D = 4)."""
+    return label_uses_eps(model)
 
 
 class _Nodes:

@@ -8,21 +8,27 @@ Layout (imports flow downwards only; nothing here imports the solver, simulators
   the logistic split quadrature;
 * :mod:`.activations` -- :class:`Activation` (f, f', f'', pair moment, smoothness, kernel code);
 * :mod:`.base` -- the :class:`Model` base, :class:`CustomModel`, :func:`custom`;
-* :mod:`.presets` -- linear, logistic, phase retrieval, committee, :func:`make_model`;
-* :mod:`.problem` -- :class:`Problem`; :mod:`.population` -- :func:`population_loss`.
+* :mod:`.teachers` -- teacher links: :class:`Expression` (the safe ``problem.teacher`` vocabulary),
+  :class:`ActivationMean`;
+* :mod:`.presets` -- linear, logistic, phase retrieval, committee, two_layer, :func:`make_model`;
+* :mod:`.loading` -- custom models from ``"package.module:function"``;
+* :mod:`.problem` -- :class:`Problem`, :func:`check_model`; :mod:`.population` -- :func:`population_loss`.
 """
 
-from .activations import ACTIVATIONS, ERF, QUADRATIC, RELU, TANH, Activation, get_activation, pair_moment
+from .activations import ACTIVATIONS, ERF, LINEAR, QUADRATIC, RELU, TANH, Activation, get_activation, pair_moment
 from .base import CustomModel, Model, custom
 from .gaussian import gh_nodes, joint_cov, population_expectation, sqrtm_psd
-from .population import population_loss
-from .presets import (MODELS, Committee, Linear, Logistic, PhaseRetrieval, committee, linear, logistic,
-                      make_model, phase_retrieval)
-from .problem import Problem
+from .loading import load_model
+from .population import population_loss, population_loss_error
+from .presets import (LOSSES, MODELS, Committee, Linear, Logistic, PhaseRetrieval, TwoLayer, committee, linear,
+                      logistic, make_model, phase_retrieval, two_layer)
+from .problem import Problem, check_model
+from .teachers import ActivationMean, Expression
 
 __all__ = [
-    "ACTIVATIONS", "ERF", "RELU", "TANH", "QUADRATIC", "Activation", "get_activation", "pair_moment",
+    "ACTIVATIONS", "ERF", "RELU", "TANH", "QUADRATIC", "LINEAR", "Activation", "get_activation", "pair_moment",
     "Model", "CustomModel", "custom", "gh_nodes", "joint_cov", "population_expectation", "sqrtm_psd",
     "population_loss", "MODELS", "Linear", "Logistic", "PhaseRetrieval", "Committee", "linear", "logistic",
-    "phase_retrieval", "committee", "make_model", "Problem",
+    "phase_retrieval", "committee", "make_model", "Problem", "LOSSES", "TwoLayer", "two_layer", "Expression",
+    "ActivationMean", "load_model", "check_model", "population_loss_error",
 ]

@@ -14,7 +14,11 @@ erf           erf(x / sqrt 2)                            Saad-Solla arcsin (``I2
 relu          max(x, 0)                                  arc-cosine kernel           no      1
 tanh          tanh(x)                                    none (quadrature)           yes     2
 quadratic     x^2                                        Isserlis                    yes     3
+linear        x                                          c                           yes     4
 ============  =========================================  ==========================  ======  ====
+
+``gauss_mean(mu, sigma)``: ``E[s(mu + sigma w)]`` for ``w ~ N(0, 1)`` in closed form (None for tanh):
+the inner integral of the two-layer population loss (:mod:`.two_layer_loss`).
 """
 
 from __future__ import annotations
@@ -27,12 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import erf as _erf_fn
 
-from .closed_forms import I2, arccos_pair_moment, committee_erf_expectations, isserlis_pair_moment
+from .closed_forms import (I2, arccos_pair_moment, committee_erf_expectations, erf_gauss_mean, isserlis_pair_moment,
+                           linear_gauss_mean, linear_pair_moment, quadratic_gauss_mean, relu_gauss_mean)
 
 Array = NDArray[np.float64]
 Fn = Callable[[Array], Array]
 
-__all__ = ["Activation", "ACTIVATIONS", "ERF", "RELU", "TANH", "QUADRATIC", "get_activation", "pair_moment"]
+__all__ = ["Activation", "ACTIVATIONS", "ERF", "RELU", "TANH", "QUADRATIC", "LINEAR", "get_activation", "pair_moment"]
 
 _SQRT2 = math.sqrt(2.0)
 _SQRT2_PI = math.sqrt(2.0 / math.pi)
@@ -45,6 +50,7 @@ class Activation:
     ``f``, ``df``, ``d2f``: ``x -> s(x), s'(x), s''(x)``, elementwise. ``pair_moment(q1, q2, c)``:
     ``E[s(u) s(v)]`` (broadcast elementwise) or None. ``committee_expectations(Q (k, k), M (k, k*),
     noise)``: the soft committee's ``(E[F r*^T], E[F r^T], E[F F^T])`` at ``S* = I`` or None.
+    ``gauss_mean(mu, sigma)``: ``E[s(mu + sigma w)]``, ``w ~ N(0, 1)`` (broadcast) or None.
     """
 
     name: str
@@ -55,6 +61,7 @@ class Activation:
     pair_moment: Callable[[Array, Array, Array], Array] | None = None
     committee_expectations: Callable | None = None
     smooth: bool = True
+    gauss_mean: Callable[[Array, Array], Array] | None = None
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -92,6 +99,14 @@ def _tanh_dd(x):
     return -2.0 * np.tanh(x) * (1.0 - np.tanh(x) ** 2)
 
 
+def _identity(x):
+    return np.asarray(x, dtype=np.float64)
+
+
+def _ones(x):
+    return np.ones_like(x, dtype=np.float64)
+
+
 def _square(x):
     return x * x
 
@@ -105,13 +120,17 @@ def _square_dd(x):
 
 
 ERF = Activation("erf", _erf, _erf_d, _erf_dd, code=0, pair_moment=I2,
-                 committee_expectations=committee_erf_expectations)
-RELU = Activation("relu", _relu, _relu_d, _zeros, code=1, pair_moment=arccos_pair_moment, smooth=False)
+                 committee_expectations=committee_erf_expectations, gauss_mean=erf_gauss_mean)
+RELU = Activation("relu", _relu, _relu_d, _zeros, code=1, pair_moment=arccos_pair_moment, smooth=False,
+                  gauss_mean=relu_gauss_mean)
 TANH = Activation("tanh", np.tanh, _tanh_d, _tanh_dd, code=2)
-QUADRATIC = Activation("quadratic", _square, _square_d, _square_dd, code=3, pair_moment=isserlis_pair_moment)
+QUADRATIC = Activation("quadratic", _square, _square_d, _square_dd, code=3, pair_moment=isserlis_pair_moment,
+                       gauss_mean=quadratic_gauss_mean)
+LINEAR = Activation("linear", _identity, _ones, _zeros, code=4, pair_moment=linear_pair_moment,
+                    gauss_mean=linear_gauss_mean)
 
-_REGISTRY = {a.name: a for a in (ERF, RELU, TANH, QUADRATIC)}
-ACTIVATIONS = tuple(_REGISTRY)  # ("erf", "relu", "tanh", "quadratic")
+_REGISTRY = {a.name: a for a in (ERF, RELU, TANH, QUADRATIC, LINEAR)}
+ACTIVATIONS = tuple(_REGISTRY)  # ("erf", "relu", "tanh", "quadratic", "linear")
 
 
 def get_activation(activation: str | Activation) -> Activation:

@@ -33,7 +33,8 @@ PairMoment = Callable[[Array, Array, Array], Array]
 _TWO_PI = 2.0 / math.pi
 
 __all__ = [
-    "I2", "J2", "I3", "I4", "arccos_pair_moment", "isserlis_pair_moment", "committee_loss",
+    "I2", "J2", "I3", "I4", "arccos_pair_moment", "isserlis_pair_moment", "linear_pair_moment", "erf_gauss_mean",
+    "relu_gauss_mean", "quadratic_gauss_mean", "linear_gauss_mean", "committee_loss",
     "committee_erf_loss", "committee_erf_expectations", "linear_expectations", "LogisticSplitRule",
     "sigmoid", "softplus",
 ]
@@ -68,6 +69,39 @@ def arccos_pair_moment(q1, q2, c):
 def isserlis_pair_moment(q1, q2, c):
     """``E[u^2 v^2] = q1 q2 + 2 c^2``."""
     return q1 * q2 + 2.0 * c * c
+
+
+def linear_pair_moment(q1, q2, c):
+    """``E[u v] = c``."""
+    return c + 0.0 * (q1 + q2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Gaussian means E[s(mu + sigma w)], w ~ N(0, 1) (mu, sigma >= 0 broadcast elementwise)
+# ------------------------------------------------------------------------------------------------
+def erf_gauss_mean(mu, sigma):
+    """``E[erf((mu + sigma w) / sqrt 2)] = erf(mu / sqrt(2 (1 + sigma^2)))``."""
+    from scipy.special import erf
+
+    return erf(mu / np.sqrt(2.0 * (1.0 + sigma * sigma)))
+
+
+def relu_gauss_mean(mu, sigma):
+    """``E[relu(mu + sigma w)] = mu Phi(mu / sigma) + sigma phi(mu / sigma)`` (``relu(mu)`` at sigma = 0)."""
+    s = np.where(sigma > 0, sigma, 1.0)
+    z = mu / s
+    out = mu * ndtr(z) + s * np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    return np.where(sigma > 0, out, np.maximum(mu, 0.0))
+
+
+def quadratic_gauss_mean(mu, sigma):
+    """``E[(mu + sigma w)^2] = mu^2 + sigma^2``."""
+    return mu * mu + sigma * sigma
+
+
+def linear_gauss_mean(mu, sigma):
+    """``E[mu + sigma w] = mu``."""
+    return mu + 0.0 * sigma
 
 
 def J2(C11, C22, C12):

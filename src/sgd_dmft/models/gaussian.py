@@ -50,12 +50,14 @@ def joint_cov(Q: Array, M: Array, S: Array | None = None) -> Array:
 
 
 def population_expectation(model, Q: Array, M: Array, Sstar: Array | None, fn, *, noise_dim: bool,
-                           method: str = "auto") -> Array:
+                           method: str = "auto", max_nodes: int = 200_000, seed: int = 12345,
+                           qmc_points: int = 2**17) -> Array:
     """``E[fn(r, r*, eps)]`` for ``(r, r*) ~ N(0, [[Q, M], [M^T, S*]])``, eps ~ N(0,1) independent.
 
     ``Q`` (T, k, k), ``M`` (T, k, k*), ``Sstar`` (k*, k*) or None (identity); ``fn(r (N, k),
-    r* (N, k*), eps (N,)) -> (N,)``. Tensor Gauss-Hermite quadrature for k + k* (+1) <= 6 and
-    ``method="auto"``, scrambled-Sobol quasi-Monte Carlo (2^17 points) otherwise. Returns (T,).
+    r* (N, k*), eps (N,)) -> (N,)``. ``method``: ``"auto"`` (tensor Gauss-Hermite, :func:`gh_nodes` with
+    ``max_nodes``, for k + k* (+1) <= 6, quasi-Monte Carlo beyond), ``"gh"`` or ``"qmc"`` (scrambled
+    Sobol, ``qmc_points`` points, scrambling ``seed``). Returns (T,).
     ``model`` is unused (kept for the call shape).
     """
     Q = np.asarray(Q, dtype=np.float64)
@@ -65,12 +67,12 @@ def population_expectation(model, Q: Array, M: Array, Sstar: Array | None, fn, *
     S = np.eye(ks) if Sstar is None else np.asarray(Sstar, dtype=np.float64)
     A = sqrtm_psd(joint_cov(Q, M, S))  # (T, D, D)
     D = k + ks + (1 if noise_dim else 0)
-    if D <= 6 and method == "auto":
-        z, w = gh_nodes(D)
+    if method == "gh" or (D <= 6 and method == "auto"):
+        z, w = gh_nodes(D, max_nodes=max_nodes)
     else:
         from scipy.stats import norm, qmc
 
-        u = qmc.Sobol(D, scramble=True, seed=12345).random(2**17)
+        u = qmc.Sobol(D, scramble=True, seed=seed).random(qmc_points)
         z = norm.ppf(np.clip(u, 1e-12, 1 - 1e-12))
         w = np.full(z.shape[0], 1.0 / z.shape[0])
     out = np.empty(T)

@@ -7,26 +7,35 @@ linear             ``r* + noise eps``        ``(r - y)^2 / 2``           (0, 0)
 logistic           ``sign(r* + noise eps)``  ``log(1 + exp(-y r))``      (1, 0)
 phase_retrieval    ``r*^2 + noise eps``      ``(r^2 - y)^2 / 2``         (2, 0)
 committee          ``mean_b s(r*_b) + ...``  ``(mean_a s(r_a) - y)^2/2``  (3, activation code)
+two_layer          ``g(r*) + noise eps``     ``(f(r) - y)^2 / 2``         (4, activation code)
+                   ``sign(g(r*) + ...)``     ``log(1 + exp(-y f(r)))``    (5, activation code)
 =================  ========================  ==========================  ======================
+
+The two-layer student is ``f(r) = sum_a a_a s(r_a + b_a)`` with any teacher link ``g``
+(:mod:`.teachers`); the committee is its special case ``a = 1/k``, ``b = 0``, ``g = mean_b s(z_b)``.
 
 All methods are vectorised over leading axes (shapes as in :class:`.base.Model`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
-from .activations import ERF, QUADRATIC, Activation, get_activation
+from ..errors import ConfigError
+from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
 from .base import Array, Model
 from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, softplus
+from .teachers import ActivationMean, Expression
 
-__all__ = ["MODELS", "Linear", "Logistic", "PhaseRetrieval", "Committee", "linear", "logistic",
-           "phase_retrieval", "committee", "make_model"]
+__all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
+           "logistic", "phase_retrieval", "committee", "two_layer", "make_model"]
 
-MODELS = ("linear", "logistic", "phase_retrieval", "committee")
+MODELS = ("linear", "logistic", "phase_retrieval", "committee", "two_layer")
+LOSSES = ("square", "logistic")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -169,6 +178,131 @@ class Committee(_SquareLoss):
         return partial(ce, noise=self.noise) if ce is not None and self.additive_noise else None
 
 
+def _weights(key: str, value, k: int, default: float) -> tuple[float, ...]:
+    """``value`` (None, a number or a length-k sequence) as a tuple of k finite floats (ConfigError naming ``key``)."""
+    if value is None:
+        return (default,) * k
+    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+        vals = [float(value)] * k
+    else:
+        try:
+            vals = [float(v) for v in value if not isinstance(v, bool)]
+            ok = len(vals) == len(value)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok or len(vals) != k:
+            raise ConfigError(f"{key} = {value!r}: must be a number or a list of student_width = {k} numbers", key=key)
+    if not all(math.isfinite(v) for v in vals):
+        raise ConfigError(f"{key} = {value!r}: must be finite numbers", key=key)
+    return tuple(vals)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TwoLayer(_SquareLoss):
+    """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on any teacher link ``g`` (``k`` units, ``k*``
+    teacher directions).
+
+    ``loss_name="square"``: ``y = g(r*) + noise eps``, loss ``(f - y)^2 / 2``; ``"logistic"``: ``y =
+    sign(g(r*) + noise eps)`` in {-1, 1}, loss ``log(1 + exp(-y f))``. ``teacher``: an
+    :class:`~.teachers.Expression` text such as ``"he3(z1) / sqrt(6)"``, an Expression, an
+    :class:`~.teachers.ActivationMean` or a picklable callable ``rstar (..., k*) -> (...)``; None: the
+    committee's ``mean_b s(z_b)``. ``second_layer`` ``a`` (k,; default 1/k each), ``bias`` ``b`` (k,;
+    default 0), as tuples. ``smooth`` defaults to the activation's (the teacher needs no derivative).
+    """
+
+    name: str = "two_layer"
+    k: int = 2
+    kstar: int = 1
+    activation: Activation = TANH
+    teacher: object = None
+    second_layer: tuple[float, ...] | None = None
+    bias: tuple[float, ...] | None = None
+    loss_name: str = "square"
+    smooth: bool | None = None
+
+    def __post_init__(self):
+        act = get_activation(self.activation)
+        object.__setattr__(self, "activation", act)
+        t = self.teacher
+        t = ActivationMean(act, self.kstar) if t is None else Expression(t, self.kstar) if isinstance(t, str) else t
+        if getattr(t, "kstar", self.kstar) != self.kstar or not callable(t):
+            raise ConfigError(f"problem.teacher = {str(t)!r}: must be a link of teacher_width = {self.kstar} "
+                              "variables (an expression or a callable)", key="problem.teacher")
+        object.__setattr__(self, "teacher", t)
+        object.__setattr__(self, "second_layer", _weights("problem.second_layer", self.second_layer, self.k, 1.0 / self.k))
+        object.__setattr__(self, "bias", _weights("problem.bias", self.bias, self.k, 0.0))
+        if self.loss_name not in LOSSES:
+            raise ConfigError(f"problem.loss = {self.loss_name!r}: must be one of {' | '.join(LOSSES)}", key="problem.loss")
+        object.__setattr__(self, "additive_noise", self.loss_name == "square")
+        if self.smooth is None:
+            object.__setattr__(self, "smooth", act.smooth)
+
+    # ---- the student and the teacher ----
+    def _pre(self, r: Array) -> Array:
+        return r + np.asarray(self.bias) if any(self.bias) else r
+
+    def predictor(self, r: Array) -> Array:
+        """``f(r) = sum_a a_a s(r_a + b_a)``; ``r`` (..., k) -> (...)."""
+        return self.activation.f(self._pre(r)) @ np.asarray(self.second_layer)
+
+    def target(self, rstar: Array) -> Array:
+        """The link ``g(r*)``; ``rstar`` (..., k*) -> (...)."""
+        return np.asarray(self.teacher(rstar), dtype=np.float64)
+
+    def _fp(self, r: Array) -> Array:
+        return self.activation.df(self._pre(r)) * np.asarray(self.second_layer)
+
+    def _fpp(self, r: Array) -> Array:
+        return self.activation.d2f(self._pre(r)) * np.asarray(self.second_layer)
+
+    # ---- the logistic loss (the square loss is _SquareLoss's) ----
+    def label(self, rstar: Array, eps: Array) -> Array:
+        z = self.target(rstar) + self.noise * eps
+        return z if self.loss_name == "square" else np.where(z >= 0.0, 1.0, -1.0)
+
+    def loss(self, r: Array, y: Array) -> Array:
+        if self.loss_name == "square":
+            return super().loss(r, y)
+        return softplus(-y * self.predictor(r))
+
+    def grad(self, r: Array, y: Array) -> Array:
+        if self.loss_name == "square":
+            return super().grad(r, y)
+        return (-y * sigmoid(-y * self.predictor(r)))[..., None] * self._fp(r)
+
+    def hess(self, r: Array, y: Array) -> Array:
+        if self.loss_name == "square":
+            return super().hess(r, y)
+        f, d1 = self.predictor(r), self._fp(r)
+        sg = sigmoid(y * f)
+        h = (sg * (1.0 - sg))[..., None, None] * d1[..., :, None] * d1[..., None, :]
+        idx = np.arange(r.shape[-1])
+        h[..., idx, idx] += (-y * sigmoid(-y * f))[..., None] * self._fpp(r)
+        return h
+
+    # ---- capabilities ----
+    @property
+    def meta(self) -> dict:
+        return {"activation": self.activation.name, "teacher": str(self.teacher), "loss": self.loss_name,
+                "second_layer": list(self.second_layer), "bias": list(self.bias)}
+
+    @property
+    def pop_loss(self):
+        """The two-layer quadrature rule (:func:`.population.two_layer_loss`): ``(Q, M, S) -> (T,)``."""
+        from .population import two_layer_loss
+
+        return partial(two_layer_loss, self)
+
+    @property
+    def kernel_spec(self) -> tuple[int, int]:
+        return (4 if self.loss_name == "square" else 5, self.activation.code)
+
+    @property
+    def kernel_params(self) -> Array:
+        """``[a_1..a_k, b_1..b_k]`` for the simulator's kernel."""
+        return np.array(self.second_layer + self.bias, dtype=np.float64)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Logistic(_Preset):
     """``y = sign(r* + noise * eps)`` in {-1, +1}, loss ``log(1 + exp(-y r))`` (k = k* = 1)."""
@@ -221,8 +355,21 @@ def committee(k: int = 2, kstar: int = 2, activation: str | Activation = "erf", 
     return Committee(k=k, kstar=kstar, activation=get_activation(activation), noise=noise)
 
 
-def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf", noise: float = 0.0) -> Model:
-    """Build a preset model by name (``linear | logistic | phase_retrieval | committee``)."""
+def two_layer(k: int = 2, kstar: int = 1, activation: str | Activation = "tanh", teacher=None,
+              second_layer=None, bias=None, loss: str = "square", noise: float = 0.0) -> TwoLayer:
+    """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on the link ``teacher`` (see :class:`TwoLayer`)."""
+    return TwoLayer(k=k, kstar=kstar, activation=get_activation(activation), teacher=teacher,
+                    second_layer=second_layer, bias=bias, loss_name=loss, noise=noise)
+
+
+def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf", noise: float = 0.0,
+               **two_layer_args) -> Model:
+    """Build a preset model by name (``linear | logistic | phase_retrieval | committee | two_layer``);
+    ``two_layer_args`` (``teacher``, ``second_layer``, ``bias``, ``loss``) go to :func:`two_layer`."""
+    if name == "two_layer":
+        return two_layer(k, kstar, activation, noise=noise, **two_layer_args)
+    if two_layer_args:
+        raise ValueError(f"model={name!r} takes no {sorted(two_layer_args)} (only 'two_layer' does)")
     if name == "linear":
         return linear(noise)
     if name == "logistic":

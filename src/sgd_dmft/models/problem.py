@@ -2,17 +2,73 @@
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from ..errors import ConfigError
 from .base import Model
 
 Array = NDArray[np.float64]
 
-__all__ = ["Problem"]
+__all__ = ["Problem", "check_model", "CHECK_POINTS"]
+
+CHECK_POINTS = 8
+
+
+def _check_output(model: Model, what: str, value, expected: tuple[int, ...]) -> None:
+    arr = np.asarray(value)
+    shape = arr.shape
+    if shape != expected:
+        raise ConfigError(f"model {model.name!r}: {what} returned shape {shape}, expected {expected}",
+                          key="problem.model")
+    if not (np.issubdtype(arr.dtype, np.number) and np.all(np.isfinite(arr))):
+        raise ConfigError(f"model {model.name!r}: {what} returned non-finite values (shape {shape})",
+                          key="problem.model")
+
+
+def check_model(model: Model) -> None:
+    """Evaluate the model's callables once on ``CHECK_POINTS`` = 8 points (``r* ~ N(0, I)``, ``r = 0.8 z``)
+    and check shapes and finiteness: ``label`` / ``labels`` -> (n,), ``loss`` -> (n,), ``grad`` -> (n, k),
+    ``hess`` -> (n, k, k). A failure is a :class:`~sgd_dmft.errors.ConfigError` naming the callable, the
+    shape it returned and the one expected (key ``problem.model``)."""
+    n, k, ks = CHECK_POINTS, model.k, model.kstar
+    rng = np.random.default_rng(3)
+    rs, eps, r = rng.standard_normal((n, ks)), rng.standard_normal(n), 0.8 * rng.standard_normal((n, k))
+    steps = (("label", lambda: model.labels(rs, eps), (n,), f"label(rstar ({n}, {ks}), eps ({n},))"),)
+    for name, call, shape, what in steps:
+        try:
+            y = call()
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                              key="problem.model") from e
+        _check_output(model, what, y, shape)
+    y = np.asarray(y, dtype=np.float64)
+    for name, shape in (("loss", (n,)), ("grad", (n, k)), ("hess", (n, k, k))):
+        what = f"{name}(r ({n}, {k}), y ({n},))"
+        try:
+            out = getattr(model, name)(r, y)
+        except Exception as e:
+            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                              key="problem.model") from e
+        _check_output(model, what, out, shape)
+
+
+def _direction(value, k: int, ks: int) -> tuple[tuple[float, ...], ...]:
+    """A k x k* matrix as a tuple of k rows (ValueError naming ``init_overlap`` otherwise)."""
+    try:
+        B = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        B = None
+    if B is None or B.shape != (k, ks) or not np.all(np.isfinite(B)):
+        raise ConfigError(f"init_overlap = {value!r}: must be a finite number or a k x k* = {k} x {ks} matrix "
+                          f"(a list of {k} rows of {ks} numbers)", key="problem.init_overlap")
+    return tuple(tuple(float(v) for v in row) for row in B)
 
 
 @dataclass(frozen=True)
@@ -21,7 +77,13 @@ class Problem:
 
     ``delta = n / d``; ``ridge`` is lambda in ``G(theta_j) = lambda |theta_j|^2 / 2``;
     ``theta_0 = init_overlap * theta* P^T + init_scale * Z`` (``Z`` with i.i.d. N(0, 1) entries,
-    ``P`` = :meth:`init_projection`).
+    ``P`` = :meth:`init_projection`, k x k*).
+
+    ``init_overlap``: a number (``P`` the selection matrix: student unit ``a`` starts along teacher
+    direction ``a``, ``a <= min(k, k*)``) or a k x k* matrix ``B`` (any k, k*: ``theta_0 = theta* B^T +
+    init_scale Z``, so ``M_0 = B S*``, ``Q_0 = B S* B^T + init_scale^2 I``). A matrix is stored as
+    ``init_overlap = 1`` and ``init_direction = B`` (a multiple ``c`` of the selection matrix as the
+    number ``c``). The model's callables are checked once at construction (:func:`check_model`).
     """
 
     model: Model
@@ -29,8 +91,10 @@ class Problem:
     ridge: float = 0.0
     init_scale: float = 0.5
     init_overlap: float = 0.0
+    init_direction: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self):
+        self._normalise_overlap()
         for key, val, ok, allowed in (
             ("delta", self.delta, self.delta > 0, "> 0"),
             ("ridge", self.ridge, self.ridge >= 0, ">= 0"),
@@ -38,7 +102,38 @@ class Problem:
         ):
             if not (isinstance(val, (int, float)) and math.isfinite(val) and ok):
                 raise ValueError(f"Problem.{key}={val!r} is not allowed: must be a finite number {allowed}")
+        check_model(self.model)
 
+    def _normalise_overlap(self) -> None:
+        """A matrix ``init_overlap`` (or ``init_direction``) -> ``(init_overlap, init_direction)``."""
+        k, ks, val = self.model.k, self.model.kstar, self.init_overlap
+        if self.init_direction is None and isinstance(val, (int, float, np.floating, np.integer)) \
+                and not isinstance(val, bool):
+            if not math.isfinite(float(val)):
+                raise ValueError(f"Problem.init_overlap={val!r} is not allowed: must be a finite number or a "
+                                 f"k x k* matrix")
+            object.__setattr__(self, "init_overlap", float(val) if isinstance(val, (np.floating, np.integer)) else val)
+            return
+        if self.init_direction is not None:
+            scale, B = float(val), _direction(self.init_direction, k, ks)
+        else:
+            scale, B = 1.0, _direction(val, k, ks)
+        Bm = scale * np.array(B)
+        sel = self._selection()
+        c = float(Bm[0, 0]) if Bm.size else 0.0
+        if np.array_equal(Bm, c * sel):  # a multiple of the selection matrix: the number c
+            object.__setattr__(self, "init_overlap", c)
+            object.__setattr__(self, "init_direction", None)
+        else:
+            object.__setattr__(self, "init_overlap", 1.0)
+            object.__setattr__(self, "init_direction", tuple(tuple(float(v) for v in row) for row in Bm))
+
+    def _selection(self) -> Array:
+        k, ks = self.model.k, self.model.kstar
+        P = np.zeros((k, ks))
+        m = min(k, ks)
+        P[np.arange(m), np.arange(m)] = 1.0
+        return P
     @property
     def k(self) -> int:
         return self.model.k
@@ -48,13 +143,12 @@ class Problem:
         return self.model.kstar
 
     def init_projection(self) -> Array:
-        """The (k, k*) selection matrix ``P`` of the initial overlap: ones on the first ``min(k, k*)``
-        diagonal entries (student unit ``a`` starts aligned with teacher unit ``a``)."""
-        k, ks = self.k, self.kstar
-        P = np.zeros((k, ks))
-        m = min(k, ks)
-        P[np.arange(m), np.arange(m)] = 1.0
-        return P
+        """The (k, k*) matrix ``P`` of the initial overlap ``theta_0 = init_overlap theta* P^T + ...``:
+        ``init_direction`` when given, else the selection matrix (ones on the first ``min(k, k*)``
+        diagonal entries: student unit ``a`` starts aligned with teacher unit ``a``)."""
+        if self.init_direction is not None:
+            return np.array(self.init_direction, dtype=np.float64)
+        return self._selection()
 
     def init_moments(self, Sstar: Array | None = None) -> tuple[Array, Array]:
         """``(E[theta_0 theta_0^T] (k, k), E[theta_0 theta*^T] (k, k*))`` for one coordinate, given
@@ -72,7 +166,7 @@ class Problem:
 
     def attrs(self) -> dict:
         """The problem as flat netCDF-safe attributes (model, delta, ridge, noise, initialisation)."""
-        return dict(
+        out = dict(
             model=self.model.name,
             delta=float(self.delta),
             ridge=float(self.ridge),
@@ -80,3 +174,6 @@ class Problem:
             init_scale=float(self.init_scale),
             init_overlap=float(self.init_overlap),
         )
+        if self.init_direction is not None:
+            out["init_direction"] = json.dumps([list(row) for row in self.init_direction])
+        return out

@@ -27,7 +27,10 @@ _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _SQRT2_PI = math.sqrt(2.0 / math.pi)
 
 # The codes are ``model.kernel_spec`` = (model code, activation code): models linear 0, logistic 1,
-# phase_retrieval 2, committee 3; activations erf 0, relu 1, tanh 2, quadratic 3 (Activation.code).
+# phase_retrieval 2, committee 3, two-layer square loss 4, two-layer logistic loss 5; activations erf 0,
+# relu 1, tanh 2, quadratic 3, linear 4 (Activation.code). The two-layer kernels read
+# ``params = model.kernel_params`` = [a_1..a_k, b_1..b_k] (second layer, biases); the others ignore it.
+_NO_PARAMS = np.zeros(0)
 
 
 @numba.njit(cache=True, inline="always")
@@ -38,8 +41,10 @@ def _act_nb(acode, x):
         return x if x > 0.0 else 0.0
     elif acode == 2:
         return math.tanh(x)
-    else:
+    elif acode == 3:
         return x * x
+    else:
+        return x
 
 
 @numba.njit(cache=True, inline="always")
@@ -51,14 +56,35 @@ def _dact_nb(acode, x):
     elif acode == 2:
         t = math.tanh(x)
         return 1.0 - t * t
-    else:
+    elif acode == 3:
         return 2.0 * x
+    else:
+        return 1.0
 
 
 @numba.njit(cache=True)
-def _grad_nb(mcode, acode, r, y, out):
+def _two_layer_nb(mcode, acode, r, y, out, params):
+    """``out[:] = F(r, y)`` of the two-layer student ``f = sum_a a_a s(r_a + b_a)``: square loss
+    (mcode 4) ``F_a = (f - y) a_a s'``, logistic (5) ``F_a = -y sigmoid(-y f) a_a s'``."""
+    k = r.shape[0]
+    f = 0.0
+    for a in range(k):
+        f += params[a] * _act_nb(acode, r[a] + params[k + a])
+    if mcode == 4:
+        res = f - y
+    else:
+        res = -y * 0.5 * (1.0 + math.tanh(-0.5 * y * f))
+    for a in range(k):
+        out[a] = res * params[a] * _dact_nb(acode, r[a] + params[k + a])
+
+
+@numba.njit(cache=True)
+def _grad_nb(mcode, acode, r, y, out, params):
     """``out[:] = F(r, y)`` for a preset model; ``r``, ``out`` of length k."""
     k = r.shape[0]
+    if mcode >= 4:
+        _two_layer_nb(mcode, acode, r, y, out, params)
+        return
     if mcode == 0:  # linear
         out[0] = r[0] - y
     elif mcode == 1:  # logistic: -y sigmoid(-y r)
@@ -77,10 +103,10 @@ def _grad_nb(mcode, acode, r, y, out):
 
 
 @numba.njit(cache=True)
-def _grad_rows_nb(mcode, acode, R, y, out):
+def _grad_rows_nb(mcode, acode, R, y, out, params):
     """``out[i] = F(R[i], y[i])`` for every row; ``R``, ``out`` of shape ``(N, k)``."""
     for i in range(R.shape[0]):
-        _grad_nb(mcode, acode, R[i], y[i], out[i])
+        _grad_nb(mcode, acode, R[i], y[i], out[i], params)
 
 
 # 'reassoc' lets the d-long dot products vectorise (a kappa = 1 step is latency-bound otherwise); no
@@ -89,7 +115,7 @@ _FASTMATH = {"reassoc", "contract", "nsz"}
 
 
 @numba.njit(cache=True, fastmath=_FASTMATH)
-def _steps_kernel(X, y, tt, c, idx, ptr, gamma, fac, mcode, acode):
+def _steps_kernel(X, y, tt, c, idx, ptr, gamma, fac, mcode, acode, params):
     """Run ``len(ptr) - 1`` SGD steps in place on ``theta = c * tt`` (``tt`` of shape ``(d, k)``).
 
     Step s uses the batch ``idx[ptr[s]:ptr[s+1]]`` (rows of X): all ``r_i = x_i^T theta`` are formed at
@@ -114,7 +140,7 @@ def _steps_kernel(X, y, tt, c, idx, ptr, gamma, fac, mcode, acode):
                 for l in range(d):
                     acc += X[i, l] * tt[l, a]
                 rb[j, a] = c * acc
-            _grad_nb(mcode, acode, rb[j], y[i], Fb[j])
+            _grad_nb(mcode, acode, rb[j], y[i], Fb[j], params)
             for a in range(k):
                 if not math.isfinite(Fb[j, a]) or abs(rb[j, a]) > 1e100:
                     return c, s
@@ -175,11 +201,17 @@ def kernel_codes(model: Model) -> tuple[int, int] | None:
     R = rng.standard_normal((16, model.k)) * 1.5
     y = np.asarray(model.label(rng.standard_normal((16, model.kstar)), rng.standard_normal(16)), dtype=np.float64)
     out = np.empty_like(R)
-    _grad_rows_nb(mcode, acode, R, y, out)
+    _grad_rows_nb(mcode, acode, R, y, out, kernel_params(model))
     ref = np.asarray(model.grad(R, y), dtype=np.float64)
     if ref.shape != out.shape or not np.allclose(out, ref, rtol=1e-10, atol=1e-12):
         return None
     return mcode, acode
+
+
+def kernel_params(model: Model) -> np.ndarray:
+    """The kernel's float parameters of ``model`` (``model.kernel_params``; empty for the other presets)."""
+    p = getattr(model, "kernel_params", None)
+    return _NO_PARAMS if p is None else np.ascontiguousarray(p, dtype=np.float64)
 
 
 def run_steps(model: Model, codes: tuple[int, int] | None, X: np.ndarray, y: np.ndarray, tt: np.ndarray, c: float,
@@ -191,7 +223,8 @@ def run_steps(model: Model, codes: tuple[int, int] | None, X: np.ndarray, y: np.
     Returns ``(c, s_fail)``: ``s_fail = -1`` when every step stayed finite, else the failing step.
     """
     if codes is not None:
-        return _steps_kernel(X, y, tt, c, idx, ptr, float(gamma), float(fac), codes[0], codes[1])
+        return _steps_kernel(X, y, tt, c, idx, ptr, float(gamma), float(fac), codes[0], codes[1],
+                             kernel_params(model))
     return c, _steps_numpy(model, X, y, tt, idx, ptr, gamma, fac)
 
 

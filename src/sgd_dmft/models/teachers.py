@@ -1,0 +1,238 @@
+"""Teacher links ``g(z1, ..., z_{k*})`` of the label ``y = g(r*) + noise * eps``.
+
+:class:`Expression` is a link written in a small, safe vocabulary (the ``problem.teacher`` key)::
+
+    z1 .. zK        the teacher pre-activations r*_1 .. r*_{k*} (1-based; K <= k*)
+    numbers         1, 0.5, 1e-3
+    + - * / ^       (``**`` too); an exponent must be a constant (a non-negative integer when the
+                    base depends on z)
+    he1 .. he6      probabilists' Hermite polynomials (he2(x) = x^2 - 1, he3(x) = x^3 - 3x, ...)
+    tanh, erf, relu, sign
+                    each as the student's activation of that name: erf(x) here is erf(x / sqrt 2);
+                    sign(x) = 1 for x >= 0, -1 else
+    sqrt            of a constant only, e.g. sqrt(6)
+
+e.g. ``"he3(z1) / sqrt(6)"``, ``"z1 + he3(z2) / sqrt(6)"``, ``"z1 * z2"``, ``"tanh(z1 + he3(z2))"``.
+The text is parsed by Python's :mod:`ast` and checked node by node against the vocabulary (nothing is
+evaluated); it compiles to a tree of numpy functions, lazily (the object keeps only its text and
+``k*``: it pickles as such and worker processes recompile it). :class:`ActivationMean` is the soft
+committee's link ``mean_b s(z_b)``. Both are ``rstar (..., k*) -> g (...)``.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import operator
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import ConfigError
+from .activations import Activation, get_activation
+
+Array = NDArray[np.float64]
+Node = Callable[[Array], Array]
+
+__all__ = ["Expression", "ActivationMean", "parse_teacher", "HERMITE", "TEACHER_FUNCTIONS", "ALLOWED"]
+
+# probabilists' Hermite polynomials He_n, coefficients of x^0 .. x^n
+HERMITE = {
+    1: (0, 1), 2: (-1, 0, 1), 3: (0, -3, 0, 1), 4: (3, 0, -6, 0, 1), 5: (0, 15, 0, -10, 0, 1),
+    6: (-15, 0, 45, 0, -15, 0, 1),
+}
+
+
+def _sign(x):
+    return np.where(x >= 0.0, 1.0, -1.0)
+
+
+def _hermite(n: int) -> Callable[[Array], Array]:
+    coef = HERMITE[n]
+    return lambda x: np.polynomial.polynomial.polyval(x, coef)
+
+
+TEACHER_FUNCTIONS: dict[str, Callable[[Array], Array]] = {
+    "tanh": np.tanh, "erf": get_activation("erf").f, "relu": get_activation("relu").f, "sign": _sign,
+    **{f"he{n}": _hermite(n) for n in HERMITE},
+}
+_BINOPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+           ast.Pow: operator.pow}
+ALLOWED = ("z1..z{K}, numbers, + - * / ^, he1..he6, tanh, erf (= erf(x / sqrt 2)), relu, sign, "
+           "sqrt(constant)")
+
+
+MAX_LENGTH = 500
+
+
+def _allowed(kstar: int) -> str:
+    return "allowed: " + ALLOWED.format(K=kstar)
+
+
+class _Compiler:
+    """Checks an :mod:`ast` tree node by node and builds ``(constant or None, fn(Z) -> array)``."""
+
+    def __init__(self, text: str, kstar: int, key: str):
+        self.text, self.kstar, self.key = text, kstar, key
+        self.used: set[int] = set()
+        self.polynomial = True  # no tanh / erf / relu / sign of a variable
+
+    def fail(self, what: str) -> ConfigError:
+        return ConfigError(f"{self.key} = {self.text!r}: {what}; {_allowed(self.kstar)}", key=self.key)
+
+    def build(self, node: ast.AST) -> tuple[float | None, Node]:
+        """``(value, fn)``: ``value`` is the float of a constant subexpression (else None)."""
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, bool) or not isinstance(node.value, (int, float)):
+                raise self.fail(f"constant {node.value!r} is not a number")
+            v = float(node.value)
+            return v, lambda Z, v=v: v
+        if isinstance(node, ast.Name):
+            return None, self._variable(node.id)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            c, f = self.build(node.operand)
+            if isinstance(node.op, ast.UAdd):
+                return c, f
+            return (None if c is None else -c), (lambda Z, f=f: -f(Z))
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return self._binop(node)
+        if isinstance(node, ast.Call):
+            return self._call(node)
+        raise self.fail(f"'{ast.unparse(node)}' is not allowed")
+
+    def _variable(self, name: str) -> Node:
+        if not (name.startswith("z") and name[1:].isdigit()):
+            raise self.fail(f"unknown name '{name}'")
+        i = int(name[1:])
+        if not 1 <= i <= self.kstar:
+            raise self.fail(f"variable '{name}' is out of range for teacher_width = {self.kstar} (z1..z{self.kstar})")
+        self.used.add(i)
+        return lambda Z, j=i - 1: Z[..., j]
+
+    def _binop(self, node: ast.BinOp) -> tuple[float | None, Node]:
+        op = _BINOPS[type(node.op)]
+        (ca, fa), (cb, fb) = self.build(node.left), self.build(node.right)
+        if isinstance(node.op, ast.Pow):
+            if cb is None:
+                raise self.fail(f"exponent of '{ast.unparse(node)}' must be a constant")
+            if ca is None and not (cb >= 0 and float(cb).is_integer()):
+                raise self.fail(f"exponent of '{ast.unparse(node)}' must be a non-negative integer")
+        if ca is not None and cb is not None:
+            try:
+                v = float(op(ca, cb))
+            except (ZeroDivisionError, OverflowError, ValueError, TypeError):
+                raise self.fail(f"'{ast.unparse(node)}' is not a finite number") from None
+            if not math.isfinite(v):
+                raise self.fail(f"'{ast.unparse(node)}' is not a finite number")
+            return v, lambda Z, v=v: v
+        if isinstance(node.op, ast.Pow):
+            n = int(cb)
+            return None, lambda Z, fa=fa, n=n: fa(Z) ** n
+        return None, lambda Z, fa=fa, fb=fb, op=op: op(fa(Z), fb(Z))
+
+    def _call(self, node: ast.Call) -> tuple[float | None, Node]:
+        name = node.func.id if isinstance(node.func, ast.Name) else ast.unparse(node.func)
+        if name != "sqrt" and name not in TEACHER_FUNCTIONS:
+            raise self.fail(f"unknown function '{name}'")
+        if node.keywords or len(node.args) != 1:
+            raise self.fail(f"'{name}' takes exactly one argument")
+        c, f = self.build(node.args[0])
+        if name == "sqrt":
+            if c is None or c < 0:
+                raise self.fail(f"sqrt takes a non-negative constant only (got '{ast.unparse(node)}')")
+            v = math.sqrt(c)
+            return v, lambda Z, v=v: v
+        fn = TEACHER_FUNCTIONS[name]
+        if c is not None:
+            v = float(fn(np.float64(c)))
+            return v, lambda Z, v=v: v
+        if not name.startswith("he"):
+            self.polynomial = False
+        return None, lambda Z, f=f, fn=fn: fn(f(Z))
+
+
+def parse_teacher(text: str, kstar: int, key: str = "problem.teacher") -> tuple[Node, frozenset[int], bool]:
+    """Check and compile ``text``; returns ``(fn, variables used, polynomial)``, ``fn: Z (..., k*) -> (...)``.
+
+    Raises :class:`~sgd_dmft.errors.ConfigError` (one line naming ``key``, the text and the vocabulary)
+    for anything outside the vocabulary, a variable index outside ``1..kstar`` or a link using no variable.
+    """
+    comp = _Compiler(text, int(kstar), key)
+    if not isinstance(text, str) or not text.strip():
+        raise comp.fail("must be a non-empty expression")
+    if len(text) > MAX_LENGTH:
+        raise comp.fail(f"longer than {MAX_LENGTH} characters")
+    try:
+        tree = ast.parse(text.replace("^", "**").strip(), mode="eval")
+    except SyntaxError as e:
+        raise comp.fail(f"syntax error ({e.msg})") from None
+    try:
+        c, fn = comp.build(tree.body)
+    except RecursionError:
+        raise comp.fail("nested too deeply") from None
+    if c is not None:
+        raise comp.fail("the link uses no variable z1..zK")
+    return fn, frozenset(comp.used), comp.polynomial
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A teacher link from the vocabulary of the module docstring: ``rstar (..., k*) -> (...)``.
+
+    Only ``text`` and ``kstar`` are data (compared, pickled); the compiled tree is built on first use.
+    """
+
+    text: str
+    kstar: int = 1
+    _fn: Node | None = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self):
+        fn, _, _ = parse_teacher(self.text, self.kstar)  # check at construction: errors surface early
+        object.__setattr__(self, "_fn", fn)
+
+    def __getstate__(self):
+        return {"text": self.text, "kstar": self.kstar}
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "text", state["text"])
+        object.__setattr__(self, "kstar", state["kstar"])
+        object.__setattr__(self, "_fn", None)
+
+    @property
+    def variables(self) -> frozenset[int]:
+        """The 1-based indices of the variables the link uses."""
+        return parse_teacher(self.text, self.kstar)[1]
+
+    @property
+    def polynomial(self) -> bool:
+        """Whether the link is a polynomial (no tanh, erf, relu, sign of a variable): Gauss-Hermite is exact."""
+        return parse_teacher(self.text, self.kstar)[2]
+
+    def __call__(self, rstar: Array) -> Array:
+        if self._fn is None:
+            object.__setattr__(self, "_fn", parse_teacher(self.text, self.kstar)[0])
+        Z = np.asarray(rstar, dtype=np.float64)
+        out = np.asarray(self._fn(Z), dtype=np.float64)
+        return out if out.shape == Z.shape[:-1] else np.broadcast_to(out, Z.shape[:-1]).copy()
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ActivationMean:
+    """The soft committee's link ``g(z) = mean_b s(z_b)`` (``rstar (..., k*) -> (...)``)."""
+
+    activation: Activation
+    kstar: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "activation", get_activation(self.activation))
+
+    def __call__(self, rstar: Array) -> Array:
+        return self.activation.f(rstar).mean(axis=-1)
+
+    def __str__(self) -> str:
+        return f"mean_b {self.activation.name}(z_b)"
