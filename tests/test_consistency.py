@@ -59,7 +59,7 @@ def test_end_to_end_runaway_replica_raises(monkeypatch):
 
     solve_mod = importlib.import_module("sgd_dmft.dmft.solve")
 
-    orig = solve_mod._replica
+    orig = solve_mod.replica
     calls = []
 
     def bad_replica(*args, **kw):
@@ -70,7 +70,7 @@ def test_end_to_end_runaway_replica_raises(monkeypatch):
             out["Q"][20:] *= 30.0
         return out
 
-    monkeypatch.setattr(solve_mod, "_replica", bad_replica)
+    monkeypatch.setattr(solve_mod, "replica", bad_replica)
     prob = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5)
     with pytest.raises(SolverDiverged, match=r"replica 4 of 8 .*t=1\b.*trace_Q"):
         solve(prob, laws.SGD(0.05, 1.0), t_max=1.5, paths=2400, replicas=8, extrapolate=False)

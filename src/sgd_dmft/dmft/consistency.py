@@ -142,17 +142,15 @@ def review(ds, red, problem, process, args: tuple, entropy: np.random.SeedSequen
 
 def _bias_from_half_replicas(red, problem, process, args: tuple, entropy, n: int) -> dict:
     """Run ``n`` replicas of half the paths and compare (see :func:`kernel_bias`)."""
-    import importlib
-
-    _solve = importlib.import_module(__package__ + ".solve")  # solve imports this module
+    from .replicas import Reduction, replica, replica_curves
 
     problem_, law, schedule, proc, P, snap_idx, _keep, blas = args
     seeds = np.random.SeedSequence([int(np.atleast_1d(entropy.entropy)[0]), 104729]).spawn(n)
-    small = type(red)()
+    small = Reduction()
     for sq in seeds:
-        small.add(_solve._replica(problem_, law, schedule, proc, max(2, P // 2), snap_idx, False, blas, sq))
-    tb, teb = _solve._replica_curves(problem, process, red)
-    ts, tes = _solve._replica_curves(problem, process, small)
+        small.add(replica(problem_, law, schedule, proc, max(2, P // 2), snap_idx, False, blas, sq))
+    tb, teb = replica_curves(problem, process, red)
+    ts, tes = replica_curves(problem, process, small)
     bias = kernel_bias({"train_loss": tb, "test_loss": teb}, {"train_loss": ts, "test_loss": tes})
     return dict(bias_replicas=int(n), bias_paths_per_replica=int(max(2, P // 2)),
                 **bias_attrs(bias, {"train_loss": tb.mean(axis=0), "test_loss": teb.mean(axis=0)}))
