@@ -29,7 +29,13 @@ def cases():
     lin = Problem(make_model("linear", noise=0.3), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
     pr = Problem(make_model("phase_retrieval"), delta=3.0, ridge=0.0, init_scale=0.5, init_overlap=0.6)
     tanh1 = Problem(make_model("committee", k=1, kstar=1, activation="tanh"), delta=2.0, ridge=0.1)
-    kw = dict(paths=1200, replicas=3, seed=7, extrapolate=False)
+    from sgd_dmft.dmft import GaussianIBP, MonteCarlo, PathwiseTangents
+
+    # the estimators of the recording: the train loss by the fixed control variate (train="gap"; the
+    # default since is the fitted coefficient, tested in tests/test_dmft_variance.py)
+    kw = dict(paths=1200, replicas=3, seed=7, extrapolate=False, process=MonteCarlo(train="gap"))
+    no_rb = {**kw, "process": MonteCarlo(responses=PathwiseTangents(rao_blackwell=False), train="gap")}
+    stein = {**kw, "process": MonteCarlo(responses=GaussianIBP(), train="gap")}
     return {
         "logistic_sgd": lambda: solve(logi, laws.SGD(0.05, 0.5), t_max=2.0, **kw),
         "logistic_gd": lambda: solve(logi, laws.GD(0.05), t_max=1.5, **kw),
@@ -37,8 +43,8 @@ def cases():
         "erf_committee_sgd": lambda: solve(erf, laws.SGD(0.05, 0.5), t_max=1.0, **kw),
         "erf_committee_gd": lambda: solve(erf, laws.GD(0.05), t_max=0.6, **kw),
         "logistic_sme_rb": lambda: solve(logi, laws.SME(0.05, 0.5), t_max=1.0, **kw),
-        "logistic_sme_norb": lambda: solve(logi, laws.SME(0.05, 0.5), t_max=0.6, rao_blackwell=False, **kw),
-        "logistic_sgd_stein": lambda: solve(logi, laws.SGD(0.05, 0.5), t_max=1.0, responses="stein", **kw),
+        "logistic_sme_norb": lambda: solve(logi, laws.SME(0.05, 0.5), t_max=0.6, **no_rb),
+        "logistic_sgd_stein": lambda: solve(logi, laws.SGD(0.05, 0.5), t_max=1.0, **stein),
         "logistic_reshuffle": lambda: solve(logi, laws.Reshuffle(0.05, 0.5), t_max=2.0, **kw),
         "logistic_persistent": lambda: solve(logi, laws.Persistent(0.05, 0.5, 1.0), t_max=1.0, **kw),
         "phase_retrieval_gd": lambda: solve(pr, laws.GD(0.02), t_max=0.4, **kw),
