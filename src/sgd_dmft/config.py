@@ -33,6 +33,7 @@ from . import laws, problem
 from .errors import ConfigError
 from .grid import TimeGrid
 from .models.loading import is_entry, load_model
+from .models.problem import check_model
 from .models.presets import LOSSES
 
 __all__ = ["ALGORITHMS", "Config", "ConfigError", "SCHEMA", "defaults", "load_config", "parse_config",
@@ -277,6 +278,7 @@ def _check_widths(p: dict[str, Any]) -> None:
     k, ks, model = p["student_width"], p["teacher_width"], p["model"]
     if is_entry(model):  # import and build it now: a failure is a config error (exit 2) before any run
         loaded = load_model(model)
+        check_model(loaded)
         k, ks = loaded.k, loaded.kstar
     elif model not in ("committee", "two_layer"):
         for key, w in (("student_width", k), ("teacher_width", ks)):
