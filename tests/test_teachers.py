@@ -61,4 +61,4 @@ def test_pickles_as_text_and_recompiles():
 def test_activation_mean_and_parse():
     np.testing.assert_allclose(ActivationMean("tanh", 3)(Z), np.tanh(Z).mean(-1))
     fn, used, poly = parse_teacher("he3(z2)", 2)
-    assert used == {2} and poly and fn(Z[:, :2]).shape == (50,)
+    assert used == {2} and poly and fn(tuple(Z[:, :2].T)).shape == (50,)

@@ -105,8 +105,9 @@ def test_population_rule_exact_to_1e8(case, monkeypatch):
     m = two_layer(**case)
     Q, M = _overlaps(m.k, m.kstar, 6, 0)
     v = population_loss(m, Q, M)
-    for name in ("N_OUTER", "N_INNER", "N_POLY"):
+    for name in ("N_OUTER", "N_INNER"):
         monkeypatch.setattr(POP, name, 2 * getattr(POP, name))
+    monkeypatch.setattr(POP, "N_POLY_EXTRA", 8)
     for name in ("N_TRANSVERSE", "N_TEACHER", "N_SOFTPLUS"):
         monkeypatch.setattr(POP, name, {a: 2 * b for a, b in getattr(POP, name).items()})
     ref = population_loss(m, Q, M)

@@ -51,7 +51,14 @@ def _sign(x):
 
 def _hermite(n: int) -> Callable[[Array], Array]:
     coef = HERMITE[n]
-    return lambda x: np.polynomial.polynomial.polyval(x, coef)
+
+    def he(x):  # Horner
+        out = np.full_like(x, float(coef[-1]), dtype=np.float64)
+        for c in coef[-2::-1]:
+            out = out * x + c if c else out * x
+        return out
+
+    return he
 
 
 TEACHER_FUNCTIONS: dict[str, Callable[[Array], Array]] = {
@@ -109,7 +116,7 @@ class _Compiler:
         if not 1 <= i <= self.kstar:
             raise self.fail(f"variable '{name}' is out of range for teacher_width = {self.kstar} (z1..z{self.kstar})")
         self.used.add(i)
-        return lambda Z, j=i - 1: Z[..., j]
+        return lambda Z, j=i - 1: Z[j]  # Z: the tuple of contiguous columns (Expression.__call__)
 
     def _binop(self, node: ast.BinOp) -> tuple[float | None, Node]:
         op = _BINOPS[type(node.op)]
@@ -154,7 +161,8 @@ class _Compiler:
 
 
 def parse_teacher(text: str, kstar: int, key: str = "problem.teacher") -> tuple[Node, frozenset[int], bool]:
-    """Check and compile ``text``; returns ``(fn, variables used, polynomial)``, ``fn: Z (..., k*) -> (...)``.
+    """Check and compile ``text``; returns ``(fn, variables used, polynomial)``, ``fn(cols) -> (...)`` on the
+    tuple of the k* columns ``r*_1 .. r*_k*`` (each of shape ``(...)``).
 
     Raises :class:`~sgd_dmft.errors.ConfigError` (one line naming ``key``, the text and the vocabulary)
     for anything outside the vocabulary, a variable index outside ``1..kstar`` or a link using no variable.
@@ -175,6 +183,39 @@ def parse_teacher(text: str, kstar: int, key: str = "problem.teacher") -> tuple[
     if c is not None:
         raise comp.fail("the link uses no variable z1..zK")
     return fn, frozenset(comp.used), comp.polynomial
+
+
+def _degree(node: ast.AST) -> float:
+    """The polynomial degree of a checked expression tree (inf when it is not a polynomial)."""
+    if isinstance(node, ast.Constant):
+        return 0
+    if isinstance(node, ast.Name):
+        return 1
+    if isinstance(node, ast.UnaryOp):
+        return _degree(node.operand)
+    if isinstance(node, ast.BinOp):
+        a, b = _degree(node.left), _degree(node.right)
+        if isinstance(node.op, (ast.Add, ast.Sub)):
+            return max(a, b)
+        if isinstance(node.op, ast.Mult):
+            return a + b
+        if isinstance(node.op, ast.Div):
+            return a if b == 0 else math.inf
+        return a * ast.literal_eval(ast.unparse(node.right)) if a and b == 0 else (0 if a == 0 and b == 0 else math.inf)
+    if isinstance(node, ast.Call):
+        name, d = node.func.id, _degree(node.args[0])
+        if d == 0:
+            return 0
+        return int(name[2:]) * d if name.startswith("he") else math.inf
+    return math.inf
+
+
+def teacher_degree(text: str) -> float:
+    """The polynomial degree of a valid link text (``inf`` for tanh, erf, relu, sign of a variable)."""
+    try:
+        return _degree(ast.parse(text.replace("^", "**").strip(), mode="eval").body)
+    except (ValueError, SyntaxError, TypeError):
+        return math.inf
 
 
 @dataclass(frozen=True)
@@ -206,6 +247,12 @@ class Expression:
         return parse_teacher(self.text, self.kstar)[1]
 
     @property
+    def degree(self) -> float:
+        """The polynomial degree (``inf`` when not a polynomial): Gauss-Hermite with ``degree // 2 + 1``
+        nodes per axis integrates the link exactly."""
+        return teacher_degree(self.text)
+
+    @property
     def polynomial(self) -> bool:
         """Whether the link is a polynomial (no tanh, erf, relu, sign of a variable): Gauss-Hermite is exact."""
         return parse_teacher(self.text, self.kstar)[2]
@@ -214,7 +261,8 @@ class Expression:
         if self._fn is None:
             object.__setattr__(self, "_fn", parse_teacher(self.text, self.kstar)[0])
         Z = np.asarray(rstar, dtype=np.float64)
-        out = np.asarray(self._fn(Z), dtype=np.float64)
+        cols = tuple(np.ascontiguousarray(Z[..., j]) for j in range(Z.shape[-1]))
+        out = np.asarray(self._fn(cols), dtype=np.float64)
         return out if out.shape == Z.shape[:-1] else np.broadcast_to(out, Z.shape[:-1]).copy()
 
     def __str__(self) -> str:
