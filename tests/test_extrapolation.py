@@ -92,7 +92,7 @@ def test_coupled_levels_cut_the_variance(monkeypatch):
     assert np.median(ratio) < 1.6, np.round(ratio, 2)
     from sgd_dmft.dmft import coupled
 
-    monkeypatch.setattr(coupled, "coupled_levels", lambda law, t_max: None)  # independent levels
+    monkeypatch.setattr(coupled, "coupled_levels", lambda law, t_max, problem=None: None)  # independent levels
     ind = dmft.solve(prob, law, t_max=1.0, paths=4000, replicas=8, seed=5)
     assert "coupled" not in ind.attrs["extrapolation"]
     assert np.median(ind.test_loss_stderr.values[1:] / ind.test_loss_raw_stderr.values[1:]) > 1.8
@@ -128,6 +128,15 @@ def test_bad_accuracy_requests(kw, key):
     with pytest.raises(ConfigError) as e:
         dmft.solve(LIN, laws.SGD(0.1, 1.0), t_max=1.0, **kw)
     assert e.value.key == key
+
+
+def test_unstable_coarse_level_falls_back_to_first_order_estimate():
+    """GF near GD's edge: the 2 dt level would be unstable, so the estimate is |f(dt/2) - f(dt)|."""
+    prob = P.Problem(P.linear(0.3), delta=2.0, ridge=0.0, init_scale=0.5)
+    ds = dmft.solve(prob, laws.GF(0.2), t_max=2.0)  # dt (1 + sqrt 2)^2 = 1.17 < 2 <= 2 dt (...)
+    assert "first order" in ds.attrs["extrapolation"]
+    ref = gf_linear(prob, ds.time.values)
+    assert np.all(np.abs(ds.train_loss.values - ref.train_loss.values) <= ds.train_loss_dt_error.values + 1e-12)
 
 
 def test_extrapolation_refused_where_it_does_not_apply():

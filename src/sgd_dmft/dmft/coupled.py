@@ -25,7 +25,7 @@ from .replicas import Reduction, replica_curves, summarize
 _PROBE = np.zeros((1, 5))
 
 
-def coupled_levels(law, t_max: float):
+def coupled_levels(law, t_max: float, problem=None):
     """``((law_h/2, schedule), (law, schedule), (law_2h, schedule) or None)``, or None when the law
     has no exact coupling. The fine grid ends where the user's grid ends (``2T`` steps of ``h/2``);
     the ``2h`` grid at the last even point."""
@@ -39,10 +39,25 @@ def coupled_levels(law, t_max: float):
         return None
     cc = None
     Tc = sh.T // 2
-    if coarse_law is not None and Tc >= 1 and law.coarsen(_PROBE, rng) is not None:
+    if coarse_law is not None and Tc >= 1 and law.coarsen(_PROBE, rng) is not None and _stable(problem, coarse_law):
         sc = coarse_law.schedule(float(sh.times[2 * Tc]))
         cc = (coarse_law, sc) if sc.T == Tc else None
     return (fine_law, sf), (law, sh), cc
+
+
+def _stable(problem, law) -> bool:
+    """Whether the ``2h`` level passes the up-front stability checks (an explicit step twice as long
+    may not: then the error estimate falls back to the first-order difference)."""
+    if problem is None:
+        return True
+    from ..errors import Diverged
+    from .divergence import check_stability
+
+    try:
+        check_stability(problem, law)
+    except Diverged:
+        return False
+    return True
 
 
 def replica_coupled(problem, lv, process, P: int, snap_idx, keep_kernels: bool, blas_threads,

@@ -166,7 +166,7 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> 
     the raw level aims at ``rtol / sqrt 2`` and the fine one at ``rtol / (2 sqrt 2)``; the time budget is
     shared in proportion to their expected cost (1 : 8 : 1/4 for h, h/2, 2h)."""
     if proc.monte_carlo:
-        lv = coupled.coupled_levels(law, t_max)
+        lv = coupled.coupled_levels(law, t_max, problem)
         if lv is not None:
             return _solve_coupled(problem, law, t_max, proc, seed, kw, target, lv)
     fine_law, coarse_law = levels(law)
@@ -175,7 +175,7 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> 
     fine = _solve_raw(problem, fine_law, t_max, proc, seed=np.random.SeedSequence([seed, 1]), **lite,
                       target=target.scaled(2**-1.5, 8 / 8.25))
     coarse = None
-    if coarse_law is not None and len(coarse_law.times(t_max)) > 2:
+    if coarse_law is not None and len(coarse_law.times(t_max)) > 2 and coupled._stable(problem, coarse_law):
         coarse = _solve_raw(problem, coarse_law, t_max, proc, seed=np.random.SeedSequence([seed, 2]), **lite,
                             target=target.share(1.0))
     ds = richardson(raw, fine, coarse)
