@@ -171,3 +171,51 @@ def test_sgd_equals_sme_linear():
     diff = float(np.abs(a.train_loss - b.train_loss).max())
     # the laws differ only by dt^2 in E[S^2] (gamma dt vs gamma dt + dt^2): relative O(dt / gamma)
     assert diff < 3 * dt / g * float(np.abs(a.train_loss - c.train_loss).max())
+
+
+# ---------------------------------------------------------------------------------------------
+# Reusing samples vs online SGD on a high-information-exponent target (examples/fig_information_exponent.py)
+# ---------------------------------------------------------------------------------------------
+def _ie():
+    import importlib
+    import sys
+    from pathlib import Path
+
+    ex = str(Path(__file__).resolve().parents[1] / "examples")
+    if ex not in sys.path:
+        sys.path.insert(0, ex)
+    return importlib.import_module("fig_information_exponent")
+
+
+def _end_cos(ie, ds, j=0):
+    _, m, se = ie.cos_curve(ds, j)
+    return float(m[-1]), float(se[-1])
+
+
+def test_reusing_samples_learns_he3_online_does_not():
+    """He3 target, tanh student k = 2, n/d = 2: after 5 passes multi-pass SGD (d = 1000, 8 seeds) has a
+    cosine with the He3 direction above the online ODE's at the same samples per dimension (tau = 2) by
+    more than 4 s.e., and above the online simulation at the same d; the online ODE's cosine decays."""
+    ie = _ie()
+    d, seeds = 1000, 8
+    mp = ie.multipass_sim(ie.make_problem("he3", 2.0), d=d, seeds=seeds)
+    ode, on = ie.online_runs("he3", d=d, seeds=seeds, tau_max=2.0)
+    a, sa = _end_cos(ie, mp)
+    b, sb = _end_cos(ie, on)
+    c_ode = ie.cos_curve(ode.expand_dims(seed=[0]), 0)[1]
+    assert a - c_ode[-1] > 4.0 * sa, (a, sa, c_ode[-1])
+    assert c_ode[-1] < 0.8 * c_ode[0] and a > 1.5 * c_ode[0], (a, c_ode[0], c_ode[-1])
+    assert a - b > 1.5 * np.hypot(sa, sb), (a, sa, b, sb)  # finite-d online noise is O(sqrt(tau / d))
+
+
+@pytest.mark.slow
+def test_information_exponent_theory_matches_simulation():
+    """The multi-pass DMFT of the He3 problem matches d = 1000 simulations (cos and test loss, z < 4)."""
+    ie = _ie()
+    prob = ie.make_problem("he3", 2.0)
+    th, sim = ie.theory_runs(prob, runs=3, paths=2000), ie.multipass_sim(prob, d=1000, seeds=8)
+    ct, cs = ie.cos_curve(th, 0), ie.cos_curve(sim, 0)
+    z = np.abs(ct[1] - cs[1]) / np.hypot(ct[2], cs[2])
+    assert np.max(z[1:]) < 4.0, z
+    th1 = th.mean("seed").assign(test_loss_stderr=th.test_loss.std("seed") / np.sqrt(3))
+    assert discrepancy(th1, sim, "test_loss")["max_z"] < 4.0

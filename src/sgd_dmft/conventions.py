@@ -1,11 +1,13 @@
-"""Map between "user" (PyTorch-style) conventions and the internal ones. See docs/conventions.md.
+"""Map between "user" (PyTorch-style) conventions and the internal ones. See docs/conventions.md and,
+for a PyTorch training loop, docs/pytorch.md.
 
 User conventions
     data ``x_raw ~ N(0, I_d)``; parameters ``w in R^{d x k}``, pre-activations ``w^T x_raw``;
-    mean loss over a batch of size ``B`` plus PyTorch weight decay ``wd`` (an L2 penalty
-    ``wd |w|^2 / 2``); ``torch.optim.SGD(lr=lr, weight_decay=wd)``:
+    mean loss over a batch of size ``B``, the user's loss being ``loss_scale`` times the package's
+    (``nn.MSELoss`` is ``(f - y)^2``, twice the package's ``(f - y)^2 / 2``: ``loss_scale = 2``), plus
+    PyTorch weight decay ``wd`` (an L2 penalty ``wd |w|^2 / 2``); ``torch.optim.SGD(lr=lr, weight_decay=wd)``:
 
-        w <- w - lr * [ (1/B) sum_{i in batch} x_raw_i F_i^T + wd * w ].
+        w <- w - lr * [ (c/B) sum_{i in batch} x_raw_i F_i^T + wd * w ],     c = loss_scale.
 
 Internal conventions (docs/theory.md section 0)
     ``x = x_raw / sqrt(d) ~ N(0, I_d / d)``, ``theta = sqrt(d) w`` (so ``theta^T x = w^T x_raw``: the
@@ -15,79 +17,160 @@ Internal conventions (docs/theory.md section 0)
 
 Multiplying the user step by ``sqrt(d)`` and substituting:
 
-        theta <- theta - (lr d / B) sum x_i F_i^T - lr * wd * theta,
+        theta <- theta - (c lr d / B) sum x_i F_i^T - lr * wd * theta,
 
-so with ``kappa = B``:  ``eta n / kappa = lr d / B``  =>  ``eta = lr d / n = lr / delta``,
-``gamma = eta n / kappa = lr d / B``, and ``eta lambda = lr wd``  =>  ``lambda = wd n / d = wd delta``.
-Time ``t = steps * eta = steps * lr / delta``; epochs ``= steps * B / n = t / gamma``.
-Initialisation ``w_0`` with i.i.d. ``N(0, s^2)`` entries is ``init_scale = s sqrt(d)``.
+so with ``kappa = B``:  ``eta n / kappa = c lr d / B``  =>  ``eta = c lr d / n = c lr / delta``,
+``gamma = eta n / kappa = c lr d / B``, and ``eta lambda = lr wd``  =>  ``lambda = wd delta / c``.
+Time ``t = steps * eta``; epochs ``= steps * B / n = t / gamma`` (a loop over a DataLoader with
+``drop_last=False`` makes ``ceil(n / B)`` steps per epoch: give ``epochs`` then, ``t = epochs * gamma``).
+Initialisation ``w_0`` with i.i.d. entries of standard deviation ``s`` is ``init_scale = s sqrt(d)``
+(``nn.Linear``'s default, uniform on ``(-1/sqrt d, 1/sqrt d)``: ``s = 1/sqrt(3 d)``, ``init_scale = 1/sqrt 3``).
+
+Names both ways: :func:`from_pytorch` takes the user names ``(lr, batch_size, n, d, weight_decay,
+steps, init_std, loss_scale)`` and returns the internal ones ``(gamma, delta, d, batch_size, ridge, t,
+init_scale, loss_scale)`` plus derived values; :func:`to_pytorch` takes the internal names and
+returns the user ones plus the same derived values; each accepts the other's derived values
+(checked for consistency), so ``to_pytorch(**from_pytorch(**kw))`` and ``from_pytorch(**to_pytorch(**kw))``
+are round trips.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+
+__all__ = ["from_pytorch", "to_pytorch", "data_to_internal", "data_from_internal", "LINEAR_DEFAULT_INIT_SCALE",
+           "linear_default_init_std"]
+
+#: ``init_scale`` of ``torch.nn.Linear``'s default weight init (kaiming-uniform with ``a = sqrt 5``):
+#: entries uniform on ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``, std ``1/sqrt(3 fan_in)``, times ``sqrt(d)``.
+LINEAR_DEFAULT_INIT_SCALE = 1.0 / math.sqrt(3.0)
+
+_REL = 1e-9  # relative tolerance of the consistency checks on derived values
+
+
+class _Params(dict):
+    """The returned dict; ``["batch"]`` (the key before ``batch_size``) still reads, with a DeprecationWarning."""
+
+    _ALIASES = {"batch": "batch_size"}
+
+    def __missing__(self, key):
+        if key in self._ALIASES:
+            new = self._ALIASES[key]
+            warnings.warn(f"key {key!r} is deprecated: use {new!r}", DeprecationWarning, stacklevel=2)
+            return self[new]
+        raise KeyError(key)
+
+
+def linear_default_init_std(d: int) -> float:
+    """Std of ``torch.nn.Linear(d, k)``'s default weight entries, ``1 / sqrt(3 d)`` (user units)."""
+    _check_pos(d=d)
+    return 1.0 / math.sqrt(3.0 * d)
 
 
 def from_pytorch(lr: float, batch_size: int, n: int, d: int, weight_decay: float = 0.0,
-                 steps: float | None = None, init_std: float | None = None) -> dict[str, float | None]:
+                 steps: float | None = None, init_std: float | None = None, loss_scale: float = 1.0, *,
+                 epochs: float | None = None, eta: float | None = None,
+                 steps_per_epoch: int | None = None) -> dict[str, float | int | None]:
     """Internal parameters for a PyTorch-style run (``x_raw ~ N(0, I_d)``, mean batch loss).
 
-    Returns ``dict(gamma, delta, eta, ridge, t, epochs, batch, init_scale)``; ``t``/``epochs`` are
-    None when ``steps`` is None, ``init_scale`` None when ``init_std`` is None.
+    ``lr``, ``weight_decay``: ``torch.optim.SGD``'s; ``batch_size`` = B; ``n`` samples in dimension
+    ``d``; ``steps`` optimiser steps or ``epochs`` passes (either; both must agree); ``init_std``: std
+    of the entries of ``w_0`` (``linear_default_init_std(d)`` for ``nn.Linear``'s default);
+    ``loss_scale``: the user's loss over the package's (``nn.MSELoss``: 2). ``eta``, ``steps_per_epoch``:
+    optional, only checked (they are :func:`to_pytorch`'s derived outputs).
 
-    * ``delta = n / d``          * ``eta = lr * d / n``        * ``gamma = eta * n / B = lr * d / B``
-    * ``ridge = weight_decay * n / d``   * ``t = steps * eta``   * ``epochs = steps * B / n``
-    * ``init_scale = init_std * sqrt(d)``
+    Returns ``dict(gamma, delta, d, batch_size, ridge, t, init_scale, loss_scale, eta, epochs, n,
+    steps_per_epoch)``: the arguments of :func:`to_pytorch` plus derived values (``t``/``epochs`` None
+    without ``steps``/``epochs``, ``init_scale`` None without ``init_std``).
+
+    * ``delta = n / d``   * ``eta = c lr d / n``   * ``gamma = c lr d / B``   * ``ridge = wd n / (c d)``
+    * ``t = steps * eta`` (``= epochs * gamma``)   * ``epochs = steps * B / n``   * ``init_scale = init_std sqrt(d)``
+    * ``steps_per_epoch = ceil(n / B)`` (a DataLoader with ``drop_last=False``)
     """
-    _check_pos(lr=lr, batch_size=batch_size, n=n, d=d)
+    _check_pos(lr=lr, batch_size=batch_size, n=n, d=d, loss_scale=loss_scale)
     if weight_decay < 0:
         raise ValueError(f"weight_decay={weight_decay} must be >= 0")
     if batch_size > n:
         raise ValueError(f"batch_size={batch_size} must be <= n={n}")
-    delta = n / d
-    eta = lr * d / n
-    gamma = eta * n / batch_size
-    return {
-        "gamma": gamma,
-        "delta": delta,
-        "eta": eta,
-        "ridge": weight_decay * n / d,
-        "t": None if steps is None else steps * eta,
-        "epochs": None if steps is None else steps * batch_size / n,
-        "batch": batch_size,
-        "init_scale": None if init_std is None else init_std * math.sqrt(d),
-    }
+    eta_ = loss_scale * lr * d / n
+    gamma = eta_ * n / batch_size
+    spe = -(-n // batch_size)
+    _check_same("eta", eta, eta_)
+    _check_same("steps_per_epoch", steps_per_epoch, spe)
+    ep = _epochs(steps, epochs, batch_size, n, spe)
+    return _Params(
+        gamma=gamma, delta=n / d, d=d, batch_size=batch_size, ridge=weight_decay * n / (d * loss_scale),
+        t=None if ep is None else (steps * eta_ if epochs is None else epochs * gamma),
+        init_scale=None if init_std is None else init_std * math.sqrt(d), loss_scale=loss_scale,
+        eta=eta_, epochs=ep, n=n, steps_per_epoch=spe,
+    )
 
 
 def to_pytorch(gamma: float, delta: float, d: int, batch_size: int = 1, ridge: float = 0.0,
-               t: float | None = None, init_scale: float | None = None) -> dict[str, float | int | None]:
+               t: float | None = None, init_scale: float | None = None, loss_scale: float = 1.0, *,
+               eta: float | None = None, epochs: float | None = None, n: int | None = None,
+               steps_per_epoch: int | None = None, batch: int | None = None) -> dict[str, float | int | None]:
     """Inverse of :func:`from_pytorch`: PyTorch ``lr``, ``n``, ``weight_decay``, ``steps`` for internal params.
 
-    Returns ``dict(lr, batch_size, n, d, weight_decay, steps, epochs, eta, init_std)`` with
-    ``n = round(delta d)``, ``lr = gamma * B / d``, ``weight_decay = ridge * d / n``,
-    ``eta = gamma * B / n``, ``steps = t / eta`` (a float; round it yourself), ``epochs = t / gamma``,
-    ``init_std = init_scale / sqrt(d)``.
+    ``eta``, ``epochs``, ``n``, ``steps_per_epoch``: optional, only checked (they are
+    :func:`from_pytorch`'s derived outputs). ``batch``: deprecated alias of ``batch_size``.
+
+    Returns ``dict(lr, batch_size, n, d, weight_decay, steps, init_std, loss_scale, eta, epochs,
+    steps_per_epoch)``: the arguments of :func:`from_pytorch` plus derived values, with
+    ``n = round(delta d)``, ``lr = gamma B / (c d)``, ``weight_decay = ridge c d / n``,
+    ``eta = gamma B / n``, ``steps = t / eta`` (a float; round it yourself), ``epochs = t / gamma``,
+    ``init_std = init_scale / sqrt(d)``, ``steps_per_epoch = ceil(n / B)``.
     """
-    _check_pos(gamma=gamma, delta=delta, d=d, batch_size=batch_size)
+    if batch is not None:
+        warnings.warn("to_pytorch(batch=) is deprecated: use batch_size=", DeprecationWarning, stacklevel=2)
+        batch_size = batch
+    _check_pos(gamma=gamma, delta=delta, d=d, batch_size=batch_size, loss_scale=loss_scale)
     if ridge < 0:
         raise ValueError(f"ridge={ridge} must be >= 0")
-    n = int(round(delta * d))
-    if n < 1:
-        raise ValueError(f"n = round(delta * d) = {n} must be >= 1")
-    if batch_size > n:
-        raise ValueError(f"batch_size={batch_size} must be <= n={n}")
-    eta = gamma * batch_size / n
-    return {
-        "lr": gamma * batch_size / d,
-        "batch_size": batch_size,
-        "n": n,
-        "d": d,
-        "weight_decay": ridge * d / n,
-        "eta": eta,
-        "steps": None if t is None else t / eta,
-        "epochs": None if t is None else t / gamma,
-        "init_std": None if init_scale is None else init_scale / math.sqrt(d),
-    }
+    n_ = int(round(delta * d))
+    if n_ < 1:
+        raise ValueError(f"n = round(delta * d) = {n_} must be >= 1")
+    if batch_size > n_:
+        raise ValueError(f"batch_size={batch_size} must be <= n={n_}")
+    eta_ = gamma * batch_size / n_
+    spe = -(-n_ // batch_size)
+    for key, given, derived in (("n", n, n_), ("eta", eta, eta_), ("steps_per_epoch", steps_per_epoch, spe),
+                                ("epochs", epochs, None if t is None else t / gamma)):
+        _check_same(key, given, derived)
+    return _Params(
+        lr=gamma * batch_size / (d * loss_scale), batch_size=batch_size, n=n_, d=d,
+        weight_decay=ridge * d * loss_scale / n_, steps=None if t is None else t / eta_,
+        init_std=None if init_scale is None else init_scale / math.sqrt(d), loss_scale=loss_scale,
+        eta=eta_, epochs=None if t is None else t / gamma, steps_per_epoch=spe,
+    )
+
+
+def _epochs(steps, epochs, batch_size: int, n: int, spe: int) -> float | None:
+    """Epochs of a run given ``steps`` and/or ``epochs``: ``steps B / n``, or ``epochs``; both given
+    must agree (``steps = epochs n / B`` or, for a DataLoader loop, ``steps = epochs ceil(n / B)``)."""
+    if steps is not None and steps < 0:
+        raise ValueError(f"steps={steps} must be >= 0")
+    if epochs is not None and epochs < 0:
+        raise ValueError(f"epochs={epochs} must be >= 0")
+    if epochs is None:
+        return None if steps is None else steps * batch_size / n
+    if steps is not None and not (_close(steps * batch_size / n, epochs) or _close(steps, epochs * spe)):
+        raise ValueError(f"steps={steps} and epochs={epochs} disagree: steps must be epochs * n / batch_size = "
+                         f"{epochs * n / batch_size:g} or epochs * ceil(n / batch_size) = {epochs * spe:g}")
+    return float(epochs)
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isclose(a, b, rel_tol=_REL, abs_tol=1e-12)
+
+
+def _check_same(key: str, given, derived) -> None:
+    """A derived value passed back in must equal the one computed (None given: nothing to check)."""
+    if given is None:
+        return
+    if derived is None or not _close(float(given), float(derived)):
+        raise ValueError(f"{key}={given!r} disagrees with the other arguments (they give {derived!r})")
 
 
 def data_to_internal(x_raw, w):
