@@ -7,12 +7,16 @@
 
 Both use ``spawn`` worker processes (``fork`` is unsafe with threads and BLAS): ``fn`` and the tasks
 must be picklable (``fn`` a module-level function), and a script that calls them with ``workers > 1``
-needs the usual ``if __name__ == "__main__":`` guard. On any error or Ctrl-C the queued tasks are
-cancelled (the running ones are not waited for) and the exception propagates.
+needs the usual ``if __name__ == "__main__":`` guard. On any error, Ctrl-C or SIGTERM (the CLI raises
+it as a KeyboardInterrupt) the queued tasks are cancelled, the worker processes are terminated and the
+exception propagates. Workers end with their parent: each one watches its parent process (and asks
+Linux for SIGTERM when the parent dies, ``PR_SET_PDEATHSIG``), so a SIGKILLed parent leaves none behind.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
 import warnings
 from typing import Any, Callable, Mapping, Sequence
@@ -27,7 +31,45 @@ def _executor(workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
 
-    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+                               initializer=_worker_init, initargs=(os.getpid(),))
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker: exit when the parent process is gone (SIGKILL leaves no orphans)."""
+    try:  # Linux: the kernel sends SIGTERM when the parent thread dies
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG = 1
+    except Exception:  # noqa: BLE001 - not Linux: the watchdog below does it
+        pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="sgd-dmft-parent-watch", daemon=True).start()
+
+
+def shutdown_now(ex) -> None:
+    """Cancel the queued tasks and terminate the worker processes (no waiting for running tasks)."""
+    procs = list((getattr(ex, "_processes", None) or {}).values())
+    ex.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        try:
+            p.terminate()
+        except Exception:  # noqa: BLE001 - already gone
+            pass
+    for p in procs:
+        try:
+            p.join(timeout=5)
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def map_ordered(fn: Callable[..., Any], tasks: Sequence[tuple], *, workers: int,
@@ -76,12 +118,12 @@ def _pool_ordered(fn, tasks, done: int, W: int, on_result) -> tuple[int, bool]:
             done += 1
         ex.shutdown()
     except BrokenProcessPool:
-        ex.shutdown(wait=False, cancel_futures=True)
+        shutdown_now(ex)
         # typically a script without `if __name__ == "__main__":` (spawned workers re-run it)
         warnings.warn(_GUARD_WARNING, RuntimeWarning, stacklevel=4)
         return done, True
-    except BaseException:  # an error in a task, Ctrl-C: do not wait for the queued tasks
-        ex.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # an error in a task, Ctrl-C, SIGTERM: do not wait for the queued tasks
+        shutdown_now(ex)
         raise
     return done, False
 
@@ -110,7 +152,7 @@ def map_as_completed(fn: Callable[..., Any], tasks: Sequence[tuple], *, workers:
             for f in finished:
                 on_result(futs[f], f.result())
     except BaseException:
-        ex.shutdown(wait=False, cancel_futures=True)
+        shutdown_now(ex)
         raise
     ex.shutdown(wait=True)
     return W

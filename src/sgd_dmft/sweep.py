@@ -8,7 +8,10 @@ time)``. Files in ``out_dir``:
 * ``sweep.nc`` (theory) and ``sweep_sim.nc`` (simulations), written atomically;
 * ``sweep.png``: final test loss vs the first swept key, one line per value of the other keys;
 * ``cache/<hash>.nc``: one file per finished task, ``hash = sha256(config TOML, package version,
-  kind)``; a rerun (or a sweep resumed after Ctrl-C) reads these instead of recomputing.
+  code hash, kind)``; a rerun (or a sweep resumed after Ctrl-C) reads these instead of recomputing.
+  The code hash (:func:`code_hash`) is the sha256 of the source of every module that decides the
+  numbers (the whole package but the command line, figures, result writing, sweeps and pools), so a
+  changed solver or model never returns the old numbers from a cache.
 
 Rules (documented choices):
 
@@ -27,6 +30,12 @@ Rules (documented choices):
   are in the attribute ``diverged_points`` (JSON). A diverged point is NOT cached (cache files hold
   finite results only), so a rerun computes it again. Any other error stops the sweep (finished
   tasks stay cached).
+* Budgets: every task's memory and cost estimates are checked before anything runs (run.check_theory /
+  check_simulation): a refusal stops the sweep up front (``force=True`` lifts the cost limit); a
+  stability refusal is a divergence of that point (NaN), as at run time.
+* Interruptions: Ctrl-C / SIGTERM terminate the pool's workers and leave the finished tasks cached;
+  no temporary file is left in the cache by a failed or killed task (a Dask ``KilledWorker`` is a
+  one-line :class:`~sgd_dmft.errors.SgdDmftError` naming the grid point).
 * Execution: each task is :func:`run_task` (``run.run_theory`` / ``run.run_simulation`` of its config).
   ``workers=1`` runs the tasks in this process; otherwise a process pool of ``workers`` processes
   (default ``min(2, cpu_count)``; :func:`sgd_dmft.parallel.map_as_completed`, ``spawn`` start method:
@@ -54,7 +63,7 @@ import xarray as xr
 from . import __version__, parallel, run
 from .config import SCHEMA, Config, ConfigError, _suggest, parse_value
 from .curves import mean_stderr_da
-from .errors import Diverged
+from .errors import Diverged, SgdDmftError
 
 THEORY, SIMULATION = "theory", "simulation"
 KINDS = (THEORY, SIMULATION)
@@ -191,11 +200,31 @@ def parse_grid(items: Sequence[str]) -> dict[str, list[Any]]:
 # --------------------------------------------------------------------------------------------
 # Tasks and cache
 # --------------------------------------------------------------------------------------------
+_NOT_NUMERICS = {"cli.py", "plot.py", "sweep.py", "results.py", "parallel.py", "__main__.py"}
+_CODE_HASH: str | None = None
+
+
+def code_hash() -> str:
+    """sha256 of the source of the modules that decide the numbers (every ``*.py`` of the package except
+    cli, plot, sweep, results, parallel), in sorted path order; computed once per process."""
+    global _CODE_HASH
+    if _CODE_HASH is None:
+        root = Path(__file__).resolve().parent
+        h = hashlib.sha256()
+        for f in sorted(root.rglob("*.py")):
+            rel = f.relative_to(root).as_posix()
+            if rel in _NOT_NUMERICS:
+                continue
+            h.update(rel.encode("utf-8") + b"\0" + f.read_bytes() + b"\0")
+        _CODE_HASH = h.hexdigest()
+    return _CODE_HASH
+
+
 def task_hash(config: Config | str, kind: str) -> str:
-    """sha256 of the normalised config TOML + package version + kind."""
+    """sha256 of the normalised config TOML + package version + :func:`code_hash` + kind."""
     toml = config if isinstance(config, str) else config.to_toml()
     h = hashlib.sha256()
-    for part in (toml, __version__, kind):
+    for part in (toml, __version__, code_hash(), kind):
         h.update(part.encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()
@@ -219,8 +248,8 @@ def _reduce(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _compute(cfg: Config, kind: str) -> xr.Dataset:
-    """One task's computation (patched in tests to count calls)."""
-    return run.run_theory(cfg) if kind == THEORY else run.run_simulation(cfg)
+    """One task's computation (patched in tests to count calls); its budgets were checked up front."""
+    return run.run_theory(cfg, force=True) if kind == THEORY else run.run_simulation(cfg, force=True)
 
 
 def run_task(config_toml: str, kind: str, cache_file: str | None = None) -> dict[str, Any]:
@@ -271,6 +300,7 @@ class _Task:
     kind: str
     config: Config
     cache: Path
+    label: str = ""
 
     @property
     def toml(self) -> str:
@@ -298,7 +328,16 @@ def _run_dask(tasks: list[_Task], done: Callable[[_Task, dict], None], scheduler
                               key=f"sgd-dmft-{t.kind}-{task_hash(t.toml, t.kind)}")
             futs[f] = t
         for f in as_completed(list(futs)):
-            done(futs[f], f.result())
+            try:
+                res = f.result()
+            except Exception as exc:  # noqa: BLE001
+                if type(exc).__name__ != "KilledWorker":
+                    raise
+                t = futs[f]
+                raise SgdDmftError(f"sweep: the Dask worker running grid point {t.label} ({t.kind}) died repeatedly "
+                                   f"(KilledWorker: out of memory or killed?); finished tasks are cached, rerun to "
+                                   f"resume") from None
+            done(futs[f], res)
     except BaseException:
         client.cancel(list(futs))
         raise
@@ -478,6 +517,7 @@ def run_sweep(
     workers: int | None = None,
     progress: bool = False,
     callback: Callable[[int, str, str], None] | None = None,
+    force: bool = False,
 ) -> xr.Dataset:
     """Theory (and with ``simulate=True`` simulations) over the product grid; see the module doc.
 
@@ -485,7 +525,8 @@ def run_sweep(
     ``out_dir/sweep.nc`` (+ ``sweep_sim.nc``), ``out_dir/sweep.png`` and the cache; returns the
     theory Dataset (read the simulations from ``sweep_sim.nc``, or use :func:`load_sweep`).
     ``callback(n_done, kind, status)`` is called in this process after each task that was run (not
-    for cached ones). Raises ConfigError (before running anything) for an invalid grid point.
+    for cached ones). Raises ConfigError (before running anything) for an invalid grid point, and
+    MemoryLimitExceeded / CostLimitExceeded for one past its budget (``force`` lifts the cost limit).
     """
     kinds = [THEORY, SIMULATION] if simulate else [THEORY]
     g = build_grid(config, grid, simulate)
@@ -496,7 +537,11 @@ def run_sweep(
     if int(workers) < 1:
         raise ConfigError(f"--workers {workers}: must be >= 1")
     results, todo = _from_cache(g, kinds, out)
-    _execute(todo, results, len(g.points) * len(kinds), scheduler, int(workers), progress, callback)
+    _check_budgets(todo, force)
+    try:
+        _execute(todo, results, len(g.points) * len(kinds), scheduler, int(workers), progress, callback)
+    finally:
+        _remove_temporaries(todo)
     theory = gather(g, results[THEORY], THEORY)
     _write_sweep(theory, out / "sweep.nc", config)
     sim = None
@@ -518,8 +563,35 @@ def _from_cache(g: _Grid, kinds: Sequence[str], out: Path) -> tuple[dict[str, li
             if ds is not None:
                 results[kind][i] = ds
             else:
-                todo.append(_Task(i, kind, cfg, p))
+                label = _label(g.keys, [g.coords[j][k] for j, k in enumerate(g.points[i])])
+                todo.append(_Task(i, kind, cfg, p, label))
     return results, todo
+
+
+def _check_budgets(todo: list[_Task], force: bool) -> None:
+    """Every task's up-front checks before any runs; a stability refusal is left to the task (NaN point)."""
+    for t in todo:
+        exp = run.experiment(t.config)
+        try:
+            if t.kind == THEORY:
+                run.check_theory(exp, bool(t.config.solver["extrapolate"] and exp.law is not None
+                                           and run._extrapolable(exp.law)), force)
+            else:
+                run.check_simulation(exp, force)
+        except Diverged:
+            pass
+        except SgdDmftError as e:
+            raise type(e)(f"grid point {t.label} ({t.kind}): {e}") from None
+
+
+def _remove_temporaries(tasks: list[_Task]) -> None:
+    """Temporary cache files of these tasks (``.<hash>.nc.*.tmp``, left by a task killed mid-write)."""
+    for t in tasks:
+        for tmp in t.cache.parent.glob(f".{t.cache.name}.*.tmp"):
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
 
 
 def _execute(todo: list[_Task], results: dict[str, list[Any]], total: int, scheduler: Any, workers: int,

@@ -170,7 +170,7 @@ def estimate_cost(problem, law, t_max: float, paths: int, replicas: int, process
         return float(levels * 20.0 * T1**3)
     K = T1 * k
     nv = T1 if (not law.sparse or T1 > MAX_BUILT_STEPS) else max_visits(law, int(T1), max(1, paths // max(1, replicas)))
-    per_replica = K**3 + 2e4 * T1
+    per_replica = K**3 + 3e5 * T1  # + the march's per-step overhead (~1 ms)
     per_path = T1 * (ks + K + nv * T1 * k * k)
     return float(levels * (replicas * per_replica + paths * per_path))
 

@@ -11,7 +11,8 @@ instead of building it. The estimates (``n = round(delta d)`` samples, widths ``
   the records ``seeds x records x (k^2 + k k* + 1)``.
 * cost per seed: the law recursion ``T x 2 n d k`` (``X theta`` and ``X^T F`` every step); mini-batch
   SGD and reshuffling ``steps x 2 kappa d k`` plus ``records x n d k`` (the train loss); online SGD
-  ``steps x kappa d (2 k + k*)`` (fresh samples drawn too); times ``seeds``.
+  ``steps x kappa d (2 k + k*)`` (fresh samples drawn too); times ``seeds``. Every step costs at least
+  ``STEP_OVERHEAD`` and every record ``RECORD_OVERHEAD`` (interpreter and call overheads, measured).
 
 :func:`check_budget` refuses a run whose memory exceeds the budget (:class:`MemoryLimitExceeded`
 naming ``simulation.max_memory_gb`` and the keys to lower) or whose cost exceeds ``max_cost``
@@ -31,6 +32,8 @@ __all__ = ["SimulationPlan", "estimate", "check_budget", "grid_steps", "CHUNK_EN
 BYTES = 8  # float64 / int64
 CHUNK_ENTRIES = 2_000_000  # entries of an index / fresh-sample chunk of the step algorithms (algorithms.py)
 COST_LIMIT = 3600.0 * RATE  # multiply-adds: about an hour at the nominal RATE
+STEP_OVERHEAD = 500.0  # multiply-add equivalents of one compiled step (~1.5 us)
+RECORD_OVERHEAD = 1e4  # ... of one record (Python level, ~30 us)
 
 
 class SimulationPlan(NamedTuple):
@@ -60,15 +63,15 @@ def estimate(kind: str, *, n: int, d: int, k: int, kstar: int, seeds: int, batch
     if kind == "online":
         chunk = max(CHUNK_ENTRIES, batch * d)  # the fresh samples of a chunk of steps, x d
         mem = fixed + BYTES * 3 * chunk + rec
-        cost = seeds * steps * batch * d * (2 * k + ks)
+        cost = seeds * steps * (batch * d * (2 * k + ks) + STEP_OVERHEAD)
     elif kind == "law":
         S = BYTES * n * (steps + 1) * (1 + (1.5 * nnz_fraction if law_sparse else 1)) if law_random else 0.0
         mem = fixed + BYTES * n * d * 2 + S + rec  # X, and its scaled copy while drawing
-        cost = seeds * steps * 2 * n * d * k
+        cost = seeds * (steps * (2 * n * d * k + 20 * STEP_OVERHEAD) + records * RECORD_OVERHEAD)
     else:
         chunk = max(CHUNK_ENTRIES, batch)
         mem = fixed + BYTES * n * d * 2 + BYTES * 3 * chunk + rec
-        cost = seeds * (steps * 2 * batch * d * k + records * n * d * k)
+        cost = seeds * (steps * (2 * batch * d * k + STEP_OVERHEAD) + records * (n * d * k + RECORD_OVERHEAD))
     return SimulationPlan(float(mem), float(cost), float(steps), float(records))
 
 
