@@ -68,8 +68,9 @@ def test_stable_curves_never_flagged():
 def test_solver_run_growing_like_1_5_power_m_is_stopped_before_it_is_written(base, tmp_path, monkeypatch):
     """The explicit ridge step with |1 - dt ridge| = sqrt(1.5): Q grows like 1.5^m; with the up-front check
     switched off the growth rule stops it (exit 3), long before trace Q = 1e12, and nothing is written."""
-    from sgd_dmft.dmft import solve as solve_mod
+    import importlib
 
+    solve_mod = importlib.import_module("sgd_dmft.dmft.solve")
     monkeypatch.setattr(solve_mod, "check_stability", lambda *a, **k: None)
     monkeypatch.setattr(run, "check_theory", lambda *a, **k: 0.0)
     ridge = (1 + 1.5**0.5) / 0.05
@@ -195,7 +196,7 @@ def test_exact_path_memory_refused_up_front(base, tmp_path):
     with pytest.raises(MemoryLimitExceeded, match="exact path"):
         planning.plan_replicas(prob, laws.GD(0.01), 100.0, 1000, 4, 0.1)
     r = _cli("solve", base, "--out", tmp_path / "o", "-s", 'problem.model="linear"', "-s", 'dynamics.algorithm="gd"',
-             "-s", "dynamics.t_max=100", "-s", "dynamics.dt=0.01", "-s", "solver.max_memory_gb=1")
+             "-s", "dynamics.t_max=100", "-s", "dynamics.dt=0.01", "-s", "solver.max_memory_gb=1", "--force")
     _fails(r, 2, "solver.max_memory_gb")
 
 
