@@ -127,13 +127,18 @@ def check_explicit_steps(problem, law, t_max: float | None = None, what: str = "
     ridge = float(problem.ridge)
     if ridge > 0 and h * ridge >= _EDGE:
         raise error(f"{what} diverged: the explicit ridge step is unstable, |1 - dt_m ridge| = {abs(1 - h * ridge):.4g} "
-                    f">= 1 (dt_m = {h:g}, ridge = {ridge:g}; algorithm={law.name}): lower dynamics.dt"
-                    f"{' / dt_max' if law.graded else ''} below {_EDGE / ridge:.4g}")
+                    f">= 1 (dt_m={h:g}, ridge = {ridge:g}; algorithm={law.name}): lower {_step_keys(law)} below "
+                    f"{_EDGE / ridge:.4g}")
     edge = gd_edge(problem)
     if edge is not None and law.deterministic and h * (edge + ridge) >= _EDGE:
         raise error(f"{what} diverged: full-batch GD is past its stability edge, dt_m (lambda_max + ridge) = "
-                    f"{h * (edge + ridge):.4g} >= 2 (dt_m = {h:g}, lambda_max = (1 + sqrt(delta))^2 = {edge:.4g}): "
-                    f"lower dynamics.dt{' / dt_max' if law.graded else ''} below {_EDGE / (edge + ridge):.4g}")
+                    f"{h * (edge + ridge):.4g} >= 2 (dt_m={h:g}, lambda_max = (1 + sqrt(delta))^2 = {edge:.4g}): "
+                    f"lower {_step_keys(law)} below {_EDGE / (edge + ridge):.4g}")
+
+
+def _step_keys(law) -> str:
+    """The keys that set the largest step, with their values."""
+    return f"dynamics.dt={law.dt:g} / dt_max={law.dt_max}" if law.graded else f"dynamics.dt={law.dt:g}"
 
 
 def check_stability(problem, law, t_max: float | None = None, what: str = "DMFT run",
