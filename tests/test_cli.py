@@ -89,7 +89,9 @@ def fakes(monkeypatch):
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
                         ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged,
                                       plan_run=lambda prob, law, t, paths, reps, gb, keep, w: (reps, paths // reps, w,
-                                                                                                1.0))),
+                                                                                                1.0),
+                                      choose_process=lambda prob, law: None,
+                                      applicability=types.SimpleNamespace(expected_stderr_note=lambda *a: None))),
                         ("online", dict(solve_online=solve_online))):
         mod = types.ModuleType(f"sgd_dmft.{name}")
         mod.__dict__.update(attrs)

@@ -153,6 +153,9 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
             f"{R} replicas{chunked}{levels}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB"
             f"{target}; {_limit_note(law, extrapolate)}")
+        note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
+        if note:
+            say(note)
     return dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
                       seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
                       extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None)
