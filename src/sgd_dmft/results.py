@@ -234,12 +234,7 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     with Welch-Satterthwaite degrees of freedom ``df``; ``z_t`` is the normal-equivalent of the most
     significant time (``Phi^-1(1 - p/2)`` of its two-sided t p-value). With few seeds a large ``max_z``
     can be a small ``z_t`` (4 seeds: z = 9.7 is z_t = 3.0). A zero combined error gives ``z = inf``
-    for a nonzero gap (written ``null`` in JSON).
-
-    An exploded standard error cannot pass for agreement: ``theory_rel_se`` is the largest
-    ``se_theory(t) / max(|theory(t)|, |mean_sim(t)|, 1e-3 max_t |theory|)``; above ``REL_SE_MAX`` (0.5)
-    ``reliable`` is False and ``unreliable`` says where (``run.compare`` then refuses the comparison,
-    CLI exit 3).
+    for a nonzero gap (written ``null`` in JSON). Also ``theory_rel_se``, ``reliable`` (:func:`_reliability`).
     """
     tm, tse = theory_mean_stderr(theory, var)
     sm, sse = sim_mean_stderr(sim, var)
@@ -282,14 +277,15 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
         logp = np.where(np.isfinite(z), stats.t.logsf(z, np.where(np.isfinite(df), df, 1e12)), -np.inf)
     j = np.unravel_index(int(np.argmin(logp)), logp.shape)
     z_t = float(stats.norm.isf(np.exp(logp[j]))) if np.isfinite(logp[j]) else float("inf")
-    out = {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
-           "z_t": z_t, "df": float(df[j])}
-    out.update(_reliability(tm_i, tse_i, sm, var))
-    return out
+    return {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
+            "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var)}
 
 
 def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str) -> dict[str, Any]:
-    """``theory_rel_se`` (worst relative theory standard error), ``reliable`` and, when not, ``unreliable``."""
+    """An exploded standard error cannot pass for agreement: ``theory_rel_se`` is the largest
+    ``se_theory(t) / max(|theory(t)|, |mean_sim(t)|, 1e-3 max_t |theory|)``; above ``REL_SE_MAX`` (0.5)
+    ``reliable`` is False and ``unreliable`` says where (``run.compare`` then refuses the comparison,
+    CLI exit 3)."""
     a, b = xr.broadcast(tm, sm)
     se = xr.broadcast(tse, a)[0]
     A = np.abs(np.asarray(a.transpose(TIME_DIM, ...).values, dtype=float)).reshape(a.sizes[TIME_DIM], -1)
