@@ -21,7 +21,8 @@ __version__ = "0.1.0"
 
 from . import laws  # noqa: E402
 from .errors import (  # noqa: E402
-    ConfigError, Diverged, MemoryLimitExceeded, NonFiniteResult, SgdDmftError, SimulationDiverged, SolverDiverged,
+    ConfigError, CostLimitExceeded, Diverged, MemoryLimitExceeded, NonFiniteResult, SgdDmftError, SimulationDiverged,
+    SolverDiverged,
 )
 from .grid import TimeGrid  # noqa: E402
 from .models import Model, Problem, custom, make_model, population_loss  # noqa: E402
@@ -52,5 +53,5 @@ __all__ = [
     "__version__", "laws", "TimeGrid", "Model", "Problem", "custom", "make_model", "population_loss", "solve",
     "MonteCarlo", "ExactLinearPath", "estimate_memory", "solve_online", "gf_linear", "gd_linear",
     "sgd_linear_poisson", "load_config", "parse_config", "Config", "SgdDmftError", "ConfigError", "Diverged",
-    "SolverDiverged", "SimulationDiverged", "NonFiniteResult", "MemoryLimitExceeded",
+    "SolverDiverged", "SimulationDiverged", "NonFiniteResult", "MemoryLimitExceeded", "CostLimitExceeded",
 ]

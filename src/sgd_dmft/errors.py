@@ -4,8 +4,8 @@
   one line naming the key, the value and what is allowed. CLI exit status 2.
 * :class:`Diverged`: a run that blew up (:class:`SolverDiverged`, :class:`SimulationDiverged`) or a
   result holding NaN / inf (:class:`NonFiniteResult`). CLI exit status 3. Never written as a result.
-* :class:`MemoryLimitExceeded`: a run refused before it starts because its memory estimate exceeds
-  the budget.
+* :class:`MemoryLimitExceeded`, :class:`CostLimitExceeded`: a run refused before it starts because
+  its memory or cost estimate exceeds the budget. CLI exit status 2.
 
 All are ``ValueError`` subclasses too, so code written against the earlier ``ValueError``-based
 exceptions keeps working.
@@ -44,4 +44,13 @@ class NonFiniteResult(Diverged):
 
 
 class MemoryLimitExceeded(SgdDmftError, ValueError):
-    """The estimated memory of a run exceeds ``max_memory_gb``."""
+    """The estimated memory of a run exceeds ``max_memory_gb`` (a refusal: CLI exit status 2)."""
+
+    exit_status = 2
+
+
+class CostLimitExceeded(SgdDmftError, ValueError):
+    """The estimated cost of a run (multiply-adds) exceeds the limit; the CLI's ``--force`` lifts it
+    (a refusal: CLI exit status 2)."""
+
+    exit_status = 2

@@ -16,7 +16,7 @@ import pickle
 
 import numpy as np
 
-from ..errors import MemoryLimitExceeded, SgdDmftError
+from ..errors import CostLimitExceeded, MemoryLimitExceeded, SgdDmftError
 from .processes import choose_process
 
 MIN_PATHS_PER_REPLICA = 500
@@ -25,11 +25,6 @@ COST_LIMIT = 3600.0 * RATE  # about an hour: past it a run needs --force (run.py
 MAX_BUILT_STEPS = 10**6  # grids longer than this are bounded, not built, by grid_steps
 
 
-class CostLimitExceeded(SgdDmftError, ValueError):
-    """The estimated cost of a run (multiply-adds) exceeds the limit; the CLI's ``--force`` lifts it
-    (a refusal: CLI exit status 2)."""
-
-    exit_status = 2
 
 
 def grid_steps(grid, t_max: float) -> float:
@@ -148,7 +143,12 @@ def plan_run(problem, law, t_max: float, paths: int, replicas: int, max_memory_g
     if W > 1:
         try:
             pickle.dumps((problem, law, process))
-        except Exception:  # a custom model's callables are closures: run the replicas here
+        except Exception as e:  # e.g. a custom model's callables are closures: run the replicas here
+            import warnings
+
+            warnings.warn(f"workers={W}: the problem does not pickle ({type(e).__name__}: {e}); the replicas run in "
+                          f"this process (define the model's callables at module level to run them in workers)",
+                          RuntimeWarning, stacklevel=3)
             W = 1
     while W > 1:
         mem_w = plan_replicas(problem, law, t_max, P * R, R, math.inf, keep_kernels, W, process)[2]

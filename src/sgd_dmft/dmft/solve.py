@@ -96,7 +96,7 @@ def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, 
                blas_threads, workers, target: Target | None = None) -> xr.Dataset:
     """The raw recursion on the law's grid: plan, run the replicas, reduce, build the Dataset."""
     schedule = _check_request(law, t_max, proc, paths, replicas)
-    check_stability(problem, law)
+    check_stability(problem, law, t_max)
     R, P, W, mem = plan_run(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels, workers, proc)
     snap_idx = np.unique(np.linspace(0, schedule.T, max(1, snapshots)).round().astype(int))
     entropy = seed if isinstance(seed, np.random.SeedSequence) else np.random.SeedSequence(seed)
@@ -129,7 +129,7 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, lv) -> x
     random numbers; the curves are the replica means of the per-replica extrapolant."""
     (lf, sf), (lh, sh), cc = lv
     _check_request(law, t_max, proc, kw["paths"], kw["replicas"])
-    check_stability(problem, law)
+    check_stability(problem, law, t_max)
     R, P, W, mem = plan_run(problem, lf, float(sh.times[-1]), int(kw["paths"]), int(kw["replicas"]),
                             kw["max_memory_gb"], kw["keep_kernels"], kw["workers"], proc)
     snap_idx = np.unique(np.linspace(0, sh.T, max(1, kw["snapshots"])).round().astype(int))

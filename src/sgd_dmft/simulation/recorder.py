@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..dmft.divergence import Q_MAX, GrowthDetector  # noqa: F401  (Q_MAX: its name here stays)
+from ..stability import Q_MAX, GrowthDetector  # noqa: F401  (Q_MAX: its name here stays)
 from ..errors import SimulationDiverged
 
 if TYPE_CHECKING:

@@ -1,0 +1,161 @@
+"""Divergence: the stability conditions checked up front, and the growth rule applied during a run.
+
+One home for the solver (march.py) and the finite-d simulators (simulation/recorder.py), so that
+``solve`` and ``simulate`` of the same configuration give the same verdict (docs/theory.md section 5b).
+
+Up front (:func:`check_stability`; ``h`` is a grid step ``dt_m`` in units of t, ``lambda`` the ridge):
+
+* the explicit ridge step ``theta <- (1 - h lambda) theta``: refused unless ``|1 - h lambda| < 1``,
+  i.e. ``h lambda < 2``, at the largest step of the grid up to ``t_max``;
+* linear model, square loss, i.i.d. multipliers: a visit maps a sample's residual
+  ``r - y -> (1 - S)(r - y)``, whose mean square grows when ``E[S^2] >= 2 E[S]`` (SGD and
+  reshuffling: jumps ``gamma >= 2``; the SME: ``gamma + dt >= 2``);
+* linear model, square loss, full-batch GD: the Hessian ``X^T X`` has the largest eigenvalue
+  ``lambda_max = (1 + sqrt(delta))^2`` at d = infinity (Marchenko-Pastur edge), so GD is refused
+  unless ``h (lambda_max + lambda) < 2``.
+
+During a run (:class:`GrowthDetector`, fed ``trace Q`` after every step or record): a non-finite
+value, ``trace Q > Q_MAX``, or geometric growth: ``trace Q`` increased at every one of the last
+``GROWTH_WINDOW`` steps, by a factor ``>= GROWTH_FACTOR`` over them, and stands above
+``GROWTH_FLOOR`` times its initial scale ``max(1, trace Q_0)``. A run growing like ``1.5^m`` is stopped
+when it passes the floor (``trace Q ~ 1e3``), far before ``1e12``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+from .errors import Diverged, SimulationDiverged, SolverDiverged
+
+Q_MAX = 1e12  # hard threshold on trace Q (dimensionless, Q = theta^T theta / d)
+GROWTH_WINDOW = 10  # steps (or records) over which growth is judged
+GROWTH_FACTOR = 20.0  # overall growth over the window (>= 1.35 per step on average)
+GROWTH_FLOOR = 1e3  # ... and trace Q above this multiple of max(1, trace Q_0)
+_EDGE = 2.0  # |1 - x| < 1  <=>  0 < x < 2
+
+
+class GrowthDetector:
+    """Feed ``trace Q`` (dimensionless) step by step; :meth:`update` returns why the run diverged, or None."""
+
+    def __init__(self, window: int = GROWTH_WINDOW, factor: float = GROWTH_FACTOR, floor: float = GROWTH_FLOOR,
+                 q_max: float = Q_MAX):
+        self.window, self.factor, self.floor, self.q_max = int(window), float(factor), float(floor), float(q_max)
+        self.recent: deque[float] = deque(maxlen=self.window + 1)
+        self.scale: float | None = None
+
+    def update(self, q: float) -> str | None:
+        """The reason the run diverged at this value (a short phrase), or None to go on."""
+        q = float(q)
+        if not math.isfinite(q):
+            return f"trace Q = {q}"
+        if q > self.q_max:
+            return f"trace Q = {q:.3g} > {self.q_max:g}"
+        if self.scale is None:
+            self.scale = max(1.0, abs(q))
+        self.recent.append(q)
+        r = self.recent
+        if len(r) <= self.window or q <= self.floor * self.scale or r[0] <= 0:
+            return None
+        if all(b > a for a, b in zip(r, list(r)[1:])) and q / r[0] >= self.factor:
+            return (f"trace Q = {q:.3g} grew by {q / r[0]:.3g}x over the last {self.window} steps: geometric "
+                    f"growth, an unstable step")
+        return None
+
+
+def diverged(law, t: float, what: str) -> SolverDiverged:
+    """A :class:`~sgd_dmft.errors.SolverDiverged` naming the time, what blew up and the law."""
+    gam = getattr(law, "gamma", None)
+    g = f", gamma={gam:g}" if gam is not None else ""
+    hint = ""
+    if law.graded:
+        h = law.steps(len(law.times(t)))
+        hint = (f"; graded grid, step at that time dt_m={h[-1]:g} (an explicit step must stay below "
+                f"2 / the largest Hessian eigenvalue: lower dt_max={law.dt_max})")
+    return SolverDiverged(f"DMFT solution diverged at t={t:.4g} ({what}) for algorithm={law.name}{g}, dt={law.dt:g}{hint}")
+
+
+def largest_step(law, t_max: float | None = None) -> float:
+    """The largest grid step ``dt_m`` (units of t) used up to ``t_max`` (the grid's cap without one)."""
+    if not law.graded:
+        return float(law.dt)
+    if t_max is None or not math.isfinite(t_max):  # the cap; an uncapped grid without t_max: unknown, dt
+        return float(law.largest_step) if math.isfinite(law.largest_step) else float(law.dt)
+    from . import grid as _grid
+
+    t, h = 0.0, float(law.dt)
+    while t + 0.5 * h <= t_max and h < law.largest_step:  # the step only grows along a graded grid
+        t += h
+        h = _grid.graded_step(t, law.dt, law.growth, law.dt_max)
+    return float(min(h, law.largest_step))
+
+
+def gd_edge(problem) -> float | None:
+    """Largest Hessian eigenvalue of the loss part where known (linear model, square loss:
+    ``(1 + sqrt(delta))^2``), else None."""
+    if getattr(problem.model, "linear_square", False):
+        return (1.0 + math.sqrt(problem.delta)) ** 2
+    return None
+
+
+def check_jumps(problem, law, what: str = "DMFT run", error: type[Diverged] = SolverDiverged) -> None:
+    """Linear model, square loss, i.i.d. multipliers: refuse ``E[S^2] >= 2 E[S]`` (the mean square of a
+    visited residual ``(1 - S)(r - y)`` grows; SGD / reshuffling: ``gamma >= 2``)."""
+    if not getattr(problem.model, "linear_square", False):
+        return
+    jump = law.jump_size
+    if jump is not None:
+        if jump > _EDGE:
+            raise error(f"{what} diverged: gamma={jump:g} is past the stability edge gamma = 2 of the linear model "
+                        f"(a visit maps r - y -> (1 - gamma)(r - y); algorithm={law.name}, dt={law.dt:g}): lower "
+                        f"dynamics.gamma below 2")
+        return
+    if law.deterministic or not law.independent_steps:
+        return
+    m1, m2 = (float(x[0]) for x in law.moments_at([law.dt]))
+    if m2 >= _EDGE * m1 * (1 + 1e-12):
+        raise error(f"{what} diverged: E[S^2] = {m2:.4g} >= 2 E[S] = {2 * m1:.4g} per step for algorithm={law.name} "
+                    f"(gamma={getattr(law, 'gamma', float('nan')):g}, dt={law.dt:g}): on the linear model a step maps "
+                    f"r - y -> (1 - S)(r - y), whose mean square grows; lower dynamics.gamma (SME: gamma + dt < 2)")
+
+
+def check_explicit_steps(problem, law, t_max: float | None = None, what: str = "DMFT run",
+                         error: type[Diverged] = SolverDiverged) -> None:
+    """The ridge step ``|1 - h lambda| < 1`` and, where ``lambda_max`` is known, GD's ``h (lambda_max +
+    lambda) < 2`` at the largest step ``h`` up to ``t_max``."""
+    h = largest_step(law, t_max)
+    ridge = float(problem.ridge)
+    if ridge > 0 and h * ridge >= _EDGE:
+        raise error(f"{what} diverged: the explicit ridge step is unstable, |1 - dt_m ridge| = {abs(1 - h * ridge):.4g} "
+                    f">= 1 (dt_m={h:g}, ridge = {ridge:g}; algorithm={law.name}): lower {_step_keys(law)} below "
+                    f"{_EDGE / ridge:.4g}")
+    edge = gd_edge(problem)
+    if edge is not None and law.deterministic and h * (edge + ridge) >= _EDGE:
+        raise error(f"{what} diverged: full-batch GD is past its stability edge, dt_m (lambda_max + ridge) = "
+                    f"{h * (edge + ridge):.4g} >= 2 (dt_m={h:g}, lambda_max = (1 + sqrt(delta))^2 = {edge:.4g}): "
+                    f"lower {_step_keys(law)} below {_EDGE / (edge + ridge):.4g}")
+
+
+def _step_keys(law) -> str:
+    """The keys that set the largest step, with their values."""
+    return f"dynamics.dt={law.dt:g} / dt_max={law.dt_max}" if law.graded else f"dynamics.dt={law.dt:g}"
+
+
+def check_stability(problem, law, t_max: float | None = None, what: str = "DMFT run",
+                    error: type[Diverged] = SolverDiverged) -> None:
+    """Refuse up front what is known to diverge (the module docstring's conditions)."""
+    check_jumps(problem, law, what, error)
+    check_explicit_steps(problem, law, t_max, what, error)
+
+
+def check_simulation_stability(problem, law, t_max: float, step_of_ridge: float | None = None) -> None:
+    """The same conditions for a simulation of ``law``'s algorithm (SimulationDiverged). The step
+    algorithms (true mini-batch SGD, reshuffling) apply their ridge decay with ``eta``
+    (``step_of_ridge``), not with the grid step, so only the jump condition and that step are checked."""
+    what, err = "simulation", SimulationDiverged
+    check_jumps(problem, law, what, err)
+    if step_of_ridge is None:
+        check_explicit_steps(problem, law, t_max, what, err)
+    elif problem.ridge * step_of_ridge >= _EDGE:
+        raise err(f"simulation diverged: the ridge step is unstable, eta ridge = {problem.ridge * step_of_ridge:.4g} "
+                  f">= 2: lower problem.ridge or dynamics.gamma")
