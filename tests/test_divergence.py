@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from sgd_dmft import laws, run
-from sgd_dmft.cli import main
+
+from clitools import cli as _cli, one_line_error as _fails
 from sgd_dmft.config import parse_config
 from sgd_dmft.dmft import divergence, planning
 from sgd_dmft.errors import MemoryLimitExceeded, SolverDiverged
@@ -40,15 +40,6 @@ def base(tmp_path):
     return p
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _fails(r, code, *fragments):
-    assert r.exit_code == code, (r.exit_code, r.output, r.stderr)
-    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
-    for f in fragments:
-        assert f in r.stderr, (f, r.stderr)
 
 
 # ---- the growth rule --------------------------------------------------------------------------

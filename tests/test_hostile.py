@@ -20,6 +20,8 @@ from hypothesis import strategies as st
 
 from sgd_dmft import run
 from sgd_dmft.cli import main
+
+from clitools import cli as _cli, one_line_error as _one_line_error
 from sgd_dmft.config import SCHEMA, ConfigError, load_config
 
 TINY = """
@@ -40,15 +42,6 @@ replicas = 2
 """
 
 
-def _cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def _one_line_error(r, code, *fragments):
-    assert r.exit_code == code, (r.exit_code, r.output, r.stderr)
-    assert r.stderr.startswith("error: ") and r.stderr.count("\n") == 1, r.stderr
-    for f in fragments:
-        assert f in r.stderr, (f, r.stderr)
 
 
 @pytest.fixture

@@ -81,18 +81,24 @@ def label_uses_eps(model: Model) -> bool:
     return not np.array_equal(y1, y0)
 
 
-def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array:
-    """Population (test) loss ``E[l(r, y)]`` on fresh data, as a function of the overlaps.
-
-    ``Q`` (T, k, k) or (k, k); ``M`` (T, k, k*) or (k, k*); ``Sstar`` (k*, k*) (default identity).
-    Returns (T,) or a scalar. The rule of the module docstring.
-    """
+def _batched(model: Model, Q, M, Sstar):
+    """``(Q (T, k, k), M (T, k, k*), S* (k*, k*), squeeze)`` from one time or a batch of times."""
     Q = np.asarray(Q, dtype=np.float64)
     M = np.asarray(M, dtype=np.float64)
     squeeze = Q.ndim == 2
     if squeeze:
         Q, M = Q[None], M[None]
     S = np.eye(model.kstar) if Sstar is None else np.asarray(Sstar, dtype=np.float64)
+    return Q, M, S, squeeze
+
+
+def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array:
+    """Population (test) loss ``E[l(r, y)]`` on fresh data, as a function of the overlaps.
+
+    ``Q`` (T, k, k) or (k, k); ``M`` (T, k, k*) or (k, k*); ``Sstar`` (k*, k*) (default identity).
+    Returns (T,) or a scalar. The rule of the module docstring.
+    """
+    Q, M, S, squeeze = _batched(model, Q, M, Sstar)
     if model.pop_loss is not None:
         out = model.pop_loss(Q, M, S)
     elif model.linear_square:
@@ -133,12 +139,7 @@ def population_loss_error(model: Model, Q: Array, M: Array, Sstar: Array | None 
     quasi-Monte Carlo is used (:func:`uses_qmc`), the standard deviation over 8 independent
     scramblings (that of one scrambling's result, as :func:`population_loss` uses one).
     """
-    Q = np.asarray(Q, dtype=np.float64)
-    M = np.asarray(M, dtype=np.float64)
-    squeeze = Q.ndim == 2
-    if squeeze:
-        Q, M = Q[None], M[None]
-    S = np.eye(model.kstar) if Sstar is None else np.asarray(Sstar, dtype=np.float64)
+    Q, M, S, squeeze = _batched(model, Q, M, Sstar)
     if not uses_qmc(model):
         out = np.zeros(Q.shape[0])
     else:
