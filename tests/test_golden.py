@@ -1,9 +1,13 @@
 """Golden outputs: every solver and simulator code path gives the numbers recorded before the
 redesign (tests/golden/record.py, recorded on the commit before the move).
 
-Across machines BLAS may sum in another order, so the default check is 1e-11 relative to each
-array's scale; ``SGD_DMFT_GOLDEN_STRICT=1`` asks for bit-identical arrays (the rule on the machine
-that recorded them).
+Across machines and library versions BLAS and numpy's vectorised math may round in another way, and
+a Monte Carlo march amplifies ulp-level differences through its kernels: measured on a fresh install
+(numpy 2.4.6, scipy 1.17.1, numba 0.68.1) the recorded cases moved by up to 1e-7 relative
+(logistic_gd_graded, Q), 1e-9 on the others, while a change of estimator moves them by about a
+standard error (>= 1e-4 relative). So the default check is 1e-5 relative to each array's scale (a standard error, a difference of replicas, moved by 1.4e-6 of its own scale);
+``SGD_DMFT_GOLDEN_STRICT=1`` asks for bit-identical arrays (the rule on the machine and library
+versions that recorded them).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import record  # noqa: E402
 
 GOLDEN = np.load(Path(__file__).with_name("golden") / "golden.npz")
 STRICT = os.environ.get("SGD_DMFT_GOLDEN_STRICT") == "1"
-RTOL = 1e-11
+RTOL = 1e-5
 # Re-recorded on purpose (the rest is the pre-redesign recording): custom_tanh_sgd and sim_custom_sgd,
 # when the population loss of a custom model started to integrate the label noise its label draws
 # (before, a custom model declared without `noise=` lost its noise^2 / 2 from the test loss).

@@ -77,7 +77,9 @@ def check_replicas(curves: dict[str, np.ndarray], times: np.ndarray) -> dict:
                 f"replica {i} of {R} disagrees with the others at t={times[j]:.6g} on {name}: {x[i, j]:.6g} "
                 f"against median {np.median(np.delete(x[:, j], i)):.6g}, {z[i, j]:.3g} standard deviations of the "
                 f"other replicas (threshold {thr:.3g}): a runaway kernel estimate (docs/theory.md section 3b); "
-                f"use more paths per replica (fewer replicas) or a smaller step")
+                f"use more paths per replica (fewer replicas; >= 4000 on heavy-tailed labels), a smaller step, or, "
+                f"when large-label samples have unstable visits, MonteCarlo(responses=PathwiseTangents(tail=0.01)) "
+                f"(section 3c)")
         i, j = np.unravel_index(int(np.argmax(z)), z.shape)
         if z[i, j] > worst[0]:
             worst = (float(z[i, j]), name, float(times[j]))

@@ -26,6 +26,7 @@ class Kernels:
     M: np.ndarray  # (K, ks)  E[theta_m theta*^T]
     mu: np.ndarray  # (K, ks) teacher term
     train: np.ndarray  # (T+1,) the sample process's train-loss estimate (see SampleProcess)
+    test: np.ndarray | None = None  # (T+1,) the population loss of (Q, M), where the sample process computed it
 
     def blocks(self, name: str) -> np.ndarray:
         """A two-time kernel as ``(T+1, T+1, k, k)``."""

@@ -23,6 +23,7 @@ retrieval the fixed gap has 34-200x the variance of the plain mean).
 from __future__ import annotations
 
 import abc
+import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -37,6 +38,7 @@ from .responses import GaussianIBP, PathwiseTangents
 
 
 TRAIN_ESTIMATORS = ("optimal", "gap")
+ESCAPE = 1e4  # a pre-activation beyond ESCAPE * sqrt(max(1, trace Q_m)) has escaped (dimensionless)
 
 
 class SampleProcess(abc.ABC):
@@ -234,11 +236,24 @@ class _MonteCarloState:
         T1 = len(self.times)
         Rrow = np.ascontiguousarray(K.R[m * k : (m + 1) * k].reshape(k, T1, k).transpose(1, 0, 2))
         r = self.history.field(m, w, wt, Rrow, K.R, self.visits)
-        if not np.all(np.isfinite(r)):
-            from .divergence import diverged
-
-            raise diverged(self.law, self.times[m], "non-finite pre-activations")
+        amax = float(np.max(np.abs(r))) if r.size else 0.0
+        bound = ESCAPE * math.sqrt(max(1.0, float(np.trace(K.C[m * k : (m + 1) * k, m * k : (m + 1) * k]))))
+        if not amax <= bound:
+            raise self._escaped(m, r, amax, bound)
         return w, r, Rrow
+
+    def _escaped(self, m: int, r: np.ndarray, amax: float, bound: float):
+        """SolverDiverged for a path whose pre-activation left every plausible range (or is not finite)."""
+        from .divergence import diverged
+
+        if not math.isfinite(amax):
+            return diverged(self.law, self.times[m], "non-finite pre-activations")
+        p = int(np.argmax(np.max(np.abs(r), axis=1)))
+        jump = getattr(self.law, "jump_size", None)
+        hint = (f": its visits (jumps gamma F, gamma = {jump:g}) are unstable for its label; the d = infinity "
+                f"limit diverges once such samples occur (a smaller gamma avoids it)" if jump else "")
+        return diverged(self.law, self.times[m], f"a sample path escaped, |r| = {amax:.3g} > {bound:.3g} for the "
+                                                 f"path with label y = {float(np.ravel(self.y[p])[0]):.4g}{hint}")
 
     def row(self, m: int, last: bool) -> None:
         K, k, P, model = self.K, self.k, self.P, self.model
@@ -299,6 +314,7 @@ class _TrainEstimate:
         Q = np.diagonal(K.blocks("C"), axis1=0, axis2=1).transpose(2, 0, 1)  # (T1, k, k)
         test = population_loss(model, Q, K.M.reshape(T1, k, ks))
         K.train[:] = self.lr - self.beta * (self.lw - test) - test
+        K.test = test  # reused by replicas.summarize (the population loss is the costly part of a short solve)
 
 
 RESPONSES = ("auto", "pathwise", "stein")

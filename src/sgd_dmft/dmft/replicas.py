@@ -20,10 +20,13 @@ KERNELS = (("C_theta", "C"), ("R_theta", "R"), ("C_F", "CF"), ("R_F", "RF"))
 
 def summarize(K, snaps, clip, problem, keep_kernels: bool) -> dict:
     """A replica's kernels reduced to what ``solve`` keeps: Q (T1, k, k), M (T1, k, ks), the train
-    estimate (T1,), snapshots, clip, and (``keep_kernels``) the two-time kernels."""
+    estimate and the test loss (T1,), snapshots, clip, and (``keep_kernels``) the two-time kernels."""
     Ct = K.blocks("C")
-    out = dict(Q=np.diagonal(Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy(),  # (T1, k, k)
-               M=K.M.reshape(len(K.train), problem.k, problem.kstar).copy(), train=K.train, r_snap=snaps, clip=clip)
+    Q = np.diagonal(Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy()  # (T1, k, k)
+    M = K.M.reshape(len(K.train), problem.k, problem.kstar).copy()
+    # the test loss once per replica (the sample process may have computed it already)
+    test = K.test if K.test is not None else population_loss(problem.model, Q, M)
+    out = dict(Q=Q, M=M, train=K.train, test=test, r_snap=snaps, clip=clip)
     if keep_kernels:
         kern = {name: np.ascontiguousarray(K.blocks(attr)) for name, attr in KERNELS}
         kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))
@@ -43,7 +46,7 @@ class Reduction:
     """Running reduction of the replicas, in replica order: curves kept per replica, kernels summed."""
 
     def __init__(self):
-        self.Q, self.M, self.train, self.snaps, self.clips = [], [], [], [], []
+        self.Q, self.M, self.train, self.test, self.snaps, self.clips = [], [], [], [], [], []
         self.sums: dict[str, np.ndarray] = {}
 
     @property
@@ -54,6 +57,7 @@ class Reduction:
         self.Q.append(rep["Q"])
         self.M.append(rep["M"])
         self.train.append(rep["train"])
+        self.test.append(rep["test"])
         self.snaps.append(rep["r_snap"])
         self.clips.append(rep["clip"])
         for name, a in rep.get("kernels", {}).items():
@@ -65,7 +69,7 @@ class Reduction:
 
 def replica_curves(problem, process, red: Reduction) -> tuple[np.ndarray, np.ndarray]:
     """Per-replica ``(train_loss, test_loss)``, each ``(R, T+1)``."""
-    ter = np.stack([population_loss(problem.model, q, m) for q, m in zip(red.Q, red.M)])
+    ter = np.stack(red.test)
     # Monte Carlo: train = test + the sample process's estimate of the gap (control variate, processes.py)
     trr = np.stack(red.train) + (ter if process.train_is_gap else 0.0)
     return trr, ter

@@ -23,7 +23,7 @@ from scipy.linalg import solve_triangular
 
 
 @njit(cache=True)
-def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pragma: no cover - compiled
     """Advance the tangents of all paths to step m and accumulate the R_F estimator into RFsum.
 
     Rt_m (T+1, k, k) = R_theta[m, :]; H_m (P, k, k) = H(r_m, y); S_m (P,) multipliers at step m;
@@ -34,6 +34,7 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no 
     paths contribute) or with sum_p H_m J_{m,s} (rb=True, Rao-Blackwellised: for i.i.d. multipliers
     S_m is independent of (H_m, J_{m,.}), so E[S_m H_m J] = E[S] E[H_m J] and every path contributes).
     An active path's new tangent goes to slot n_act[p]; the caller registers the visit afterwards.
+    Paths with ``use[p]`` False (the tail paths, estimated by integration by parts) are skipped.
     """
     P = H_m.shape[0]
     k = H_m.shape[1]
@@ -41,7 +42,7 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no 
     RFsum[:, :, :] = 0.0
     for p in range(P):
         active = S_m[p] != 0.0
-        if not (active or rb):
+        if not ((active or rb) and use[p]):
             continue
         J[:, :, :] = 0.0
         for a in range(k):
@@ -69,7 +70,7 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no 
 
 
 @njit(cache=True)
-def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: no cover - compiled
+def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pragma: no cover - compiled
     """``_tangent_step`` for k = 1 (scalar blocks; contiguous inner loops that LLVM vectorises).
 
     Rt_m (T+1,); H_m (P,); G (P, nmax, T+1); RFsum (m+1,)."""
@@ -78,7 +79,7 @@ def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum):  # pragma: 
     RFsum[:] = 0.0
     for p in range(P):
         active = S_m[p] != 0.0
-        if not (active or rb):
+        if not ((active or rb) and use[p]):
             continue
         J[:] = 0.0
         J[m] = 1.0
@@ -107,28 +108,56 @@ class PathwiseTangents:
     ``rao_blackwell``: estimate with ``E[S_m]`` in place of the sampled ``S_m`` at the current step
     (valid for i.i.d. laws; lower variance, every path's tangent at every step). None: on for dense
     i.i.d. laws (SME), off otherwise (for SGD it would cost ``O(P J T^2)`` instead of ``O(P J T^2 dt/gamma)``).
+
+    ``tail``: the probability mass of teacher fields ``r*`` (the largest ``|r*|``: ``|r*|^2`` above the
+    chi-square quantile ``1 - tail`` with ``k*`` degrees of freedom) whose paths get ``R_F`` by Gaussian
+    integration by parts in the student fields, *conditional on r** (docs/theory.md section 3c), instead
+    of tangents. Both estimators have the same conditional mean given ``(r*, label noise)``, so any
+    partition by ``r*`` is unbiased; the point is that a path whose own visit map is expanding (a large
+    label that the student cannot fit stably: phase retrieval with ``y > 1 / (2 gamma)``, He3 targets)
+    has a tangent that grows exponentially with its visits, while its integration-by-parts term stays
+    bounded. 0: tangents on every path (the estimator before issue 10).
     """
 
     rao_blackwell: bool | None = None
+    tail: float = 0.0
     name = "pathwise"
+
+    def __post_init__(self):
+        if not (isinstance(self.tail, (int, float)) and 0.0 <= float(self.tail) <= 1.0):
+            raise ValueError(f"PathwiseTangents.tail={self.tail!r} is not allowed: must be a probability in [0, 1]")
 
     def resolve(self, law) -> "PathwiseTangents":
         rb = bool(law.independent_steps and not law.sparse) if self.rao_blackwell is None else bool(self.rao_blackwell)
-        return PathwiseTangents(rb)
+        return PathwiseTangents(rb, float(self.tail))
 
     def store_bytes(self, visits: int, T1: int, k: int) -> int:
         """Bytes per path of the tangent store."""
         return 4 * visits * T1 * k * k
 
     def start(self, P: int, nmax: int, T1: int, k: int) -> "_Pathwise":
-        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k)
+        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail))
+
+
+def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
+    """Boolean (P,): the paths whose teacher field lies in the upper ``tail`` of its law, ``|r*|^2 >
+    chi2_{k*}^{-1}(1 - tail)`` (``S* = I``); a fixed threshold, so the partition is a function of ``r*``."""
+    if tail <= 0.0:
+        return np.zeros(len(rstar), dtype=bool)
+    if tail >= 1.0:
+        return np.ones(len(rstar), dtype=bool)
+    from scipy.stats import chi2
+
+    return np.einsum("pk,pk->p", rstar, rstar) > chi2.isf(tail, rstar.shape[1])
 
 
 class _Pathwise:
-    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int):
-        self.rb, self.k = rb, k
+    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int, tail: float = 0.0):
+        self.rb, self.k, self.tail = rb, k, tail
         self.G = np.zeros((P, nmax, T1, k, k), dtype=np.float32)  # float32: half the memory traffic
         self.sums = np.zeros((T1, k, k))
+        self.use: np.ndarray | None = None  # paths on tangents (set at the first step, from r*)
+        self.tail_idx = np.zeros(0, dtype=np.int64)
         if k == 1:
             self.G1 = self.G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
             self.sums1 = np.zeros(T1)
@@ -136,22 +165,40 @@ class _Pathwise:
     def update(self, st, K, coord) -> None:
         """Block row m of R_F and mu from the tangents (``st``: the step's quantities)."""
         m, k, P, delta = st.m, self.k, st.P, st.delta
+        if self.use is None:
+            in_tail = tail_paths(st.rstar, self.tail)
+            self.use, self.tail_idx = ~in_tail, np.flatnonzero(in_tail)
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
         Hm = np.ascontiguousarray(st.model.hess(st.r, st.y))
         sums = self.sums[: m + 1]
         if k == 1:
             _tangent_step_k1(m, st.Rrow[:, 0, 0].copy(), Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, st.visits.t,
-                             st.visits.n, self.sums1[: m + 1])
+                             st.visits.n, self.sums1[: m + 1], self.use)
             sums[:, 0, 0] = self.sums1[: m + 1]
         else:
-            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, st.visits.t, st.visits.n, sums)
+            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, st.visits.t, st.visits.n, sums, self.use)
         # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
         scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
         K.RF[bm, :upto] = (delta * scale / P) * sums.transpose(1, 0, 2).reshape(k, upto)
+        if len(self.tail_idx):
+            K.RF[bm, :upto] += (delta / P) * _ibp_fields(st, self.tail_idx)
         EhR = (hbar.T @ st.rstar) / P
         # teacher term by integration by parts: E[h r*^T] = mu/delta S* + sum_s R_F/delta M_s^T
         K.mu[bm] = delta * EhR - K.RF[bm, :upto] @ K.M[:upto] @ coord.Sinv
+
+
+def _ibp_fields(st, idx: np.ndarray) -> np.ndarray:
+    """``sum_{p in idx} d h_m / d (w_0..w_m)`` at fixed ``r*`` by Gaussian integration by parts, (k, (m+1) k).
+
+    With ``(r*, w) = L z`` and ``L`` block lower triangular, the derivative in ``w`` at fixed ``r*`` is
+    ``E[h z_w^T | r*] L_ww^{-1}``: Stein's identity in the normals ``z_w``, which are independent of
+    ``r*`` (so it holds on any set of paths chosen by ``r*``). Rao-Blackwellised (``E[S] F_m``) for
+    i.i.d. multipliers."""
+    ks, nm = st.rstar.shape[1], st.nm
+    hb = st.Fm[idx] * st.s1 if st.iid else st.hm[idx]
+    Ehz = st.Z[ks:nm, idx] @ hb  # (nm - ks, k)
+    return solve_triangular(st.L[ks:nm, ks:nm], Ehz, lower=True, trans="T", check_finite=False).T
 
 
 @dataclass(frozen=True)
