@@ -15,6 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_accuracy  # noqa: E402
 import bench_dmft  # noqa: E402
 import bench_simulate  # noqa: E402
 
@@ -43,7 +44,7 @@ def main() -> None:
     print("\n== finite-d simulator (ref = plain numpy loop; gd: ref = the two matvecs)")
     print(_table(sim_rows))
     groups: dict[str, list[dict]] = {}
-    for r in bench_dmft.run(quick):
+    for r in bench_dmft.run(quick) + ([] if quick else bench_accuracy.run()):
         groups.setdefault(r["bench"], []).append(r)
     for name, rows in groups.items():
         print(f"\n== {name}")

@@ -94,3 +94,19 @@ def test_escaping_path_is_reported():
     proc = MonteCarlo(responses=PathwiseTangents(tail=0.01)).resolve(prob, law)
     with pytest.raises(SolverDiverged, match="diverged"):
         march(prob, law, sched, proc, 2000, None, np.array([0]), inputs=_planted(prob, law, sched, 2000, 2, np.sqrt(30.0)))
+
+
+def test_tail_from_config():
+    """``solver.tail``: checked (one-line error naming the key), passed to the solver, recorded in attrs."""
+    from sgd_dmft.config import parse_config
+    from sgd_dmft.errors import ConfigError
+    from sgd_dmft.run import run_theory
+
+    base = {"problem": {"model": "phase_retrieval", "delta": 3.0, "init_overlap": 0.3, "init_scale": 0.3},
+            "dynamics": {"algorithm": "sgd", "gamma": 0.05, "dt": 0.02, "t_max": 0.2},
+            "solver": {"paths": 400, "replicas": 2, "extrapolate": False}}
+    with pytest.raises(ConfigError, match=r"solver\.tail.*1\.5.*\[0, 1\]"):
+        parse_config({**base, "solver": {**base["solver"], "tail": 1.5}})
+    ds = run_theory(parse_config({**base, "solver": {**base["solver"], "tail": 0.05}}))
+    assert ds.attrs["tail"] == 0.05 and ds.attrs["responses"] == "pathwise"
+    assert np.all(np.isfinite(ds.test_loss.values))

@@ -153,6 +153,9 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                      "target relative standard error of train/test loss (worst over t > 0): replicas are added"),
         "max_time_s": _Key("float", 0.0, "a finite number >= 0 (0: no limit)", lambda v: v >= 0,
                            "wall-time budget of the replicas added for rtol"),
+        "tail": _Key("float", 0.0, "a number in [0, 1]", lambda v: 0 <= v <= 1,
+                     "mass of the largest teacher fields |r*| whose paths get R_F by integration by parts at fixed "
+                     "r* (unstable large-label visits; docs/theory.md section 3c)"),
     },
 }
 

@@ -158,7 +158,8 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
             say(note)
     return dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
                       seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
-                      extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None)
+                      extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
+                      tail=so["tail"])
 
 
 def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,

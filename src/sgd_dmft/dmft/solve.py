@@ -86,6 +86,7 @@ def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: in
         seed=int(seed),
         exact_path=int(exact),
         responses="exact" if exact else process.responses.name,
+        tail=float(getattr(getattr(process, "responses", None), "tail", 0.0)),
         cholesky_clip=float(clip),
         memory_estimate_bytes=float(mem),
         sgd_dmft_version=__version__,
@@ -226,6 +227,7 @@ def solve(
     extrapolate: bool | None = None,
     rtol: float | None = None,
     max_time_s: float | None = None,
+    tail: float = 0.0,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity (docs/theory.md).
 
@@ -236,7 +238,8 @@ def solve(
     student, i.i.d. multipliers). process: ``ExactLinearPath()`` or ``MonteCarlo(history=, responses=)``;
     None: the exact path where it applies, else Monte Carlo with ``responses`` (``"pathwise"`` tangents,
     ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``) and
-    ``rao_blackwell`` (default: on for dense i.i.d. laws). extrapolate: the ``dt -> 0`` limit (Richardson
+    ``rao_blackwell`` (default: on for dense i.i.d. laws) and ``tail`` (pathwise tangents: the mass of
+    large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c). extrapolate: the ``dt -> 0`` limit (Richardson
     over dt, dt/2, 2 dt; ``<var>_dt_error``, ``<var>_raw``); None: for continuous-time laws (GF, SGD, SME,
     reshuffling, persistent) on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
     replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
@@ -249,7 +252,7 @@ def solve(
     ``R_F`` (time, time2, k, k2) and ``mu``; ``r_samples`` (snap_time, path, k); diagnostics in attrs.
     Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
-    proc = choose_process(problem, law, process, responses, rao_blackwell)
+    proc = choose_process(problem, law, process, responses, rao_blackwell, tail)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
