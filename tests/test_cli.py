@@ -75,9 +75,9 @@ def fakes(monkeypatch):
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
 
     def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1, extrapolate=None,
-              rtol=None, max_time_s=None):
+              rtol=None, max_time_s=None, tail=0.0):
         calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed,
-                              extrapolate=extrapolate, rtol=rtol, max_time_s=max_time_s)
+                              extrapolate=extrapolate, rtol=rtol, max_time_s=max_time_s, tail=tail)
         if calls.get("diverge") == "theory":
             raise SolverDiverged("solver\nblew up")
         return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)

@@ -110,3 +110,44 @@ def test_tail_from_config():
     ds = run_theory(parse_config({**base, "solver": {**base["solver"], "tail": 0.05}}))
     assert ds.attrs["tail"] == 0.05 and ds.attrs["responses"] == "pathwise"
     assert np.all(np.isfinite(ds.test_loss.values))
+
+
+@pytest.mark.parametrize("gamma", [0.02, 0.05, 0.1])
+def test_visit_map_escapes_exactly_past_one_over_gamma(gamma):
+    """The single-sample visit map g(r) = r (1 - 2 gamma (r^2 - y)) from near its fitted point stays in
+    |r| <= sqrt(y + 1/gamma) for y < 1/gamma and escapes for y > 1/gamma (theory.md 3c)."""
+    def orbit_max(y, n=20000):
+        r, top = np.sqrt(y) * (1 + 1e-6), 0.0
+        for _ in range(n):
+            r = r * (1 - 2 * gamma * (r * r - y))
+            top = max(top, abs(r))
+            if top > 1e6:
+                break
+        return top
+
+    for y in (0.3 / gamma, 0.8 / gamma, 0.98 / gamma):
+        assert orbit_max(y) <= np.sqrt(y + 1 / gamma) * (1 + 1e-9)
+    for y in (1.05 / gamma, 1.5 / gamma):
+        assert orbit_max(y) > 1e6
+
+
+def test_escaping_labels_refused_up_front_and_warned():
+    """Phase retrieval under SGD: P(y > 1/gamma) > 1e-4 is refused by solver and simulator alike, with
+    the key to lower; a smaller but positive escape probability is a warning."""
+    from sgd_dmft.config import parse_config
+    from sgd_dmft.errors import SimulationDiverged
+    from sgd_dmft.run import run_simulation
+    from sgd_dmft.stability import escape_probability
+
+    prob = Problem(phase_retrieval(), delta=3.0, ridge=0.0, init_scale=0.3, init_overlap=0.3)
+    assert escape_probability(prob, 0.1) == pytest.approx(chi2.sf(10.0, 1), rel=1e-12)
+    with pytest.raises(SolverDiverged, match=r"y > 1/gamma = 10.*lower dynamics.gamma below 0.066"):
+        solve(prob, laws.SGD(0.01, 0.1), t_max=0.5, paths=400, replicas=2)
+    cfg = parse_config({"problem": {"model": "phase_retrieval", "delta": 3.0, "init_overlap": 0.3, "init_scale": 0.3},
+                        "dynamics": {"algorithm": "sgd", "gamma": 0.1, "dt": 0.01, "t_max": 0.5},
+                        "simulation": {"d": 100, "seeds": 1}})
+    with pytest.raises(SimulationDiverged, match="escapes"):
+        run_simulation(cfg)
+    with pytest.warns(RuntimeWarning, match="escapes for labels y > 1/gamma = 20"):
+        solve(prob, laws.SGD(0.01, 0.05), t_max=0.1, paths=400, replicas=2, extrapolate=False)
+    assert escape_probability(Problem(logistic(), delta=2.0), 0.5) == 0.0

@@ -10,6 +10,9 @@ Up front (:func:`check_stability`; ``h`` is a grid step ``dt_m`` in units of t, 
 * linear model, square loss, i.i.d. multipliers: a visit maps a sample's residual
   ``r - y -> (1 - S)(r - y)``, whose mean square grows when ``E[S^2] >= 2 E[S]`` (SGD and
   reshuffling: jumps ``gamma >= 2``; the SME: ``gamma + dt >= 2``);
+* phase retrieval under jumps ``gamma`` (SGD, reshuffling): a visit maps ``r -> r (1 - 2 gamma (r^2 - y))``,
+  which escapes for labels ``y > 1/gamma``; refused when a sample has such a label with probability
+  above ``ESCAPE_REFUSE``, warned above ``ESCAPE_WARN`` (:func:`escape_probability`);
 * linear model, square loss, full-batch GD: the Hessian ``X^T X`` has the largest eigenvalue
   ``lambda_max = (1 + sqrt(delta))^2`` at d = infinity (Marchenko-Pastur edge), so GD is refused
   unless ``h (lambda_max + lambda) < 2``.
@@ -141,10 +144,61 @@ def _step_keys(law) -> str:
     return f"dynamics.dt={law.dt:g} / dt_max={law.dt_max}" if law.graded else f"dynamics.dt={law.dt:g}"
 
 
+ESCAPE_REFUSE = 1e-4  # escape probability per sample past which a jump law is refused (phase retrieval)
+ESCAPE_WARN = 1e-9  # ... and past which it is warned about
+
+
+def escape_probability(problem, jump: float) -> float:
+    """Phase retrieval under jumps ``gamma``: the probability that a sample's label exceeds ``1/gamma``.
+
+    A visit maps ``r -> r (1 - 2 gamma (r^2 - y))``; its orbit stays bounded only while ``y <= 1/gamma``
+    (docs/theory.md section 3c), so samples with larger labels escape and the run diverges once one
+    is drawn. ``y = r*^2 + noise eps`` with ``r* ~ N(0, 1)``. 0 for every other model."""
+    if getattr(problem.model, "name", "") != "phase_retrieval" or problem.model.k != 1:
+        return 0.0
+    from scipy import integrate, stats
+
+    c, s = 1.0 / jump, float(problem.model.noise)
+    if s == 0.0:
+        return float(stats.chi2.sf(c, 1))
+    f = lambda z: 2.0 * stats.norm.pdf(z) * stats.norm.sf((c - z * z) / s)  # noqa: E731
+    return float(min(1.0, integrate.quad(f, 0.0, math.inf, epsabs=0.0, epsrel=1e-8, limit=200)[0]))
+
+
+def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = SolverDiverged) -> None:
+    """Refuse a jump law on phase retrieval whose labels escape with probability > ``ESCAPE_REFUSE``
+    per sample; warn past ``ESCAPE_WARN`` (the d = infinity limit diverges, a finite run may not)."""
+    jump = law.jump_size
+    if jump is None:
+        return
+    p = escape_probability(problem, jump)
+    if p <= ESCAPE_WARN:
+        return
+    msg = (f"phase retrieval with jumps gamma={jump:g}: a visit maps r -> r (1 - 2 gamma (r^2 - y)), whose orbit "
+           f"escapes for labels y > 1/gamma = {1 / jump:.4g}; a sample has such a label with probability {p:.3g}, so "
+           f"a run on n samples diverges with probability about 1 - exp(-{p:.3g} n)")
+    if p > ESCAPE_REFUSE:
+        raise error(f"{what} diverged: {msg}: lower dynamics.gamma below {_gamma_for(problem, ESCAPE_REFUSE):.3g}")
+    import warnings
+
+    warnings.warn(f"{what}: {msg} (the d = infinity limit diverges; curves hold for n << {1 / p:.2g})", RuntimeWarning,
+                  stacklevel=3)
+
+
+def _gamma_for(problem, p: float) -> float:
+    """The jump size at which :func:`escape_probability` equals ``p`` (bisection in log gamma)."""
+    lo, hi = 1e-6, 10.0
+    for _ in range(60):
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if escape_probability(problem, mid) < p else (lo, mid)
+    return lo
+
+
 def check_stability(problem, law, t_max: float | None = None, what: str = "DMFT run",
                     error: type[Diverged] = SolverDiverged) -> None:
     """Refuse up front what is known to diverge (the module docstring's conditions)."""
     check_jumps(problem, law, what, error)
+    check_escape(problem, law, what, error)
     check_explicit_steps(problem, law, t_max, what, error)
 
 
@@ -154,6 +208,7 @@ def check_simulation_stability(problem, law, t_max: float, step_of_ridge: float 
     (``step_of_ridge``), not with the grid step, so only the jump condition and that step are checked."""
     what, err = "simulation", SimulationDiverged
     check_jumps(problem, law, what, err)
+    check_escape(problem, law, what, err)
     if step_of_ridge is None:
         check_explicit_steps(problem, law, t_max, what, err)
     elif problem.ridge * step_of_ridge >= _EDGE:

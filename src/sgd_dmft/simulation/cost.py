@@ -16,7 +16,10 @@ instead of building it. The estimates (``n = round(delta d)`` samples, widths ``
 
 :func:`check_budget` refuses a run whose memory exceeds the budget (:class:`MemoryLimitExceeded`
 naming ``simulation.max_memory_gb`` and the keys to lower) or whose cost exceeds ``max_cost``
-(:class:`~sgd_dmft.dmft.planning.CostLimitExceeded`; the CLI's ``--force`` lifts it).
+(:class:`~sgd_dmft.errors.CostLimitExceeded`; the CLI's ``--force`` lifts it). Dense products (``X theta``,
+``X^T F``, the train loss's ``X theta``) are BLAS calls that run at about ``DENSE_RATE`` (measured 4.4-5.0e9
+multiply-adds/s on 2 cores), so they count ``RATE / DENSE_RATE`` nominal multiply-adds each: the demo's
+estimate was 134 s for 12 s taken with every term at ``RATE``.
 """
 
 from __future__ import annotations
@@ -24,16 +27,18 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..dmft.planning import RATE, CostLimitExceeded, grid_steps
-from ..errors import MemoryLimitExceeded
+from ..budget import RATE, grid_steps
+from ..errors import CostLimitExceeded, MemoryLimitExceeded
 
 __all__ = ["SimulationPlan", "estimate", "check_budget", "grid_steps", "CHUNK_ENTRIES", "COST_LIMIT"]
 
 BYTES = 8  # float64 / int64
 CHUNK_ENTRIES = 2_000_000  # entries of an index / fresh-sample chunk of the step algorithms (algorithms.py)
 COST_LIMIT = 3600.0 * RATE  # multiply-adds: about an hour at the nominal RATE
+DENSE_RATE = 4e9  # multiply-adds per second of BLAS matrix-vector products (4.4-5.0e9 measured, 2 cores)
+DENSE = RATE / DENSE_RATE  # nominal multiply-adds per dense multiply-add
 STEP_OVERHEAD = 500.0  # multiply-add equivalents of one compiled step (~1.5 us)
-RECORD_OVERHEAD = 1e4  # ... of one record (Python level, ~30 us)
+RECORD_OVERHEAD = 6e4  # ... of one record (Python level and the population loss, ~200 us measured at d = 200)
 
 
 class SimulationPlan(NamedTuple):
@@ -67,11 +72,11 @@ def estimate(kind: str, *, n: int, d: int, k: int, kstar: int, seeds: int, batch
     elif kind == "law":
         S = BYTES * n * (steps + 1) * (1 + (1.5 * nnz_fraction if law_sparse else 1)) if law_random else 0.0
         mem = fixed + BYTES * n * d * 2 + S + rec  # X, and its scaled copy while drawing
-        cost = seeds * (steps * (2 * n * d * k + 20 * STEP_OVERHEAD) + records * RECORD_OVERHEAD)
+        cost = seeds * (steps * (DENSE * 2 * n * d * k + 20 * STEP_OVERHEAD) + records * RECORD_OVERHEAD)
     else:
         chunk = max(CHUNK_ENTRIES, batch)
         mem = fixed + BYTES * n * d * 2 + BYTES * 3 * chunk + rec
-        cost = seeds * (steps * (2 * batch * d * k + STEP_OVERHEAD) + records * (n * d * k + RECORD_OVERHEAD))
+        cost = seeds * (steps * (2 * batch * d * k + STEP_OVERHEAD) + records * (DENSE * n * d * k + RECORD_OVERHEAD))
     return SimulationPlan(float(mem), float(cost), float(steps), float(records))
 
 
