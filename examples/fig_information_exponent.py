@@ -18,8 +18,12 @@ overlap ``M = 0`` is a fixed point of the d = infinity dynamics (a saddle: both 
 ODE would stay at 0), while finite-d runs leave it through O(d^-1/2) fluctuations.
 
 Finite d (measured, see docs/figures/fig_information_exponent.png and summary.json): multi-pass
-simulations sit below the DMFT at n/d = 2, 4 by a gap that shrinks like d^-1/2 (He3, t = 5: 0.059 and
-0.114 at d = 1000, 0.042 and 0.079 at d = 2000); online simulations at d = 1000 rise above the ODE with
+simulations sat below the DMFT at n/d = 2, 4 in the figure's setting (He3, t = 5: 0.059 and 0.114 at
+d = 1000, 0.042 and 0.079 at d = 2000). Session 4 found that setting's theory runs too small (2 replicas
+of 750 paths; on He3 labels the per-run cosine scatters with sd 0.028 even at 16000 paths per replica,
+the Monte Carlo noise amplified near the weak-init saddle): at n/d = 4, runs of 2 x 8000 / 2 x 16000 /
+2 x 32000 paths give 0.205 +- 0.010 (6 runs) / 0.222 +- 0.014 (4) / 0.223 +- 0.003 (4) against simulations 0.209 +- 0.023 / 0.244 +- 0.016 / 0.257 +- 0.008 at d = 1000 / 2000 /
+4000 (docs/notes.md), so the finite-d trend is not settled; online simulations at d = 1000 rise above the ODE with
 tau, the O(sqrt(tau / d)) diffusion of M under He3's heavy-tailed labels (at tau = 2: 0.27 at d = 400,
 0.09 at d = 1600 against the ODE's 0.07), not learning: the ODE is the d = infinity statement.
 
