@@ -250,8 +250,8 @@ class _MonteCarloState:
             return diverged(self.law, self.times[m], "non-finite pre-activations")
         p = int(np.argmax(np.max(np.abs(r), axis=1)))
         jump = getattr(self.law, "jump_size", None)
-        hint = (f": its visits (jumps gamma F, gamma = {jump:g}) are unstable for its label; the d = infinity "
-                f"limit diverges once such samples occur (a smaller gamma avoids it)" if jump else "")
+        hint = (f": its visits (jumps gamma F, gamma = {jump:g}) are unstable for its label (docs/theory.md "
+                f"section 3c); lower dynamics.gamma" if jump else "")
         return diverged(self.law, self.times[m], f"a sample path escaped, |r| = {amax:.3g} > {bound:.3g} for the "
                                                  f"path with label y = {float(np.ravel(self.y[p])[0]):.4g}{hint}")
 
