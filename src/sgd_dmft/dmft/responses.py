@@ -23,7 +23,7 @@ from scipy.linalg import solve_triangular
 
 
 @njit(cache=True)
-def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pragma: no cover - compiled
+def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
     """Advance the tangents of all paths to step m and accumulate the R_F estimator into RFsum.
 
     Rt_m (T+1, k, k) = R_theta[m, :]; H_m (P, k, k) = H(r_m, y); S_m (P,) multipliers at step m;
@@ -35,10 +35,11 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pragma
     S_m is independent of (H_m, J_{m,.}), so E[S_m H_m J] = E[S] E[H_m J] and every path contributes).
     An active path's new tangent goes to slot n_act[p]; the caller registers the visit afterwards.
     Paths with ``use[p]`` False (the tail paths, estimated by integration by parts) are skipped.
+    Jbuf (T+1, k, k): work space for a path's tangent, of the accumulation precision.
     """
     P = H_m.shape[0]
     k = H_m.shape[1]
-    J = np.zeros((m + 1, k, k))
+    J = Jbuf[: m + 1]  # the tangent of one path, float64 or float32 (PathwiseTangents.single)
     RFsum[:, :, :] = 0.0
     for p in range(P):
         active = S_m[p] != 0.0
@@ -70,12 +71,15 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pragma
 
 
 @njit(cache=True)
-def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pragma: no cover - compiled
+def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
     """``_tangent_step`` for k = 1 (scalar blocks; contiguous inner loops that LLVM vectorises).
 
-    Rt_m (T+1,); H_m (P,); G (P, nmax, T+1); RFsum (m+1,)."""
+    Rt_m (T+1,) in the precision of Jbuf; H_m (P,); G (P, nmax, T+1); RFsum (m+1,); Jbuf (T+1,) work
+    space of the tangent, in the accumulation precision (float32 for sparse laws: the precision of the
+    store G it is built from; 20-27 % faster on phase retrieval SGD at T = 1000, curves moved by ~1e-9
+    relative)."""
     P = H_m.shape[0]
-    J = np.zeros(m + 1)
+    J = Jbuf[: m + 1]
     RFsum[:] = 0.0
     for p in range(P):
         active = S_m[p] != 0.0
@@ -85,7 +89,7 @@ def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use):  # pra
         J[m] = 1.0
         for j in range(n_act[p]):
             u = act_t[p, j]
-            c = Rt_m[u]
+            c = Rt_m[u]  # Rt_m comes in the precision of J
             g = G[p, j]
             for s in range(u + 1):
                 J[s] -= c * g[s]
@@ -117,10 +121,15 @@ class PathwiseTangents:
     label that the student cannot fit stably: phase retrieval with ``y > 1 / (2 gamma)``, He3 targets)
     has a tangent that grows exponentially with its visits, while its integration-by-parts term stays
     bounded. 0: tangents on every path (the estimator before issue 10).
+
+    ``single``: accumulate a path's tangent in float32 (the store's precision). None: for sparse laws
+    (SGD, reshuffling: a tangent sums O(visits) rows; 27 % faster), float64 for dense ones (a GD tangent
+    sums one row per step, where float32 moved a graded GD standard error by 1.2e-5 relative).
     """
 
     rao_blackwell: bool | None = None
     tail: float = 0.0
+    single: bool | None = None
     name = "pathwise"
 
     def __post_init__(self):
@@ -129,14 +138,15 @@ class PathwiseTangents:
 
     def resolve(self, law) -> "PathwiseTangents":
         rb = bool(law.independent_steps and not law.sparse) if self.rao_blackwell is None else bool(self.rao_blackwell)
-        return PathwiseTangents(rb, float(self.tail))
+        single = bool(law.sparse) if self.single is None else bool(self.single)
+        return PathwiseTangents(rb, float(self.tail), single)
 
     def store_bytes(self, visits: int, T1: int, k: int) -> int:
         """Bytes per path of the tangent store."""
         return 4 * visits * T1 * k * k
 
     def start(self, P: int, nmax: int, T1: int, k: int) -> "_Pathwise":
-        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail))
+        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail), bool(self.single))
 
 
 def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
@@ -152,8 +162,9 @@ def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
 
 
 class _Pathwise:
-    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int, tail: float = 0.0):
+    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int, tail: float = 0.0, single: bool = False):
         self.rb, self.k, self.tail = rb, k, tail
+        self.Jbuf = np.zeros((T1, k, k) if k > 1 else T1, dtype=np.float32 if single else np.float64)
         self.G = np.zeros((P, nmax, T1, k, k), dtype=np.float32)  # float32: half the memory traffic
         self.sums = np.zeros((T1, k, k))
         self.use: np.ndarray | None = None  # paths on tangents (set at the first step, from r*)
@@ -172,11 +183,12 @@ class _Pathwise:
         Hm = np.ascontiguousarray(st.model.hess(st.r, st.y))
         sums = self.sums[: m + 1]
         if k == 1:
-            _tangent_step_k1(m, st.Rrow[:, 0, 0].copy(), Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, st.visits.t,
-                             st.visits.n, self.sums1[: m + 1], self.use)
+            Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
+            _tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, st.visits.t, st.visits.n,
+                             self.sums1[: m + 1], self.use, self.Jbuf)
             sums[:, 0, 0] = self.sums1[: m + 1]
         else:
-            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, st.visits.t, st.visits.n, sums, self.use)
+            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, st.visits.t, st.visits.n, sums, self.use, self.Jbuf)
         # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
         scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
