@@ -17,13 +17,14 @@ Initial condition: ``init_overlap = 0.05`` on student unit 1 (cos_0 ~ 0.1), not 
 overlap ``M = 0`` is a fixed point of the d = infinity dynamics (a saddle: both the theory and the online
 ODE would stay at 0), while finite-d runs leave it through O(d^-1/2) fluctuations.
 
-Finite d (measured, see docs/figures/fig_information_exponent.png and summary.json): multi-pass
-simulations sat below the DMFT at n/d = 2, 4 in the figure's setting (He3, t = 5: 0.059 and 0.114 at
-d = 1000, 0.042 and 0.079 at d = 2000). Session 4 found that setting's theory runs too small (2 replicas
-of 750 paths; on He3 labels the per-run cosine scatters with sd 0.028 even at 16000 paths per replica,
-the Monte Carlo noise amplified near the weak-init saddle): at n/d = 4, runs of 2 x 8000 / 2 x 16000 /
-2 x 32000 paths give 0.205 +- 0.010 (6 runs) / 0.222 +- 0.014 (4) / 0.223 +- 0.003 (4) against simulations 0.209 +- 0.023 / 0.244 +- 0.016 / 0.257 +- 0.008 at d = 1000 / 2000 /
-4000 (docs/notes.md), so the finite-d trend is not settled; online simulations at d = 1000 rise above the ODE with
+Finite d (measured, see docs/figures/fig_information_exponent.png and summary.json). Theory runs of
+2 x 8000 paths (session 4; the earlier 2 x 750 were too few: on He3 labels the per-run cosine scatters
+with sd ~0.03, Monte Carlo noise amplified near the weak-init saddle, and small replicas biased it):
+He3 at t = 5, DMFT 0.174 / 0.225 / 0.240 (6 runs) against d = 1000 simulations 0.173 / 0.208 / 0.209 at
+n/d = 1 / 2 / 4 (z 0.04 / 0.64 / 1.08); at n/d = 4 the simulations give 0.244 +- 0.016 at d = 2000 and
+0.257 +- 0.008 at d = 4000 (8 seeds; docs/notes.md). Staircase: the z2 cosine stays near 0.08-0.12 up
+to t = 5 in theory and simulation (not learned; simulations above the theory at d = 1000, z 1.7-2.6,
+where finite-d noise inflates a small cosine); online simulations at d = 1000 rise above the ODE with
 tau, the O(sqrt(tau / d)) diffusion of M under He3's heavy-tailed labels (at tau = 2: 0.27 at d = 400,
 0.09 at d = 1600 against the ODE's 0.07), not learning: the ODE is the d = infinity statement.
 
@@ -44,8 +45,8 @@ from sgd_dmft.models.base import CustomModel
 NAME = "fig_information_exponent"
 D = int(os.environ.get("FIG_D", 1000))
 SEEDS = int(os.environ.get("FIG_SEEDS", 8))
-PATHS = int(os.environ.get("FIG_PATHS", 1500))  # per theory run
-THEORY_RUNS = int(os.environ.get("FIG_THEORY_RUNS", 3))
+PATHS = int(os.environ.get("FIG_PATHS", 16000))  # per theory run (2 replicas; 2 x 750 was too few on He3 labels)
+THEORY_RUNS = int(os.environ.get("FIG_THEORY_RUNS", 6))
 DELTAS = (1.0, 2.0, 4.0)
 GAMMA, DT, T_MAX, TAU_MAX = 1.0, 0.1, 5.0, 8.0
 INIT_SCALE, INIT_OVERLAP = 0.5, 0.05
