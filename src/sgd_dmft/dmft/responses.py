@@ -193,24 +193,25 @@ class _Pathwise:
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
         scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
         K.RF[bm, :upto] = (delta * scale / P) * sums.transpose(1, 0, 2).reshape(k, upto)
-        if len(self.tail_idx):
-            K.RF[bm, :upto] += (delta / P) * _ibp_fields(st, self.tail_idx)
+        if len(self.tail_idx):  # the tail paths' share of the mean: their sum over P
+            K.RF[bm, :upto] += delta * stein_gradient(st, st.rstar.shape[1], self.tail_idx)
         EhR = (hbar.T @ st.rstar) / P
         # teacher term by integration by parts: E[h r*^T] = mu/delta S* + sum_s R_F/delta M_s^T
         K.mu[bm] = delta * EhR - K.RF[bm, :upto] @ K.M[:upto] @ coord.Sinv
 
 
-def _ibp_fields(st, idx: np.ndarray) -> np.ndarray:
-    """``sum_{p in idx} d h_m / d (w_0..w_m)`` at fixed ``r*`` by Gaussian integration by parts, (k, (m+1) k).
+def stein_gradient(st, lo: int = 0, idx: np.ndarray | None = None) -> np.ndarray:
+    """``(1/P) sum_{p in idx} d h_m / d g_{lo:nm}`` by Gaussian integration by parts, (k, nm - lo).
 
-    With ``(r*, w) = L z`` and ``L`` block lower triangular, the derivative in ``w`` at fixed ``r*`` is
-    ``E[h z_w^T | r*] L_ww^{-1}``: Stein's identity in the normals ``z_w``, which are independent of
-    ``r*`` (so it holds on any set of paths chosen by ``r*``). Rao-Blackwellised (``E[S] F_m``) for
-    i.i.d. multipliers."""
-    ks, nm = st.rstar.shape[1], st.nm
-    hb = st.Fm[idx] * st.s1 if st.iid else st.hm[idx]
-    Ehz = st.Z[ks:nm, idx] @ hb  # (nm - ks, k)
-    return solve_triangular(st.L[ks:nm, ks:nm], Ehz, lower=True, trans="T", check_finite=False).T
+    ``g = (r*, w_0..w_m) = L z`` with ``L`` lower triangular: ``E[grad_g h_m] = E[h_m z^T] L^{-1}``. From row
+    ``lo`` on (``lo = k*``: the student fields ``w`` at fixed ``r*``) the block ``L[lo:nm, lo:nm]`` alone
+    gives ``E[h z_w^T | r*] L_ww^{-1}``: Stein's identity in the normals ``z_w``, independent of ``r*``, so
+    it holds on any set of paths ``idx`` chosen by ``r*`` (None: every path). Rao-Blackwellised
+    (``E[S] F_m`` in place of ``h_m``) for i.i.d. multipliers."""
+    sel = slice(None) if idx is None else idx
+    hb = st.Fm[sel] * st.s1 if st.iid else st.hm[sel]
+    Ehz = (st.Z[lo : st.nm, sel] @ hb) / st.P  # (nm - lo, k)
+    return solve_triangular(st.L[lo : st.nm, lo : st.nm], Ehz, lower=True, trans="T", check_finite=False).T
 
 
 @dataclass(frozen=True)
@@ -236,9 +237,8 @@ class _IBP:
         self.k = k
 
     def update(self, st, K, coord) -> None:
-        m, k, P, delta, ks, nm = st.m, self.k, st.P, st.delta, coord.ks, st.nm
+        m, k, delta, ks, nm = st.m, self.k, st.delta, coord.ks, st.nm
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
-        Ehz = (st.Z[:nm] @ (st.Fm * st.s1 if st.iid else st.hm)) / P  # (nm, k) = E[h_m z^T]^T
-        grad = solve_triangular(st.L[:nm, :nm], Ehz, lower=True, trans="T", check_finite=False).T
+        grad = stein_gradient(st)  # (k, nm): E[grad_g h_m] over g = (r*, w_0..w_m)
         K.mu[bm] = delta * grad[:, :ks]  # delta E[d h_m / d r*] at fixed w
         K.RF[bm, :upto] = delta * grad[:, ks:nm]

@@ -239,9 +239,9 @@ def solve(
     None: the exact path where it applies, else Monte Carlo with ``responses`` (``"pathwise"`` tangents,
     ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``) and
     ``rao_blackwell`` (default: on for dense i.i.d. laws) and ``tail`` (pathwise tangents: the mass of
-    large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c). extrapolate: the ``dt -> 0`` limit (Richardson
-    over dt, dt/2, 2 dt; ``<var>_dt_error``, ``<var>_raw``); None: for continuous-time laws (GF, SGD, SME,
-    reshuffling, persistent) on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
+    large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c).
+    extrapolate: the ``dt -> 0`` limit (Richardson over dt, dt/2, 2 dt; ``<var>_dt_error``, ``<var>_raw``);
+    None: for continuous-time laws (GF, SGD, SME, reshuffling, persistent) on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
     replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
     max_memory_gb: paths are split into more replicas (>= ``MIN_PATHS_PER_REPLICA``) to fit, or the run
     is refused up front (MemoryLimitExceeded). workers: replicas in spawn processes (same numbers).

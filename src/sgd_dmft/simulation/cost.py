@@ -27,14 +27,13 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from ..budget import RATE, grid_steps
+from ..budget import COST_LIMIT, RATE, grid_steps
 from ..errors import CostLimitExceeded, MemoryLimitExceeded
 
 __all__ = ["SimulationPlan", "estimate", "check_budget", "grid_steps", "CHUNK_ENTRIES", "COST_LIMIT"]
 
 BYTES = 8  # float64 / int64
 CHUNK_ENTRIES = 2_000_000  # entries of an index / fresh-sample chunk of the step algorithms (algorithms.py)
-COST_LIMIT = 3600.0 * RATE  # multiply-adds: about an hour at the nominal RATE
 DENSE_RATE = 4e9  # multiply-adds per second of BLAS matrix-vector products (4.4-5.0e9 measured, 2 cores)
 DENSE = RATE / DENSE_RATE  # nominal multiply-adds per dense multiply-add
 STEP_OVERHEAD = 500.0  # multiply-add equivalents of one compiled step (~1.5 us)
