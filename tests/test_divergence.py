@@ -264,3 +264,33 @@ def test_online_simulation_writes(tmp_path):
     ds = simulate(prob, "online", t_max=0.2, dt=0.05, d=40, gamma=0.5, seeds=2)
     back = read_dataset(write_dataset(ds, tmp_path / "o.nc"))
     assert "train_loss" not in back and "dropped" in back.attrs["train_loss_note"]
+
+
+# ---- slow geometric growth: a two-layer relu student on the edge of its visit map ---------------
+def test_slow_geometric_growth_stopped_polynomial_growth_not():
+    """The long rule: 1.09^m (a few % per step) is stopped near the floor; m^2 and m^6 never are."""
+    det = divergence.GrowthDetector()
+    q = 0.5 * 1.09 ** np.arange(400) * (1 + 0.02 * np.random.default_rng(0).standard_normal(400))
+    stops = [m for m, x in enumerate(q) if det.update(x) is not None]
+    assert stops and q[stops[0]] < 3e3
+    for curve in (1 + np.arange(400.0) ** 2, 1 + np.arange(1000.0) ** 6 / 1e6):
+        det = divergence.GrowthDetector()
+        assert all(det.update(x) is None for x in curve)
+
+
+def test_two_layer_relu_at_its_edge_is_warned_and_stopped_in_theory_and_simulation():
+    """relu student, a = (1, 1), gamma 1: gamma |a|^2 = 2, the edge of a fitted sample's visit map. Both the
+    d = infinity theory and a d = 500 simulation grow like ~2.3x per unit time (measured: trace Q 2e4 at
+    t = 10 at d = 500 and 1000); before the long rule both returned that as a normal result."""
+    from sgd_dmft import Problem, laws, solve
+    from sgd_dmft.errors import SimulationDiverged, SolverDiverged
+    from sgd_dmft.models.presets import two_layer
+    from sgd_dmft.simulate import simulate
+
+    prob = Problem(two_layer(2, 2, "relu", teacher="z1 + he3(z2)/sqrt(6)", second_layer=[1, 1]), delta=4.0,
+                   init_scale=0.5, init_overlap=0.05, ridge=0.0)
+    with pytest.warns(RuntimeWarning, match=r"gamma \|a\|\^2 sup s'\^2 = 2 >= 2"), \
+            pytest.raises(SolverDiverged, match="steady rate"):
+        solve(prob, laws.SGD(0.1, 1.0), t_max=10, paths=4000, replicas=2, seed=0, extrapolate=False)
+    with pytest.raises(SimulationDiverged, match="steady rate"):  # (the up-front checks run in run.py)
+        simulate(prob, "sgd", batching="bernoulli", t_max=10, dt=0.1, d=500, gamma=1.0, seeds=2, seed=1)

@@ -21,7 +21,11 @@ During a run (:class:`GrowthDetector`, fed ``trace Q`` after every step or recor
 value, ``trace Q > Q_MAX``, or geometric growth: ``trace Q`` increased at every one of the last
 ``GROWTH_WINDOW`` steps, by a factor ``>= GROWTH_FACTOR`` over them, and stands above
 ``GROWTH_FLOOR`` times its initial scale ``max(1, trace Q_0)``. A run growing like ``1.5^m`` is stopped
-when it passes the floor (``trace Q ~ 1e3``), far before ``1e12``.
+when it passes the floor (``trace Q ~ 1e3``), far before ``1e12``. Slower geometric growth (a few percent
+per step: a two-layer relu student at ``gamma |a|^2 = 2``, whose interpolating samples sit on the edge of
+their visit map) is caught by the long rule: above the floor, a factor ``>= GROWTH_FACTOR`` over the last
+``LONG_WINDOW`` steps, growing in each of its blocks of ``GROWTH_WINDOW`` and not slowing down (the last
+block's log-growth at least 0.9 of the window's mean), which polynomial growth (``m^2``, ``m^6``) does not pass.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ Q_MAX = 1e12  # hard threshold on trace Q (dimensionless, Q = theta^T theta / d)
 GROWTH_WINDOW = 10  # steps (or records) over which growth is judged
 GROWTH_FACTOR = 20.0  # overall growth over the window (>= 1.35 per step on average)
 GROWTH_FLOOR = 1e3  # ... and trace Q above this multiple of max(1, trace Q_0)
+LONG_WINDOW = 5 * GROWTH_WINDOW  # steps (or records) of the long rule: slow geometric growth (a few % per step)
 _EDGE = 2.0  # |1 - x| < 1  <=>  0 < x < 2
 
 
@@ -44,7 +49,8 @@ class GrowthDetector:
     def __init__(self, window: int = GROWTH_WINDOW, factor: float = GROWTH_FACTOR, floor: float = GROWTH_FLOOR,
                  q_max: float = Q_MAX):
         self.window, self.factor, self.floor, self.q_max = int(window), float(factor), float(floor), float(q_max)
-        self.recent: deque[float] = deque(maxlen=self.window + 1)
+        self.long = 5 * self.window
+        self.recent: deque[float] = deque(maxlen=self.long + 1)
         self.scale: float | None = None
 
     def update(self, q: float) -> str | None:
@@ -57,13 +63,24 @@ class GrowthDetector:
         if self.scale is None:
             self.scale = max(1.0, abs(q))
         self.recent.append(q)
-        r = self.recent
+        r = list(self.recent)[-(self.window + 1):]
         if len(r) <= self.window or q <= self.floor * self.scale or r[0] <= 0:
             return None
-        if all(b > a for a, b in zip(r, list(r)[1:])) and q / r[0] >= self.factor:
+        if all(b > a for a, b in zip(r, r[1:])) and q / r[0] >= self.factor:
             return (f"trace Q = {q:.3g} grew by {q / r[0]:.3g}x over the last {self.window} steps: geometric "
                     f"growth, an unstable step")
-        return None
+        return self._slow_growth(q)
+
+    def _slow_growth(self, q: float) -> str | None:
+        """The long rule: steady geometric growth over ``LONG_WINDOW`` steps (see the module docstring)."""
+        r = list(self.recent)
+        if len(r) <= self.long or min(r) <= 0 or q / r[0] < self.factor:
+            return None
+        logs = [math.log(r[i + self.window] / r[i]) for i in range(0, self.long, self.window)]
+        if min(logs) <= 0 or logs[-1] < 0.9 * sum(logs) / len(logs):
+            return None
+        return (f"trace Q = {q:.3g} grew by {q / r[0]:.3g}x over the last {self.long} steps, at a steady rate: "
+                f"geometric growth, an unstable step")
 
 
 def diverged(law, t: float, what: str) -> SolverDiverged:
@@ -185,6 +202,30 @@ def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = S
                   stacklevel=3)
 
 
+_SUP_SLOPE = {"relu": 1.0, "linear": 1.0, "tanh": 1.0, "erf": math.sqrt(2.0 / math.pi)}  # sup |s'|
+
+
+def check_two_layer_edge(problem, law, what: str = "DMFT run") -> None:
+    """Two-layer student, square loss, jumps ``gamma`` (SGD, reshuffling): near interpolation a visit maps
+    the residual ``f - y -> (1 - gamma sum_a a_a^2 s'(r_a + b_a)^2)(f - y)``, past its edge when that sum
+    reaches 2. A RuntimeWarning when ``gamma |a|^2 sup s'^2 >= 2`` (then samples with every unit at full
+    slope are unstable: for relu, all units active; a run that does grow is stopped by the growth rule)."""
+    m, jump = problem.model, law.jump_size
+    act = getattr(getattr(m, "activation", None), "name", None)
+    if jump is None or getattr(m, "loss_name", None) != "square" or act not in _SUP_SLOPE:
+        return
+    a2 = sum(x * x for x in (m.second_layer or ()))
+    edge = jump * a2 * _SUP_SLOPE[act] ** 2
+    if edge >= _EDGE:
+        import warnings
+
+        below = _EDGE / (a2 * _SUP_SLOPE[act] ** 2)
+        warnings.warn(f"{what}: gamma |a|^2 sup s'^2 = {edge:.3g} >= 2 (gamma={jump:g}, second_layer |a|^2 = "
+                      f"{a2:.3g}, activation={act}): a visit can push a fitted sample's residual out by a factor "
+                      f"{edge - 1:.3g}; the run may grow geometrically (lower dynamics.gamma below {below:.3g})",
+                      RuntimeWarning, stacklevel=3)
+
+
 def _gamma_for(problem, p: float) -> float:
     """The jump size at which :func:`escape_probability` equals ``p`` (bisection in log gamma)."""
     lo, hi = 1e-6, 10.0
@@ -199,6 +240,7 @@ def check_stability(problem, law, t_max: float | None = None, what: str = "DMFT 
     """Refuse up front what is known to diverge (the module docstring's conditions)."""
     check_jumps(problem, law, what, error)
     check_escape(problem, law, what, error)
+    check_two_layer_edge(problem, law, what)
     check_explicit_steps(problem, law, t_max, what, error)
 
 
@@ -209,6 +251,7 @@ def check_simulation_stability(problem, law, t_max: float, step_of_ridge: float 
     what, err = "simulation", SimulationDiverged
     check_jumps(problem, law, what, err)
     check_escape(problem, law, what, err)
+    check_two_layer_edge(problem, law, what)
     if step_of_ridge is None:
         check_explicit_steps(problem, law, t_max, what, err)
     elif problem.ridge * step_of_ridge >= _EDGE:
