@@ -210,12 +210,22 @@ def test_reusing_samples_learns_he3_online_does_not():
 
 @pytest.mark.slow
 def test_information_exponent_theory_matches_simulation():
-    """The multi-pass DMFT of the He3 problem matches d = 1000 simulations (cos and test loss, z < 4)."""
+    """The multi-pass DMFT of the He3 problem (n/d = 2; 6 runs of 2 x 8000 paths: smaller replicas bias the
+    cosine near the weak-init saddle) matches simulations at d = 1000 and 2000 (cos and test loss, z < 4),
+    with no gap growing in d. (At n/d = 4, t = 5, measured: theory 0.227 +- 0.008 over 16 runs, d = 8000
+    simulations 0.227 +- 0.008 over 16 seeds.)"""
     ie = _ie()
     prob = ie.make_problem("he3", 2.0)
-    th, sim = ie.theory_runs(prob, runs=3, paths=2000), ie.multipass_sim(prob, d=1000, seeds=8)
-    ct, cs = ie.cos_curve(th, 0), ie.cos_curve(sim, 0)
-    z = np.abs(ct[1] - cs[1]) / np.hypot(ct[2], cs[2])
-    assert np.max(z[1:]) < 4.0, z
-    th1 = th.mean("seed").assign(test_loss_stderr=th.test_loss.std("seed") / np.sqrt(3))
-    assert discrepancy(th1, sim, "test_loss")["max_z"] < 4.0
+    runs = 6
+    th = ie.theory_runs(prob, runs=runs, paths=16000)
+    ct = ie.cos_curve(th, 0)
+    th1 = th.mean("seed").assign(test_loss_stderr=th.test_loss.std("seed") / np.sqrt(runs))
+    mean_z = {}
+    for d in (1000, 2000):
+        sim = ie.multipass_sim(prob, d=d, seeds=8)
+        cs = ie.cos_curve(sim, 0)
+        z = np.abs(ct[1] - cs[1]) / np.hypot(ct[2], cs[2])
+        assert np.max(z[1:]) < 4.0, (d, z)
+        assert discrepancy(th1, sim, "test_loss")["max_z"] < 4.0, d
+        mean_z[d] = float(np.mean(z[1:]))
+    assert mean_z[2000] < mean_z[1000] + 1.0, mean_z

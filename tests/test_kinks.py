@@ -254,10 +254,21 @@ def _scalar_only_loss(r, y):
     return 0.5 * (r[0] - y) ** 2
 
 
+def _small_batch_loss(r, y):
+    if np.shape(r)[0] > 100:
+        raise MemoryError("batches of at most 100")
+    return 0.5 * (r[..., 0] - y) ** 2
+
+
 def test_probe_failure_is_a_config_error_unless_smooth_is_declared():
-    with pytest.raises(ConfigError, match=r"the smoothness probe could not evaluate grad.*pass smooth=True") as err:
+    """The shape check (8 points) runs first; a loss that fails only on the probe's 2048 points reaches
+    the probe's own error."""
+    with pytest.raises(ConfigError, match=r"loss\(r \(8, 1\), y \(8,\)\) failed: TypeError") as err:
         sgd_dmft.custom(_scalar_only_loss, tanh_label)
+    assert err.value.key == "problem.model"
+    with pytest.raises(ConfigError, match=r"the smoothness probe could not evaluate grad.*pass smooth=True") as err:
+        sgd_dmft.custom(_small_batch_loss, tanh_label)
     assert err.value.key == "smooth"
     with pytest.warns(ModelProbeWarning, match=r"the declared smooth=True is used"):
-        model = sgd_dmft.custom(_scalar_only_loss, tanh_label, smooth=True)
+        model = sgd_dmft.custom(_small_batch_loss, tanh_label, smooth=True)
     assert model.smooth is True and model.probe is None

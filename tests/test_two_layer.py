@@ -191,11 +191,14 @@ def test_custom_model_from_config(tmp_path, monkeypatch):
 
 
 def test_user_callable_shapes_checked_in_python():
-    with pytest.raises(ConfigError, match=r"label\(rstar \(8, 1\), eps \(8,\)\) returned shape \(8, 1\), expected \(8,\)"):
-        Problem(custom(lambda r, y: (r[..., 0] - y) ** 2, lambda rs, e: rs[..., :1], smooth=True), delta=1.0)
-    with pytest.raises(ConfigError, match=r"grad\(r \(8, 2\), y \(8,\)\) returned shape \(8,\), expected \(8, 2\)"):
-        Problem(custom(lambda r, y: (r[..., 0] - y) ** 2, lambda rs, e: rs[..., 0], k=2,
-                       grad=lambda r, y: r[..., 0], smooth=True), delta=1.0)
+    """At construction of the model, before the smoothness probe (which would fail on the shape with a
+    numpy broadcast error), with or without a declared ``smooth``."""
+    for smooth in (None, True):
+        with pytest.raises(ConfigError, match=r"label\(rstar \(8, 1\), eps \(8,\)\) returned shape \(8, 1\), expected \(8,\)"):
+            custom(lambda r, y: (r[..., 0] - y) ** 2, lambda rs, e: rs[..., :1], smooth=smooth)
+        with pytest.raises(ConfigError, match=r"grad\(r \(8, 2\), y \(8,\)\) returned shape \(8,\), expected \(8, 2\)"):
+            custom(lambda r, y: (r[..., 0] - y) ** 2, lambda rs, e: rs[..., 0], k=2, grad=lambda r, y: r[..., 0],
+                   smooth=smooth)
     with pytest.raises(ConfigError, match="non-finite"):
         Problem(two_layer(2, 1, "tanh", teacher=_nan_link), delta=1.0)
 

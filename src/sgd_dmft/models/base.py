@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
-from .probe import N_POINTS, ModelProbeWarning, ProbeReport, probe_model
+from .probe import N_POINTS, ModelProbeWarning, ProbeReport, check_model, probe_model
 
 Array = NDArray[np.float64]
 LossFn = Callable[[Array, Array], Array]
@@ -152,6 +152,7 @@ class CustomModel(Model):
     def __post_init__(self):
         report = self.probe
         if report is None:
+            check_model(self)  # shapes first: a wrong shape is named as such, not as a failed probe
             report = self._run_probe()
             object.__setattr__(self, "probe", report)
         if report is None:  # the probe could not run; an explicit flag stands

@@ -32,8 +32,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ConfigError
+
 __all__ = ["ProbeReport", "ModelProbeWarning", "probe_model", "N_POINTS", "SEED", "SCALES", "H_SEG",
-           "JUMP_RTOL", "MIN_JUMPS", "CHECK_RTOL", "CHECK_FRACTION"]
+           "JUMP_RTOL", "MIN_JUMPS", "CHECK_RTOL", "CHECK_FRACTION", "check_model", "CHECK_POINTS"]
 
 N_POINTS = 2048
 SEED = 20240613
@@ -160,3 +162,49 @@ def probe_model(model, *, check_grad: bool = False, check_hess: bool = False) ->
                           f"{100 * frac:.1f}% of {N_POINTS} probe points (allowed: {100 * CHECK_FRACTION:g}%); "
                           f"check it", ModelProbeWarning, stacklevel=3)
     return report
+
+
+# ------------------------------------------------------------------------------------------------
+# Shapes and finiteness, checked once per model (before the probe, so a wrong shape is named as such)
+# ------------------------------------------------------------------------------------------------
+CHECK_POINTS = 8
+
+
+def _check_output(model, what: str, value, expected: tuple[int, ...]) -> None:
+    arr = np.asarray(value)
+    shape = arr.shape
+    if shape != expected:
+        raise ConfigError(f"model {model.name!r}: {what} returned shape {shape}, expected {expected}",
+                          key="problem.model")
+    if not (np.issubdtype(arr.dtype, np.number) and np.all(np.isfinite(arr))):
+        raise ConfigError(f"model {model.name!r}: {what} returned non-finite values (shape {shape})",
+                          key="problem.model")
+
+
+def check_model(model) -> None:
+    """Evaluate the model's callables once on ``CHECK_POINTS`` = 8 points (``r* ~ N(0, I)``, ``r = 0.8 z``)
+    and check shapes and finiteness: ``label`` / ``labels`` -> (n,), ``loss`` -> (n,), ``grad`` -> (n, k),
+    ``hess`` -> (n, k, k). A failure is a :class:`~sgd_dmft.errors.ConfigError` naming the callable, the
+    shape it returned and the one expected (key ``problem.model``)."""
+    n, k, ks = CHECK_POINTS, model.k, model.kstar
+    rng = np.random.default_rng(3)
+    rs, eps, r = rng.standard_normal((n, ks)), rng.standard_normal(n), 0.8 * rng.standard_normal((n, k))
+    steps = (("label", lambda: model.labels(rs, eps), (n,), f"label(rstar ({n}, {ks}), eps ({n},))"),)
+    for name, call, shape, what in steps:
+        try:
+            y = call()
+        except ConfigError:
+            raise
+        except Exception as e:
+            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                              key="problem.model") from e
+        _check_output(model, what, y, shape)
+    y = np.asarray(y, dtype=np.float64)
+    for name, shape in (("loss", (n,)), ("grad", (n, k)), ("hess", (n, k, k))):
+        what = f"{name}(r ({n}, {k}), y ({n},))"
+        try:
+            out = getattr(model, name)(r, y)
+        except Exception as e:
+            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
+                              key="problem.model") from e
+        _check_output(model, what, out, shape)

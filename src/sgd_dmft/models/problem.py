@@ -11,52 +11,11 @@ from numpy.typing import NDArray
 
 from ..errors import ConfigError
 from .base import Model
+from .probe import CHECK_POINTS, check_model
 
 Array = NDArray[np.float64]
 
 __all__ = ["Problem", "check_model", "CHECK_POINTS"]
-
-CHECK_POINTS = 8
-
-
-def _check_output(model: Model, what: str, value, expected: tuple[int, ...]) -> None:
-    arr = np.asarray(value)
-    shape = arr.shape
-    if shape != expected:
-        raise ConfigError(f"model {model.name!r}: {what} returned shape {shape}, expected {expected}",
-                          key="problem.model")
-    if not (np.issubdtype(arr.dtype, np.number) and np.all(np.isfinite(arr))):
-        raise ConfigError(f"model {model.name!r}: {what} returned non-finite values (shape {shape})",
-                          key="problem.model")
-
-
-def check_model(model: Model) -> None:
-    """Evaluate the model's callables once on ``CHECK_POINTS`` = 8 points (``r* ~ N(0, I)``, ``r = 0.8 z``)
-    and check shapes and finiteness: ``label`` / ``labels`` -> (n,), ``loss`` -> (n,), ``grad`` -> (n, k),
-    ``hess`` -> (n, k, k). A failure is a :class:`~sgd_dmft.errors.ConfigError` naming the callable, the
-    shape it returned and the one expected (key ``problem.model``)."""
-    n, k, ks = CHECK_POINTS, model.k, model.kstar
-    rng = np.random.default_rng(3)
-    rs, eps, r = rng.standard_normal((n, ks)), rng.standard_normal(n), 0.8 * rng.standard_normal((n, k))
-    steps = (("label", lambda: model.labels(rs, eps), (n,), f"label(rstar ({n}, {ks}), eps ({n},))"),)
-    for name, call, shape, what in steps:
-        try:
-            y = call()
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                              key="problem.model") from e
-        _check_output(model, what, y, shape)
-    y = np.asarray(y, dtype=np.float64)
-    for name, shape in (("loss", (n,)), ("grad", (n, k)), ("hess", (n, k, k))):
-        what = f"{name}(r ({n}, {k}), y ({n},))"
-        try:
-            out = getattr(model, name)(r, y)
-        except Exception as e:
-            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                              key="problem.model") from e
-        _check_output(model, what, out, shape)
 
 
 def _direction(value, k: int, ks: int) -> tuple[tuple[float, ...], ...]:
