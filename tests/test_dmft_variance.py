@@ -67,3 +67,22 @@ def test_phase_retrieval_train_loss_matches_simulation():
         gap = abs(th.train_loss.values[i] - s.mean())
         err = np.hypot(th.train_loss_stderr.values[i], s.std(ddof=1) / np.sqrt(len(s)))
         assert gap <= 5.0 * err, (tt, th.train_loss.values[i], s.mean(), err)
+
+
+def test_triangular_tangent_store_offsets():
+    """Each visit at step u holds rows off[p, j] .. off[p, j] + u, packed path after path with no gaps."""
+    from sgd_dmft.dmft.responses import triangular_offsets
+
+    active = np.random.default_rng(0).random((7, 30)) < 0.2
+    active[3] = False  # a path never visited
+    nmax = int(active.sum(1).max())
+    off, rows = triangular_offsets(active, nmax)
+    assert rows == int(sum((np.flatnonzero(a) + 1).sum() for a in active))
+    end = 0
+    for p, a in enumerate(active):
+        u = np.flatnonzero(a)
+        assert off[p, 0] == end
+        assert np.array_equal(np.diff(off[p, : len(u) + 1]), u + 1)
+        end = off[p, len(u)]
+        assert np.all(off[p, len(u):] == end)
+    assert end == rows

@@ -214,10 +214,11 @@ class _MonteCarloState:
         self.Z, eps, self.Smat = inputs if inputs is not None else MonteCarlo.draw(problem, schedule, P, rng, law)
         self.rstar = (self.chol.L[:ks, :ks] @ self.Z[:ks]).T
         self.y = self.model.labels(self.rstar, eps)
-        nmax = max(1, int((self.Smat[:, : schedule.T] != 0).sum(axis=1).max()))
+        active = self.Smat[:, : schedule.T] != 0
+        nmax = max(1, int(active.sum(axis=1).max()))
         self.visits = Visits(P, nmax)
         self.history = spec.history(T1, k, P, nmax)
-        self.responses = spec.responses.start(P, nmax, T1, k)
+        self.responses = spec.responses.start(P, nmax, T1, k, active)
         self.snap_idx, self.times = snap_idx, schedule.times
         self.snapshots = np.zeros((len(snap_idx), min(P, 5000), k))
         self.train = _TrainEstimate(spec.train, T1)

@@ -23,12 +23,13 @@ from scipy.linalg import solve_triangular
 
 
 @njit(cache=True)
-def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
+def _tangent_step(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
     """Advance the tangents of all paths to step m and accumulate the R_F estimator into RFsum.
 
     Rt_m (T+1, k, k) = R_theta[m, :]; H_m (P, k, k) = H(r_m, y); S_m (P,) multipliers at step m;
-    G (P, nmax, T+1, k, k): G[p, j, s] = d h_u / d w_s at the j-th active time u = act_t[p, j]
-    (active: S_u != 0), h_u = F(r_u, y) S_u. The tangent of the pre-activation is
+    G (rows, k, k), triangular: G[off[p, j] + s] = d h_u / d w_s (s <= u) at the j-th active time
+    u = act_t[p, j] (active: S_u != 0), h_u = F(r_u, y) S_u; ``off`` (P, nmax + 1) from
+    :func:`triangular_offsets` (a visit at u holds its u + 1 rows, no zeros after it). The tangent of the pre-activation is
     J_{m,s} = d r_m / d w_s = delta_{ms} I - sum_{active u < m} R_theta[m,u] G_{u,s}.
     RFsum (m+1, k, k) is overwritten with sum_p d h_m / d w_s (rb=False: pathwise, only active
     paths contribute) or with sum_p H_m J_{m,s} (rb=True, Rao-Blackwellised: for i.i.d. multipliers
@@ -50,14 +51,15 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf):  # 
             J[m, a, a] = 1.0
         for j in range(n_act[p]):
             u = act_t[p, j]
+            o = off[p, j]
             for s in range(u + 1):
                 for a in range(k):
                     for c in range(k):
                         acc = 0.0
                         for b in range(k):
-                            acc += Rt_m[u, a, b] * G[p, j, s, b, c]
+                            acc += Rt_m[u, a, b] * G[o + s, b, c]
                         J[s, a, c] -= acc
-        jn = n_act[p]
+        on = off[p, n_act[p]]
         sm = S_m[p]
         for s in range(m + 1):
             for a in range(k):
@@ -66,15 +68,15 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf):  # 
                     for b in range(k):
                         acc += H_m[p, a, b] * J[s, b, c]
                     if active:
-                        G[p, jn, s, a, c] = acc * sm
+                        G[on + s, a, c] = acc * sm
                     RFsum[s, a, c] += acc if rb else acc * sm
 
 
 @njit(cache=True)
-def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
+def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
     """``_tangent_step`` for k = 1 (scalar blocks; contiguous inner loops that LLVM vectorises).
 
-    Rt_m (T+1,) in the precision of Jbuf; H_m (P,); G (P, nmax, T+1); RFsum (m+1,); Jbuf (T+1,) work
+    Rt_m (T+1,) in the precision of Jbuf; H_m (P,); G (rows,) triangular, ``off`` as there; RFsum (m+1,); Jbuf (T+1,) work
     space of the tangent, in the accumulation precision (float32 for sparse laws: the precision of the
     store G it is built from; 20-27 % faster on phase retrieval SGD at T = 1000, curves moved by ~1e-9
     relative)."""
@@ -90,24 +92,25 @@ def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, act_t, n_act, RFsum, use, Jbuf): 
         for j in range(n_act[p]):
             u = act_t[p, j]
             c = Rt_m[u]  # Rt_m comes in the precision of J
-            g = G[p, j]
+            o = off[p, j]
             for s in range(u + 1):
-                J[s] -= c * g[s]
+                J[s] -= c * G[o + s]
         hp = H_m[p]
         sm = S_m[p]
         wgt = hp if rb else hp * sm
         for s in range(m + 1):
             RFsum[s] += wgt * J[s]
         if active:
-            gn = G[p, n_act[p]]
+            on = off[p, n_act[p]]
             hs = hp * sm
             for s in range(m + 1):
-                gn[s] = hs * J[s]
+                G[on + s] = hs * J[s]
 
 
 @dataclass(frozen=True)
 class PathwiseTangents:
-    """Pathwise tangents (float32 store ``P x visits x (T+1) x k^2``).
+    """Pathwise tangents (float32 store, triangular: a visit at step u keeps its ``u + 1`` rows of ``k^2``,
+    ``sum over visits of (u + 1)`` rows per path, about half of ``visits x (T+1)``).
 
     ``rao_blackwell``: estimate with ``E[S_m]`` in place of the sampled ``S_m`` at the current step
     (valid for i.i.d. laws; lower variance, every path's tangent at every step). None: on for dense
@@ -142,11 +145,31 @@ class PathwiseTangents:
         return PathwiseTangents(rb, float(self.tail), single)
 
     def store_bytes(self, visits: int, T1: int, k: int) -> int:
-        """Bytes per path of the tangent store."""
-        return 4 * visits * T1 * k * k
+        """Bytes per path of the tangent store (a bound for planning: ``visits`` spread over the grid
+        hold ``(T1 + 1) / 2`` rows each on average; the store itself is sized exactly)."""
+        return 4 * visits * ((T1 + 1) // 2 + 1) * k * k
 
-    def start(self, P: int, nmax: int, T1: int, k: int) -> "_Pathwise":
-        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail), bool(self.single))
+    def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray) -> "_Pathwise":
+        """``active`` (P, steps) bool: the steps at which each path is visited (``S != 0``)."""
+        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail), bool(self.single), active)
+
+
+def triangular_offsets(active: np.ndarray, nmax: int) -> tuple[np.ndarray, int]:
+    """Row offsets of the triangular tangent store: ``off[p, j]`` where path p's j-th visit starts,
+    ``off[p, n_p]`` where its rows end (entries past ``n_p`` repeat that end); and the total row count.
+
+    ``active`` (P, steps) bool; the j-th visit at step u holds rows ``off[p, j] .. off[p, j] + u``."""
+    P, steps = active.shape
+    rows = np.where(active, np.arange(1, steps + 1), 0).astype(np.int64)
+    ends = np.cumsum(rows, axis=1)  # (P, steps): rows of path p up to and including step u
+    totals = ends[:, -1] if steps else np.zeros(P, dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum(totals)[:-1]]).astype(np.int64)
+    off = np.repeat((base + totals)[:, None], nmax + 1, axis=1)
+    off[:, 0] = base
+    pp, uu = np.nonzero(active)
+    j = np.cumsum(active, axis=1)[pp, uu]  # 1-based rank of the visit within its path
+    off[pp, j] = base[pp] + ends[pp, uu]
+    return off, int(totals.sum())
 
 
 def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
@@ -162,15 +185,16 @@ def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
 
 
 class _Pathwise:
-    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int, tail: float = 0.0, single: bool = False):
+    def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int, tail: float, single: bool, active: np.ndarray):
         self.rb, self.k, self.tail = rb, k, tail
         self.Jbuf = np.zeros((T1, k, k) if k > 1 else T1, dtype=np.float32 if single else np.float64)
-        self.G = np.zeros((P, nmax, T1, k, k), dtype=np.float32)  # float32: half the memory traffic
+        self.off, rows = triangular_offsets(np.asarray(active, dtype=bool), nmax)
+        self.G = np.zeros((max(1, rows), k, k), dtype=np.float32)  # float32: half the memory traffic
         self.sums = np.zeros((T1, k, k))
         self.use: np.ndarray | None = None  # paths on tangents (set at the first step, from r*)
         self.tail_idx = np.zeros(0, dtype=np.int64)
         if k == 1:
-            self.G1 = self.G.reshape(P, nmax, T1)  # a view: k = 1 blocks are scalars
+            self.G1 = self.G.reshape(-1)  # a view: k = 1 blocks are scalars
             self.sums1 = np.zeros(T1)
 
     def update(self, st, K, coord) -> None:
@@ -184,11 +208,12 @@ class _Pathwise:
         sums = self.sums[: m + 1]
         if k == 1:
             Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
-            _tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, st.visits.t, st.visits.n,
+            _tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.off, st.visits.t, st.visits.n,
                              self.sums1[: m + 1], self.use, self.Jbuf)
             sums[:, 0, 0] = self.sums1[: m + 1]
         else:
-            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, st.visits.t, st.visits.n, sums, self.use, self.Jbuf)
+            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, self.off, st.visits.t, st.visits.n, sums, self.use,
+                          self.Jbuf)
         # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
         scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
@@ -228,7 +253,7 @@ class GaussianIBP:
     def store_bytes(self, visits: int, T1: int, k: int) -> int:
         return 0
 
-    def start(self, P: int, nmax: int, T1: int, k: int) -> "_IBP":
+    def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray | None = None) -> "_IBP":
         return _IBP(k)
 
 
