@@ -90,7 +90,7 @@ def test_jump_size():
     assert LAW_CASES["gd"].jump_size is None and LAW_CASES["sme"].jump_size is None
 
 
-@pytest.mark.parametrize("name", ["gd", "sgd", "sme", "reshuffle"])
+@pytest.mark.parametrize("name", ["gd", "sgd", "sme", "reshuffle", "persistent"])
 def test_coarsen_has_the_coarse_law_and_is_coupled(name):
     """``law.coarsen`` maps multipliers at dt to multipliers at 2 dt with exactly the law of
     ``with_step(2)`` (moments per step, and for the jump laws the visit structure), correlated with
@@ -111,11 +111,20 @@ def test_coarsen_has_the_coarse_law_and_is_coupled(name):
         q = coarse_law.steps_per_epoch
         counts = (Sc[:, : (T // q) * q] != 0).reshape(N, -1, q).sum(axis=2)
         assert np.all(counts == 1)
+    if name == "persistent":  # a Markov chain: its one-step moves (on -> on, off -> on) as the coarse law's
+        for X, Y in ((Sc, ref), (Sc[:, ::-1], ref[:, ::-1])):
+            a, b = X[:, :T] != 0, Y[:, :T] != 0
+            for prev, nxt in ((True, True), (False, True)):
+                fa = ((a[:, :-1] == prev) & (a[:, 1:] == nxt)).sum() / (a[:, :-1] == prev).sum()
+                fb = ((b[:, :-1] == prev) & (b[:, 1:] == nxt)).sum() / (b[:, :-1] == prev).sum()
+                se = np.sqrt(fb * (1 - fb) / ((b[:, :-1] == prev).sum()))
+                assert abs(fa - fb) < 5 * np.sqrt(2) * se, (prev, nxt, fa, fb)
     if not fine.deterministic:
         c = np.corrcoef(Sc[:, 2], Sf[:, 4] + Sf[:, 5])[0, 1]
         assert c > 0.5, c
 
 
 def test_coarsen_refuses_where_no_exact_coupling():
-    assert LAW_CASES["persistent"].coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None
+    graded = laws.Persistent(0.05, 0.4, 1.0, growth=0.1, dt_max=0.2)
+    assert graded.coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None
     assert laws.SGD(0.3, 0.5).coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None  # 2 dt > gamma

@@ -7,8 +7,8 @@ sqrt 2`` for the normals, the same labels). Each level is then an exact replica 
 each level's mean is unbiased as before, but the levels' Monte Carlo errors are strongly
 correlated, and the per-replica extrapolant ``R1 = 2 f(h/2) - f(h)`` has a variance far below the
 ``4 V(h/2) + V(h)`` of independent levels. Its standard error is the spread of ``R1`` over the
-replicas (correlations included). Laws without an exact coupling (``Law.coarsen`` None, e.g.
-persistent selection) use independent levels (solve.py).
+replicas (correlations included). Laws without an exact coupling (``Law.coarsen`` None: graded
+grids) use independent levels (solve.py).
 """
 
 from __future__ import annotations
