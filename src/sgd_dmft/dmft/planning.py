@@ -46,10 +46,10 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     Per replica: the Cholesky factor ``N^2`` and four kernels ``K^2`` (``K = (T+1) k``, ``N = K + k*``);
     for Monte Carlo, per path (8-byte words): its normals ``N``, label noise, multipliers ``T+1``, fields
     ``K`` (dense history), visit times ``visits`` and values ``visits x k``, the step's temporaries
-    (``12 k``: fields, gradients, losses) and the float32 tangent store (triangular: about ``visits x (T+2) / 2 x k^2``)
-    (pathwise tangents; visits = T+1 for dense laws, the busiest path's count for sparse ones,
-    :func:`max_visits`); with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2``.
-    The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
+    (``12 k``: fields, gradients, losses) and the float32 tangent store, triangular: about
+    ``visits x (T+2) / 2 x k^2`` (pathwise tangents; visits = T+1 for dense laws, the busiest path's
+    count for sparse ones, :func:`max_visits`); with ``keep_kernels``, the running sums of the kernels
+    over replicas, ``4 K^2``. The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
     proc = choose_process(problem, law, process)
     k, ks = problem.k, problem.kstar

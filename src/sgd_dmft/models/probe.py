@@ -181,6 +181,11 @@ def _check_output(model, what: str, value, expected: tuple[int, ...]) -> None:
                           key="problem.model")
 
 
+def _failed(model, what: str, e: Exception) -> ConfigError:
+    first = str(e).splitlines()[0] if str(e) else ""
+    return ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {first}", key="problem.model")
+
+
 def check_model(model) -> None:
     """Evaluate the model's callables once on ``CHECK_POINTS`` = 8 points (``r* ~ N(0, I)``, ``r = 0.8 z``)
     and check shapes and finiteness: ``label`` / ``labels`` -> (n,), ``loss`` -> (n,), ``grad`` -> (n, k),
@@ -189,22 +194,19 @@ def check_model(model) -> None:
     n, k, ks = CHECK_POINTS, model.k, model.kstar
     rng = np.random.default_rng(3)
     rs, eps, r = rng.standard_normal((n, ks)), rng.standard_normal(n), 0.8 * rng.standard_normal((n, k))
-    steps = (("label", lambda: model.labels(rs, eps), (n,), f"label(rstar ({n}, {ks}), eps ({n},))"),)
-    for name, call, shape, what in steps:
-        try:
-            y = call()
-        except ConfigError:
-            raise
-        except Exception as e:
-            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                              key="problem.model") from e
-        _check_output(model, what, y, shape)
+    what = f"label(rstar ({n}, {ks}), eps ({n},))"
+    try:
+        y = model.labels(rs, eps)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise _failed(model, what, e) from e
+    _check_output(model, what, y, (n,))
     y = np.asarray(y, dtype=np.float64)
     for name, shape in (("loss", (n,)), ("grad", (n, k)), ("hess", (n, k, k))):
         what = f"{name}(r ({n}, {k}), y ({n},))"
         try:
             out = getattr(model, name)(r, y)
         except Exception as e:
-            raise ConfigError(f"model {model.name!r}: {what} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}",
-                              key="problem.model") from e
+            raise _failed(model, what, e) from e
         _check_output(model, what, out, shape)
