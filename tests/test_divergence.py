@@ -294,3 +294,15 @@ def test_two_layer_relu_at_its_edge_is_warned_and_stopped_in_theory_and_simulati
         solve(prob, laws.SGD(0.1, 1.0), t_max=10, paths=4000, replicas=2, seed=0, extrapolate=False)
     with pytest.raises(SimulationDiverged, match="steady rate"):  # (the up-front checks run in run.py)
         simulate(prob, "sgd", batching="bernoulli", t_max=10, dt=0.1, d=500, gamma=1.0, seeds=2, seed=1)
+
+
+def test_mean_step_past_the_linear_edge_refused_for_every_law():
+    """A grid recursion's mean step is GD's: on the linear model (delta 2, lambda_max = 5.83) a graded SGD
+    grid with dt_max = 0.4 (0.4 x 5.83 = 2.3 >= 2) is refused up front, naming dt_max."""
+    from sgd_dmft import Problem, laws, solve
+    from sgd_dmft.errors import SolverDiverged
+    from sgd_dmft.models.presets import linear
+
+    prob = Problem(linear(0.5), delta=2.0, ridge=0.0, init_scale=0.0)
+    with pytest.raises(SolverDiverged, match=r"mean step of algorithm=sgd .* past its stability edge.*dt_max=0.4"):
+        solve(prob, laws.SGD(0.01, 1.0, growth=0.05, dt_max=0.4), t_max=20.0, extrapolate=False)

@@ -124,7 +124,24 @@ def test_coarsen_has_the_coarse_law_and_is_coupled(name):
         assert c > 0.5, c
 
 
+@pytest.mark.parametrize("law", [laws.SGD(0.02, 0.5, growth=0.2, dt_max=0.1), laws.SME(0.02, 0.5, growth=0.2, dt_max=0.1),
+                                 laws.Persistent(0.02, 0.4, 0.5, growth=0.2, dt_max=0.1)], ids=["sgd", "sme", "persistent"])
+def test_graded_coarsen_has_the_merged_law(law):
+    """On nested graded grids (``refined``) the pair coupling gives the law of the merged steps: the
+    visit probability / moments per step of ``law.refined(-1)`` from ``law`` (unequal pairs included)."""
+    T, N = 10, 200_000
+    rng = np.random.default_rng(3)
+    Sf = law.sample(rng, N, 2 * T + 1)
+    Sc = law.coarsen(Sf, rng)
+    ref = law.refined(-1).sample(np.random.default_rng(4), N, T + 1)
+    for k in (1, 2):
+        a, b = Sc[:, :T] ** k, ref[:, :T] ** k
+        se = np.sqrt(a.var(0) / N + b.var(0) / N) + 1e-12
+        assert np.all(np.abs(a.mean(0) - b.mean(0)) < 5 * se), (k, a.mean(0), b.mean(0))
+    a, b = Sc[:, :T] != 0, ref[:, :T] != 0  # and the time structure: joint visits of consecutive steps
+    fa, fb = (a[:, 1:] & a[:, :-1]).mean(0), (b[:, 1:] & b[:, :-1]).mean(0)
+    assert np.all(np.abs(fa - fb) < 5 * np.sqrt(2 * fb * (1 - fb) / N) + 1e-12)
+
+
 def test_coarsen_refuses_where_no_exact_coupling():
-    graded = laws.Persistent(0.05, 0.4, 1.0, growth=0.1, dt_max=0.2)
-    assert graded.coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None
     assert laws.SGD(0.3, 0.5).coarsen(np.zeros((3, 5)), np.random.default_rng(0)) is None  # 2 dt > gamma

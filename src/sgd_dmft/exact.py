@@ -281,8 +281,7 @@ def _convolve(K: np.ndarray, L: np.ndarray, h: float) -> np.ndarray:
     return out
 
 
-def _poisson_level(problem: Problem, gamma: float, t_max: float, h: float, s: np.ndarray, w: np.ndarray):
-    n = int(math.ceil(t_max / h - 1e-9))
+def _poisson_level(problem: Problem, gamma: float, n: int, h: float, s: np.ndarray, w: np.ndarray):
     tg = np.arange(n + 1) * h
     gf = gf_linear(problem, tg, n_nodes=len(s))
     ex = np.exp(-2.0 * np.outer(tg, s + problem.ridge))
@@ -322,8 +321,9 @@ def sgd_linear_poisson(problem: Problem, gamma: float, times, *, h: float | None
     N = int(n_nodes) if n_nodes is not None else max(200, _n_nodes_gf(problem, 2 * t_max))
     s, w = mp_quadrature(problem.delta, N)
     hh = float(h) if h is not None else min(1e-3, t_max / 400)
-    tc, *coarse = _poisson_level(problem, gamma, t_max, hh, s, w)
-    _, *fine = _poisson_level(problem, gamma, t_max, hh / 2, s, w)
+    n = int(math.ceil(t_max / hh - 1e-9))  # the fine level has exactly 2n steps (nested points)
+    tc, *coarse = _poisson_level(problem, gamma, n, hh, s, w)
+    _, *fine = _poisson_level(problem, gamma, 2 * n, hh / 2, s, w)
     out = [np.interp(times, tc, (4.0 * f[::2][: len(c)] - c) / 3.0) for c, f in zip(coarse, fine)]
     train, test, M, Q = out
     ds = _dataset(problem, times, train, test, M, Q, "sgd-poisson", 0.0, N)

@@ -6,6 +6,11 @@ graded: ``dt_m = t_{m+1} - t_m = clip(growth * t_m, dt, dt_max)`` (relative reso
 about ``log(t_max / t_c) / log(1 + growth)`` steps past the crossover ``t_c = dt / growth`` instead of
 ``t_max / dt``), fine where the dynamics is fast (early) and coarse where it is slow; it ends at the
 grid point nearest to ``t_max``. ``dt_max = None``: no cap.
+
+``refine = j`` (keyword) nests a grid in another: each step of the grid above split into ``2^j`` equal
+steps (``j > 0``), or ``2^-j`` consecutive steps merged into one (``j < 0``; the grid then ends at the last
+merged point). The grids of ``refine = 1, 0, -1`` are the Richardson levels ``h/2, h, 2h`` of a graded grid:
+the same mesh function halved or doubled, every coarse point a fine one (``Law.refined``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class TimeGrid:
     dt: float
     growth: float = 0.0
     dt_max: float | None = None
+    refine: int = 0
 
     def __post_init__(self):
         check_grid(self.dt, self.growth, self.dt_max)
@@ -55,13 +61,19 @@ class TimeGrid:
     @property
     def largest_step(self) -> float:
         """The largest step the grid can take (``dt_max``; infinite for an uncapped graded grid)."""
-        if not self.graded:
-            return self.dt
-        return math.inf if self.dt_max is None else float(self.dt_max)
+        base = self.dt if not self.graded else (math.inf if self.dt_max is None else float(self.dt_max))
+        return base * 2.0 ** (-self.refine)
 
     def times(self, t_max: float) -> np.ndarray:
         """Grid times ``t_0 = 0, ..., t_T`` (nearest grid point to ``t_max`` last)."""
-        return graded_times(t_max, self.dt, self.growth if self.graded else 0.0, self.dt_max)
+        t = graded_times(t_max, self.dt, self.growth if self.graded else 0.0, self.dt_max)
+        if self.refine > 0:
+            n = 2**self.refine
+            frac = np.arange(n) / n
+            t = np.append((t[:-1, None] + np.diff(t)[:, None] * frac).ravel(), t[-1])
+        elif self.refine < 0:
+            t = t[:: 2 ** (-self.refine)]
+        return t
 
     def n_steps(self, t_max: float) -> int:
         """Number of grid steps ``T`` up to (the grid point nearest to) ``t_max``."""
@@ -69,6 +81,13 @@ class TimeGrid:
 
     def steps(self, n_steps: int) -> np.ndarray:
         """``dt_m`` for ``m = 0 .. n_steps - 1`` (the step taken after grid time ``t_m``)."""
+        if self.refine > 0:
+            n = 2**self.refine
+            base = TimeGrid(self.dt, self.growth, self.dt_max).steps(-(-n_steps // n))
+            return np.repeat(base / n, n)[:n_steps]
+        if self.refine < 0:
+            n = 2 ** (-self.refine)
+            return TimeGrid(self.dt, self.growth, self.dt_max).steps(n_steps * n).reshape(n_steps, n).sum(axis=1)
         if not self.graded:
             return np.full(n_steps, self.dt)
         h = np.empty(n_steps)
@@ -79,7 +98,7 @@ class TimeGrid:
         return h
 
     def step_at(self, t: float) -> float:
-        """The step taken at grid time ``t``."""
+        """The step taken at grid time ``t`` (of the unrefined grid)."""
         return graded_step(t, self.dt, self.growth, self.dt_max) if self.graded else self.dt
 
 

@@ -53,6 +53,7 @@ class Law(abc.ABC):
 
     growth: float = field(default=0.0, kw_only=True)
     dt_max: float | None = field(default=None, kw_only=True)
+    refine: int = field(default=0, kw_only=True)
     name: str = field(default="law", kw_only=True)
 
     def __post_init__(self):
@@ -61,7 +62,7 @@ class Law(abc.ABC):
     @property
     def grid(self) -> TimeGrid:
         """The time grid the law lives on (validated on construction)."""
-        return TimeGrid(self.dt, self.growth, self.dt_max)
+        return TimeGrid(self.dt, self.growth, self.dt_max, self.refine)
 
     def check_grid(self, grid: TimeGrid) -> None:
         """Raise :class:`~sgd_dmft.errors.ConfigError` when this law cannot live on ``grid``."""
@@ -148,6 +149,12 @@ class Law(abc.ABC):
         default; False for full-batch GD, which *is* the discrete recursion."""
         return True
 
+    def refined(self, j: int) -> "Law":
+        """The same law on the nested grid ``refine + j`` (:class:`~sgd_dmft.grid.TimeGrid`): every step
+        split in ``2^j`` (``j > 0``) or ``2^-j`` steps merged (``j < 0``): the Richardson levels of a graded
+        grid. Raises ConfigError where the law cannot live there."""
+        return replace(self, refine=self.refine + int(j))
+
     def with_step(self, factor: float) -> "Law":
         """The same law on the grid whose steps are all multiplied by ``factor`` (``dt``, ``dt_max``;
         a graded grid keeps its shape ``dt_m = clip(growth t_m, dt, dt_max)`` with ``growth`` scaled
@@ -178,7 +185,7 @@ class GD(Law):
         return False
 
     def coarsen(self, S_fine, rng):
-        return _pair_sums(S_fine) if not self.graded else None
+        return _pair_sums(S_fine)  # h1 + h2: the merged step (nested grids, graded ones included)
 
 
 @dataclass(frozen=True)
@@ -225,19 +232,21 @@ class SGD(Law):
         return self.gamma * np.asarray(dt)
 
     def coarsen(self, S_fine, rng):
-        """A visit on the coarse step when either fine step has one (probability ``2p - p^2`` for
-        ``p = dt / gamma``), plus an independent one with probability ``p^2 / (1 - p)^2`` when neither
-        has: Bernoulli(``2p``) exactly."""
-        if self.graded or 2 * self.dt > self.gamma:
-            return None
-        p = self.dt / self.gamma
+        """A visit on the coarse step when either fine step has one (probability ``p1 + p2 - p1 p2`` for
+        ``p_i = h_i / gamma``, the two fine steps' own), plus an independent one with probability
+        ``p1 p2 / ((1 - p1)(1 - p2))`` when neither has: Bernoulli(``p1 + p2``) exactly, the merged step's
+        law (uniform grids: ``p1 = p2 = dt / gamma``; graded ones nest by ``refine``)."""
         n, m2 = S_fine.shape
         T = (m2 - 1) // 2
+        h = self.steps(m2)
+        if np.max(h[0 : 2 * T : 2] + h[1 : 2 * T : 2], initial=0.0) > self.gamma or 2 * h[-1] > self.gamma:
+            return None
+        p1, p2 = h[0 : 2 * T : 2] / self.gamma, h[1 : 2 * T : 2] / self.gamma
         any_visit = (S_fine[:, 0 : 2 * T : 2] != 0) | (S_fine[:, 1 : 2 * T : 2] != 0)
-        extra = rng.random((n, T)) < p * p / (1.0 - p) ** 2
+        extra = rng.random((n, T)) < p1 * p2 / ((1.0 - p1) * (1.0 - p2))
         out = np.empty((n, T + 1))
         out[:, :T] = self.gamma * (any_visit | extra)
-        out[:, T] = self.gamma * (rng.random(n) < 2 * p)
+        out[:, T] = self.gamma * (rng.random(n) < 2 * h[-1] / self.gamma)
         return out
 
 
@@ -258,8 +267,8 @@ class SME(Law):
         return dt**2 + self.gamma * dt
 
     def coarsen(self, S_fine, rng):
-        # (dt + sqrt(gamma dt) N1) + (dt + sqrt(gamma dt) N2) = 2 dt + sqrt(2 gamma dt) N: exact
-        return _pair_sums(S_fine) if not self.graded else None
+        # (h1 + sqrt(gamma h1) N1) + (h2 + sqrt(gamma h2) N2) = (h1 + h2) + sqrt(gamma (h1 + h2)) N: exact
+        return _pair_sums(S_fine)
 
 
 @dataclass(frozen=True)
@@ -363,31 +372,36 @@ class Persistent(Law):
         return np.asarray(dt) ** 2 / self.b
 
     def coarsen(self, S_fine, rng):
-        """The chain on ``2 dt`` from the chain on ``dt``: exact in law, coupled. Per fine step the chain
-        turns on with ``a = dt b / tau`` and off with ``c = dt (1 - b) / tau``; over two fine steps with
-        ``a (2 - a - c)`` and ``c (2 - a - c)``, a little less than the coarse chain's ``2a`` and ``2c``.
+        """The chain on the merged steps from the chain on the fine ones: exact in law, coupled. On fine
+        steps ``h1, h2`` the chain turns on with ``a_i = h_i b / tau`` and off with ``c_i = h_i (1 - b) / tau``,
+        over the two with ``up = a1 (1 - c2) + (1 - a1) a2`` and ``down = c1 (1 - a2) + (1 - c1) c2``, a little
+        less than the merged step's ``a1 + a2``, ``c1 + c2`` (uniform grids: ``a (2 - a - c)`` against ``2a``).
         While the coarse state equals the fine one at even steps it follows the fine chain's two-step
-        move and, when the fine chain stays, makes the move on its own with probability ``a (a + c) /
-        (1 - a (2 - a - c))`` (off) or ``c (a + c) / (1 - c (2 - a - c))`` (on), so that it moves with
-        exactly ``2a`` / ``2c``; out of step (probability O(dt^2) per step) it moves independently."""
-        a, c = self.dt * self.b / self.tau, self.dt * (1 - self.b) / self.tau
-        if self.graded or 2 * max(a, c) > 1:
-            return None
+        move and, when the fine chain stays, makes the move on its own with probability ``(a1 + a2 - up) /
+        (1 - up)`` (off) or ``(c1 + c2 - down) / (1 - down)`` (on), so that it moves with exactly ``a1 + a2``
+        / ``c1 + c2`` given its own past; out of step (probability O(h^2) per step) it moves independently."""
         n, m2 = S_fine.shape
         T = (m2 - 1) // 2
+        h = self.steps(m2)
+        r_on, r_off = self.b / self.tau, (1 - self.b) / self.tau  # switching rates per unit time
+        a1, a2, c1, c2 = r_on * h[0 : 2 * T : 2], r_on * h[1 : 2 * T : 2], r_off * h[0 : 2 * T : 2], r_off * h[1 : 2 * T : 2]
+        if T and max(np.max(a1 + a2), np.max(c1 + c2)) > 1:
+            return None
+        up = a1 * (1 - c2) + (1 - a1) * a2  # the fine chain off -> on over two steps
+        down = c1 * (1 - a2) + (1 - c1) * c2  # ... on -> off
+        q_off, q_on = (a1 + a2 - up) / (1 - up), (c1 + c2 - down) / (1 - down)
         on_f = S_fine[:, 0 : 2 * T + 1 : 2] != 0  # the fine chain at even steps (n, T + 1)
-        two = 2.0 - a - c
-        q_off, q_on = a * (a + c) / (1 - a * two), c * (a + c) / (1 - c * two)
         s = on_f[:, 0].copy()
+        scale = np.append(h[0 : 2 * T : 2] + h[1 : 2 * T : 2], 2 * h[-1]) / self.b
         out = np.empty((n, T + 1))
         for m in range(T + 1):
-            out[:, m] = s * (2 * self.dt / self.b)
+            out[:, m] = s * scale[m]
             if m == T:
                 break
             u = rng.random(n)
             sync, nxt = s == on_f[:, m], on_f[:, m + 1]
-            own = np.where(s, u >= 2 * c, u < 2 * a)  # the coarse chain's own move (out of step)
-            stay = np.where(s, u >= q_on, u < q_off)  # ... in step, when the fine chain stays
+            own = np.where(s, u >= c1[m] + c2[m], u < a1[m] + a2[m])  # the coarse chain's own move (out of step)
+            stay = np.where(s, u >= q_on[m], u < q_off[m])  # ... in step, when the fine chain stays
             s = np.where(sync, np.where(nxt != s, nxt, stay), own)
         return out
 

@@ -13,9 +13,10 @@ Up front (:func:`check_stability`; ``h`` is a grid step ``dt_m`` in units of t, 
 * phase retrieval under jumps ``gamma`` (SGD, reshuffling): a visit maps ``r -> r (1 - 2 gamma (r^2 - y))``,
   which escapes for labels ``y > 1/gamma``; refused when a sample has such a label with probability
   above ``ESCAPE_REFUSE``, warned above ``ESCAPE_WARN`` (:func:`escape_probability`);
-* linear model, square loss, full-batch GD: the Hessian ``X^T X`` has the largest eigenvalue
-  ``lambda_max = (1 + sqrt(delta))^2`` at d = infinity (Marchenko-Pastur edge), so GD is refused
-  unless ``h (lambda_max + lambda) < 2``.
+* linear model, square loss: the Hessian ``X^T X`` has the largest eigenvalue ``lambda_max = (1 +
+  sqrt(delta))^2`` at d = infinity (Marchenko-Pastur edge), so GD is refused unless ``h (lambda_max +
+  lambda) < 2``; so is every grid recursion, whose mean step ``E[S_m] = h`` is GD's (a Bernoulli batch
+  of a fraction ``h / gamma`` of the samples, the SME's drift).
 
 During a run (:class:`GrowthDetector`, fed ``trace Q`` after every step or record): a non-finite
 value, ``trace Q > Q_MAX``, or geometric growth: ``trace Q`` increased at every one of the last
@@ -97,17 +98,19 @@ def diverged(law, t: float, what: str) -> SolverDiverged:
 
 def largest_step(law, t_max: float | None = None) -> float:
     """The largest grid step ``dt_m`` (units of t) used up to ``t_max`` (the grid's cap without one)."""
+    scale = 2.0 ** -getattr(law, "refine", 0)  # nested grids (Law.refined): steps split or merged
     if not law.graded:
-        return float(law.dt)
+        return float(law.dt) * scale
+    cap = float(law.largest_step) / scale  # the unrefined grid's
     if t_max is None or not math.isfinite(t_max):  # the cap; an uncapped grid without t_max: unknown, dt
-        return float(law.largest_step) if math.isfinite(law.largest_step) else float(law.dt)
+        return (cap if math.isfinite(cap) else float(law.dt)) * scale
     from . import grid as _grid
 
     t, h = 0.0, float(law.dt)
-    while t + 0.5 * h <= t_max and h < law.largest_step:  # the step only grows along a graded grid
+    while t + 0.5 * h <= t_max and h < cap:  # the step only grows along a graded grid
         t += h
         h = _grid.graded_step(t, law.dt, law.growth, law.dt_max)
-    return float(min(h, law.largest_step))
+    return float(min(h, cap)) * scale
 
 
 def gd_edge(problem) -> float | None:
@@ -150,8 +153,9 @@ def check_explicit_steps(problem, law, t_max: float | None = None, what: str = "
                     f">= 1 (dt_m={h:g}, ridge = {ridge:g}; algorithm={law.name}): lower {_step_keys(law)} below "
                     f"{_EDGE / ridge:.4g}")
     edge = gd_edge(problem)
-    if edge is not None and law.deterministic and h * (edge + ridge) >= _EDGE:
-        raise error(f"{what} diverged: full-batch GD is past its stability edge, dt_m (lambda_max + ridge) = "
+    if edge is not None and h * (edge + ridge) >= _EDGE:
+        kind = "full-batch GD is" if law.deterministic else f"the mean step of algorithm={law.name} (E[S] = dt_m: GD) is"
+        raise error(f"{what} diverged: {kind} past its stability edge, dt_m (lambda_max + ridge) = "
                     f"{h * (edge + ridge):.4g} >= 2 (dt_m={h:g}, lambda_max = (1 + sqrt(delta))^2 = {edge:.4g}): "
                     f"lower {_step_keys(law)} below {_EDGE / (edge + ridge):.4g}")
 

@@ -27,13 +27,15 @@ from ..errors import ConfigError
 
 
 def levels(law):
-    """``(law at h/2, law at 2h or None)`` for a law on a uniform grid."""
-    if law.graded:
-        raise ConfigError(f"extrapolate=True is not available on a graded grid (growth={law.growth}): the grids "
-                          f"of dt and dt/2 are not nested; use extrapolate=False", key="extrapolate")
-    fine = law.with_step(0.5)
+    """``(law at h/2, law at 2h or None)``: on a uniform grid the steps scaled (``with_step``), on a
+    graded one the nested grids (``refined``: each step split in two, consecutive pairs merged), so
+    that every point of the user's grid is a point of the fine one and the mesh function is halved."""
+    def step(j: int):
+        return law.refined(j) if law.graded else law.with_step(2.0 ** -j)
+
+    fine = step(1)
     try:
-        coarse = law.with_step(2.0)
+        coarse = step(-1)
     except ConfigError:
         coarse = None
     return fine, coarse
