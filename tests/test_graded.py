@@ -177,3 +177,25 @@ def test_graded_times_invariants(dt, growth, cap, t_max):
     assert np.all(h >= dt * (1 - 1e-9)) and np.all(h <= cap * dt * (1 + 1e-9))
     nxt = law.steps(len(t))[-1]  # the step a further point would take
     assert abs(t[-1] - t_max) <= 0.5 * max(nxt, h[-1] if len(h) else dt) + 1e-9
+
+
+def test_config_extrapolate_graded():
+    """From a config: a graded grid gives its raw recursion unless ``solver.extrapolate_graded`` (then
+    the limit on nested levels, its error estimate written); the keyword is validated like the others."""
+    from sgd_dmft.config import parse_config
+    from sgd_dmft.errors import ConfigError
+    from sgd_dmft.run import run_theory
+
+    base = {"problem": {"model": "linear", "delta": 2.0, "ridge": 0.0, "init_scale": 0.0, "noise": 0.5},
+            "dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.05, "dt_max": 0.1, "t_max": 5.0}}
+    raw = run_theory(parse_config(base))
+    assert raw.attrs.get("extrapolated", 0) == 0
+    ex = run_theory(parse_config({**base, "solver": {"extrapolate_graded": True}}))
+    assert ex.attrs["extrapolated"] == 1 and "test_loss_dt_error" in ex
+    ref = exact.sgd_linear_poisson(P.Problem(P.linear(0.5), delta=2.0, ridge=0.0, init_scale=0.0), 0.5,
+                                   ex.time.values)
+    for ds, tol in ((ex, 1e-3), (raw, None)):
+        rel = np.max(np.abs(ds.test_loss.values[1:] - ref.test_loss.values[1:]) / ref.test_loss.values[1:])
+        assert rel < tol if tol else rel > 3e-3, rel
+    with pytest.raises(ConfigError, match="solver.extrapolate_graded"):
+        parse_config({**base, "solver": {"extrapolate_graded": 3}})

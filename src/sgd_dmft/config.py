@@ -149,6 +149,9 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "extrapolate": _Key("bool", True, "true or false", lambda v: True,
                             "the continuous-time limit dt -> 0 (Richardson over dt, dt/2; gf, sgd, sme, reshuffle, "
                             "persistent on uniform grids); false: the raw recursion at dt"),
+        "extrapolate_graded": _Key("bool", False, "true or false", lambda v: True,
+                                   "graded grids too (nested levels: each step split in two, pairs merged; "
+                                   "about 4-5x the raw cost); false: a graded grid gives its raw recursion"),
         "rtol": _Key("float", 0.0, "a finite number >= 0 (0: no target)", lambda v: v >= 0,
                      "target relative standard error of train/test loss (worst over t > 0): replicas are added"),
         "max_time_s": _Key("float", 0.0, "a finite number >= 0 (0: no limit)", lambda v: v >= 0,

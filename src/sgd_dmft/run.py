@@ -73,14 +73,14 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     exp = experiment(cfg)
     dy = cfg.dynamics
     ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
-    check_theory(exp, bool(ex and exp.law is not None and _extrapolable(exp.law)), force)
+    check_theory(exp, bool(ex and exp.law is not None and _extrapolable(exp.law, cfg)), force)
     t0 = time.perf_counter()
     if exp.law is None:
         from . import online
 
         ds = online.solve_online(exp.problem, gamma=dy["gamma"], t_max=dy["t_max"], dt=dy["dt"])
     else:
-        ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and _extrapolable(exp.law)))
+        ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and _extrapolable(exp.law, cfg)))
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
 
 
@@ -113,9 +113,11 @@ def cfg_grid(cfg: Config):
     return TimeGrid(dy["dt"], dy["growth"], dy["dt_max"] or None)
 
 
-def _extrapolable(law) -> bool:
-    """Whether the continuous-time limit applies: a continuous-time law on a uniform grid."""
-    return bool(law.continuous_time and not law.graded)
+def _extrapolable(law, cfg: Config | None = None) -> bool:
+    """Whether the continuous-time limit is asked for: a continuous-time law on a uniform grid, or on a
+    graded one with ``solver.extrapolate_graded``."""
+    graded_ok = bool(cfg is not None and cfg.solver.get("extrapolate_graded", False))
+    return bool(law.continuous_time and (graded_ok or not law.graded))
 
 
 def simulation_is_continuous(cfg: Config) -> bool:
@@ -272,7 +274,7 @@ def compare(cfg: Config, progress: bool = False, announce: Announce = False, for
     exp = experiment(cfg)
     continuous = simulation_is_continuous(cfg)
     check_simulation(exp, force)  # both refused before either runs
-    check_theory(exp, bool(continuous and exp.law is not None and _extrapolable(exp.law)), force)
+    check_theory(exp, bool(continuous and exp.law is not None and _extrapolable(exp.law, cfg)), force)
     theory = run_theory(cfg, progress, announce=announce, extrapolate=continuous, force=force)
     check_finite(theory, "theory")
     sim = run_simulation(cfg, progress, announce=announce, force=force)

@@ -575,7 +575,7 @@ def _check_budgets(todo: list[_Task], force: bool) -> None:
         try:
             if t.kind == THEORY:
                 run.check_theory(exp, bool(t.config.solver["extrapolate"] and exp.law is not None
-                                           and run._extrapolable(exp.law)), force)
+                                           and run._extrapolable(exp.law, t.config)), force)
             else:
                 run.check_simulation(exp, force)
         except Diverged:
