@@ -234,3 +234,25 @@ def test_extrapolated_theory_vs_true_sgd_growing_d(case):
             worst_raw[(d, var)] = float(np.max(np.abs(th[var + "_raw"].values[idx] - s.mean(0)) / raw_tol))
     print(f"\n{case}: extrapolated worst |z| {worst}\nraw worst |z| {worst_raw}")
     assert max(worst.values()) < 5.0, worst
+
+
+def test_graded_extrapolation_matches_true_sgd():
+    """Logistic SGD on a graded grid (dt 0.02, growth 0.1, dt_max 0.25 = gamma / 2): the limit on nested
+    levels against true batch-1 SGD at d = 1000 and 2000 (16 seeds) within 4 combined s.e. (measured
+    <= 2.4), where the raw graded recursion is off by more than 3 (measured 4.2-5.5)."""
+    import math
+
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    g = dmft.solve(prob, laws.SGD(0.02, 0.5, growth=0.1, dt_max=0.25), t_max=6.0, paths=32000, replicas=8, seed=1,
+                   extrapolate=True)
+    for d in (1000, 2000):
+        sim = simulate(prob, "sgd", t_max=6.0, dt=0.25, d=d, gamma=0.5, batch=1, seeds=16, seed=3)
+        gi = g.interp(time=sim.time.values)
+        for var in ("train_loss", "test_loss"):
+            s = sim[var].values
+            m, se = s.mean(0), s.std(0, ddof=1) / math.sqrt(s.shape[0])
+            z = (m - gi[var].values)[1:] / np.hypot(se, gi[var + "_stderr"].values)[1:]
+            z_raw = (m - gi[var + "_raw"].values)[1:] / np.hypot(se, gi[var + "_raw_stderr"].values)[1:]
+            assert np.nanmax(np.abs(z)) < 4.0, (d, var, np.round(z, 2))
+            if d == 2000:
+                assert np.nanmax(np.abs(z_raw)) > 3.0, (var, np.round(z_raw, 2))
