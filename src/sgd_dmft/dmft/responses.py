@@ -159,17 +159,29 @@ def triangular_offsets(active: np.ndarray, nmax: int) -> tuple[np.ndarray, int]:
     ``off[p, n_p]`` where its rows end (entries past ``n_p`` repeat that end); and the total row count.
 
     ``active`` (P, steps) bool; the j-th visit at step u holds rows ``off[p, j] .. off[p, j] + u``."""
+    off = np.empty((active.shape[0], int(nmax) + 1), dtype=np.int64)
+    rows = _offsets(np.ascontiguousarray(active, dtype=np.bool_), off)
+    return off, int(rows)
+
+
+@njit(cache=True)
+def _offsets(active, off):  # pragma: no cover - compiled
+    """Fill ``off`` (see :func:`triangular_offsets`); returns the total row count (one pass, ~1 ms at
+    1000 x 1000, where the numpy version took 16 ms per replica and level)."""
     P, steps = active.shape
-    rows = np.where(active, np.arange(1, steps + 1), 0).astype(np.int64)
-    ends = np.cumsum(rows, axis=1)  # (P, steps): rows of path p up to and including step u
-    totals = ends[:, -1] if steps else np.zeros(P, dtype=np.int64)
-    base = np.concatenate([[0], np.cumsum(totals)[:-1]]).astype(np.int64)
-    off = np.repeat((base + totals)[:, None], nmax + 1, axis=1)
-    off[:, 0] = base
-    pp, uu = np.nonzero(active)
-    j = np.cumsum(active, axis=1)[pp, uu]  # 1-based rank of the visit within its path
-    off[pp, j] = base[pp] + ends[pp, uu]
-    return off, int(totals.sum())
+    width = off.shape[1]
+    end = 0
+    for p in range(P):
+        off[p, 0] = end
+        j = 0
+        for u in range(steps):
+            if active[p, u]:
+                end += u + 1
+                j += 1
+                off[p, j] = end
+        for jj in range(j + 1, width):
+            off[p, jj] = end
+    return end
 
 
 def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
