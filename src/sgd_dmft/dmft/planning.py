@@ -39,6 +39,17 @@ def max_visits(law, T1: int, paths: int | None = None) -> int:
     return int(min(T1, max(1.0, float(poisson.isf(0.5 / max(1, paths), mean)) + 1)))
 
 
+def store_rows(law, T1: int) -> float:
+    """Expected rows per path of the triangular tangent store: ``sum_m P(visit at m) (m + 1)`` over the
+    steps ``m < T`` (``P = 1`` for dense laws, ``dt_m / gamma`` for sparse ones); the sum over the
+    replica's paths concentrates on ``P`` times it."""
+    m = np.arange(T1 - 1)
+    if not law.sparse:
+        return float(np.sum(m + 1))
+    m1, m2 = law.moments(T1 - 1)
+    return float(np.sum(m1**2 / m2 * (m + 1)))
+
+
 def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, keep_kernels: bool = True,
                     process=None) -> float:
     """Peak memory in bytes of one replica of :func:`~sgd_dmft.dmft.solve` (plus the kept kernel sums).
@@ -46,9 +57,9 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     Per replica: the Cholesky factor ``N^2`` and four kernels ``K^2`` (``K = (T+1) k``, ``N = K + k*``);
     for Monte Carlo, per path (8-byte words): its normals ``N``, label noise, multipliers ``T+1``, fields
     ``K`` (dense history), visit times ``visits`` and values ``visits x k``, the step's temporaries
-    (``12 k``: fields, gradients, losses) and the float32 tangent store, triangular: about
-    ``visits x (T+2) / 2 x k^2`` (pathwise tangents; visits = T+1 for dense laws, the busiest path's
-    count for sparse ones, :func:`max_visits`); with ``keep_kernels``, the running sums of the kernels
+    (``12 k``: fields, gradients, losses; visits = T+1 for dense laws, the busiest path's count for
+    sparse ones, :func:`max_visits`) and the float32 tangent store, triangular (:func:`store_rows`
+    rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents); with ``keep_kernels``, the running sums of the kernels
     over replicas, ``4 K^2``. The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
     proc = choose_process(problem, law, process)
@@ -63,7 +74,10 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
         P = max(1, paths // max(1, replicas))
         nv = max_visits(law, T1, P)
         dense = 0 if proc.history.sparse else K
-        per_path = 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + proc.responses.store_bytes(nv, T1, k)
+        store = proc.responses.store_bytes(store_rows(law, T1), k)
+        if store:  # and its row offsets (nv + 1 words) and the visit mask they are built from (T1 bytes)
+            store += 8 * (nv + 1) + T1
+        per_path = 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + store
         mc = P * per_path
     return float(det + mc + (8 * 4 * K * K if keep_kernels else 0))
 

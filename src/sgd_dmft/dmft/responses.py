@@ -144,10 +144,9 @@ class PathwiseTangents:
         single = bool(law.sparse) if self.single is None else bool(self.single)
         return PathwiseTangents(rb, float(self.tail), single)
 
-    def store_bytes(self, visits: int, T1: int, k: int) -> int:
-        """Bytes per path of the tangent store (a bound for planning: ``visits`` spread over the grid
-        hold ``(T1 + 1) / 2`` rows each on average; the store itself is sized exactly)."""
-        return 4 * visits * ((T1 + 1) // 2 + 1) * k * k
+    def store_bytes(self, rows: float, k: int) -> float:
+        """Bytes per path of the tangent store of ``rows`` rows (planning.store_rows: its expectation)."""
+        return 4.0 * rows * k * k
 
     def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray) -> "_Pathwise":
         """``active`` (P, steps) bool: the steps at which each path is visited (``S != 0``)."""
@@ -262,8 +261,8 @@ class GaussianIBP:
     def resolve(self, law) -> "GaussianIBP":
         return self
 
-    def store_bytes(self, visits: int, T1: int, k: int) -> int:
-        return 0
+    def store_bytes(self, rows: float, k: int) -> float:
+        return 0.0
 
     def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray | None = None) -> "_IBP":
         return _IBP(k)
