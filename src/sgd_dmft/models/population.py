@@ -233,9 +233,9 @@ def _cond_mean(act, mu: Array, sigma: Array) -> Array:
 
 
 def _outer_rule(act, scale: Array, shift: float, n: int | None = None) -> tuple[Array, Array]:
-    """Nodes ``x`` and weights (T, 2 N_OUTER) for ``E[phi(x)]``, ``x ~ N(0, 1)``, of an integrand
-    ``s(scale x + shift) * smooth``: the split rule at ``x = -shift / scale`` (the kink of relu, the
-    centre of tanh)."""
+    """Nodes ``x`` and weights (T, 2n; ``n = N_OUTER`` by default, more for a steep smooth ``s``) for
+    ``E[phi(x)]``, ``x ~ N(0, 1)``, of an integrand ``s(scale x + shift) * smooth``: the split rule at
+    ``x = -shift / scale`` (the kink of relu; the centre of tanh, :func:`_smooth_rule`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         kink = np.where(scale > 0, -shift / np.where(scale > 0, scale, 1.0), 0.0)
     n = N_OUTER if n is None else n
