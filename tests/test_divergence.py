@@ -306,3 +306,25 @@ def test_mean_step_past_the_linear_edge_refused_for_every_law():
     prob = Problem(linear(0.5), delta=2.0, ridge=0.0, init_scale=0.0)
     with pytest.raises(SolverDiverged, match=r"mean step of algorithm=sgd .* past its stability edge.*dt_max=0.4"):
         solve(prob, laws.SGD(0.01, 1.0, growth=0.05, dt_max=0.4), t_max=20.0, extrapolate=False)
+
+
+def test_quadratic_student_escape_rule():
+    """f = a r^2 has phase retrieval's visit map in u = a r with label a y: at gamma 0.5 (He2 label, a =
+    0.5) a sample escapes with probability P(z^2 > 5) ~ 0.025, refused up front (both the theory and a
+    d = 1000 simulation diverged there); gamma 0.1 (probability 5e-6: a warning) runs, and its theory
+    matched a d = 1000 simulation (measured once, max z 2.1 at noise 0.1; not rerun here)."""
+    from scipy import stats
+
+    from sgd_dmft import Problem, laws, solve
+    from sgd_dmft.errors import SolverDiverged
+    from sgd_dmft.models.presets import two_layer
+    from sgd_dmft.stability import escape_probability
+
+    q = Problem(two_layer(k=1, kstar=1, activation="quadratic", teacher="he2(z1)", second_layer=[0.5]), delta=2.0,
+                ridge=0.05, init_scale=0.5, init_overlap=0.2)
+    assert escape_probability(q, 0.5) == pytest.approx(stats.chi2.sf(5.0, 1), rel=1e-3)
+    assert escape_probability(q, 0.05) == pytest.approx(stats.chi2.sf(41.0, 1), rel=1e-2)
+    with pytest.raises(SolverDiverged, match=r"quadratic student .* lower dynamics.gamma below 0.14"):
+        solve(q, laws.SGD(0.05, 0.5), t_max=2.0, paths=200, replicas=2, extrapolate=False)
+    biased = Problem(two_layer(k=1, kstar=1, activation="quadratic", teacher="he2(z1)", bias=[0.3]), delta=2.0)
+    assert escape_probability(biased, 0.5) == 0.0  # the rule covers the unbiased one-unit student only

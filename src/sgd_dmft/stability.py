@@ -170,20 +170,43 @@ ESCAPE_WARN = 1e-9  # ... and past which it is warned about
 
 
 def escape_probability(problem, jump: float) -> float:
-    """Phase retrieval under jumps ``gamma``: the probability that a sample's label exceeds ``1/gamma``.
+    """The probability that a sample's visit map escapes under jumps ``gamma`` (phase retrieval and the
+    two-layer quadratic student with one unit, no bias, square loss; 0 for every other model).
 
-    A visit maps ``r -> r (1 - 2 gamma (r^2 - y))``; its orbit stays bounded only while ``y <= 1/gamma``
-    (docs/theory.md section 3c), so samples with larger labels escape and the run diverges once one
-    is drawn. ``y = r*^2 + noise eps`` with ``r* ~ N(0, 1)``. 0 for every other model."""
-    if getattr(problem.model, "name", "") != "phase_retrieval" or problem.model.k != 1:
-        return 0.0
-    from scipy import integrate, stats
+    Phase retrieval: a visit maps ``r -> r (1 - 2 gamma (r^2 - y))``; its orbit stays bounded only while
+    ``y <= 1/gamma`` (docs/theory.md section 3c), so samples with larger labels escape and the run
+    diverges once one is drawn; ``y = r*^2 + noise eps``. The student ``f = a r^2`` has the same map in
+    ``u = a r`` with the label ``a y``: ``u -> u (1 - 2 gamma (u^2 - a y))``, escaping for ``a y > 1/gamma``,
+    ``y = g(r*) + noise eps`` (its link ``g``)."""
+    m = problem.model
+    c = 1.0 / jump
+    if getattr(m, "name", "") == "phase_retrieval" and m.k == 1:
+        from scipy import integrate, stats
 
-    c, s = 1.0 / jump, float(problem.model.noise)
-    if s == 0.0:
-        return float(stats.chi2.sf(c, 1))
-    f = lambda z: 2.0 * stats.norm.pdf(z) * stats.norm.sf((c - z * z) / s)  # noqa: E731
-    return float(min(1.0, integrate.quad(f, 0.0, math.inf, epsabs=0.0, epsrel=1e-8, limit=200)[0]))
+        s = float(m.noise)
+        if s == 0.0:
+            return float(stats.chi2.sf(c, 1))
+        f = lambda z: 2.0 * stats.norm.pdf(z) * stats.norm.sf((c - z * z) / s)  # noqa: E731
+        return float(min(1.0, integrate.quad(f, 0.0, math.inf, epsabs=0.0, epsrel=1e-8, limit=200)[0]))
+    if (getattr(m, "name", "") == "two_layer" and m.k == 1 and m.kstar == 1 and m.loss_name == "square"
+            and m.activation.name == "quadratic" and m.bias[0] == 0.0):
+        return _label_tail(lambda z: m.target(z[..., None]), float(m.second_layer[0]), float(m.noise), c)
+    return 0.0
+
+
+def _label_tail(g, a: float, noise: float, c: float) -> float:
+    """``P(a (g(z) + noise eps) > c)``, ``z, eps ~ N(0, 1)``: trapezoid over z in [-12, 12] (2e5 points;
+    the label's own noise integrated in closed form)."""
+    import numpy as np
+    from scipy import stats
+
+    z = np.linspace(-12.0, 12.0, 200_001)
+    ag = a * np.asarray(g(z), dtype=float)
+    if noise == 0.0:
+        inner = (ag > c).astype(float)
+    else:
+        inner = stats.norm.sf((c - ag) / (abs(a) * noise))
+    return float(min(1.0, np.trapezoid(stats.norm.pdf(z) * inner, z)))
 
 
 def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = SolverDiverged) -> None:
@@ -195,7 +218,9 @@ def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = S
     p = escape_probability(problem, jump)
     if p <= ESCAPE_WARN:
         return
-    msg = (f"phase retrieval with jumps gamma={jump:g}: a visit maps r -> r (1 - 2 gamma (r^2 - y)), whose orbit "
+    what_map = ("phase retrieval" if problem.model.name == "phase_retrieval" else
+                f"a quadratic student (a = {problem.model.second_layer[0]:g}; in u = a r the map of phase retrieval with label a y)")
+    msg = (f"{what_map} with jumps gamma={jump:g}: a visit maps r -> r (1 - 2 gamma (r^2 - y)), whose orbit "
            f"escapes for labels y > 1/gamma = {1 / jump:.4g}; a sample has such a label with probability {p:.3g}, so "
            f"a run on n samples diverges with probability about 1 - exp(-{p:.3g} n)")
     if p > ESCAPE_REFUSE:
