@@ -238,15 +238,15 @@ class SGD(Law):
         law (uniform grids: ``p1 = p2 = dt / gamma``; graded ones nest by ``refine``)."""
         n, m2 = S_fine.shape
         T = (m2 - 1) // 2
-        h = self.steps(m2)
-        if np.max(h[0 : 2 * T : 2] + h[1 : 2 * T : 2], initial=0.0) > self.gamma or 2 * h[-1] > self.gamma:
+        h1, h2, last = _step_pairs(self, m2)
+        if np.max(h1 + h2, initial=0.0) > self.gamma or 2 * last > self.gamma:
             return None
-        p1, p2 = h[0 : 2 * T : 2] / self.gamma, h[1 : 2 * T : 2] / self.gamma
+        p1, p2 = h1 / self.gamma, h2 / self.gamma
         any_visit = (S_fine[:, 0 : 2 * T : 2] != 0) | (S_fine[:, 1 : 2 * T : 2] != 0)
         extra = rng.random((n, T)) < p1 * p2 / ((1.0 - p1) * (1.0 - p2))
         out = np.empty((n, T + 1))
         out[:, :T] = self.gamma * (any_visit | extra)
-        out[:, T] = self.gamma * (rng.random(n) < 2 * h[-1] / self.gamma)
+        out[:, T] = self.gamma * (rng.random(n) < 2 * last / self.gamma)
         return out
 
 
@@ -382,9 +382,9 @@ class Persistent(Law):
         / ``c1 + c2`` given its own past; out of step (probability O(h^2) per step) it moves independently."""
         n, m2 = S_fine.shape
         T = (m2 - 1) // 2
-        h = self.steps(m2)
+        h1, h2, last = _step_pairs(self, m2)
         r_on, r_off = self.b / self.tau, (1 - self.b) / self.tau  # switching rates per unit time
-        a1, a2, c1, c2 = r_on * h[0 : 2 * T : 2], r_on * h[1 : 2 * T : 2], r_off * h[0 : 2 * T : 2], r_off * h[1 : 2 * T : 2]
+        a1, a2, c1, c2 = r_on * h1, r_on * h2, r_off * h1, r_off * h2
         if T and max(np.max(a1 + a2), np.max(c1 + c2)) > 1:
             return None
         up = a1 * (1 - c2) + (1 - a1) * a2  # the fine chain off -> on over two steps
@@ -392,7 +392,7 @@ class Persistent(Law):
         q_off, q_on = (a1 + a2 - up) / (1 - up), (c1 + c2 - down) / (1 - down)
         on_f = S_fine[:, 0 : 2 * T + 1 : 2] != 0  # the fine chain at even steps (n, T + 1)
         s = on_f[:, 0].copy()
-        scale = np.append(h[0 : 2 * T : 2] + h[1 : 2 * T : 2], 2 * h[-1]) / self.b
+        scale = np.append(h1 + h2, 2 * last) / self.b
         out = np.empty((n, T + 1))
         for m in range(T + 1):
             out[:, m] = s * scale[m]
@@ -426,6 +426,14 @@ def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau:
     if algorithm == "persistent":
         return Persistent(dt, b, tau, **g)
     raise ConfigError(f"algorithm={algorithm!r} is not one of {LAWS}", key="algorithm")
+
+
+def _step_pairs(law: Law, m2: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """The law's fine steps in the pairs that one coarse step merges: ``(h_{2m}, h_{2m+1})`` for ``m < T``
+    and the last step ``h_{2T}`` (``m2 = 2T + 1`` multipliers)."""
+    h = law.steps(m2)
+    T = (m2 - 1) // 2
+    return h[0 : 2 * T : 2], h[1 : 2 * T : 2], float(h[-1])
 
 
 def _pair_sums(S_fine: np.ndarray) -> np.ndarray:

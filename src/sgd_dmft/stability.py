@@ -50,7 +50,7 @@ class GrowthDetector:
     def __init__(self, window: int = GROWTH_WINDOW, factor: float = GROWTH_FACTOR, floor: float = GROWTH_FLOOR,
                  q_max: float = Q_MAX):
         self.window, self.factor, self.floor, self.q_max = int(window), float(factor), float(floor), float(q_max)
-        self.long = 5 * self.window
+        self.long = LONG_WINDOW // GROWTH_WINDOW * self.window
         self.recent: deque[float] = deque(maxlen=self.long + 1)
         self.scale: float | None = None
 
@@ -64,8 +64,10 @@ class GrowthDetector:
         if self.scale is None:
             self.scale = max(1.0, abs(q))
         self.recent.append(q)
-        r = list(self.recent)[-(self.window + 1):]
-        if len(r) <= self.window or q <= self.floor * self.scale or r[0] <= 0:
+        if len(self.recent) <= self.window or q <= self.floor * self.scale:
+            return None
+        r = list(self.recent)[-(self.window + 1):]  # (only above the floor: the hot path stays a deque append)
+        if r[0] <= 0:
             return None
         if all(b > a for a, b in zip(r, r[1:])) and q / r[0] >= self.factor:
             return (f"trace Q = {q:.3g} grew by {q / r[0]:.3g}x over the last {self.window} steps: geometric "

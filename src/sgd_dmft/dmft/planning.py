@@ -28,10 +28,8 @@ def max_visits(law, T1: int, paths: int | None = None) -> int:
     of the per-path visit stores); ``paths=None``: a bound for any number of paths."""
     if not law.sparse:
         return T1
-    # sparse laws have S in {0, gamma} with E[S_m] = dt_m, E[S_m^2] = gamma dt_m: active with
-    # probability dt_m/gamma, so the count is (nearly) Poisson of mean sum dt_m / gamma
-    m1, m2 = law.moments(T1)
-    mean = float(np.sum(m1**2 / m2))
+    # the count is (nearly) Poisson of mean sum dt_m / gamma
+    mean = float(np.sum(_visit_probability(law, T1)))
     if paths is None:  # mean + 8 sd + slack
         return int(min(T1, math.ceil(mean + 8 * math.sqrt(mean + 1) + 8)))
     from scipy.stats import poisson
@@ -44,10 +42,14 @@ def store_rows(law, T1: int) -> float:
     steps ``m < T`` (``P = 1`` for dense laws, ``dt_m / gamma`` for sparse ones); the sum over the
     replica's paths concentrates on ``P`` times it."""
     m = np.arange(T1 - 1)
-    if not law.sparse:
-        return float(np.sum(m + 1))
-    m1, m2 = law.moments(T1 - 1)
-    return float(np.sum(m1**2 / m2 * (m + 1)))
+    return float(np.sum(_visit_probability(law, T1 - 1) * (m + 1))) if law.sparse else float(np.sum(m + 1))
+
+
+def _visit_probability(law, n: int) -> np.ndarray:
+    """``P(S_m != 0)`` for the first ``n`` steps of a sparse law: ``S in {0, gamma}`` with ``E[S_m] = dt_m``,
+    ``E[S_m^2] = gamma dt_m``, so ``E[S]^2 / E[S^2] = dt_m / gamma``."""
+    m1, m2 = law.moments(n)
+    return m1**2 / m2
 
 
 def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, keep_kernels: bool = True,
@@ -59,8 +61,8 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     ``K`` (dense history), visit times ``visits`` and values ``visits x k``, the step's temporaries
     (``12 k``: fields, gradients, losses; visits = T+1 for dense laws, the busiest path's count for
     sparse ones, :func:`max_visits`) and the float32 tangent store, triangular (:func:`store_rows`
-    rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents); with ``keep_kernels``, the running sums of the kernels
-    over replicas, ``4 K^2``. The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
+    rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents);
+    with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2``. The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
     proc = choose_process(problem, law, process)
     k, ks = problem.k, problem.kstar
