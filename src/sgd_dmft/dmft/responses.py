@@ -51,15 +51,15 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jbuf)
             J[m, a, a] = 1.0
         for j in range(n_act[p]):
             u = act_t[p, j]
-            o = off[p, j]
+            g = G[off[p, j] : off[p, j] + u + 1]  # a view: indices from 0, as the loops below know
             for s in range(u + 1):
                 for a in range(k):
                     for c in range(k):
                         acc = 0.0
                         for b in range(k):
-                            acc += Rt_m[u, a, b] * G[o + s, b, c]
+                            acc += Rt_m[u, a, b] * g[s, b, c]
                         J[s, a, c] -= acc
-        on = off[p, n_act[p]]
+        gn = G[off[p, n_act[p]] : off[p, n_act[p]] + m + 1] if active else G[:0]
         sm = S_m[p]
         for s in range(m + 1):
             for a in range(k):
@@ -68,7 +68,7 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jbuf)
                     for b in range(k):
                         acc += H_m[p, a, b] * J[s, b, c]
                     if active:
-                        G[on + s, a, c] = acc * sm
+                        gn[s, a, c] = acc * sm
                     RFsum[s, a, c] += acc if rb else acc * sm
 
 
@@ -92,19 +92,19 @@ def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jb
         for j in range(n_act[p]):
             u = act_t[p, j]
             c = Rt_m[u]  # Rt_m comes in the precision of J
-            o = off[p, j]
+            g = G[off[p, j] : off[p, j] + u + 1]  # a view (non-negative indices: the loop vectorises)
             for s in range(u + 1):
-                J[s] -= c * G[o + s]
+                J[s] -= c * g[s]
         hp = H_m[p]
         sm = S_m[p]
         wgt = hp if rb else hp * sm
         for s in range(m + 1):
             RFsum[s] += wgt * J[s]
         if active:
-            on = off[p, n_act[p]]
+            gn = G[off[p, n_act[p]] : off[p, n_act[p]] + m + 1]
             hs = hp * sm
             for s in range(m + 1):
-                G[on + s] = hs * J[s]
+                gn[s] = hs * J[s]
 
 
 @dataclass(frozen=True)
