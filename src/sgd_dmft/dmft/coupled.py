@@ -1,133 +1,192 @@
 """Richardson extrapolation on coupled Monte Carlo levels (common random numbers).
 
-A coupled replica runs the grids ``h/2``, ``h`` and ``2h`` on shared randomness: the inputs of the
-finest level are drawn as usual and the coarser ones derived from them exactly in law
+A coupled replica runs the grids ``b``, ``2b`` and ``4b`` (extrapolate.levels) on shared randomness: the
+inputs of the finest level are drawn as usual and the coarser ones derived from them exactly in law
 (:func:`~.extrapolate.coarsen_inputs`: pair sums / unions of the multipliers, ``(z_{2m-1} + z_{2m}) /
 sqrt 2`` for the normals, the same labels). Each level is then an exact replica of its own law, so
 each level's mean is unbiased as before, but the levels' Monte Carlo errors are strongly
-correlated, and the per-replica extrapolant ``R1 = 2 f(h/2) - f(h)`` has a variance far below the
-``4 V(h/2) + V(h)`` of independent levels. Its standard error is the spread of ``R1`` over the
-replicas (correlations included). Laws without an exact coupling (``Law.coarsen`` None: graded
-grids) use independent levels (solve.py).
+correlated, and the per-replica extrapolant ``R1 = 2 f(b) - f(2b)`` has a variance far below the
+``4 V(b) + V(2b)`` of independent levels. Its standard error is the spread of ``R1`` over the
+replicas (correlations included). Laws without an exact coupling (``Law.coarsen`` None) use
+independent levels (solve.py).
+
+The levels other than the user's are internal: one that diverges (an explicit step twice or four
+times the user's past its edge, a jump map that escapes) never fails the run. Its replicas report
+it, the reduction drops the level, and the solve falls back (no ``4b`` level: the first-order error
+estimate; no ``2b`` level: the raw recursion, said in the attrs and a warning).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ..curves import CURVES, mean_stderr
-from .extrapolate import coarsen_inputs, combine, levels, truncate_inputs
+from ..errors import Diverged
+from .extrapolate import Levels, coarsen_inputs, combine, levels, truncate_inputs
 from .march import march
 from .processes import MonteCarlo
 from .replicas import Reduction, replica_curves, summarize
 
 _PROBE = np.zeros((1, 5))
+NAMES = ("fine", "mid", "coarse")
 
 
-def coupled_levels(law, t_max: float, problem=None):
-    """``((law_h/2, schedule), (law, schedule), (law_2h, schedule) or None)``, or None when the law
-    has no exact coupling. The fine grid ends where the user's grid ends (``2T`` steps of ``h/2``);
-    the ``2h`` grid at the last even point."""
-    fine_law, coarse_law = levels(law)
+class Coupled(NamedTuple):
+    """The levels of a coupled solve with their schedules (``None`` for an absent coarse level) and
+    the user's grid: ``T_user`` steps; the user's level may run a few steps past it (``padded``) so that
+    the ``2b`` / ``4b`` grids end on its last point."""
+
+    levels: Levels
+    schedules: tuple
+    T_user: int
+
+    @property
+    def user(self) -> int:
+        return self.levels.user
+
+    @property
+    def raw_schedule(self):
+        return self.schedules[self.user]
+
+    @property
+    def padded(self) -> bool:
+        return self.raw_schedule.T != self.T_user
+
+    def steps(self) -> int:
+        return sum(s.T for s in self.schedules if s is not None)
+
+
+def padded_horizon(lv: Levels, sh) -> float:
+    """The horizon the levels run to: the user's grid end, or (``b = dt``) the next point where the
+    ``2b`` (``4b``) grid has a point, so that every output time lies between extrapolated points."""
+    if lv.user or lv.fine.graded:
+        return float(sh.times[-1])
+    step = 4 if lv.coarse is not None else 2
+    T = -(-sh.T // step) * step
+    return float(T * lv.fine.dt)
+
+
+def coupled_levels(law, t_max: float, problem=None) -> Coupled | None:
+    """The coupled levels of a solve, or None when the law has no exact coupling."""
+    lv = levels(law, problem)
     rng = np.random.default_rng(0)
-    if fine_law.coarsen(_PROBE, rng) is None:
+    if lv.fine.coarsen(_PROBE, rng) is None:
         return None
     sh = law.schedule(t_max)
-    sf = fine_law.schedule(float(sh.times[-1]))
-    if sf.T != 2 * sh.T:
+    sf = lv.fine.schedule(padded_horizon(lv, sh))
+    sm = lv.mid.schedule(float(sf.times[sf.T // 2 * 2]))
+    if sm.T != sf.T // 2 or (lv.user and sm.T != sh.T) or (not lv.user and sf.T < sh.T):
         return None
-    cc = None
-    Tc = sh.T // 2
-    if coarse_law is not None and Tc >= 1 and law.coarsen(_PROBE, rng) is not None and _stable(problem, coarse_law):
-        sc = coarse_law.schedule(float(sh.times[2 * Tc]))
-        cc = (coarse_law, sc) if sc.T == Tc else None
-    return (fine_law, sf), (law, sh), cc
+    sc = None
+    Tc = sm.T // 2
+    if lv.coarse is not None and Tc >= 1 and lv.mid.coarsen(_PROBE, rng) is not None:
+        sc = lv.coarse.schedule(float(sm.times[2 * Tc]))
+        sc = sc if sc.T == Tc else None
+    if sc is None:
+        lv = lv._replace(coarse=None)
+    return Coupled(lv, (sf, sm, sc), sh.T)
 
 
-def _stable(problem, law) -> bool:
-    """Whether the ``2h`` level passes the up-front stability checks (an explicit step twice as long
-    may not: then the error estimate falls back to the first-order difference)."""
-    if problem is None:
-        return True
-    from ..errors import Diverged
-    from .divergence import check_stability
-
-    try:
-        check_stability(problem, law)
-    except Diverged:
-        return False
-    return True
-
-
-def replica_coupled(problem, lv, process, P: int, snap_idx, keep_kernels: bool, blas_threads,
+def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernels: bool, blas_threads,
                     seq: np.random.SeedSequence, pbar=None) -> dict:
-    """One coupled replica: ``{"fine", "raw", "coarse"}`` summaries (runs in a worker process too)."""
+    """One coupled replica: ``{"fine", "mid", "coarse"}`` summaries (runs in a worker process too); an
+    internal level that diverges is ``None`` with its message in ``"failed"``."""
     rng = np.random.default_rng(seq)
-    (lf, sf), (lh, sh), cc = lv
+    lv, (sf, sm, sc) = cp.levels, cp.schedules
     k, ks = problem.k, problem.kstar
     one = np.array([0])
-    inp_f = MonteCarlo.draw(problem, sf, P, rng, lf)
-    inp_h = coarsen_inputs(inp_f, lf, k, ks, rng)
-    out = {}
+    inp = {"fine": MonteCarlo.draw(problem, sf, P, rng, lv.fine)}
+    inp["mid"] = coarsen_inputs(truncate_inputs(inp["fine"], 2 * sm.T, k, ks), lv.fine, k, ks, rng)
+    if sc is not None:
+        inp["coarse"] = coarsen_inputs(truncate_inputs(inp["mid"], 2 * sc.T, k, ks), lv.mid, k, ks, rng)
+    out = {"failed": {}}
     with threadpool_limits(limits=blas_threads, user_api="blas"):
-        out["fine"] = summarize(*march(problem, lf, sf, process, P, rng, one, pbar, inp_f), problem, False)
-        out["raw"] = summarize(*march(problem, lh, sh, process, P, rng, snap_idx, pbar, inp_h), problem, keep_kernels)
-        if cc is not None:
-            lc, sc = cc
-            inp_c = coarsen_inputs(truncate_inputs(inp_h, 2 * sc.T, k, ks), lh, k, ks, rng)
-            out["coarse"] = summarize(*march(problem, lc, sc, process, P, rng, one, pbar, inp_c), problem, False)
+        for j, (name, law, sched) in enumerate(zip(NAMES, lv, (sf, sm, sc))):
+            if sched is None:
+                continue
+            user = j == lv.user
+            try:
+                res = march(problem, law, sched, process, P, rng, snap_idx if user else one, pbar, inp[name])
+            except Diverged as e:
+                if user:
+                    raise
+                out[name], out["failed"][name] = None, str(e)
+                continue
+            out[name] = summarize(*res, problem, keep_kernels and user)
     return out
 
 
 class CoupledReduction:
-    """One :class:`~.replicas.Reduction` per level, filled replica by replica."""
+    """One :class:`~.replicas.Reduction` per level, filled replica by replica; a level that failed in
+    any replica is dropped (``failed[name]``: the first message)."""
 
-    def __init__(self, with_coarse: bool):
-        self.raw, self.fine = Reduction(), Reduction()
-        self.coarse = Reduction() if with_coarse else None
+    def __init__(self, cp: Coupled):
+        self.user = cp.user
+        self.levels = {name: Reduction() for name, s in zip(NAMES, cp.schedules) if s is not None}
+        self.failed: dict[str, str] = {}
+
+    @property
+    def raw(self) -> Reduction:
+        return self.levels[NAMES[self.user]]
 
     @property
     def count(self) -> int:
         return self.raw.count
 
+    def level(self, name: str) -> Reduction | None:
+        return None if name in self.failed else self.levels.get(name)
+
     def add(self, rep: dict) -> None:
-        self.raw.add(rep["raw"])
-        self.fine.add(rep["fine"])
-        if self.coarse is not None:
-            self.coarse.add(rep["coarse"])
+        for name, msg in rep["failed"].items():
+            self.failed.setdefault(name, msg)
+        for name, red in self.levels.items():
+            if rep.get(name) is not None:
+                red.add(rep[name])
 
 
-def extrapolated_curves(problem, process, red: CoupledReduction, times: np.ndarray) -> dict[str, tuple]:
-    """``{var: (R1 per replica (R, T+1, ...), dt_error (T+1, ...))}`` for train/test loss, M, Q."""
-    levels_ = [red.raw, red.fine] + ([red.coarse] if red.coarse is not None else [])
-    per = {}
-    losses = [replica_curves(problem, process, r) for r in levels_]
-    for j, var in enumerate(("train_loss", "test_loss")):
-        per[var] = [c[j] for c in losses]
-    for var in ("M", "Q"):
-        per[var] = [np.stack(getattr(r, var)) for r in levels_]
+def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.ndarray) -> dict[str, tuple]:
+    """``{var: (R1 per replica (R, n, ...), dt_error (n, ...), raw (R, n, ...))}`` for train/test loss,
+    M, Q on the user's grid (``n`` its points, padding included)."""
+    per: dict[str, list] = {var: [] for var in CURVES}
+    for name in NAMES:
+        r = red.level(name)
+        if r is None:
+            for var in CURVES:
+                per[var].append(None)
+            continue
+        tr, te = replica_curves(problem, process, r)
+        per["train_loss"].append(tr)
+        per["test_loss"].append(te)
+        for var in ("M", "Q"):
+            per[var].append(np.stack(getattr(r, var)))
+    fine_ok = red.level("fine") is not None
     out = {}
     for var in CURVES:
-        f = per[var]
-        out[var] = combine(times, f[0], f[1], f[2] if len(f) > 2 else None)
+        f, m, c = per[var]
+        if not fine_ok or red.level("mid") is None:  # fall back to the user's raw level
+            raw = m if red.user == 1 else f
+            out[var] = (raw, np.full(raw.shape[1:], np.nan), raw)
+        else:
+            out[var] = combine(times_fine, f, m, c, red.user)
     return out
 
 
-def target_curves(problem, process, times):
+def target_curves(problem, process, times_fine):
     """``curves(red)`` for the accuracy target: the per-replica extrapolated train and test loss."""
     def curves(red: CoupledReduction):
-        c = extrapolated_curves(problem, process, red, times)
+        c = extrapolated_curves(problem, process, red, times_fine)
         return c["train_loss"][0], c["test_loss"][0]
     return curves
 
 
-def apply(ds, problem, process, red: CoupledReduction) -> None:
-    """Replace the curves of the raw-level dataset ``ds`` by the extrapolated ones, in place:
+def apply(ds, problem, process, red: CoupledReduction, times_fine: np.ndarray) -> None:
+    """Replace the curves of the user's-level dataset ``ds`` by the extrapolated ones, in place:
     ``<var>`` and ``<var>_stderr`` from the per-replica ``R1``, ``<var>_dt_error``, and the raw
     train/test loss as ``<var>_raw`` / ``<var>_raw_stderr``."""
-    times = ds["time"].values
-    for var, (r1, err) in extrapolated_curves(problem, process, red, times).items():
+    for var, (r1, err, _raw) in extrapolated_curves(problem, process, red, times_fine).items():
         dims = ds[var].dims
         if var in ("train_loss", "test_loss"):
             ds[var + "_raw"] = (dims, ds[var].values.copy())

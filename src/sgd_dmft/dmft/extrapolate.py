@@ -3,42 +3,136 @@
 The grid recursion at step ``h`` differs from its continuous-time limit at first order (explicit
 Euler for GF and the SME; Bernoulli batches of a macroscopic fraction ``h/gamma`` of the samples for
 SGD: docs/theory.md section 0). With ``f(h) = f0 + a h + b h^2 + ...`` on every curve
-(train/test loss, M, Q at the grid times of ``h``):
+(train/test loss, M, Q), three nested levels of steps ``b``, ``2b``, ``4b`` give
 
-    R1 = 2 f(h/2) - f(h)      = f0 - b h^2 / 2 + O(h^3)      (returned)
-    R0 = 2 f(h) - f(2h)       = f0 - 2 b h^2 + O(h^3)
+    R1 = 2 f(b) - f(2b)       = f0 - 2 b_2 b^2 + O(b^3)      (returned)
+    R0 = 2 f(2b) - f(4b)      = f0 - 8 b_2 b^2 + O(b^3)
     error of R1 ~ (R1 - R0) / 3;  ``<var>_dt_error = |R1 - R0|``  (a safety factor 3)
 
-The safety factor covers the pre-asymptotic range of the coarsest level (stiff modes with
-``2h lambda`` not small): measured on linear GF (delta 3, dt 0.01 .. 0.05) the true error was 1.8-2x
-``|R1 - R0| / 3``, on linear SGD (gamma 0.5 .. 1.5, dt 0.01) 0.9-1x. ``f(2h)`` costs a fraction of the other two solves; where the law cannot live on ``2h`` (SGD needs
-``2h <= gamma``, reshuffling an integer ``gamma / 2h``) the estimate falls back to the first-order
-difference ``|f(h/2) - f(h)|``, an overestimate. The levels are independent Monte Carlo runs, so
-``se(R1)^2 = 4 se(f(h/2))^2 + se(f(h))^2``; for the exact path all of it is deterministic.
+:func:`levels` chooses ``b``. By default ``b = dt``, the user's own step: the levels cost
+``1 + 2^-p + 4^-p`` of the raw recursion whose cost grows like ``T^p`` (1.31x for the Monte Carlo
+solver's ``P T^2``, 1.14x for the exact path's ``T^3``), and the raw recursion at ``dt`` comes for free.
+``R1`` is then known at the ``2 dt`` points; in between, the first-order correction ``f(dt) - f(2 dt)``
+(a smooth O(dt) curve) is interpolated linearly in time, an O(dt^3) error. Where the law cannot live
+on ``2 dt`` (SGD needs ``2 dt <= gamma``, reshuffling an integer ``gamma / 2 dt``, an explicit step
+past its stability edge) and on graded grids (nested levels: every step split in two), ``b = dt/2``
+(the levels ``dt/2, dt, 2 dt``, about 4-9x the raw cost). Without the ``4b`` level the estimate is the
+first-order difference ``|f(b) - f(2b)|``, an overestimate. The safety factor 3 covers the
+pre-asymptotic range of the coarsest level (stiff modes with ``4b lambda`` not small).
 """
 
 from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
 
 from ..curves import CURVES
-from ..errors import ConfigError
+from ..errors import ConfigError, Diverged
 
 
-def levels(law):
-    """``(law at h/2, law at 2h or None)``: on a uniform grid the steps scaled (``with_step``), on a
-    graded one the nested grids (``refined``: each step split in two, consecutive pairs merged), so
-    that every point of the user's grid is a point of the fine one and the mesh function is halved."""
-    def step(j: int):
-        return law.refined(j) if law.graded else law.with_step(2.0 ** -j)
+class Levels(NamedTuple):
+    """The grids of a Richardson solve: steps ``b`` (``fine``), ``2b`` (``mid``), ``4b`` (``coarse``,
+    None: no error level). ``user``: which of ``fine`` (0, ``b = dt``) or ``mid`` (1, ``b = dt/2``) is
+    the user's own grid, whose points are the output's and whose raw recursion is ``<var>_raw``."""
 
-    fine = step(1)
+    fine: object
+    mid: object
+    coarse: object | None
+    user: int
+
+    @property
+    def user_law(self):
+        return self.mid if self.user else self.fine
+
+    def names(self) -> str:
+        """``"dt, 2 dt, 4 dt"``-style description of the levels relative to the user's step."""
+        steps = ("dt", "2 dt", "4 dt") if self.user == 0 else ("dt/2", "dt", "2 dt")
+        return ", ".join(steps[: 2 + (self.coarse is not None)])
+
+    def cost_factor(self, power: float = 2.0) -> float:
+        """Cost relative to one raw solve at the user's step, for a cost growing like ``T^power``."""
+        scale = 2.0 ** (-power)
+        rel = (1.0, scale) if self.user == 0 else (2.0 ** power, 1.0)
+        return rel[0] + rel[1] + (rel[1] * scale if self.coarse is not None else 0.0)
+
+
+def _level(make, problem):
+    """The law ``make()`` builds, or None where it cannot live (ConfigError) or is refused up front as
+    unstable (an internal level: its warnings are not the user's)."""
     try:
-        coarse = step(-1)
+        law = make()
     except ConfigError:
-        coarse = None
-    return fine, coarse
+        return None
+    if problem is not None:
+        from .divergence import check_stability
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                check_stability(problem, law)
+            except Diverged:
+                return None
+    return law
+
+
+def levels(law, problem=None) -> Levels:
+    """The Richardson levels of ``law`` (see the module docstring): ``dt, 2 dt, 4 dt`` on a uniform grid
+    where ``2 dt`` is allowed and stable, else ``dt/2, dt, 2 dt`` (graded grids: nested, each step split
+    in two / pairs merged, so that every point of the user's grid is a point of the fine one)."""
+    if not law.graded:
+        mid = _level(lambda: law.with_step(2.0), problem)
+        if mid is not None:
+            return Levels(law, mid, _level(lambda: law.with_step(4.0), problem), 0)
+        return Levels(law.with_step(0.5), law, None, 1)
+    return Levels(law.refined(1), law, _level(lambda: law.refined(-1), problem), 1)
+
+
+def _interp_time(t: np.ndarray, tk: np.ndarray, vk: np.ndarray, axis: int = 0) -> np.ndarray:
+    """Linear interpolation in time of ``vk`` known at ``tk`` (along ``axis``), onto ``t``."""
+    v = np.moveaxis(vk, axis, 0)
+    flat = v.reshape(len(tk), -1)
+    out = np.stack([np.interp(t, tk, flat[:, j]) for j in range(flat.shape[1])], axis=-1)
+    return np.moveaxis(out.reshape((len(t),) + v.shape[1:]), 0, axis)
+
+
+def combine(times_fine: np.ndarray, ff: np.ndarray, fm: np.ndarray, fc: np.ndarray | None, user: int):
+    """Per-replica Richardson on curves ``(R, n, ...)``: ``(R1, dt_error, raw)`` on the user's grid.
+
+    ``ff`` on the fine grid (times ``times_fine``), ``fm`` on ``2b`` (the even fine points), ``fc`` on
+    ``4b`` or None. ``R1`` per replica ``(R, n_user, ...)``; ``dt_error = |mean R1 - mean R0|`` at the ``4b`` times
+    (or the first-order ``|mean f(b) - mean f(2b)|`` at the ``2b`` times) interpolated in time. The
+    levels are coupled (common random numbers), so the spread of ``R1`` over replicas is its standard
+    error, correlations included."""
+    nm = fm.shape[1]
+    at_mid = slice(0, 2 * nm - 1, 2)
+    d = ff[:, at_mid] - fm  # the first-order correction at the 2b points
+    r1m = ff[:, at_mid] + d
+    tm = times_fine[at_mid]
+    if user == 1:
+        r1, raw, t_out = r1m, fm, tm
+    else:
+        r1, raw, t_out = ff + _interp_time(times_fine, tm, d, axis=1), ff, times_fine
+    if fc is None:
+        err = _interp_time(t_out, tm, np.abs(d.mean(axis=0)))
+    else:
+        at_c = slice(0, 2 * fc.shape[1] - 1, 2)
+        r0 = 2.0 * fm[:, at_c] - fc
+        err = _interp_time(t_out, tm[at_c], np.abs(r1m[:, at_c].mean(axis=0) - r0.mean(axis=0)))
+    if user == 0 and nm >= 3:
+        err[1 : 2 * nm - 1 : 2] += _midpoint_error(d.mean(axis=0))
+    return r1, err, raw
+
+
+def _midpoint_error(d: np.ndarray) -> np.ndarray:
+    """Error of linear interpolation at the midpoints of the points of ``d`` (n, ...), ``n >= 3``:
+    ``|second difference| / 8`` of the two neighbouring points, the larger (n - 1, ...)."""
+    sec = np.empty_like(d)
+    sec[1:-1] = np.abs(d[:-2] - 2.0 * d[1:-1] + d[2:])
+    sec[0], sec[-1] = sec[1], sec[-2]
+    return np.maximum(sec[:-1], sec[1:]) / 8.0
 
 
 def _on_grid(ds: xr.Dataset, var: str, times: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -50,43 +144,35 @@ def _on_grid(ds: xr.Dataset, var: str, times: np.ndarray) -> tuple[np.ndarray, n
     return ds[var].values[idx], ds[var + "_stderr"].values[idx]
 
 
-def richardson(raw: xr.Dataset, fine: xr.Dataset, coarse: xr.Dataset | None) -> xr.Dataset:
-    """The extrapolated dataset: curves ``R1`` with standard errors and ``<var>_dt_error`` on the
-    times of ``raw`` (the user's grid); kernels, samples and ``<var>_raw`` curves from ``raw``."""
+def richardson(lv: Levels, fine: xr.Dataset, mid: xr.Dataset, coarse: xr.Dataset | None) -> xr.Dataset:
+    """Independent levels (datasets of one solve each): the extrapolated dataset on the user's grid,
+    ``R1`` with standard errors (``4 se_fine^2 + se_mid^2``: independent Monte Carlo; zero on the exact
+    path) and ``<var>_dt_error``; kernels, samples and ``<var>_raw`` curves from the user's level."""
+    raw = mid if lv.user else fine
     out = raw.copy()
-    times = raw["time"].values
+    tf = fine["time"].values
+    tm = tf[::2][: len(mid["time"])]
     for var in CURVES:
-        f1, s1 = raw[var].values, raw[var + "_stderr"].values
-        f2, s2 = _on_grid(fine, var, times)
-        r1 = 2.0 * f2 - f1
-        se = np.sqrt(4.0 * s2**2 + s1**2)
-        err = np.abs(f2 - f1)
-        if coarse is not None:
-            tc = coarse["time"].values
-            fc, _ = _on_grid(coarse, var, tc[tc <= times[-1] + 1e-12])
-            even = np.arange(0, len(times), 2)[: len(fc)]
-            r0 = 2.0 * f1[even] - fc
-            e0 = np.abs(r1[even] - r0)
-            err = _interp_time(times, times[even], e0)
+        ff, sf = fine[var].values, fine[var + "_stderr"].values
+        fm, sm = _on_grid(mid, var, tm)
+        fc = None if coarse is None else _on_grid(coarse, var, tm[::2][: len(coarse["time"])])[0]
+        r1, err, _ = combine(tf, ff[None], fm[None], None if fc is None else fc[None], lv.user)
+        if lv.user:
+            se = np.sqrt(4.0 * sf[::2][: len(tm)] ** 2 + sm**2)
+        else:  # R1 = f(b) + interpolated (f(b) - f(2b)): 2 f(b) - f(2b) at the 2b points
+            se = np.sqrt(4.0 * sf**2 + _interp_time(tf, tm, sm**2))
         dims = raw[var].dims
-        out[var] = (dims, r1)
+        out[var] = (dims, r1[0])
         out[var + "_stderr"] = (dims, se)
         out[var + "_dt_error"] = (dims, err)
         if var in ("train_loss", "test_loss"):
-            out[var + "_raw"] = (dims, f1)
-            out[var + "_raw_stderr"] = (dims, s1)
+            out[var + "_raw"] = (dims, raw[var].values)
+            out[var + "_raw_stderr"] = (dims, raw[var + "_stderr"].values)
     return out
 
 
-def _interp_time(t: np.ndarray, tk: np.ndarray, vk: np.ndarray) -> np.ndarray:
-    """Linear interpolation in time of ``vk`` (len(tk), ...) known at ``tk``, onto ``t``."""
-    flat = vk.reshape(len(tk), -1)
-    out = np.stack([np.interp(t, tk, flat[:, j]) for j in range(flat.shape[1])], axis=-1)
-    return out.reshape((len(t),) + vk.shape[1:])
-
-
 # ------------------------------------------------------------------------------------------------
-# Coupled levels (common random numbers): one replica runs h/2, h and 2h on shared randomness
+# Coupled levels (common random numbers): one replica runs b, 2b and 4b on shared randomness
 # ------------------------------------------------------------------------------------------------
 def coarsen_inputs(inputs, law_fine, k: int, ks: int, rng: np.random.Generator):
     """A Monte Carlo replica's inputs on the grid ``2 dt`` built from those on ``dt``, or None.
@@ -119,19 +205,3 @@ def truncate_inputs(inputs, T: int, k: int, ks: int):
 
     Z, eps, S = inputs
     return Inputs(Z[: ks + (T + 1) * k], eps, S[:, : T + 1])
-
-
-def combine(times: np.ndarray, f1: np.ndarray, f2: np.ndarray, fc: np.ndarray | None):
-    """Per-replica Richardson on curves ``(R, T+1, ...)``: ``(R1 per replica, dt_error)``.
-
-    ``f1`` on the user's grid h, ``f2`` on h/2 (``2T + 1`` points), ``fc`` on 2h (``T // 2 + 1`` points)
-    or None. ``dt_error = |mean R1 - mean R0|`` at the 2h times, interpolated in time (or the first-order
-    ``|mean f(h/2) - mean f(h)|`` without the 2h level). The replicas are coupled (common random
-    numbers), so the spread of ``R1`` over replicas is its standard error, correlations included."""
-    r1 = 2.0 * f2[:, ::2] - f1
-    if fc is None:
-        return r1, np.abs((f2[:, ::2] - f1).mean(axis=0))
-    even = np.arange(fc.shape[1]) * 2
-    r0 = 2.0 * f1[:, even] - fc
-    err = np.abs(r1[:, even].mean(axis=0) - r0.mean(axis=0))
-    return r1, _interp_time(times, times[even], err)

@@ -8,13 +8,14 @@ errors -> build the Dataset.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import xarray as xr
 
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
-from ..errors import ConfigError
+from ..errors import ConfigError, Diverged
 from .applicability import check_estimator
 from . import coupled
 from .accuracy import Target
@@ -125,70 +126,124 @@ def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
     return bool(extrapolate)
 
 
-def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, lv) -> xr.Dataset:
-    """Monte Carlo Richardson on coupled levels (coupled.py): each replica runs h/2, h and 2h on common
+def _trim(ds: xr.Dataset, T: int) -> xr.Dataset:
+    """The first ``T + 1`` times of a dataset whose levels ran a few steps past the user's grid."""
+    sel = {"time": slice(0, T + 1)}
+    if "time2" in ds.dims:
+        sel["time2"] = slice(0, T + 1)
+    return ds.isel(sel)
+
+
+def _level_notes(lv, failed: dict[str, str], coupled_: bool) -> dict:
+    """attrs of an extrapolated solve: ``extrapolated``, ``extrapolation``, ``levels``; a failed internal
+    level is said there and in a RuntimeWarning (the user's run itself did not fail)."""
+    names = dict(zip(("fine", "mid", "coarse"), lv.names().split(", ") + ["", ""]))
+    base = "2 f(dt) - f(2 dt)" if lv.user == 0 else "2 f(dt/2) - f(dt)"
+    how = " per replica on coupled levels (common random numbers)" if coupled_ else ""
+    mid_failed = "mid" in failed or (lv.user == 1 and "fine" in failed)
+    if mid_failed:
+        which = "mid" if "mid" in failed else "fine"
+        msg = (f"the internal Richardson level at {names[which]} diverged ({failed[which]}); the result is the raw "
+               f"recursion at dt={lv.user_law.dt:g}, without the dt -> 0 limit")
+        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        return dict(extrapolated=0, extrapolation_failed=msg, levels=names["fine" if lv.user == 0 else "mid"])
+    out = dict(extrapolated=1, levels=lv.names() + (" (coupled)" if coupled_ else ""))
+    if lv.coarse is None or "coarse" in failed:
+        est = "error estimate f(b) - f(2b) (first order, an overestimate)"
+        if "coarse" in failed:
+            out["levels"] = ", ".join(lv.names().split(", ")[:2]) + (" (coupled)" if coupled_ else "")
+            out["extrapolation_note"] = f"the error level at {names['coarse']} diverged ({failed['coarse']})"
+    else:
+        est = f"error estimate from {names['coarse']}"
+    out["extrapolation"] = f"Richardson {base}{how}; {est}"
+    return out
+
+
+def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> xr.Dataset:
+    """Monte Carlo Richardson on coupled levels (coupled.py): each replica runs b, 2b and 4b on common
     random numbers; the curves are the replica means of the per-replica extrapolant."""
-    (lf, sf), (lh, sh), cc = lv
+    lv, (sf, sm, sc) = cp.levels, cp.schedules
+    sraw = cp.raw_schedule
     _check_request(law, t_max, proc, kw["paths"], kw["replicas"])
     check_stability(problem, law, t_max)
-    R, P, W, mem = plan_run(problem, lf, float(sh.times[-1]), int(kw["paths"]), int(kw["replicas"]),
+    R, P, W, mem = plan_run(problem, lv.fine, float(sf.times[-1]), int(kw["paths"]), int(kw["replicas"]),
                             kw["max_memory_gb"], kw["keep_kernels"], kw["workers"], proc)
-    snap_idx = np.unique(np.linspace(0, sh.T, max(1, kw["snapshots"])).round().astype(int))
+    snap_idx = np.unique(np.linspace(0, cp.T_user, max(1, kw["snapshots"])).round().astype(int))
     entropy = np.random.SeedSequence(seed)
-    red = coupled.CoupledReduction(cc is not None)
-    steps = sf.T + sh.T + (cc[1].T if cc is not None else 0)
-    args = (problem, lv, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"])
-    W = run_replicas(coupled.replica_coupled, args, entropy, R, steps, W, kw["progress"],
-                     f"DMFT {law.name} dt={law.dt:g} (dt/2, dt, 2 dt coupled)", red, target,
-                     coupled.target_curves(problem, proc, sh.times))
-    ds = _dataset(problem, law, sh, proc, red.raw, kw["keep_kernels"], snap_idx)
-    ds.attrs.update(_attrs(problem, law, sh, proc, red.count, P, W, kw["replicas"], seed, max(red.raw.clips), mem))
-    review_replicas(ds, red.raw, problem, proc, (problem, law, sh, proc, P, snap_idx, False, kw["blas_threads"]),
+    red = coupled.CoupledReduction(cp)
+    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"])
+    W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(), W, kw["progress"],
+                     f"DMFT {law.name} dt={law.dt:g} ({lv.names()} coupled)", red, target,
+                     coupled.target_curves(problem, proc, sf.times))
+    ds = _dataset(problem, law, sraw, proc, red.raw, kw["keep_kernels"], snap_idx)
+    ds.attrs.update(_attrs(problem, law, law.schedule(t_max), proc, red.count, P, W, kw["replicas"], seed,
+                           max(red.raw.clips), mem))
+    review_replicas(ds, red.raw, problem, proc, (problem, law, sraw, proc, P, snap_idx, False, kw["blas_threads"]),
                     entropy)
-    coupled.apply(ds, problem, proc, red)
+    coupled.apply(ds, problem, proc, red, sf.times)
+    if cp.padded:
+        ds = _trim(ds, cp.T_user)
     for v in ("train_loss", "test_loss", "M", "Q"):
         if not np.all(np.isfinite(ds[v].values)):
-            raise diverged(law, float(sh.times[-1]), f"non-finite {v}")
-    ds.attrs.update(
-        extrapolated=1,
-        extrapolation="Richardson 2 f(dt/2) - f(dt) per replica on coupled levels (common random numbers); "
-                      + ("error estimate from 2 dt" if cc is not None else "error estimate f(dt/2) - f(dt)"),
-        paths_total=int(P * red.count * (3 if cc is not None else 2)),
-        levels="dt, dt/2" + (", 2 dt" if cc is not None else "") + " (coupled)",
-    )
+            raise diverged(law, float(ds.time.values[-1]), f"non-finite {v}")
+    ds.attrs.update(_level_notes(lv, red.failed, True))
+    ds.attrs["paths_total"] = int(P * red.count * sum(1 for n in red.levels if red.level(n) is not None))
     return ds
 
 
-def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> xr.Dataset:
-    """Monte Carlo on coupled levels where the law allows it (:func:`_solve_coupled`), else three
-    independent solves (h, h/2 and, where allowed, 2h) combined by :func:`richardson`.
+def _internal(problem, law, horizon, proc, seed, kw, target):
+    """An internal level's raw solve (no kernels), or its failure message."""
+    try:
+        return _solve_raw(problem, law, horizon, proc, seed=seed, **{**kw, "keep_kernels": False}, target=target), None
+    except Diverged as e:
+        return None, str(e)
 
-    With a target ``rtol`` on the extrapolated curves ``2 f(h/2) - f(h)`` (variance ``4 V_fine + V_raw``):
-    the raw level aims at ``rtol / sqrt 2`` and the fine one at ``rtol / (2 sqrt 2)``; the time budget is
-    shared in proportion to their expected cost (1 : 8 : 1/4 for h, h/2, 2h)."""
+
+def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> xr.Dataset:
+    """Monte Carlo on coupled levels where the law allows it (:func:`_solve_coupled`), else independent
+    solves on the levels (extrapolate.levels: dt, 2 dt, 4 dt or dt/2, dt, 2 dt) combined by
+    :func:`richardson`.
+
+    With a target ``rtol`` on the extrapolated curves ``2 f(b) - f(2b)`` (variance ``4 V_b + V_2b``): the
+    ``2b`` level aims at ``rtol / sqrt 2`` and the ``b`` one at ``rtol / (2 sqrt 2)``; the time budget is
+    shared in proportion to their expected cost (``P T^2``)."""
     if proc.monte_carlo:
-        lv = coupled.coupled_levels(law, t_max, problem)
-        if lv is not None:
-            return _solve_coupled(problem, law, t_max, proc, seed, kw, target, lv)
-    fine_law, coarse_law = levels(law)
-    raw = _solve_raw(problem, law, t_max, proc, seed=seed, **kw, target=target.scaled(2**-0.5, 1 / 9.25))
-    lite = {**kw, "keep_kernels": False}
-    fine = _solve_raw(problem, fine_law, t_max, proc, seed=np.random.SeedSequence([seed, 1]), **lite,
-                      target=target.scaled(2**-1.5, 8 / 8.25))
+        cp = coupled.coupled_levels(law, t_max, problem)
+        if cp is not None:
+            return _solve_coupled(problem, law, t_max, proc, seed, kw, target, cp)
+    lv = levels(law, problem)
+    sh = law.schedule(t_max)
+    horizon = coupled.padded_horizon(lv, sh)
+    cost = (1.0, 0.25, 0.0625) if lv.user == 0 else (4.0, 1.0, 0.25)
+    share = [c / sum(cost) for c in cost]
+    seeds = {lv.user: seed, 1 - lv.user: np.random.SeedSequence([seed, 1])}
+    failed = {}
+    if lv.user == 0:
+        fine = _solve_raw(problem, lv.fine, horizon, proc, seed=seed, **kw, target=target.scaled(2**-1.5, share[0]))
+    else:
+        fine, failed["fine"] = _internal(problem, lv.fine, horizon, proc, seeds[0], kw, target.scaled(2**-1.5, share[0]))
+    tf = fine.time.values if fine is not None else None
+    h_mid = float(tf[(len(tf) - 1) // 2 * 2]) if tf is not None else float(sh.times[-1])
+    if lv.user == 1:
+        mid = _solve_raw(problem, lv.mid, h_mid, proc, seed=seed, **kw, target=target.scaled(2**-0.5, share[1]))
+    else:
+        mid, failed["mid"] = _internal(problem, lv.mid, h_mid, proc, seeds[1], kw, target.scaled(2**-0.5, share[1]))
     coarse = None
-    if coarse_law is not None and len(coarse_law.times(t_max)) > 2 and coupled._stable(problem, coarse_law):
-        coarse = _solve_raw(problem, coarse_law, t_max, proc, seed=np.random.SeedSequence([seed, 2]), **lite,
-                            target=target.share(1.0))
-    ds = richardson(raw, fine, coarse)
-    levels_used = [raw] + [fine] + ([coarse] if coarse is not None else [])
-    ds.attrs.update(
-        extrapolated=1,
-        extrapolation=f"Richardson 2 f(dt/2) - f(dt); error estimate from "
-                      f"{'2 dt' if coarse is not None else 'f(dt/2) - f(dt) (first order, an overestimate)'}",
-        paths_total=int(sum(d.attrs["paths"] for d in levels_used)),
-        replicas_fine=int(fine.attrs["replicas"]),
-        levels="dt, dt/2" + (", 2 dt" if coarse is not None else ""),
-    )
+    if lv.coarse is not None and fine is not None and mid is not None and len(tf) > 8:
+        coarse, failed["coarse"] = _internal(problem, lv.coarse, float(tf[(len(tf) - 1) // 4 * 4]), proc,
+                                             np.random.SeedSequence([seed, 2]), kw, target.share(share[2]))
+    failed = {k: v for k, v in failed.items() if v is not None}
+    if fine is None or mid is None:
+        ds = mid if fine is None else fine
+    else:
+        ds = richardson(lv if coarse is not None or "coarse" in failed else lv._replace(coarse=None), fine, mid, coarse)
+    ds = _trim(ds, sh.T) if len(ds.time) > sh.T + 1 else ds
+    notes = _level_notes(lv if coarse is not None or "coarse" in failed else lv._replace(coarse=None), failed, False)
+    ds.attrs.update(notes)
+    ds.attrs.update(t_max=float(sh.times[-1]), grid_steps=int(sh.T),
+                    paths_total=int(sum(d.attrs["paths"] for d in (fine, mid, coarse) if d is not None)))
+    if fine is not None and lv.user == 1:
+        ds.attrs["replicas_fine"] = int(fine.attrs["replicas"])
     return ds
 
 
@@ -240,7 +295,8 @@ def solve(
     ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``) and
     ``rao_blackwell`` (default: on for dense i.i.d. laws) and ``tail`` (pathwise tangents: the mass of
     large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c).
-    extrapolate: the ``dt -> 0`` limit (Richardson over dt, dt/2, 2 dt; ``<var>_dt_error``, ``<var>_raw``);
+    extrapolate: the ``dt -> 0`` limit (Richardson over dt, 2 dt, error estimate from 4 dt, about 1.3x the
+    raw cost; dt/2, dt, 2 dt where 2 dt is not allowed: extrapolate.py; ``<var>_dt_error``, ``<var>_raw``);
     None: for continuous-time laws (GF, SGD, SME, reshuffling, persistent) on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
     replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
     max_memory_gb: paths are split into more replicas (>= ``MIN_PATHS_PER_REPLICA``) to fit, or the run
