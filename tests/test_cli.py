@@ -258,8 +258,9 @@ def test_solve_announces_the_run_then_writes(tmp_path, tiny, fakes):
     r = _run("solve", tiny(), "--out", out, "--no-progress")
     assert r.exit_code == 0, r.stderr
     lines = r.output.splitlines()
-    assert lines[0].startswith("DMFT sgd: 10 grid steps, 200 paths in 2 replicas per grid level (3 levels), up to ")
-    assert " at a time, estimated memory <= 0 MiB; the continuous-time limit (Richardson over dt=0.05" in lines[0]
+    assert lines[0].startswith("DMFT sgd: 10 grid steps, 200 paths in 2 replicas, up to ")
+    assert " at a time, estimated memory <= 0 MiB, estimated time ~" in lines[0]
+    assert "the continuous-time limit (Richardson levels dt, 2 dt, 4 dt at dt=0.05" in lines[0]
     assert lines[-2:] == [f"wrote {out / 'result.nc'}", f"wrote {out / 'figure.png'}"]
 
 

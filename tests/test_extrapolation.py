@@ -169,17 +169,19 @@ def test_nested_graded_grids():
 
 
 def test_extrapolated_graded_sgd_is_the_poisson_limit():
-    """A graded grid (dt 0.01, growth 0.05, dt_max 0.1, t <= 10) on nested levels: within 1e-3 of the
-    Poisson limit where the raw recursion is 1-2 % off (its late steps are a Bernoulli fraction 0.2 of the
-    samples), and the error estimate covers the true error."""
+    """A graded grid (dt 0.01, growth 0.05, dt_max 0.1, t <= 10) on nested levels (pairs of steps merged;
+    the 4 dt level, mean step 0.4, is past GD's edge and left out, so the estimate is first order): within
+    3e-3 of the Poisson limit where the raw recursion is 1-2 % off (its late steps are a Bernoulli fraction
+    0.2 of the samples), and the error estimate covers the true error. The levels dt/2, dt, 2 dt (4x the
+    cost) are within 1e-3."""
     law = laws.SGD(0.01, 0.5, growth=0.05, dt_max=0.1)
     ds = dmft.solve(LIN, law, t_max=10.0, extrapolate=True)
-    assert ds.attrs["levels"] == "dt/2, dt, 2 dt"
+    assert ds.attrs["levels"] == "dt, 2 dt"
     ref = sgd_linear_poisson(LIN, 0.5, ds.time.values)
     for var in ("train_loss", "test_loss"):
         got, want, est = ds[var].values[1:], ref[var].values[1:], ds[var + "_dt_error"].values[1:]
         err = np.abs(got - want)
-        assert np.max(err / want) < 1e-3, f"{var}: {np.max(err / want):.2e}"
+        assert np.max(err / want) < 3e-3, f"{var}: {np.max(err / want):.2e}"
         assert np.max(np.abs(ds[var + "_raw"].values[1:] - want) / want) > 5e-3
         assert np.all(err <= est + 1e-5 * want), f"{var}: true {err.max():.2e} vs estimate {est.max():.2e}"
 

@@ -84,6 +84,13 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
 
 
+def extrapolation_levels(law, problem=None):
+    """The Richardson levels a solve of ``law`` runs (dmft/extrapolate.py)."""
+    from .dmft.extrapolate import levels
+
+    return levels(law, problem)
+
+
 def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> float:
     """The theory's up-front checks, before anything is allocated: cost (multiply-adds, returned),
     stability of the explicit steps (docs/theory.md section 5b), and memory (the solver's planning)."""
@@ -95,13 +102,13 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
         cost = planning.grid_steps(cfg_grid(cfg), dy["t_max"]) * 1e4 * exp.problem.k ** 2
     else:
         cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
-                                      levels=9.25 if extrapolate else 1.0)
+                                      extrapolate=extrapolate)
     planning.check_cost(cost, force)
     if law is not None:
         divergence.check_stability(exp.problem, law, dy["t_max"])
-        levels = (law, law.with_step(0.5)) if extrapolate else (law,)
-        for lv in levels:  # refused up front, exact path included (the finest level is the largest)
-            planning.plan_replicas(exp.problem, lv, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"])
+        finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
+        # refused up front, exact path included (the finest level is the largest)
+        planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"])
     return cost
 
 
@@ -128,9 +135,11 @@ def simulation_is_continuous(cfg: Config) -> bool:
     return (alg == "sgd" and cfg.simulation["batching"] == "uniform") or alg == "reshuffle"
 
 
-def _limit_note(law, extrapolate: bool) -> str:
+def _limit_note(law, extrapolate: bool, problem=None) -> str:
     if extrapolate:
-        return f"the continuous-time limit (Richardson over dt={law.dt:g}, dt/2 and 2 dt for its error estimate)"
+        lv = extrapolation_levels(law, problem)
+        return (f"the continuous-time limit (Richardson levels {lv.names()} at dt={law.dt:g}, the last for the "
+                f"error estimate; ~{lv.cost_factor():.2g}x the raw recursion)")
     return f"the raw recursion at the grid step dt={law.dt:g}"
 
 
@@ -142,26 +151,30 @@ def _announcer(announce: Announce) -> Callable[[str], Any] | None:
 
 def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None, extrapolate: bool) -> xr.Dataset:
     from . import dmft
+    from .dmft import planning
 
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
     workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
+    est = planning.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], extrapolate=extrapolate)
     if say is not None:  # what the run will take, before it starts
-        R, P, W, mem = dmft.plan_run(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
+        finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
+        R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"],
                                      so["max_memory_gb"], True, workers)
         chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
-        levels = " per grid level (3 levels)" if extrapolate and P > 1 else ""
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-            f"{R} replicas{chunked}{levels}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB"
-            f"{target}; {_limit_note(law, extrapolate)}")
+            f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB, "
+            f"estimated time ~{planning.duration(est)} on one core{target}; {_limit_note(law, extrapolate, exp.problem)}")
         note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
         if note:
             say(note)
-    return dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
-                      seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
-                      extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
-                      tail=so["tail"])
+    ds = dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
+                    seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
+                    extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
+                    tail=so["tail"])
+    ds.attrs["estimated_time_s"] = float(est)
+    return ds
 
 
 def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,

@@ -11,8 +11,49 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 from ..laws import Schedule
+
+
+@njit(cache=True, fastmath=True)
+def _memory_rows(m, k, decay, C, R, CF, RF, row, Rnew):  # pragma: no cover - compiled
+    """The memory sums of the step ``m -> m + 1`` in one pass over ``C`` and the triangle of ``R``:
+
+    ``row[a, s] = decay C[m a, s] - sum_u R_F[m a, u] C[u, s] + sum_{v < block(s)} C_F[m a, v] R[s, v]``
+    and ``Rnew[a, v] = decay R[m a, v] - sum_u R_F[m a, u] R[u, v]`` (``v < m k``; ``R`` is strictly
+    block-lower, so only its triangle is read). Reads ``C`` once and ``R`` twice over half of it, where
+    three dense matrix-vector products read ``3 (m k)^2`` words (memory bound: 1.5-2x faster)."""
+    upto = (m + 1) * k
+    mk = m * k
+    for a in range(k):
+        for s in range(upto):
+            row[a, s] = decay * C[mk + a, s]
+        for v in range(mk):
+            Rnew[a, v] = decay * R[mk + a, v]
+    for u in range(upto):
+        Cu = C[u]
+        Ru = R[u]
+        bu = (u // k) * k  # R[u, v] = 0 for v >= bu
+        for a in range(k):
+            c = RF[mk + a, u]
+            if c == 0.0:
+                continue
+            ra = row[a]
+            for s in range(upto):
+                ra[s] -= c * Cu[s]
+            na = Rnew[a]
+            for v in range(min(bu, mk)):
+                na[v] -= c * Ru[v]
+    for s in range(upto):
+        Rs = R[s]
+        bs = (s // k) * k
+        for a in range(k):
+            cfa = CF[mk + a]
+            acc = 0.0
+            for v in range(bs):
+                acc += cfa[v] * Rs[v]
+            row[a, s] += acc
 
 
 @dataclass
@@ -56,6 +97,7 @@ class CoordinateProcess:
         self.K.M[:k] = M0
         self.decays = 1.0 - schedule.steps * ridge
         self.eye = np.eye(k)
+        self.row, self.Rnew = np.empty((k, K)), np.empty((k, K))  # work space of the step
 
     def field_cov(self, m: int) -> tuple[np.ndarray, np.ndarray]:
         """``(Cov(w_m, (r*, w_0..w_{m-1})), Cov(w_m))`` for the Cholesky factor: (k, ks + m k), (k, k)."""
@@ -75,12 +117,13 @@ class CoordinateProcess:
         decay = self.decays[m]
         Mt[bn] = decay * Mt[bm] - RFrow @ Mt[:upto] - mu[bm] @ self.Sstar
         Rm[bn, bm] = self.eye
-        if m:
-            Rm[bn, : m * k] = decay * Rm[bm, : m * k] - RFrow @ Rm[:upto, : m * k]
         # C[m+1, s] for s <= m:  (1 - dt ridge) C[m,s] - sum_u R_F[m,u] C[u,s] - mu_m M_s^T
         #                        + sum_{v<s} C_F[m,v] R_theta[s,v]^T      (E[U_m theta_s^T] term)
-        row = decay * Cm[bm, :upto] - RFrow @ Cm[:upto, :upto] - mu[bm] @ Mt[:upto].T
-        row += CFrow @ Rm[:upto, :upto].T
+        row, Rnew = self.row[:, :upto], self.Rnew[:, : m * k]
+        _memory_rows(m, k, decay, Cm, Rm, K.CF, K.RF, row, Rnew)
+        row -= mu[bm] @ Mt[:upto].T
+        if m:
+            Rm[bn, : m * k] = Rnew
         Cm[bn, :upto] = row
         Cm[:upto, bn] = row.T
         cmm = decay * row[:, m * k :].T - RFrow @ row.T - mu[bm] @ Mt[bn].T + CFrow @ Rm[bn, :upto].T

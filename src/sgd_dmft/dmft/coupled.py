@@ -62,11 +62,14 @@ class Coupled(NamedTuple):
 def padded_horizon(lv: Levels, sh) -> float:
     """The horizon the levels run to: the user's grid end, or (``b = dt``) the next point where the
     ``2b`` (``4b``) grid has a point, so that every output time lies between extrapolated points."""
-    if lv.user or lv.fine.graded:
-        return float(sh.times[-1])
     step = 4 if lv.coarse is not None else 2
     T = -(-sh.T // step) * step
-    return float(T * lv.fine.dt)
+    if lv.user or T == sh.T:
+        return float(sh.times[-1])
+    if not lv.fine.graded:
+        return float(T * lv.fine.dt)
+    t = float(sh.times[-1])
+    return float(lv.fine.times(t + 4.0 * lv.fine.grid.step_at(t))[T])
 
 
 def coupled_levels(law, t_max: float, problem=None) -> Coupled | None:

@@ -15,8 +15,8 @@ solver's ``P T^2``, 1.14x for the exact path's ``T^3``), and the raw recursion a
 ``R1`` is then known at the ``2 dt`` points; in between, the first-order correction ``f(dt) - f(2 dt)``
 (a smooth O(dt) curve) is interpolated linearly in time, an O(dt^3) error. Where the law cannot live
 on ``2 dt`` (SGD needs ``2 dt <= gamma``, reshuffling an integer ``gamma / 2 dt``, an explicit step
-past its stability edge) and on graded grids (nested levels: every step split in two), ``b = dt/2``
-(the levels ``dt/2, dt, 2 dt``, about 4-9x the raw cost). Without the ``4b`` level the estimate is the
+past its stability edge), ``b = dt/2`` (the levels ``dt/2, dt, 2 dt``, about 4-9x the raw cost). On a
+graded grid the levels are nested: pairs of steps merged (``b = dt``) or every step split in two. Without the ``4b`` level the estimate is the
 first-order difference ``|f(b) - f(2b)|``, an overestimate. The safety factor 3 covers the
 pre-asymptotic range of the coarsest level (stiff modes with ``4b lambda`` not small).
 """
@@ -79,15 +79,16 @@ def _level(make, problem):
 
 
 def levels(law, problem=None) -> Levels:
-    """The Richardson levels of ``law`` (see the module docstring): ``dt, 2 dt, 4 dt`` on a uniform grid
-    where ``2 dt`` is allowed and stable, else ``dt/2, dt, 2 dt`` (graded grids: nested, each step split
-    in two / pairs merged, so that every point of the user's grid is a point of the fine one)."""
-    if not law.graded:
-        mid = _level(lambda: law.with_step(2.0), problem)
-        if mid is not None:
-            return Levels(law, mid, _level(lambda: law.with_step(4.0), problem), 0)
-        return Levels(law.with_step(0.5), law, None, 1)
-    return Levels(law.refined(1), law, _level(lambda: law.refined(-1), problem), 1)
+    """The Richardson levels of ``law`` (see the module docstring): ``dt, 2 dt, 4 dt`` where ``2 dt`` is
+    allowed and stable, else ``dt/2, dt, 2 dt``. On a graded grid the levels are nested (pairs of steps
+    merged / every step split in two), so that every point of the coarser grids is a point of the finer."""
+    def step(j: int):
+        return law.refined(-j) if law.graded else law.with_step(2.0**j)
+
+    mid = _level(lambda: step(1), problem)
+    if mid is not None:
+        return Levels(law, mid, _level(lambda: step(2), problem), 0)
+    return Levels(step(-1), law, None, 1)
 
 
 def _interp_time(t: np.ndarray, tk: np.ndarray, vk: np.ndarray, axis: int = 0) -> np.ndarray:

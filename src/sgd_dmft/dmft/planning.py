@@ -154,21 +154,81 @@ def plan_run(problem, law, t_max: float, paths: int, replicas: int, max_memory_g
     return R, P, W, mem
 
 
-def estimate_cost(problem, law, t_max: float, paths: int, replicas: int, process=None, levels: float = 1.0) -> float:
-    """Multiply-adds of a solve, without building the grid: per replica the kernels ``(T+1)^3 k^3``
-    and a per-step overhead, per path ``(T+1) (N + visits (T+1) k^2)`` (fields from the Cholesky factor,
-    tangents); the exact path ``(T+1)^3``. ``levels``: the Richardson levels' cost relative to one
-    (1 + 8 + 1/4 for dt, dt/2, 2 dt)."""
+# Seconds per unit of work of each part of one replica's march, measured on the 2-core development
+# machine (numba + OpenBLAS, one BLAS thread; benchmarks/bench_cost.py refits them from profiles and
+# `make bench` prints estimated / measured wall time for every row). The units are counted the way
+# the code does the work (:func:`work`).
+SECONDS_PER = dict(
+    step=2.0e-4,  # Python and LAPACK overhead of one grid step (eigh of a k x k block, small products)
+    path_step=3.5e-7,  # per path and step, times k: model calls, the control variate, draws
+    coordinate=2.2e-10,  # per word read by the coordinate step: C once and R's triangle twice, 2 (m k)^2
+    cholesky=3.5e-10,  # per multiply-add of the triangular solve of the field's row, k (m k)^2 / 2
+    fields=3.1e-10,  # per multiply-add of the field draw L @ Z, k (m k) P
+    history=2.0e-9,  # per path, stored visit and k^2: the memory term of r and the row of C_F
+    tangents=6.3e-10,  # per multiply-add of the tangent kernels: k^3 per stored row, per updating path
+    exact=2.5e-10,  # exact path: per word of its four O(m^2) products and its triangular solve
+)
+
+
+def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> dict[str, float]:
+    """Units of work of one replica (:data:`SECONDS_PER` gives their cost), counted without building a
+    long grid: ``m`` runs over the ``T + 1`` grid points, a path is visited at step m with probability
+    ``q_m`` (1 for dense laws) and its tangent store then holds ``sum_{u < m} q_u (u + 1)`` rows."""
     proc = choose_process(problem, law, process)
     T1 = grid_steps(law, t_max) + 1
-    k, ks = problem.k, problem.kstar
+    k, P = problem.k, float(paths_per_replica)
+    if T1 <= MAX_BUILT_STEPS:
+        m = np.arange(int(T1), dtype=float)
+        q = _visit_probability(law, int(T1)) if law.sparse else np.ones(int(T1))
+    else:  # a bound: a long uniform-like grid of the law's first step
+        m = np.linspace(0.0, T1, 4096)
+        q = np.full(len(m), (_visit_probability(law, 1)[0] if law.sparse else 1.0))
+    dm = T1 / len(m)  # weight of a sample point (1 on a built grid)
+    S = lambda x: float(np.sum(x) * dm)  # noqa: E731
+    out = dict(step=float(T1))
     if not proc.monte_carlo:
-        return float(levels * 20.0 * T1**3)
-    K = T1 * k
-    nv = T1 if (not law.sparse or T1 > MAX_BUILT_STEPS) else max_visits(law, int(T1), max(1, paths // max(1, replicas)))
-    per_replica = K**3 + 3e5 * T1  # + the march's per-step overhead (~1 ms)
-    per_path = T1 * (ks + K + nv * T1 * k * k)
-    return float(levels * (replicas * per_replica + paths * per_path))
+        out["exact"] = S(4.5 * m**2)
+        return out
+    visits = np.cumsum(q) - q  # expected visits before m
+    rows = np.cumsum(q * (m + 1)) - q * (m + 1)  # expected rows of the tangent store before m
+    out.update(path_step=P * k * T1, coordinate=S(2.0 * (m * k) ** 2), cholesky=S(k**3 * m**2 / 2.0),
+               fields=S(P * k * k * m))
+    out["history"] = S(2.0 * P * k * k * (visits if proc.history.sparse else m))
+    resp = proc.responses
+    if resp.name == "pathwise":
+        upd = np.ones_like(q) if resp.rao_blackwell else q
+        out["tangents"] = S(P * upd * k**3 * (rows + m + 1))
+    else:  # integration by parts: E[h z^T] (like the field draw) and a triangular solve per step
+        out["fields"] += S(P * k * k * m)
+        out["cholesky"] += S(k**3 * m**2 / 2.0)
+    return out
+
+
+def estimate_seconds(problem, law, t_max: float, paths: int, replicas: int, process=None,
+                     extrapolate: bool = False) -> float:
+    """Wall seconds of a solve on one core: ``replicas`` replicas of ``paths / replicas`` paths, each
+    :func:`work` priced by :data:`SECONDS_PER`; with ``extrapolate``, the sum over the Richardson levels
+    the solver runs (extrapolate.levels: ``dt, 2 dt, 4 dt``, or ``dt/2, dt, 2 dt``)."""
+    from .extrapolate import levels
+
+    P = max(1, int(paths) // max(1, int(replicas)))
+    R = 1 if not choose_process(problem, law, process).monte_carlo else max(1, int(replicas))
+    laws_ = [law]
+    if extrapolate:
+        lv = levels(law, problem)
+        laws_ = [x for x in (lv.fine, lv.mid, lv.coarse) if x is not None]
+    total = 0.0
+    for lw in laws_:
+        w = work(problem, lw, t_max, P, process)
+        total += sum(SECONDS_PER[name] * units for name, units in w.items())
+    return R * total
+
+
+def estimate_cost(problem, law, t_max: float, paths: int, replicas: int, process=None,
+                  extrapolate: bool = False) -> float:
+    """Cost of a solve in nominal multiply-adds: :func:`estimate_seconds` times ``RATE`` (the unit of the
+    cost limit shared with the simulators, budget.py)."""
+    return float(RATE * estimate_seconds(problem, law, t_max, paths, replicas, process, extrapolate))
 
 
 def check_cost(cost: float, force: bool = False, limit: float = COST_LIMIT) -> None:
@@ -176,6 +236,15 @@ def check_cost(cost: float, force: bool = False, limit: float = COST_LIMIT) -> N
     if force or cost <= limit:
         return
     raise CostLimitExceeded(
-        f"solver cost {cost:.3g} multiply-adds (~{cost / RATE / 3600:.3g} h at {RATE:.0e}/s) exceeds the limit "
-        f"{limit:.3g} (~{limit / RATE / 3600:.3g} h; cost ~ paths x T^2 + replicas x T^3): lower solver.paths, "
+        f"solver cost ~{duration(cost / RATE)} (estimated from measured kernel rates) exceeds the limit "
+        f"~{duration(limit / RATE)} (cost ~ paths x T^2 + replicas x T^3 in the grid steps T): lower solver.paths, "
         f"solver.replicas or dynamics.t_max (or raise dynamics.dt), or pass --force to run it anyway")
+
+
+def duration(seconds: float) -> str:
+    """``"42 s"``, ``"12 min"``, ``"2.7 h"``."""
+    if seconds < 120:
+        return f"{seconds:.3g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.3g} min"
+    return f"{seconds / 3600:.3g} h"

@@ -1,0 +1,171 @@
+"""Benchmarks of the time axis (issue 19): horizons, the Richardson levels' cost, the cost model.
+
+Each solve runs in a fresh spawned process (wall time without tracing, peak resident memory of that
+process):
+
+1. ``horizon``: logistic SGD (delta 2, ridge 0.1, init_scale 0.5, gamma 0.5) at 2, 10, 50 and 100
+   epochs (t = 1, 5, 25, 50): the default DMFT answer (the dt -> 0 limit, dt = ``HORIZON_DT``, 8000
+   paths in 8 replicas, 2 workers) against the package's simulator at d = 4000 with 8 seeds and batch 8
+   (true mini-batch SGD, the same limit), wall times side by side, the DMFT's worst relative
+   ``s.e. + dt error`` over t > 0 and the largest gap between the two in combined standard errors.
+2. ``levels``: the default extrapolated answer against the raw recursion at the same dt (the cost of
+   the dt -> 0 limit), logistic SGD at T = 500 and 2000.
+3. ``cost-model``: estimated (``planning.estimate_seconds``, ``planning.estimate_memory``) against
+   measured wall time and memory for raw and extrapolated solves, sparse (SGD) and dense (GD, SME)
+   laws, k = 2, the exact path and a graded grid; the estimate is for one core (``workers = 1`` here).
+
+Run: ``python benchmarks/bench_horizon.py`` (part of ``make bench``).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+
+HORIZON_DT = 0.02
+GAMMA = 0.5
+
+
+def _problem(name: str):
+    from sgd_dmft import problem as P
+
+    if name == "logistic":
+        return P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    if name == "committee":
+        return P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
+    if name == "linear":
+        return P.Problem(P.linear(0.5), delta=0.5, ridge=0.0, init_scale=0.0)
+    raise ValueError(name)
+
+
+def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replicas: int, extrapolate,
+               workers: int = 1, grid: dict | None = None, keep_kernels: bool = False) -> dict:
+    """One timed solve in this (fresh) process, with the planner's estimates of it."""
+    import resource
+
+    from sgd_dmft import dmft, laws
+    from sgd_dmft.dmft import planning
+
+    prob = _problem(pname)
+    dmft.solve(_problem("logistic"), laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2)  # load the kernels
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    law = laws.make_law(alg, dt, GAMMA, **(grid or {}))
+    ex = bool(law.continuous_time and not law.graded) if extrapolate is None else bool(extrapolate)
+    est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, extrapolate=ex)
+    finest = dmft.extrapolate.levels(law, prob).fine if ex else law
+    est_mem = planning.plan_replicas(prob, finest, t_max, paths, replicas, 8.0, keep_kernels)[2]
+    t0 = time.perf_counter()
+    ds = dmft.solve(prob, law, t_max=t_max, paths=paths, replicas=replicas, extrapolate=extrapolate,
+                    keep_kernels=keep_kernels, workers=workers)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    curves = ds[[v for v in ("train_loss", "test_loss", "train_loss_stderr", "test_loss_stderr",
+                             "train_loss_dt_error", "test_loss_dt_error") if v in ds]].load()
+    return dict(wall_s=wall, est_s=est_s, peak_mib=peak, over_start_mib=peak - base, est_mib=est_mem / 2**20,
+                T=ds.sizes["time"] - 1, levels=ds.attrs.get("levels", "raw"), curves=curves)
+
+
+def _sim_job(t_max: float, d: int, seeds: int, batch: int) -> dict:
+    from sgd_dmft.simulate import simulate
+
+    t0 = time.perf_counter()
+    sim = simulate(_problem("logistic"), "sgd", t_max=t_max, dt=HORIZON_DT * max(1, round(t_max / 5)), d=d,
+                   gamma=GAMMA, batch=batch, seeds=seeds)
+    return dict(wall_s=time.perf_counter() - t0, sim=sim.load())
+
+
+def _fresh(fn, *args, **kw):
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as ex:
+        return ex.submit(fn, *args, **kw).result()
+
+
+def _worst_rel(ds) -> float:
+    """Worst over t > 0 of (s.e. + dt error) / |loss|, train and test."""
+    worst = 0.0
+    for v in ("train_loss", "test_loss"):
+        err = ds[v + "_stderr"].values[1:] + (ds[v + "_dt_error"].values[1:] if v + "_dt_error" in ds else 0.0)
+        worst = max(worst, float(np.max(err / np.abs(ds[v].values[1:]))))
+    return worst
+
+
+def _max_z(theory, sim) -> float:
+    """Largest gap theory - simulation mean over the simulation's record times, in combined s.e."""
+    t = sim.time.values[1:]
+    th = theory.interp(time=t)
+    z = 0.0
+    for v in ("train_loss", "test_loss"):
+        s = sim[v].values[:, 1:]
+        se = np.hypot(s.std(0, ddof=1) / np.sqrt(s.shape[0]), th[v + "_stderr"].values)
+        z = max(z, float(np.max(np.abs(s.mean(0) - th[v].values) / se)))
+    return z
+
+
+def horizon(epochs=(2, 10, 50, 100)) -> list[dict]:
+    rows = []
+    for ep in epochs:
+        t_max = ep * GAMMA
+        th = _fresh(_solve_job, "logistic", "sgd", HORIZON_DT, t_max, 8000, 8, None, 2)
+        sim = _fresh(_sim_job, t_max, 4000, 8, 8)
+        rows.append(dict(bench="horizon", epochs=ep, t_max=t_max, T=th["T"], dmft_s=round(th["wall_s"], 1),
+                         sim_d4000_s=round(sim["wall_s"], 1), dmft_faster=bool(th["wall_s"] < sim["wall_s"]),
+                         dmft_worst_rel_err=f"{_worst_rel(th['curves']):.2%}", goal="1 %",
+                         max_z_vs_sim=round(_max_z(th["curves"], sim["sim"]), 2),
+                         est_over_meas=round(th["est_s"] / th["wall_s"], 2), peak_rss_mib=round(th["peak_mib"])))
+    return rows
+
+
+def levels_cost() -> list[dict]:
+    rows = []
+    for T in (500, 2000):
+        dt = 0.01
+        raw = _fresh(_solve_job, "logistic", "sgd", dt, T * dt, 8000, 8, False)
+        lim = _fresh(_solve_job, "logistic", "sgd", dt, T * dt, 8000, 8, None)
+        rows.append(dict(bench="levels", what=f"logistic SGD gamma 0.5 dt {dt} T={T}, 8000 paths", raw_s=round(raw["wall_s"], 1),
+                         limit_s=round(lim["wall_s"], 1), ratio=round(lim["wall_s"] / raw["wall_s"], 2),
+                         levels=lim["levels"], goal="ratio <= 1.5"))
+    return rows
+
+
+COST_CASES = (  # (problem, algorithm, dt, t_max, paths, replicas, extrapolate, grid)
+    ("logistic", "sgd", 0.01, 5.0, 8000, 8, False, None),
+    ("logistic", "sgd", 0.01, 5.0, 8000, 8, None, None),
+    ("logistic", "sgd", 0.01, 20.0, 8000, 8, False, None),
+    ("logistic", "sgd", 0.01, 10.0, 8000, 8, None, None),
+    ("logistic", "gd", 0.02, 4.0, 2000, 4, False, None),
+    ("logistic", "sme", 0.02, 4.0, 4000, 4, None, None),
+    ("committee", "sgd", 0.02, 4.0, 4000, 4, None, None),
+    ("committee", "gd", 0.04, 4.0, 1000, 4, False, None),
+    ("linear", "sgd", 0.01, 10.0, 0, 1, None, None),
+    ("logistic", "sgd", 0.005, 20.0, 4000, 4, False, dict(growth=0.05, dt_max=0.05)),
+)
+
+
+def cost_model() -> list[dict]:
+    rows = []
+    for pname, alg, dt, t_max, paths, reps, ex, grid in COST_CASES:
+        r = _fresh(_solve_job, pname, alg, dt, t_max, paths, reps, ex, 1, grid, True)
+        rows.append(dict(bench="cost-model", problem=pname, algorithm=alg + (" graded" if grid else ""), dt=dt,
+                         t_max=t_max, T=r["T"], paths=paths, levels=r["levels"], wall_s=round(r["wall_s"], 2),
+                         est_s=round(r["est_s"], 2), time_est_over_meas=round(r["est_s"] / r["wall_s"], 2),
+                         mem_est_mib=round(r["est_mib"]), mem_over_start_mib=round(r["over_start_mib"]),
+                         mem_est_over_meas=round(r["est_mib"] / max(r["over_start_mib"], 1.0), 2)))
+    return rows
+
+
+def run(quick: bool = False) -> list[dict]:
+    if quick:
+        return cost_model()[:2]
+    return cost_model() + levels_cost() + horizon()
+
+
+if __name__ == "__main__":
+    groups = {"horizon": horizon, "levels": levels_cost, "cost": cost_model}
+    pick = [a for a in sys.argv[1:] if a in groups]
+    for g in pick or groups:
+        for r in groups[g]():
+            print("  ".join(f"{k}={v}" for k, v in r.items()))
