@@ -8,8 +8,9 @@ process):
    paths in 8 replicas, 2 workers) against the package's simulator at d = 4000 with 8 seeds and batch 8
    (true mini-batch SGD, the same limit), wall times side by side, the DMFT's worst relative
    ``s.e. + dt error`` over t > 0 and the largest gap between the two in combined standard errors.
-2. ``levels``: the default extrapolated answer against the raw recursion at the same dt (the cost of
-   the dt -> 0 limit), logistic SGD at T = 500 and 2000.
+2. ``requests``: issue 19's table of ordinary requests: each as a user makes it (the default answer,
+   the dt -> 0 limit) against the raw recursion at the same dt, the estimate printed before the run
+   and whether the cost limit refuses it. (``levels``, by hand: the same ratio on logistic SGD.)
 3. ``cost-model``: estimated (``planning.estimate_seconds``, ``planning.estimate_memory``) against
    measured wall time and memory for raw and extrapolated solves, sparse (SGD) and dense (GD, SME)
    laws, k = 2, the exact path and a graded grid; the estimate is for one core (``workers = 1`` here).
@@ -39,11 +40,19 @@ def _problem(name: str):
         return P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
     if name == "linear":
         return P.Problem(P.linear(0.5), delta=0.5, ridge=0.0, init_scale=0.0)
+    if name == "phase":
+        return P.Problem(P.phase_retrieval(), delta=3.0, ridge=0.0, init_scale=0.3, init_overlap=0.3)
+    if name == "staircase":
+        from sgd_dmft.models.presets import two_layer
+
+        return P.Problem(two_layer(2, 2, "tanh", teacher="z1 + he3(z2)/sqrt(6)"), delta=2.0, ridge=0.0)
+    if name == "logistic-ridge0":
+        return P.Problem(P.logistic(), delta=2.0, ridge=0.0, init_scale=0.5)
     raise ValueError(name)
 
 
 def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replicas: int, extrapolate,
-               workers: int = 1, grid: dict | None = None, keep_kernels: bool = False) -> dict:
+               workers: int = 1, grid: dict | None = None, keep_kernels: bool = False, gamma: float = GAMMA) -> dict:
     """One timed solve in this (fresh) process, with the planner's estimates of it."""
     import resource
 
@@ -53,7 +62,7 @@ def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replic
     prob = _problem(pname)
     dmft.solve(_problem("logistic"), laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2)  # load the kernels
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    law = laws.make_law(alg, dt, GAMMA, **(grid or {}))
+    law = laws.make_law(alg, dt, gamma, **(grid or {}))
     ex = bool(law.continuous_time and not law.graded) if extrapolate is None else bool(extrapolate)
     est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, extrapolate=ex)
     finest = dmft.extrapolate.levels(law, prob).fine if ex else law
@@ -157,14 +166,46 @@ def cost_model() -> list[dict]:
     return rows
 
 
+# issue 19's table of ordinary requests (CLI defaults otherwise: 8000 paths in 8 replicas):
+# (what, problem, gamma, dt, t_max, paths, replicas, printed estimate on main before)
+REQUESTS = (
+    ("logistic SGD gamma 0.5 dt 0.01 t 10 (20 epochs)", "logistic", 0.5, 0.01, 10.0, 8000, 8, "~2.7 h, refused"),
+    ("the same, t 20 (40 epochs)", "logistic", 0.5, 0.01, 20.0, 8000, 8, "~18.1 h, refused"),
+    ("phase retrieval gamma 0.02 dt 0.002 t 1", "phase", 0.02, 0.002, 1.0, 8000, 8, "~1.34 h, refused"),
+    ("two_layer tanh staircase gamma 0.5 dt 0.02 t 5, 32000 paths", "staircase", 0.5, 0.02, 5.0, 32000, 16,
+     "~1.72 h, refused"),
+    ("linear SGD delta 0.5 gamma 1 dt 0.01 t 20 (exact path)", "linear", 1.0, 0.01, 20.0, 8000, 8, "~1.37 h, refused"),
+    ("logistic SGD gamma 1 dt 0.002 t 2 (T = 1000)", "logistic", 1.0, 0.002, 2.0, 8000, 8, "-, 10x the raw time"),
+    ("logistic ridge 0 SGD gamma 50 dt 5 t 50", "logistic-ridge0", 50.0, 5.0, 50.0, 8000, 8, "-, SolverDiverged at 2 dt"),
+)
+
+
+def requests() -> list[dict]:
+    """Each request as a user makes it (the default answer, one core) against the raw recursion at the
+    same dt: wall times, their ratio, the estimate printed before the run, the cost limit's verdict."""
+    from sgd_dmft.dmft import planning
+
+    rows = []
+    for what, pname, gamma, dt, t_max, paths, reps, before in REQUESTS:
+        lim = _fresh(_solve_job, pname, "sgd", dt, t_max, paths, reps, None, 1, None, False, gamma)
+        raw = _fresh(_solve_job, pname, "sgd", dt, t_max, paths, reps, False, 1, None, False, gamma)
+        refused = lim["est_s"] * planning.RATE > planning.COST_LIMIT
+        rows.append(dict(bench="requests", what=what, before=before, est_s=round(lim["est_s"], 1),
+                         refused=refused, default_s=round(lim["wall_s"], 1), raw_s=round(raw["wall_s"], 1),
+                         ratio=round(lim["wall_s"] / raw["wall_s"], 2), levels=lim["levels"],
+                         worst_rel_err=f"{_worst_rel(lim['curves']):.2%}",
+                         est_over_meas=round(lim["est_s"] / lim["wall_s"], 2)))
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     if quick:
         return cost_model()[:2]
-    return cost_model() + levels_cost() + horizon()
+    return cost_model() + requests() + horizon()
 
 
 if __name__ == "__main__":
-    groups = {"horizon": horizon, "levels": levels_cost, "cost": cost_model}
+    groups = {"horizon": horizon, "levels": levels_cost, "cost": cost_model, "requests": requests}
     pick = [a for a in sys.argv[1:] if a in groups]
     for g in pick or groups:
         for r in groups[g]():

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import sgd_dmft
 from sgd_dmft.cli import main
 from sgd_dmft.errors import SimulationDiverged, SolverDiverged
+from sgd_dmft.dmft.extrapolate import levels
 
 TINY = """
 [problem]
@@ -87,7 +88,8 @@ def fakes(monkeypatch):
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt).drop_vars(["train_loss", "train_loss_stderr"])
 
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
-                        ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged,
+                        ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged, levels=levels,
+                                      estimate_seconds=lambda *a, **k: 1.0, duration=lambda s: f"{s:g} s",
                                       plan_run=lambda prob, law, t, paths, reps, gb, keep, w: (reps, paths // reps, w,
                                                                                                 1.0),
                                       choose_process=lambda prob, law: None,

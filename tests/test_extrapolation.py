@@ -258,3 +258,52 @@ def test_graded_extrapolation_matches_true_sgd():
             assert np.nanmax(np.abs(z)) < 4.0, (d, var, np.round(z, 2))
             if d == 2000:
                 assert np.nanmax(np.abs(z_raw)) > 3.0, (var, np.round(z_raw, 2))
+
+
+LOGI = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+
+
+def test_user_level_is_the_raw_recursion_and_odd_grids_are_padded():
+    """The levels dt, 2 dt, 4 dt: the user's level is drawn first on each replica's stream, so the
+    extrapolated solve's ``_raw`` curves are the raw solve's, bit for bit (T a multiple of 4); an odd T
+    runs the levels a few steps further and returns the user's grid."""
+    law = laws.SGD(0.05, 0.5)
+    ex = dmft.solve(LOGI, law, t_max=2.0, paths=400, replicas=4, seed=3)
+    raw = dmft.solve(LOGI, law, t_max=2.0, paths=400, replicas=4, seed=3, extrapolate=False)
+    assert ex.attrs["levels"] == "dt, 2 dt, 4 dt (coupled)"
+    np.testing.assert_array_equal(ex.train_loss_raw.values, raw.train_loss.values)
+    np.testing.assert_array_equal(ex.test_loss_raw_stderr.values, raw.test_loss_stderr.values)
+    odd = dmft.solve(LOGI, law, t_max=1.85, paths=400, replicas=4, seed=3)
+    assert odd.sizes["time"] == 38 and odd.sizes["time2"] == 38 and abs(odd.time.values[-1] - 1.85) < 1e-12
+    assert odd.attrs["grid_steps"] == 37 and np.all(np.isfinite(odd.test_loss_dt_error.values))
+
+
+@pytest.mark.parametrize("level", ["mid", "coarse"])
+def test_internal_level_that_diverges_does_not_fail_the_run(monkeypatch, level):
+    """A Richardson level the user did not ask for diverges: the run goes on. Without 2 dt the answer is
+    the raw recursion (warning, attrs); without 4 dt the estimate is first order."""
+    from sgd_dmft.dmft import coupled
+    from sgd_dmft.errors import SolverDiverged
+
+    law = laws.SGD(0.05, 0.5)
+    factor = {"mid": 2.0, "coarse": 4.0}[level]
+    real = coupled.march
+
+    def march(problem, lw, *a, **kw):
+        if abs(lw.dt - factor * law.dt) < 1e-12:
+            raise SolverDiverged(f"made up at dt={lw.dt:g}")
+        return real(problem, lw, *a, **kw)
+
+    monkeypatch.setattr(coupled, "march", march)
+    raw = dmft.solve(LOGI, law, t_max=1.0, paths=400, replicas=4, seed=1, extrapolate=False)
+    if level == "mid":
+        with pytest.warns(RuntimeWarning, match="diverged"):
+            ds = dmft.solve(LOGI, law, t_max=1.0, paths=400, replicas=4, seed=1)
+        assert ds.attrs["extrapolated"] == 0 and "made up" in ds.attrs["extrapolation_failed"]
+        np.testing.assert_array_equal(ds.train_loss.values, raw.train_loss.values)
+        assert "train_loss_dt_error" not in ds
+    else:
+        ds = dmft.solve(LOGI, law, t_max=1.0, paths=400, replicas=4, seed=1)
+        assert ds.attrs["extrapolated"] == 1 and ds.attrs["levels"] == "dt, 2 dt (coupled)"
+        assert "first order" in ds.attrs["extrapolation"] and "made up" in ds.attrs["extrapolation_note"]
+        assert np.all(np.isfinite(ds.train_loss_dt_error.values))

@@ -213,3 +213,20 @@ def test_non_finite_is_a_divergence_and_stats_match_curves():
     np.testing.assert_array_equal(se.values, ese)
     m1, se1 = sim_mean_stderr(fake_sim(seeds=1), "M")
     assert m1.dims == ("time", "k", "kstar") and not se1.values.any()
+
+
+def test_thin_kernels_keeps_every_curve_time_and_a_strided_kernel():
+    import xarray as xr
+
+    from sgd_dmft.results import thin_kernels
+
+    t = np.arange(1201) * 0.01
+    K = np.add.outer(t, 2 * t)[:, :, None, None]
+    ds = xr.Dataset({"train_loss": ("time", t), "C_theta": (("time", "time2", "k", "k2"), K)},
+                    coords={"time": t, "time2": t})
+    out = thin_kernels(ds, points=501)
+    assert out.attrs["kernel_stride"] == 3 and out.sizes["time"] == 1201
+    assert out.sizes["kernel_time"] == out.sizes["kernel_time2"] == 401
+    np.testing.assert_array_equal(out.C_theta.values[:, :, 0, 0], K[::3, ::3, 0, 0])
+    np.testing.assert_array_equal(out.kernel_time.values, t[::3])
+    assert thin_kernels(ds, points=2000) is ds  # short runs keep their kernels as they are

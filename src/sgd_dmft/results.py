@@ -86,6 +86,26 @@ def config_from_dataset(ds: xr.Dataset):
 # --------------------------------------------------------------------------------------------
 # Reading / writing
 # --------------------------------------------------------------------------------------------
+KERNEL_POINTS = 501  # a result file keeps its two-time kernels on at most this many times per axis
+
+
+def thin_kernels(ds: xr.Dataset, points: int = KERNEL_POINTS) -> xr.Dataset:
+    """The dataset with its two-time kernels (dims ``time``, ``time2``) on every ``stride``-th time, on
+    the dims ``kernel_time``, ``kernel_time2``, when there are more than ``points`` times (attr
+    ``kernel_stride``); the curves keep every time. A long horizon's file then grows like T, not T^2
+    (T = 2500: four 2501 x 2501 kernels were 200 MB)."""
+    if "time2" not in ds.dims or ds.sizes["time2"] <= points:
+        return ds
+    n = ds.sizes["time2"]
+    stride = -(-(n - 1) // (points - 1))
+    idx = np.arange(0, n, stride)
+    kern = [v for v in ds.data_vars if "time2" in ds[v].dims]
+    thin = ds[kern].isel(time=idx, time2=idx).rename({"time": "kernel_time", "time2": "kernel_time2"})
+    out = ds.drop_vars(kern + ["time2"]).merge(thin)
+    out.attrs["kernel_stride"] = int(stride)
+    return out
+
+
 def check_finite(ds: xr.Dataset, what: str = "result") -> None:
     """Raise :class:`NonFiniteResult` if any numeric data variable holds NaN or +-inf."""
     bad = []

@@ -86,9 +86,9 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
 
 def extrapolation_levels(law, problem=None):
     """The Richardson levels a solve of ``law`` runs (dmft/extrapolate.py)."""
-    from .dmft.extrapolate import levels
+    from . import dmft
 
-    return levels(law, problem)
+    return dmft.levels(law, problem)
 
 
 def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> float:
@@ -150,13 +150,12 @@ def _announcer(announce: Announce) -> Callable[[str], Any] | None:
 
 
 def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None, extrapolate: bool) -> xr.Dataset:
-    from . import dmft
-    from .dmft import planning
+    from . import dmft, results
 
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
     workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
-    est = planning.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], extrapolate=extrapolate)
+    est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], extrapolate=extrapolate)
     if say is not None:  # what the run will take, before it starts
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"],
@@ -165,7 +164,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
             f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB, "
-            f"estimated time ~{planning.duration(est)} on one core{target}; {_limit_note(law, extrapolate, exp.problem)}")
+            f"estimated time ~{dmft.duration(est)} on one core{target}; {_limit_note(law, extrapolate, exp.problem)}")
         note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
         if note:
             say(note)
@@ -174,7 +173,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
                     extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
                     tail=so["tail"])
     ds.attrs["estimated_time_s"] = float(est)
-    return ds
+    return results.thin_kernels(ds)
 
 
 def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,

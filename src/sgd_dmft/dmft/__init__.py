@@ -18,7 +18,9 @@ convention of docs/conventions.md (``train_loss`` is the mean per-sample loss).
 from ..errors import MemoryLimitExceeded, SolverDiverged
 from ..parallel import SPAWN_COST_S
 from .history import DenseHistory, SparseHistory
-from .planning import MIN_PATHS_PER_REPLICA, estimate_memory, max_visits, plan_replicas, plan_run
+from .extrapolate import levels
+from .planning import (MIN_PATHS_PER_REPLICA, duration, estimate_memory, estimate_seconds, max_visits, plan_replicas,
+                       plan_run)
 from .processes import ExactLinearPath, MonteCarlo, SampleProcess, choose_process
 from .responses import GaussianIBP, PathwiseTangents
 from .solve import solve
@@ -26,5 +28,6 @@ from .solve import solve
 __all__ = [
     "solve", "SolverDiverged", "MemoryLimitExceeded", "estimate_memory", "plan_replicas", "plan_run",
     "MIN_PATHS_PER_REPLICA", "SPAWN_COST_S", "SampleProcess", "ExactLinearPath", "MonteCarlo", "DenseHistory",
-    "SparseHistory", "PathwiseTangents", "GaussianIBP", "choose_process", "max_visits",
+    "SparseHistory", "PathwiseTangents", "GaussianIBP", "choose_process", "max_visits", "estimate_seconds",
+    "duration", "levels",
 ]

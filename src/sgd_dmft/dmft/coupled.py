@@ -197,4 +197,5 @@ def apply(ds, problem, process, red: CoupledReduction, times_fine: np.ndarray) -
         mean, se = mean_stderr(r1)
         ds[var] = (dims, mean)
         ds[var + "_stderr"] = (dims, se)
-        ds[var + "_dt_error"] = (dims, err)
+        if np.all(np.isfinite(err)):  # NaN: no 2b level (the raw recursion is returned, without an estimate)
+            ds[var + "_dt_error"] = (dims, err)

@@ -164,9 +164,12 @@ SECONDS_PER = dict(
     coordinate=2.2e-10,  # per word read by the coordinate step: C once and R's triangle twice, 2 (m k)^2
     cholesky=3.5e-10,  # per multiply-add of the triangular solve of the field's row, k (m k)^2 / 2
     fields=3.1e-10,  # per multiply-add of the field draw L @ Z, k (m k) P
-    history=2.0e-9,  # per path, stored visit and k^2: the memory term of r and the row of C_F
-    tangents=6.3e-10,  # per multiply-add of the tangent kernels: k^3 per stored row, per updating path
-    exact=2.5e-10,  # exact path: per word of its four O(m^2) products and its triangular solve
+    history=2.0e-9,  # per path, stored visit and k^2: the memory term of r and the row of C_F (sparse laws)
+    history_dense=3.1e-10,  # the same for dense laws: two BLAS products per step, k (m k) P each
+    tangents=6.3e-10,  # per multiply-add of the tangent kernels (k = 1, sparse laws): per stored row, per updating path
+    tangents_dense=2.6e-10,  # the same for dense laws (k = 1: every step a visit, contiguous vectorised loops)
+    tangents_block=1.3e-9,  # the same for k > 1 (k^3 per row, the general block kernel)
+    exact=4.0e-10,  # exact path: per word of its four O(m^2) products and its triangular solve
 )
 
 
@@ -193,11 +196,15 @@ def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> di
     rows = np.cumsum(q * (m + 1)) - q * (m + 1)  # expected rows of the tangent store before m
     out.update(path_step=P * k * T1, coordinate=S(2.0 * (m * k) ** 2), cholesky=S(k**3 * m**2 / 2.0),
                fields=S(P * k * k * m))
-    out["history"] = S(2.0 * P * k * k * (visits if proc.history.sparse else m))
+    if proc.history.sparse:
+        out["history"] = S(2.0 * P * k * k * visits)
+    else:
+        out["history_dense"] = S(2.0 * P * k * k * m)
     resp = proc.responses
     if resp.name == "pathwise":
         upd = np.ones_like(q) if resp.rao_blackwell else q
-        out["tangents"] = S(P * upd * k**3 * (rows + m + 1))
+        kind = "tangents_block" if k > 1 else ("tangents" if law.sparse else "tangents_dense")
+        out[kind] = S(P * upd * k**3 * (rows + m + 1))
     else:  # integration by parts: E[h z^T] (like the field draw) and a triangular solve per step
         out["fields"] += S(P * k * k * m)
         out["cholesky"] += S(k**3 * m**2 / 2.0)
