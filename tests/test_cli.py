@@ -76,7 +76,7 @@ def fakes(monkeypatch):
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
 
     def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1, extrapolate=None,
-              rtol=None, max_time_s=None, tail=0.0):
+              rtol=None, max_time_s=None, tail=0.0, response_window=None):
         calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed,
                               extrapolate=extrapolate, rtol=rtol, max_time_s=max_time_s, tail=tail)
         if calls.get("diverge") == "theory":
@@ -90,9 +90,9 @@ def fakes(monkeypatch):
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
                         ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged, levels=levels,
                                       estimate_seconds=lambda *a, **k: 1.0, duration=lambda s: f"{s:g} s",
-                                      plan_run=lambda prob, law, t, paths, reps, gb, keep, w: (reps, paths // reps, w,
-                                                                                                1.0),
-                                      choose_process=lambda prob, law: None,
+                                      plan_run=lambda prob, law, t, paths, reps, gb, keep, w, proc=None: (
+                                          reps, paths // reps, w, 1.0),
+                                      choose_process=lambda prob, law, *a: None,
                                       applicability=types.SimpleNamespace(expected_stderr_note=lambda *a: None))),
                         ("online", dict(solve_online=solve_online))):
         mod = types.ModuleType(f"sgd_dmft.{name}")

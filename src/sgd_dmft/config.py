@@ -160,6 +160,9 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "tail": _Key("float", 0.0, "a number in [0, 1]", lambda v: 0 <= v <= 1,
                      "mass of the largest teacher fields |r*| whose paths get R_F by integration by parts at fixed "
                      "r* (unstable large-label visits; docs/theory.md section 3c)"),
+        "response_window": _Key("float", 0.0, "a finite number >= 0 (0: the whole past)", lambda v: v >= 0,
+                                "pathwise tangents keep this much time of the past (R_F = 0 beyond it): work and "
+                                "memory linear in the horizon; the error it causes is estimated and warned about"),
     },
 }
 

@@ -102,14 +102,24 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
         cost = planning.grid_steps(cfg_grid(cfg), dy["t_max"]) * 1e4 * exp.problem.k ** 2
     else:
         cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
-                                      extrapolate=extrapolate)
+                                      _process(exp), extrapolate=extrapolate)
     planning.check_cost(cost, force)
     if law is not None:
         divergence.check_stability(exp.problem, law, dy["t_max"])
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         # refused up front, exact path included (the finest level is the largest)
-        planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"])
+        planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
+                               process=_process(exp))
     return cost
+
+
+def _process(exp: Experiment):
+    """The sample process a solve of the config runs (the solver's choice, with solver.tail and
+    solver.response_window)."""
+    from . import dmft
+
+    so = exp.config.solver
+    return dmft.choose_process(exp.problem, exp.law, None, "auto", None, so["tail"], so["response_window"] or None)
 
 
 def cfg_grid(cfg: Config):
@@ -155,11 +165,12 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
     workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
-    est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], extrapolate=extrapolate)
+    est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], _process(exp),
+                                extrapolate=extrapolate)
     if say is not None:  # what the run will take, before it starts
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"],
-                                     so["max_memory_gb"], True, workers)
+                                     so["max_memory_gb"], True, workers, _process(exp))
         chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
@@ -171,7 +182,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     ds = dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
                     seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
                     extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
-                    tail=so["tail"])
+                    tail=so["tail"], response_window=so["response_window"] or None)
     ds.attrs["estimated_time_s"] = float(est)
     return results.thin_kernels(ds)
 

@@ -68,6 +68,7 @@ class Kernels:
     mu: np.ndarray  # (K, ks) teacher term
     train: np.ndarray  # (T+1,) the sample process's train-loss estimate (see SampleProcess)
     test: np.ndarray | None = None  # (T+1,) the population loss of (Q, M), where the sample process computed it
+    window_edge: float = 0.0  # windowed tangents: largest share of an R_F row in the window's oldest tenth
 
     def blocks(self, name: str) -> np.ndarray:
         """A two-time kernel as ``(T+1, T+1, k, k)``."""

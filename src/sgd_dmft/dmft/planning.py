@@ -61,7 +61,8 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     ``K`` (dense history), visit times ``visits`` and values ``visits x k``, the step's temporaries
     (``12 k``: fields, gradients, losses; visits = T+1 for dense laws, the busiest path's count for
     sparse ones, :func:`max_visits`) and the float32 tangent store, triangular (:func:`store_rows`
-    rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents);
+    rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents; with a
+    ``window``, :func:`window_store`: a ring of slots of the window's rows);
     with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2``. The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
     proc = choose_process(problem, law, process)
@@ -76,9 +77,14 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
         P = max(1, paths // max(1, replicas))
         nv = max_visits(law, T1, P)
         dense = 0 if proc.history.sparse else K
-        store = proc.responses.store_bytes(store_rows(law, T1), k)
-        if store:  # and its row offsets (nv + 1 words) and the visit mask they are built from (T1 bytes)
-            store += 8 * (nv + 1) + T1
+        window = getattr(proc.responses, "window", None)
+        if window is not None:  # a ring of V slots of `width` rows, their bases
+            V, width = window_store(law, t_max, P, window)
+            store = proc.responses.store_bytes(V * width, k) + 8 * V
+        else:
+            store = proc.responses.store_bytes(store_rows(law, T1), k)
+            if store:  # and its row offsets (nv + 1 words) and the visit mask they are built from (T1 bytes)
+                store += 8 * (nv + 1) + T1
         per_path = 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + store
         mc = P * per_path
     return float(det + mc + (8 * 4 * K * K if keep_kernels else 0))
@@ -194,6 +200,13 @@ def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> di
         return out
     visits = np.cumsum(q) - q  # expected visits before m
     rows = np.cumsum(q * (m + 1)) - q * (m + 1)  # expected rows of the tangent store before m
+    n_win = m + 1
+    window = getattr(proc.responses, "window", None)
+    if window is not None:  # the rows of the visits in [lo_m, m), each from lo_m on
+        lo = _window_lo(law, t_max, len(m), window).astype(float)
+        at = lambda c: np.interp(lo, m, c)  # noqa: E731  (a cumulative sum at lo_m)
+        rows = np.maximum(0.0, (rows - at(rows)) - lo * (visits - at(visits)))
+        n_win = m + 1 - lo
     out.update(path_step=P * k * T1, coordinate=S(2.0 * (m * k) ** 2), cholesky=S(k**3 * m**2 / 2.0),
                fields=S(P * k * k * m))
     if proc.history.sparse:
@@ -204,11 +217,41 @@ def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> di
     if resp.name == "pathwise":
         upd = np.ones_like(q) if resp.rao_blackwell else q
         kind = "tangents_block" if k > 1 else ("tangents" if law.sparse else "tangents_dense")
-        out[kind] = S(P * upd * k**3 * (rows + m + 1))
+        out[kind] = S(P * upd * k**3 * (rows + n_win))
     else:  # integration by parts: E[h z^T] (like the field draw) and a triangular solve per step
         out["fields"] += S(P * k * k * m)
         out["cholesky"] += S(k**3 * m**2 / 2.0)
     return out
+
+
+def _window_lo(law, t_max: float, n: int, window: float) -> np.ndarray:
+    """``lo_m`` (float) of a tangent window on ``n`` sample points of the grid (responses.window_starts;
+    on a grid too long to build, ``window / dt`` steps back at the law's first step)."""
+    T1 = grid_steps(law, t_max) + 1
+    if T1 <= MAX_BUILT_STEPS and n == T1:
+        from .responses import window_starts
+
+        return window_starts(law.times(t_max), window)
+    m = np.linspace(0.0, T1, n)
+    return np.maximum(0.0, m - window / float(law.dt))
+
+
+def window_store(law, t_max: float, P: int, window: float) -> tuple[int, int]:
+    """``(V, width)`` of a windowed tangent store (responses._Windowed): ring slots per path (the busiest
+    of ``P`` paths' visits in a window, a Poisson quantile, + 1) and rows per slot (steps in a window)."""
+    times = law.times(t_max)
+    from .responses import window_starts
+
+    lo = window_starts(times, window)
+    width = int(np.max(np.arange(len(times)) - lo)) + 1
+    if not law.sparse:
+        return width + 1, width
+    q = _visit_probability(law, len(times))
+    c = np.concatenate([[0.0], np.cumsum(q)])
+    mean = float(np.max(c[1:] - c[lo]))
+    from scipy.stats import poisson
+
+    return int(min(width, poisson.isf(0.5 / max(1, P), mean) + 1)) + 1, width
 
 
 def estimate_seconds(problem, law, t_max: float, paths: int, replicas: int, process=None,

@@ -218,7 +218,7 @@ class _MonteCarloState:
         nmax = max(1, int(active.sum(axis=1).max()))
         self.visits = Visits(P, nmax)
         self.history = spec.history(T1, k, P, nmax)
-        self.responses = spec.responses.start(P, nmax, T1, k, active)
+        self.responses = spec.responses.start(P, nmax, T1, k, active, schedule.times)
         self.snap_idx, self.times = snap_idx, schedule.times
         self.snapshots = np.zeros((len(snap_idx), min(P, 5000), k))
         self.train = _TrainEstimate(spec.train, T1)
@@ -269,6 +269,7 @@ class _MonteCarloState:
             self.snapshots[j] = r[: self.snapshots.shape[1]]
         if last:
             self.train.finish(K, self.model, k, self.ks)
+            K.window_edge = float(getattr(self.responses, "edge", 0.0))
             return
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
         # C_F stays the pathwise Gram matrix (delta/P) sum_p h_p h_p^T: positive semi-definite by
@@ -322,13 +323,14 @@ RESPONSES = ("auto", "pathwise", "stein")
 
 
 def choose_process(problem, law, process: SampleProcess | None = None, responses: str = "auto",
-                   rao_blackwell: bool | None = None, tail: float = 0.0) -> SampleProcess:
+                   rao_blackwell: bool | None = None, tail: float = 0.0, window: float | None = None) -> SampleProcess:
     """The resolved sample process of a solve.
 
     ``process`` given: that one (checked, defaults filled in). Else the exact path when it applies
     (square loss, linear student, i.i.d. multipliers), otherwise Monte Carlo with ``responses``
     (``"pathwise"``, ``"stein"`` = Gaussian integration by parts, ``"auto"``: stein for a model with a
-    kink, pathwise otherwise) and ``rao_blackwell``, ``tail`` for the pathwise tangents.
+    kink, pathwise otherwise) and ``rao_blackwell``, ``tail``, ``window`` (their memory in time units,
+    None: the whole past) for the pathwise tangents.
     """
     if responses not in RESPONSES:
         raise ConfigError(f"responses={responses!r} is not allowed: use 'auto', 'pathwise' or 'stein'", key="responses")
@@ -342,5 +344,5 @@ def choose_process(problem, law, process: SampleProcess | None = None, responses
     if responses == "stein" or (responses == "auto" and not problem.model.smooth):
         resp = GaussianIBP()
     else:
-        resp = PathwiseTangents(rao_blackwell, tail)
+        resp = PathwiseTangents(rao_blackwell, tail, window=window)
     return MonteCarlo(responses=resp).resolve(problem, law)

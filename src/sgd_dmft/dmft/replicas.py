@@ -26,7 +26,7 @@ def summarize(K, snaps, clip, problem, keep_kernels: bool) -> dict:
     M = K.M.reshape(len(K.train), problem.k, problem.kstar).copy()
     # the test loss once per replica (the sample process may have computed it already)
     test = K.test if K.test is not None else population_loss(problem.model, Q, M)
-    out = dict(Q=Q, M=M, train=K.train, test=test, r_snap=snaps, clip=clip)
+    out = dict(Q=Q, M=M, train=K.train, test=test, r_snap=snaps, clip=clip, window_edge=K.window_edge)
     if keep_kernels:
         kern = {name: np.ascontiguousarray(K.blocks(attr)) for name, attr in KERNELS}
         kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))
@@ -47,6 +47,7 @@ class Reduction:
 
     def __init__(self):
         self.Q, self.M, self.train, self.test, self.snaps, self.clips = [], [], [], [], [], []
+        self.edges: list[float] = []
         self.sums: dict[str, np.ndarray] = {}
 
     @property
@@ -60,6 +61,7 @@ class Reduction:
         self.test.append(rep["test"])
         self.snaps.append(rep["r_snap"])
         self.clips.append(rep["clip"])
+        self.edges.append(rep.get("window_edge", 0.0))
         for name, a in rep.get("kernels", {}).items():
             if name in self.sums:
                 self.sums[name] += a

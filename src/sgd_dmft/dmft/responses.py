@@ -107,6 +107,110 @@ def _tangent_step_k1(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jb
                 gn[s] = hs * J[s]
 
 
+@njit(cache=True)
+def _window_step(m, lo, Rt_m, H_m, S_m, rb, G, base, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
+    """``_tangent_step`` with the tangents kept on a window of the past: ``J_{m,s}`` for ``s >= lo`` only.
+
+    G (P, V, W, k, k) is a ring of ``V`` visit slots per path: the j-th visit (at step ``u``) lives in slot
+    ``j % V`` and holds ``d h_u / d w_s`` for ``s = base[p, slot] .. u`` at rows ``s - base``. Visits before
+    ``lo`` are not read (their rows end before the window); RFsum (m + 1 - lo, k, k) is overwritten with
+    the window's part of ``sum_p d h_m / d w_s``, ``s = lo .. m``. Jbuf (W, k, k) work space."""
+    P = H_m.shape[0]
+    k = H_m.shape[1]
+    V = G.shape[1]
+    n = m + 1 - lo
+    J = Jbuf[:n]
+    RFsum[:, :, :] = 0.0
+    for p in range(P):
+        active = S_m[p] != 0.0
+        if not ((active or rb) and use[p]):
+            continue
+        J[:, :, :] = 0.0
+        for a in range(k):
+            J[n - 1, a, a] = 1.0
+        j = n_act[p] - 1
+        while j >= 0 and act_t[p, j] >= lo:
+            u = act_t[p, j]
+            slot = j % V
+            g = G[p, slot]
+            b0 = base[p, slot]
+            for s in range(lo, u + 1):
+                for a in range(k):
+                    for c in range(k):
+                        acc = 0.0
+                        for b in range(k):
+                            acc += Rt_m[u, a, b] * g[s - b0, b, c]
+                        J[s - lo, a, c] -= acc
+            j -= 1
+        sm = S_m[p]
+        slot = n_act[p] % V
+        if active:
+            base[p, slot] = lo
+        for i in range(n):
+            for a in range(k):
+                for c in range(k):
+                    acc = 0.0
+                    for b in range(k):
+                        acc += H_m[p, a, b] * J[i, b, c]
+                    if active:
+                        G[p, slot, i, a, c] = acc * sm
+                    RFsum[i, a, c] += acc if rb else acc * sm
+
+
+@njit(cache=True)
+def _window_step_k1(m, lo, Rt_m, H_m, S_m, rb, G, base, act_t, n_act, RFsum, use, Jbuf):  # pragma: no cover - compiled
+    """``_window_step`` for k = 1: G (P, V, W), Rt_m (T+1,), H_m (P,), RFsum (m + 1 - lo,), Jbuf (W,)
+    (contiguous inner loops that LLVM vectorises, as in ``_tangent_step_k1``)."""
+    P = H_m.shape[0]
+    V = G.shape[1]
+    n = m + 1 - lo
+    J = Jbuf[:n]
+    RFsum[:] = 0.0
+    for p in range(P):
+        active = S_m[p] != 0.0
+        if not ((active or rb) and use[p]):
+            continue
+        J[:] = 0.0
+        J[n - 1] = 1.0
+        j = n_act[p] - 1
+        while j >= 0 and act_t[p, j] >= lo:
+            u = act_t[p, j]
+            slot = j % V
+            c = Rt_m[u]
+            g = G[p, slot, lo - base[p, slot] : u + 1 - base[p, slot]]
+            Ju = J[: u + 1 - lo]
+            for i in range(u + 1 - lo):
+                Ju[i] -= c * g[i]
+            j -= 1
+        hp = H_m[p]
+        sm = S_m[p]
+        wgt = hp if rb else hp * sm
+        for i in range(n):
+            RFsum[i] += wgt * J[i]
+        if active:
+            slot = n_act[p] % V
+            base[p, slot] = lo
+            gn = G[p, slot, :n]
+            hs = hp * sm
+            for i in range(n):
+                gn[i] = hs * J[i]
+
+
+def window_starts(times: np.ndarray, window: float) -> np.ndarray:
+    """``lo[m]``: the first grid index ``s`` with ``t_s >= t_m - window`` (the tangent window of step m)."""
+    return np.searchsorted(times, times - window - 1e-9 * max(1.0, float(times[-1])), side="left").astype(np.int64)
+
+
+def window_slots(active: np.ndarray, lo: np.ndarray) -> int:
+    """The ring size ``V`` of a windowed store: one more than the most visits any path has in a window
+    ``[lo[m], m]`` (``active`` (P, steps) bool, exact from the pre-drawn multipliers)."""
+    if active.shape[1] == 0:
+        return 1
+    c = np.concatenate([np.zeros((active.shape[0], 1), dtype=np.int64), np.cumsum(active, axis=1)], axis=1)
+    m = np.arange(active.shape[1])
+    return int(np.max(c[:, m + 1] - c[:, lo[m]], initial=0)) + 1
+
+
 @dataclass(frozen=True)
 class PathwiseTangents:
     """Pathwise tangents (float32 store, triangular: a visit at step u keeps its ``u + 1`` rows of ``k^2``,
@@ -133,23 +237,30 @@ class PathwiseTangents:
     rao_blackwell: bool | None = None
     tail: float = 0.0
     single: bool | None = None
+    window: float | None = None
     name = "pathwise"
 
     def __post_init__(self):
         if not (isinstance(self.tail, (int, float)) and 0.0 <= float(self.tail) <= 1.0):
             raise ValueError(f"PathwiseTangents.tail={self.tail!r} is not allowed: must be a probability in [0, 1]")
+        if self.window is not None and not (isinstance(self.window, (int, float)) and float(self.window) > 0):
+            raise ValueError(f"PathwiseTangents.window={self.window!r} is not allowed: must be a time > 0 or None")
 
     def resolve(self, law) -> "PathwiseTangents":
         rb = bool(law.independent_steps and not law.sparse) if self.rao_blackwell is None else bool(self.rao_blackwell)
         single = bool(law.sparse) if self.single is None else bool(self.single)
-        return PathwiseTangents(rb, float(self.tail), single)
+        return PathwiseTangents(rb, float(self.tail), single, None if self.window is None else float(self.window))
 
     def store_bytes(self, rows: float, k: int) -> float:
         """Bytes per path of the tangent store of ``rows`` rows (planning.store_rows: its expectation)."""
         return 4.0 * rows * k * k
 
-    def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray) -> "_Pathwise":
-        """``active`` (P, steps) bool: the steps at which each path is visited (``S != 0``)."""
+    def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray, times: np.ndarray | None = None):
+        """``active`` (P, steps) bool: the steps at which each path is visited (``S != 0``); ``times``:
+        the grid (for a ``window``)."""
+        if self.window is not None and times is not None:
+            return _Windowed(bool(self.rao_blackwell), P, k, float(self.tail), bool(self.single), active,
+                             window_starts(times, self.window))
         return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail), bool(self.single), active)
 
 
@@ -264,7 +375,7 @@ class GaussianIBP:
     def store_bytes(self, rows: float, k: int) -> float:
         return 0.0
 
-    def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray | None = None) -> "_IBP":
+    def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray | None = None, times=None) -> "_IBP":
         return _IBP(k)
 
 
@@ -278,3 +389,66 @@ class _IBP:
         grad = stein_gradient(st)  # (k, nm): E[grad_g h_m] over g = (r*, w_0..w_m)
         K.mu[bm] = delta * grad[:, :ks]  # delta E[d h_m / d r*] at fixed w
         K.RF[bm, :upto] = delta * grad[:, ks:nm]
+
+
+class _Windowed(_Pathwise):
+    """Pathwise tangents on a window of the past (``PathwiseTangents.window``): ``R_F[m, s] = 0`` for
+    ``t_m - t_s > window``; the store is a ring of visit slots per path (``O(P V W)`` memory instead of
+    ``O(P visits T)``, work ``O(P q^2 W^2)`` per step instead of ``O(P q^2 m^2)``). ``edge`` records the
+    estimated share of ``sum_s |R_F[m, s]|`` that the window cuts, summed over the steps where it cuts
+    (sums: Monte Carlo noise in single rows' tails is large): the masses ``a1``, ``a2`` of the oldest and
+    second-oldest tenths of the window give the decay per tenth ``rho = a1 / a2`` and the geometric tail
+    ``a1 rho / (1 - rho)`` beyond the window (1 where the response does not decay)."""
+
+    def __init__(self, rb: bool, P: int, k: int, tail: float, single: bool, active: np.ndarray, lo: np.ndarray):
+        self.rb, self.k, self.tail, self.lo = rb, k, tail, lo
+        T1 = len(lo)
+        width = int(np.max(np.arange(T1) - lo)) + 1
+        V = window_slots(np.asarray(active, dtype=bool), lo[: active.shape[1]])
+        self.G = np.zeros((P, V, width, k, k), dtype=np.float32)
+        self.base = np.zeros((P, V), dtype=np.int64)
+        self.Jbuf = np.zeros((width, k, k), dtype=np.float32 if single else np.float64)
+        self.sums = np.zeros((T1, k, k))
+        self.use, self.tail_idx = None, np.zeros(0, dtype=np.int64)
+        self.edge, self.masses = 0.0, np.zeros(3)
+        if k == 1:  # views: k = 1 blocks are scalars
+            self.G1, self.Jbuf1, self.sums1 = self.G.reshape(P, V, width), self.Jbuf.reshape(width), np.zeros(T1)
+
+    def update(self, st, K, coord) -> None:
+        m, k, P, delta = st.m, self.k, st.P, st.delta
+        if self.use is None:
+            in_tail = tail_paths(st.rstar, self.tail)
+            self.use, self.tail_idx = ~in_tail, np.flatnonzero(in_tail)
+        lo = int(self.lo[m])
+        bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
+        Hm = np.ascontiguousarray(st.model.hess(st.r, st.y))
+        win = self.sums[: m + 1 - lo]
+        if k == 1:
+            Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
+            _window_step_k1(m, lo, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.base, st.visits.t, st.visits.n,
+                            self.sums1[: m + 1 - lo], self.use, self.Jbuf1)
+            win[:, 0, 0] = self.sums1[: m + 1 - lo]
+        else:
+            Rt = st.Rrow.astype(self.Jbuf.dtype) if self.Jbuf.dtype != st.Rrow.dtype else st.Rrow
+            _window_step(m, lo, Rt, Hm, st.S, self.rb, self.G, self.base, st.visits.t, st.visits.n, win, self.use,
+                         self.Jbuf)
+        scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
+        K.RF[bm, :upto] = 0.0
+        K.RF[bm, lo * k : upto] = (delta * scale / P) * win.transpose(1, 0, 2).reshape(k, (m + 1 - lo) * k)
+        if len(self.tail_idx):
+            K.RF[bm, :upto] += delta * stein_gradient(st, st.rstar.shape[1], self.tail_idx)
+        self._record_edge(K.RF[bm, :upto], lo, m)
+        EhR = (hbar.T @ st.rstar) / P
+        K.mu[bm] = delta * EhR - K.RF[bm, :upto] @ K.M[:upto] @ coord.Sinv
+
+    def _record_edge(self, row: np.ndarray, lo: int, m: int) -> None:
+        if lo == 0:
+            return
+        k = self.k
+        tenth = max(1, (m + 1 - lo) // 10)
+        mass = np.abs(row).reshape(k, -1, k).sum(axis=(0, 2))  # (m + 1,) per time
+        tot = float(mass.sum())
+        self.masses += (float(mass[lo : lo + tenth].sum()), float(mass[lo + tenth : lo + 2 * tenth].sum()), tot)
+        a1, a2, tot = self.masses
+        rho = a1 / a2 if a2 > 0 else 1.0
+        self.edge = min(1.0, a1 * rho / (1.0 - rho) / tot) if rho < 1.0 else 1.0

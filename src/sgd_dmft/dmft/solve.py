@@ -88,6 +88,7 @@ def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: in
         exact_path=int(exact),
         responses="exact" if exact else process.responses.name,
         tail=float(getattr(getattr(process, "responses", None), "tail", 0.0)),
+        response_window=float(getattr(getattr(process, "responses", None), "window", None) or 0.0),
         cholesky_clip=float(clip),
         memory_estimate_bytes=float(mem),
         sgd_dmft_version=__version__,
@@ -114,7 +115,27 @@ def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, 
         if not np.all(np.isfinite(ds[v].values)):
             raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
     review_replicas(ds, red, problem, proc, args, entropy)  # runaway replicas raise (consistency.py)
+    _window_note(ds, red)
     return ds
+
+
+WINDOW_ERROR_FACTOR = 2.5  # relative curve error per unit of cut R_F share (measured 0.2-2.0 over 12 cases)
+WINDOW_ERROR_WARN = 5e-3  # stated relative error of a windowed solve past which it warns
+
+
+def _window_note(ds: xr.Dataset, red: Reduction) -> None:
+    """attrs ``response_window_error`` of a windowed solve: the relative error of the curves it states,
+    ``WINDOW_ERROR_FACTOR`` times the share of ``R_F`` the window cuts (responses._Windowed), and a warning
+    past ``WINDOW_ERROR_WARN``."""
+    if not ds.attrs.get("response_window"):
+        return
+    err = WINDOW_ERROR_FACTOR * float(max(red.edges, default=0.0))
+    ds.attrs["response_window_error"] = err
+    if err > WINDOW_ERROR_WARN:
+        warnings.warn(f"solver.response_window = {ds.attrs['response_window']:g}: the window cuts a response R_F that "
+                      f"has not decayed (stated relative error of the curves {err:.2%} > {WINDOW_ERROR_WARN:.1%}, "
+                      f"from R_F's decay over the window's oldest fifth): raise solver.response_window",
+                      RuntimeWarning, stacklevel=4)
 
 
 def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
@@ -180,6 +201,7 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
                            max(red.raw.clips), mem))
     review_replicas(ds, red.raw, problem, proc, (problem, law, sraw, proc, P, snap_idx, False, kw["blas_threads"]),
                     entropy)
+    _window_note(ds, red.raw)
     coupled.apply(ds, problem, proc, red, sf.times)
     if cp.padded:
         ds = _trim(ds, cp.T_user)
@@ -283,6 +305,7 @@ def solve(
     rtol: float | None = None,
     max_time_s: float | None = None,
     tail: float = 0.0,
+    response_window: float | None = None,
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity (docs/theory.md).
 
@@ -294,10 +317,11 @@ def solve(
     None: the exact path where it applies, else Monte Carlo with ``responses`` (``"pathwise"`` tangents,
     ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``) and
     ``rao_blackwell`` (default: on for dense i.i.d. laws) and ``tail`` (pathwise tangents: the mass of
-    large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c).
-    extrapolate: the ``dt -> 0`` limit (Richardson over dt, 2 dt, error estimate from 4 dt, about 1.3x the
-    raw cost; dt/2, dt, 2 dt where 2 dt is not allowed: extrapolate.py; ``<var>_dt_error``, ``<var>_raw``);
-    None: for continuous-time laws (GF, SGD, SME, reshuffling, persistent) on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
+    large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c) and
+    ``response_window`` (tangents kept over that much time of the past, ``R_F[t, s] = 0`` beyond: work and
+    memory linear in the horizon; the error it causes: attr ``response_window_error``, warned past 0.5 %).
+    extrapolate: the ``dt -> 0`` limit (levels dt, 2 dt, 4 dt: extrapolate.py; ``<var>_dt_error``, ``_raw``);
+    None: for continuous-time laws on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
     replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
     max_memory_gb: paths are split into more replicas (>= ``MIN_PATHS_PER_REPLICA``) to fit, or the run
     is refused up front (MemoryLimitExceeded). workers: replicas in spawn processes (same numbers).
@@ -308,7 +332,7 @@ def solve(
     ``R_F`` (time, time2, k, k2) and ``mu``; ``r_samples`` (snap_time, path, k); diagnostics in attrs.
     Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
     """
-    proc = choose_process(problem, law, process, responses, rao_blackwell, tail)
+    proc = choose_process(problem, law, process, responses, rao_blackwell, tail, response_window)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,

@@ -1,0 +1,74 @@
+"""Pathwise tangents on a window of the past (``solve(response_window=)``, ``solver.response_window``):
+``R_F[t, s] = 0`` for ``t - s`` beyond the window, work and memory linear in the horizon. The solve
+states the relative error this causes (``response_window_error``, from R_F's decay over the window's
+oldest fifth); here it is checked against the dense solve on the same random numbers."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from sgd_dmft import dmft, laws
+from sgd_dmft import problem as P
+from sgd_dmft.dmft import planning
+
+LOGI = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+COMMITTEE = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.3)
+
+
+def _solve(prob, law, window, t_max=20.0):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return dmft.solve(prob, law, t_max=t_max, paths=1000, replicas=2, seed=1, extrapolate=False,
+                          response_window=window)
+
+
+@pytest.mark.parametrize("case", ["logistic-sgd", "committee-sgd", "logistic-sme"])
+def test_windowed_solve_is_within_its_stated_error_of_the_dense_one(case):
+    """Measured (t <= 30, windows 5-20, 12 cases): worst relative change of the losses 0.2-2.0x the share of
+    R_F cut (the stated error is 2.5x it)."""
+    prob, law = {"logistic-sgd": (LOGI, laws.SGD(0.04, 0.5)), "committee-sgd": (COMMITTEE, laws.SGD(0.04, 0.5)),
+                 "logistic-sme": (LOGI, laws.SME(0.04, 0.5))}[case]
+    dense = _solve(prob, law, None)
+    for window in (5.0, 10.0):
+        w = _solve(prob, law, window)
+        err = w.attrs["response_window_error"]
+        assert w.attrs["response_window"] == window and 0 < err < 0.2
+        for v in ("train_loss", "test_loss"):
+            rel = np.max(np.abs(w[v].values - dense[v].values) / np.abs(dense[v].values))
+            assert rel <= err, f"{case} window {window} {v}: {rel:.2e} > stated {err:.2e}"
+    # R_F is zero beyond the window (10 time units = 250 steps), the same as the dense one on short rows
+    RF, RFd = w.R_F.values[:, :, 0, 0], dense.R_F.values[:, :, 0, 0]
+    assert np.all(RF[400, :150] == 0) and np.abs(RFd[400, :150]).max() > 0 and np.abs(RF[400, 151:401]).max() > 0
+    np.testing.assert_allclose(RF[:200, :200], RFd[:200, :200], rtol=1e-4, atol=1e-9)
+
+
+def test_window_longer_than_the_horizon_is_the_dense_solve():
+    law = laws.SGD(0.04, 0.5)
+    dense, w = _solve(LOGI, law, None, 4.0), _solve(LOGI, law, 10.0, 4.0)
+    for v in ("train_loss", "test_loss", "Q"):
+        np.testing.assert_allclose(w[v].values, dense[v].values, rtol=1e-5)
+    assert w.attrs["response_window_error"] == 0.0
+
+
+def test_a_short_window_warns():
+    with pytest.warns(RuntimeWarning, match="response_window"):
+        dmft.solve(LOGI, laws.SGD(0.04, 0.5), t_max=10.0, paths=400, replicas=2, extrapolate=False,
+                   keep_kernels=False, response_window=1.0)
+
+
+def test_window_cuts_the_store_and_the_work():
+    """The planner's store and work of a windowed solve grow linearly with the horizon."""
+    law = laws.SGD(0.02, 0.5)
+    mems, tang = [], []
+    for t_max in (50.0, 100.0):
+        proc = dmft.choose_process(LOGI, law, window=10.0)
+        V, width = planning.window_store(law, t_max, 1000, 10.0)
+        assert width == 501 and V < 0.2 * width
+        mems.append(planning.estimate_memory(LOGI, law, t_max, 1000, 1, False, proc)
+                    - planning.estimate_memory(LOGI, law, t_max, 1000, 1, False, dmft.choose_process(LOGI, law)))
+        tang.append(planning.work(LOGI, law, t_max, 1000, proc)["tangents"])
+    assert mems[0] < 0 and mems[1] < mems[0]  # the windowed store is smaller, more so at the longer horizon
+    assert 1.8 < tang[1] / tang[0] < 2.2  # linear in the horizon (the dense store: ~8x)
