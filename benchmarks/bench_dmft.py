@@ -57,6 +57,10 @@ def _job(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int
     dmft.solve(LOGISTIC, laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2)  # load the numba kernels
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     law = laws.make_law(alg, dt, gamma, **(grid or {}))
+    from sgd_dmft.dmft import planning
+
+    est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas)
+    est_mib = planning.plan_replicas(prob, law, t_max, paths, replicas, 8.0, not with_data)[2] / 2**20
     t0 = time.perf_counter()
     ds = dmft.solve(prob, law, t_max=t_max, paths=paths, replicas=replicas, keep_kernels=not with_data,
                     extrapolate=False)  # the raw recursion: the rows compare solver speed across versions
@@ -64,7 +68,8 @@ def _job(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = dict(wall_s=round(wall, 2), peak_rss_mib=round(peak, 1), rss_over_start_mib=round(peak - base, 1),
                rel_se_train=round(_rel_se(ds), 4), max_se_M=float(f"{float(ds.M_stderr.max()):.2e}"),
-               T=ds.sizes["time"] - 1)
+               T=ds.sizes["time"] - 1, est_over_meas_time=round(est_s / wall, 2),
+               est_over_meas_mem=round((base + est_mib) / peak, 2))  # the process: interpreter at start + data
     if pname == "spoc-linear":
         ref = exact.gd_linear(prob, dt, int(round(t_max / dt)))
         out["max_abs_err_M"] = float(f"{float(np.max(np.abs(ds.M.values - ref.M.values))):.2e}")
@@ -101,7 +106,8 @@ def scaling(quick: bool = False) -> list[dict]:
                 r = _measure(pname, alg, T_MAX / T, 0.5, T_MAX, paths, 4)
                 times.append((T, r["wall_s"]))
                 rows.append(dict(bench="dmft-scaling", problem=pname, algorithm=alg, T=T, paths=paths, replicas=4,
-                                 **{k: r[k] for k in ("wall_s", "peak_rss_mib", "rel_se_train")}))
+                                 **{k: r[k] for k in ("wall_s", "peak_rss_mib", "rel_se_train", "est_over_meas_time",
+                                                  "est_over_meas_mem")}))
             if len(times) >= 2:
                 lt = np.log([t for t, _ in times])
                 lw = np.log([w for _, w in times])
@@ -111,7 +117,8 @@ def scaling(quick: bool = False) -> list[dict]:
     for paths in ((2000, 8000) if quick else (2000, 8000, 32000)):
         r = _measure("logistic", "sgd", T_MAX / 200, 0.5, T_MAX, paths, 8)
         rows.append(dict(bench="dmft-paths", problem="logistic", algorithm="sgd", T=200, paths=paths, replicas=8,
-                         **{k: r[k] for k in ("wall_s", "peak_rss_mib", "rel_se_train")}))
+                         **{k: r[k] for k in ("wall_s", "peak_rss_mib", "rel_se_train", "est_over_meas_time",
+                                                  "est_over_meas_mem")}))
     return rows
 
 
@@ -122,7 +129,8 @@ def goals(quick: bool = False) -> list[dict]:
             continue
         r = _measure("logistic", "sgd", T_MAX / T, 0.5, T_MAX, paths, 8)
         rows.append(dict(bench="dmft-goal", problem="logistic", algorithm="sgd", T=T, paths=paths, replicas=8,
-                         **{k: r[k] for k in ("wall_s", "peak_rss_mib", "rel_se_train")}))
+                         **{k: r[k] for k in ("wall_s", "peak_rss_mib", "rel_se_train", "est_over_meas_time",
+                                                  "est_over_meas_mem")}))
     return rows
 
 
@@ -132,8 +140,10 @@ def spoc_default() -> list[dict]:
     logi = _measure("spoc-logistic", "gd", 0.1, 1.0, 5.0, 48000, 8)
     return [
         dict(bench="spoc-default", problem="linear", algorithm="gd", T=50, paths=0, wall_s=lin["wall_s"],
+             est_over_meas_time=lin["est_over_meas_time"],
              accuracy=f"max|M - exact| = {lin['max_abs_err_M']:.1e}", reference="172 s (M within 2e-3)"),
         dict(bench="spoc-default", problem="logistic", algorithm="gd", T=50, paths=48000, wall_s=logi["wall_s"],
+             est_over_meas_time=logi["est_over_meas_time"], est_over_meas_mem=logi["est_over_meas_mem"],
              accuracy=f"max s.e.(M) = {logi['max_se_M']:.1e}", reference="172 s (M within 2e-3)"),
     ]
 
@@ -191,6 +201,7 @@ def long_horizons(quick: bool = False) -> list[dict]:
                          grid=f"dt {dt} growth {grid['growth']} dt_max {grid['dt_max']}", t_max=t_long,
                          T_graded=long["T"], T_uniform_equivalent=int(round(t_long / dt)), paths=paths,
                          wall_s=long["wall_s"], peak_rss_mib=long["peak_rss_mib"], rel_se_train=long["rel_se_train"],
+                         est_over_meas_time=long["est_over_meas_time"], est_over_meas_mem=long["est_over_meas_mem"],
                          error=f"t<={t_check}: graded ({gr['T']} steps) vs uniform ({fine['T']} steps), "
                                f"{cpaths} paths: max|gap| {gap} (max z {z})"))
     return rows

@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_accuracy  # noqa: E402
 import bench_dmft  # noqa: E402
+import bench_horizon  # noqa: E402
 import bench_simulate  # noqa: E402
 
 
@@ -44,7 +45,7 @@ def main() -> None:
     print("\n== finite-d simulator (ref = plain numpy loop; gd: ref = the two matvecs)")
     print(_table(sim_rows))
     groups: dict[str, list[dict]] = {}
-    for r in bench_dmft.run(quick) + ([] if quick else bench_accuracy.run()):
+    for r in bench_dmft.run(quick) + ([] if quick else bench_accuracy.run()) + bench_horizon.run(quick):
         groups.setdefault(r["bench"], []).append(r)
     for name, rows in groups.items():
         print(f"\n== {name}")

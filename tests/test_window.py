@@ -69,6 +69,6 @@ def test_window_cuts_the_store_and_the_work():
         assert width == 501 and V < 0.2 * width
         mems.append(planning.estimate_memory(LOGI, law, t_max, 1000, 1, False, proc)
                     - planning.estimate_memory(LOGI, law, t_max, 1000, 1, False, dmft.choose_process(LOGI, law)))
-        tang.append(planning.work(LOGI, law, t_max, 1000, proc)["tangents"])
+        tang.append(planning.work(LOGI, law, t_max, 1000, proc)["tangents_window"])
     assert mems[0] < 0 and mems[1] < mems[0]  # the windowed store is smaller, more so at the longer horizon
     assert 1.8 < tang[1] / tang[0] < 2.2  # linear in the horizon (the dense store: ~8x)

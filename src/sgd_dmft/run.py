@@ -103,7 +103,11 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
     else:
         cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
                                       _process(exp), extrapolate=extrapolate)
-    planning.check_cost(cost, force)
+    try:
+        planning.check_cost(cost, force)
+    except planning.CostLimitExceeded as e:
+        hint = window_hint(exp, extrapolate, cost / planning.RATE)
+        raise planning.CostLimitExceeded(str(e) + (f"; {hint}" if hint else "")) from None
     if law is not None:
         divergence.check_stability(exp.problem, law, dy["t_max"])
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
@@ -111,6 +115,27 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
         planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
                                process=_process(exp))
     return cost
+
+
+HINT_WINDOW = 30.0  # the response window a long run's plan suggests (time units; docs/theory.md 4d)
+
+
+def window_hint(exp: Experiment, extrapolate: bool, seconds: float) -> str:
+    """For a long run with tangents over the whole past: what ``solver.response_window`` would save."""
+    from . import dmft
+
+    so, law = exp.config.solver, exp.law
+    if law is None or so["response_window"] or seconds < 300 or exp.config.dynamics["t_max"] <= 2 * HINT_WINDOW:
+        return ""
+    proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], HINT_WINDOW)
+    if getattr(getattr(proc, "responses", None), "window", None) is None:
+        return ""
+    est = dmft.estimate_seconds(exp.problem, law, exp.config.dynamics["t_max"], so["paths"], so["replicas"], proc,
+                                extrapolate=extrapolate)
+    if est > 0.5 * seconds:
+        return ""
+    return (f"solver.response_window = {HINT_WINDOW:g} (tangents over that much past; its error is stated and warned "
+            f"about) would take ~{dmft.duration(est)}")
 
 
 def _process(exp: Experiment):
@@ -176,6 +201,9 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
             f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB, "
             f"estimated time ~{dmft.duration(est)} on one core{target}; {_limit_note(law, extrapolate, exp.problem)}")
+        hint = window_hint(exp, extrapolate, est)
+        if hint:
+            say(f"hint: {hint}")
         note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
         if note:
             say(note)

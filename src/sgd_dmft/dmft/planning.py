@@ -160,6 +160,9 @@ def plan_run(problem, law, t_max: float, paths: int, replicas: int, max_memory_g
     return R, P, W, mem
 
 
+CACHE_ROWS = 2000  # rows of the Cholesky factor past which its triangular solve is memory bound
+CACHE_WORDS = 2e6  # words of the normals Z in use past which the field draw is memory bound
+
 # Seconds per unit of work of each part of one replica's march, measured on the 2-core development
 # machine (numba + OpenBLAS, one BLAS thread; benchmarks/bench_cost.py refits them from profiles and
 # `make bench` prints estimated / measured wall time for every row). The units are counted the way
@@ -169,12 +172,15 @@ SECONDS_PER = dict(
     path_step=3.5e-7,  # per path and step, times k: model calls, the control variate, draws
     coordinate=2.2e-10,  # per word read by the coordinate step: C once and R's triangle twice, 2 (m k)^2
     cholesky=3.5e-10,  # per multiply-add of the triangular solve of the field's row, k (m k)^2 / 2
+    cholesky_large=6.8e-10,  # the same past CACHE_ROWS rows of L (memory bound: T = 4128 measured)
     fields=3.1e-10,  # per multiply-add of the field draw L @ Z, k (m k) P
+    fields_large=4.7e-10,  # the same once Z's rows in use pass CACHE_WORDS words
     history=2.0e-9,  # per path, stored visit and k^2: the memory term of r and the row of C_F (sparse laws)
     history_dense=3.1e-10,  # the same for dense laws: two BLAS products per step, k (m k) P each
     tangents=6.3e-10,  # per multiply-add of the tangent kernels (k = 1, sparse laws): per stored row, per updating path
     tangents_dense=2.6e-10,  # the same for dense laws (k = 1: every step a visit, contiguous vectorised loops)
     tangents_block=1.3e-9,  # the same for k > 1 (k^3 per row, the general block kernel)
+    tangents_window=8.7e-10,  # windowed tangents (a ring of slots per path; k^3 per row)
     exact=4.0e-10,  # exact path: per word of its four O(m^2) products and its triangular solve
 )
 
@@ -207,8 +213,11 @@ def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> di
         at = lambda c: np.interp(lo, m, c)  # noqa: E731  (a cumulative sum at lo_m)
         rows = np.maximum(0.0, (rows - at(rows)) - lo * (visits - at(visits)))
         n_win = m + 1 - lo
-    out.update(path_step=P * k * T1, coordinate=S(2.0 * (m * k) ** 2), cholesky=S(k**3 * m**2 / 2.0),
-               fields=S(P * k * k * m))
+    big = m * k > CACHE_ROWS
+    wide = m * k * P > CACHE_WORDS
+    out.update(path_step=P * k * T1, coordinate=S(2.0 * (m * k) ** 2), cholesky=S(k**3 * m**2 / 2.0 * ~big),
+               cholesky_large=S(k**3 * m**2 / 2.0 * big), fields=S(P * k * k * m * ~wide),
+               fields_large=S(P * k * k * m * wide))
     if proc.history.sparse:
         out["history"] = S(2.0 * P * k * k * visits)
     else:
@@ -217,6 +226,7 @@ def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> di
     if resp.name == "pathwise":
         upd = np.ones_like(q) if resp.rao_blackwell else q
         kind = "tangents_block" if k > 1 else ("tangents" if law.sparse else "tangents_dense")
+        kind = "tangents_window" if window is not None else kind
         out[kind] = S(P * upd * k**3 * (rows + n_win))
     else:  # integration by parts: E[h z^T] (like the field draw) and a triangular solve per step
         out["fields"] += S(P * k * k * m)

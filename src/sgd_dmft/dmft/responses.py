@@ -60,16 +60,23 @@ def _tangent_step(m, Rt_m, H_m, S_m, rb, G, off, act_t, n_act, RFsum, use, Jbuf)
                             acc += Rt_m[u, a, b] * g[s, b, c]
                         J[s, a, c] -= acc
         gn = G[off[p, n_act[p]] : off[p, n_act[p]] + m + 1] if active else G[:0]
-        sm = S_m[p]
-        for s in range(m + 1):
-            for a in range(k):
-                for c in range(k):
-                    acc = 0.0
-                    for b in range(k):
-                        acc += H_m[p, a, b] * J[s, b, c]
-                    if active:
-                        gn[s, a, c] = acc * sm
-                    RFsum[s, a, c] += acc if rb else acc * sm
+        _push(H_m[p], J, m + 1, S_m[p], active, rb, gn, RFsum)
+
+
+@njit(cache=True)
+def _push(Hp, J, n, sm, active, rb, gn, RFsum):  # pragma: no cover - compiled
+    """A path's ``H_m J_{m,s}`` for its ``n`` tangent rows: into the new visit's store rows ``gn`` (times
+    ``S_m``, when the path is active) and into ``RFsum`` (Rao-Blackwellised or times ``S_m``)."""
+    k = Hp.shape[0]
+    for s in range(n):
+        for a in range(k):
+            for c in range(k):
+                acc = 0.0
+                for b in range(k):
+                    acc += Hp[a, b] * J[s, b, c]
+                if active:
+                    gn[s, a, c] = acc * sm
+                RFsum[s, a, c] += acc if rb else acc * sm
 
 
 @njit(cache=True)
@@ -142,19 +149,10 @@ def _window_step(m, lo, Rt_m, H_m, S_m, rb, G, base, act_t, n_act, RFsum, use, J
                             acc += Rt_m[u, a, b] * g[s - b0, b, c]
                         J[s - lo, a, c] -= acc
             j -= 1
-        sm = S_m[p]
         slot = n_act[p] % V
         if active:
             base[p, slot] = lo
-        for i in range(n):
-            for a in range(k):
-                for c in range(k):
-                    acc = 0.0
-                    for b in range(k):
-                        acc += H_m[p, a, b] * J[i, b, c]
-                    if active:
-                        G[p, slot, i, a, c] = acc * sm
-                    RFsum[i, a, c] += acc if rb else acc * sm
+        _push(H_m[p], J, n, S_m[p], active, rb, G[p, slot], RFsum)
 
 
 @njit(cache=True)
