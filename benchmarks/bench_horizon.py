@@ -73,7 +73,7 @@ def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replic
     law = laws.make_law(alg, dt, gamma, **(grid or {}))
     ex = bool(law.continuous_time and not law.graded) if extrapolate is None else bool(extrapolate)
     proc = dmft.choose_process(prob, law, window=window)
-    est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, proc, extrapolate=ex)
+    est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, proc, extrapolate=ex, workers=workers)
     finest = dmft.extrapolate.levels(law, prob).fine if ex else law
     est_mem = planning.plan_replicas(prob, finest, t_max, paths, replicas, 8.0, keep_kernels, process=proc)[2]
     t0 = time.perf_counter()

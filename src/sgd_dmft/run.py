@@ -120,8 +120,9 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
 HINT_WINDOW = 30.0  # the response window a long run's plan suggests (time units; docs/theory.md 4d)
 
 
-def window_hint(exp: Experiment, extrapolate: bool, seconds: float) -> str:
-    """For a long run with tangents over the whole past: what ``solver.response_window`` would save."""
+def window_hint(exp: Experiment, extrapolate: bool, seconds: float, workers: int = 1) -> str:
+    """For a long run with tangents over the whole past (estimated ``seconds`` on ``workers``): what
+    ``solver.response_window`` would save."""
     from . import dmft
 
     so, law = exp.config.solver, exp.law
@@ -131,7 +132,7 @@ def window_hint(exp: Experiment, extrapolate: bool, seconds: float) -> str:
     if getattr(getattr(proc, "responses", None), "window", None) is None:
         return ""
     est = dmft.estimate_seconds(exp.problem, law, exp.config.dynamics["t_max"], so["paths"], so["replicas"], proc,
-                                extrapolate=extrapolate)
+                                extrapolate=extrapolate, workers=workers)
     if est > 0.5 * seconds:
         return ""
     return (f"solver.response_window = {HINT_WINDOW:g} (tangents over that much past; its error is stated and warned "
@@ -191,7 +192,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     dy, so = cfg.dynamics, cfg.solver
     workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
     est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], _process(exp),
-                                extrapolate=extrapolate)
+                                extrapolate=extrapolate, workers=workers)
     if say is not None:  # what the run will take, before it starts
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"],
@@ -200,8 +201,8 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
             f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB, "
-            f"estimated time ~{dmft.duration(est)} on one core{target}; {_limit_note(law, extrapolate, exp.problem)}")
-        hint = window_hint(exp, extrapolate, est)
+            f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(law, extrapolate, exp.problem)}")
+        hint = window_hint(exp, extrapolate, est, workers)
         if hint:
             say(f"hint: {hint}")
         note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
