@@ -183,8 +183,7 @@ def _level_notes(lv, failed: dict[str, str], coupled_: bool) -> dict:
 def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> xr.Dataset:
     """Monte Carlo Richardson on coupled levels (coupled.py): each replica runs b, 2b and 4b on common
     random numbers; the curves are the replica means of the per-replica extrapolant."""
-    lv, (sf, sm, sc) = cp.levels, cp.schedules
-    sraw = cp.raw_schedule
+    lv, sf, sraw = cp.levels, cp.schedules[0], cp.raw_schedule
     _check_request(law, t_max, proc, kw["paths"], kw["replicas"])
     check_stability(problem, law, t_max)
     R, P, W, mem = plan_run(problem, lv.fine, float(sf.times[-1]), int(kw["paths"]), int(kw["replicas"]),
