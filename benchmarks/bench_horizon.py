@@ -71,7 +71,7 @@ def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replic
             dmft.solve(_problem("logistic"), laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2, response_window=w)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     law = laws.make_law(alg, dt, gamma, **(grid or {}))
-    ex = bool(law.continuous_time and not law.graded) if extrapolate is None else bool(extrapolate)
+    ex = bool(law.continuous_time) if extrapolate is None else bool(extrapolate)
     proc = dmft.choose_process(prob, law, window=window)
     est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, proc, extrapolate=ex, workers=workers)
     finest = dmft.extrapolate.levels(law, prob).fine if ex else law

@@ -180,17 +180,17 @@ def test_graded_times_invariants(dt, growth, cap, t_max):
 
 
 def test_config_extrapolate_graded():
-    """From a config: a graded grid gives its raw recursion unless ``solver.extrapolate_graded`` (then
-    the limit on nested levels, its error estimate written); the keyword is validated like the others."""
+    """From a config: a graded grid gives the limit on nested levels (its error estimate written) unless
+    ``solver.extrapolate_graded = false`` (then its raw recursion); the keyword is validated like the others."""
     from sgd_dmft.config import parse_config
     from sgd_dmft.errors import ConfigError
     from sgd_dmft.run import run_theory
 
     base = {"problem": {"model": "linear", "delta": 2.0, "ridge": 0.0, "init_scale": 0.0, "noise": 0.5},
             "dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.05, "dt_max": 0.1, "t_max": 5.0}}
-    raw = run_theory(parse_config(base))
+    raw = run_theory(parse_config({**base, "solver": {"extrapolate_graded": False}}))
     assert raw.attrs.get("extrapolated", 0) == 0
-    ex = run_theory(parse_config({**base, "solver": {"extrapolate_graded": True}}))
+    ex = run_theory(parse_config(base))
     assert ex.attrs["extrapolated"] == 1 and "test_loss_dt_error" in ex
     ref = exact.sgd_linear_poisson(P.Problem(P.linear(0.5), delta=2.0, ridge=0.0, init_scale=0.0), 0.5,
                                    ex.time.values)

@@ -149,7 +149,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "extrapolate": _Key("bool", True, "true or false", lambda v: True,
                             "the continuous-time limit dt -> 0 (Richardson over dt, 2 dt, error from 4 dt, ~1.3x the raw "
                             "cost; gf, sgd, sme, reshuffle, persistent on uniform grids); false: the raw recursion at dt"),
-        "extrapolate_graded": _Key("bool", False, "true or false", lambda v: True,
+        "extrapolate_graded": _Key("bool", True, "true or false", lambda v: True,
                                    "graded grids too (nested levels: pairs of steps merged, ~1.3x the raw cost; "
                                    "each step split in two where merged steps are not allowed, 4-5x); false: a graded "
                                    "grid gives its raw recursion"),

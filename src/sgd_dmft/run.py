@@ -158,8 +158,8 @@ def cfg_grid(cfg: Config):
 
 def _extrapolable(law, cfg: Config | None = None) -> bool:
     """Whether the continuous-time limit is asked for: a continuous-time law on a uniform grid, or on a
-    graded one with ``solver.extrapolate_graded``."""
-    graded_ok = bool(cfg is not None and cfg.solver.get("extrapolate_graded", False))
+    graded one unless ``solver.extrapolate_graded = false``."""
+    graded_ok = bool(cfg is None or cfg.solver.get("extrapolate_graded", True))
     return bool(law.continuous_time and (graded_ok or not law.graded))
 
 

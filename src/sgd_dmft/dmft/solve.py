@@ -140,7 +140,7 @@ def _window_note(ds: xr.Dataset, red: Reduction) -> None:
 
 def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
     if extrapolate is None:
-        return bool(law.continuous_time and not law.graded)
+        return bool(law.continuous_time)
     if extrapolate and not law.continuous_time:
         raise ConfigError(f"extrapolate=True is not allowed for algorithm={law.name}: it is the discrete "
                           f"recursion itself (use laws.GF for gradient flow)", key="extrapolate")
@@ -320,7 +320,7 @@ def solve(
     ``response_window`` (tangents kept over that much time of the past, ``R_F[t, s] = 0`` beyond: work and
     memory linear in the horizon; the error it causes: attr ``response_window_error``, warned past 0.5 %).
     extrapolate: the ``dt -> 0`` limit (levels dt, 2 dt, 4 dt: extrapolate.py; ``<var>_dt_error``, ``_raw``);
-    None: for continuous-time laws on uniform grids; False: the raw recursion at dt. rtol, max_time_s: add
+    None: for continuous-time laws (graded grids too); False: the raw recursion at dt. rtol, max_time_s: add
     replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
     max_memory_gb: paths are split into more replicas (>= ``MIN_PATHS_PER_REPLICA``) to fit, or the run
     is refused up front (MemoryLimitExceeded). workers: replicas in spawn processes (same numbers).
