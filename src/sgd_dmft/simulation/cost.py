@@ -37,6 +37,9 @@ CHUNK_ENTRIES = 2_000_000  # entries of an index / fresh-sample chunk of the ste
 DENSE_RATE = 4e9  # multiply-adds per second of BLAS matrix-vector products (4.4-5.0e9 measured, 2 cores)
 DENSE = RATE / DENSE_RATE  # nominal multiply-adds per dense multiply-add
 STEP_OVERHEAD = 500.0  # multiply-add equivalents of one compiled step (~1.5 us)
+CACHED_RATE = 1e9  # multiply-adds per second of the compiled steps while the training set fits in cache
+CACHE_BYTES = 32 * 2**20  # ... i.e. below this size (measured: d = 1000, n = 2000 batch-1 SGD 1.25 ns per
+# multiply-add; d >= 2000 about RATE: the steps' random rows of X come from memory)
 RECORD_OVERHEAD = 6e4  # ... of one record (Python level and the population loss, ~200 us measured at d = 200)
 
 
@@ -75,7 +78,8 @@ def estimate(kind: str, *, n: int, d: int, k: int, kstar: int, seeds: int, batch
     else:
         chunk = max(CHUNK_ENTRIES, batch)
         mem = fixed + BYTES * n * d * 2 + BYTES * 3 * chunk + rec
-        cost = seeds * (steps * (2 * batch * d * k + STEP_OVERHEAD) + records * (DENSE * n * d * k + RECORD_OVERHEAD))
+        step = 2 * batch * d * k * (RATE / CACHED_RATE if BYTES * n * d < CACHE_BYTES else 1.0)
+        cost = seeds * (steps * (step + STEP_OVERHEAD) + records * (DENSE * n * d * k + RECORD_OVERHEAD))
     return SimulationPlan(float(mem), float(cost), float(steps), float(records))
 
 
