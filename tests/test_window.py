@@ -72,3 +72,22 @@ def test_window_cuts_the_store_and_the_work():
         tang.append(planning.work(LOGI, law, t_max, 1000, proc)["tangents_window"])
     assert mems[0] < 0 and mems[1] < mems[0]  # the windowed store is smaller, more so at the longer horizon
     assert 1.8 < tang[1] / tang[0] < 2.2  # linear in the horizon (the dense store: ~8x)
+
+
+def test_long_run_refusal_and_plan_suggest_the_window():
+    """Logistic SGD over 1000 epochs with tangents over the whole past: the cost refusal names
+    solver.response_window and what it would take; with the window the estimate is many times smaller."""
+    from sgd_dmft.config import parse_config
+    from sgd_dmft.errors import CostLimitExceeded
+    from sgd_dmft.run import check_theory, experiment, window_hint
+
+    base = {"problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1, "init_scale": 0.5},
+            "dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.02, "dt_max": 0.125, "t_max": 500.0}}
+    exp = experiment(parse_config(base))
+    with pytest.raises(CostLimitExceeded, match="solver.response_window = 30"):
+        check_theory(exp, True)
+    whole = planning.estimate_seconds(exp.problem, exp.law, 500.0, 8000, 8, extrapolate=True)
+    assert "would take" in window_hint(exp, True, whole)
+    windowed = experiment(parse_config({**base, "solver": {"response_window": 30.0}}))
+    cost = check_theory(windowed, True)  # within the limit: not refused
+    assert cost / planning.RATE < whole / 10 and window_hint(windowed, True, cost / planning.RATE) == ""
