@@ -98,11 +98,12 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
 
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
+    proc = None if law is None else _process(exp)
     if law is None:  # the online ODEs: a fixed-step integration over t_max / dt steps
         cost = planning.grid_steps(cfg_grid(cfg), dy["t_max"]) * 1e4 * exp.problem.k ** 2
     else:
-        cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"],
-                                      _process(exp), extrapolate=extrapolate)
+        cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], proc,
+                                      extrapolate=extrapolate)
     try:
         planning.check_cost(cost, force)
     except planning.CostLimitExceeded as e:
@@ -113,7 +114,7 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         # refused up front, exact path included (the finest level is the largest)
         planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
-                               process=_process(exp))
+                               process=proc)
     return cost
 
 
@@ -191,12 +192,13 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
     workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
-    est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], _process(exp),
+    proc = _process(exp)
+    est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], proc,
                                 extrapolate=extrapolate, workers=workers)
     if say is not None:  # what the run will take, before it starts
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"],
-                                     so["max_memory_gb"], True, workers, _process(exp))
+                                     so["max_memory_gb"], True, workers, proc)
         chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "

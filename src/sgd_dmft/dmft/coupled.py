@@ -151,8 +151,8 @@ class CoupledReduction:
 
 
 def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.ndarray) -> dict[str, tuple]:
-    """``{var: (R1 per replica (R, n, ...), dt_error (n, ...), raw (R, n, ...))}`` for train/test loss,
-    M, Q on the user's grid (``n`` its points, padding included)."""
+    """``{var: (R1 per replica (R, n, ...), dt_error (n, ...))}`` for train/test loss, M, Q on the user's
+    grid (``n`` its points, padding included); without a ``2b`` level, the user's raw level and NaN."""
     per: dict[str, list] = {var: [] for var in CURVES}
     for name in NAMES:
         r = red.level(name)
@@ -171,7 +171,7 @@ def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.
         f, m, c = per[var]
         if not fine_ok or red.level("mid") is None:  # fall back to the user's raw level
             raw = m if red.user == 1 else f
-            out[var] = (raw, np.full(raw.shape[1:], np.nan), raw)
+            out[var] = (raw, np.full(raw.shape[1:], np.nan))
         else:
             out[var] = combine(times_fine, f, m, c, red.user)
     return out
@@ -189,7 +189,7 @@ def apply(ds, problem, process, red: CoupledReduction, times_fine: np.ndarray) -
     """Replace the curves of the user's-level dataset ``ds`` by the extrapolated ones, in place:
     ``<var>`` and ``<var>_stderr`` from the per-replica ``R1``, ``<var>_dt_error``, and the raw
     train/test loss as ``<var>_raw`` / ``<var>_raw_stderr``."""
-    for var, (r1, err, _raw) in extrapolated_curves(problem, process, red, times_fine).items():
+    for var, (r1, err) in extrapolated_curves(problem, process, red, times_fine).items():
         dims = ds[var].dims
         if var in ("train_loss", "test_loss"):
             ds[var + "_raw"] = (dims, ds[var].values.copy())

@@ -100,7 +100,7 @@ def _interp_time(t: np.ndarray, tk: np.ndarray, vk: np.ndarray, axis: int = 0) -
 
 
 def combine(times_fine: np.ndarray, ff: np.ndarray, fm: np.ndarray, fc: np.ndarray | None, user: int):
-    """Per-replica Richardson on curves ``(R, n, ...)``: ``(R1, dt_error, raw)`` on the user's grid.
+    """Per-replica Richardson on curves ``(R, n, ...)``: ``(R1, dt_error)`` on the user's grid.
 
     ``ff`` on the fine grid (times ``times_fine``), ``fm`` on ``2b`` (the even fine points), ``fc`` on
     ``4b`` or None. ``R1`` per replica ``(R, n_user, ...)``; ``dt_error = |mean R1 - mean R0|`` at the ``4b`` times
@@ -113,9 +113,9 @@ def combine(times_fine: np.ndarray, ff: np.ndarray, fm: np.ndarray, fc: np.ndarr
     r1m = ff[:, at_mid] + d
     tm = times_fine[at_mid]
     if user == 1:
-        r1, raw, t_out = r1m, fm, tm
+        r1, t_out = r1m, tm
     else:
-        r1, raw, t_out = ff + _interp_time(times_fine, tm, d, axis=1), ff, times_fine
+        r1, t_out = ff + _interp_time(times_fine, tm, d, axis=1), times_fine
     if fc is None:
         err = _interp_time(t_out, tm, np.abs(d.mean(axis=0)))
     else:
@@ -124,7 +124,7 @@ def combine(times_fine: np.ndarray, ff: np.ndarray, fm: np.ndarray, fc: np.ndarr
         err = _interp_time(t_out, tm[at_c], np.abs(r1m[:, at_c].mean(axis=0) - r0.mean(axis=0)))
     if user == 0 and nm >= 3:
         err[1 : 2 * nm - 1 : 2] += _midpoint_error(d.mean(axis=0))
-    return r1, err, raw
+    return r1, err
 
 
 def _midpoint_error(d: np.ndarray) -> np.ndarray:
@@ -157,7 +157,7 @@ def richardson(lv: Levels, fine: xr.Dataset, mid: xr.Dataset, coarse: xr.Dataset
         ff, sf = fine[var].values, fine[var + "_stderr"].values
         fm, sm = _on_grid(mid, var, tm)
         fc = None if coarse is None else _on_grid(coarse, var, tm[::2][: len(coarse["time"])])[0]
-        r1, err, _ = combine(tf, ff[None], fm[None], None if fc is None else fc[None], lv.user)
+        r1, err = combine(tf, ff[None], fm[None], None if fc is None else fc[None], lv.user)
         if lv.user:
             se = np.sqrt(4.0 * sf[::2][: len(tm)] ** 2 + sm**2)
         else:  # R1 = f(b) + interpolated (f(b) - f(2b)): 2 f(b) - f(2b) at the 2b points

@@ -166,8 +166,8 @@ CACHE_ROWS = 2000  # rows of the Cholesky factor past which its triangular solve
 CACHE_WORDS = 2e6  # words of the normals Z in use past which the field draw is memory bound
 
 # Seconds per unit of work of each part of one replica's march, measured on the 2-core development
-# machine (numba + OpenBLAS, one BLAS thread; benchmarks/bench_cost.py refits them from profiles and
-# `make bench` prints estimated / measured wall time for every row). The units are counted the way
+# machine (numba + OpenBLAS, one BLAS thread), each from a cProfile of the function doing that part; `make
+# bench` prints estimated / measured wall time for every row (benchmarks/bench_horizon.py, cost-model). The units are counted the way
 # the code does the work (:func:`work`).
 SECONDS_PER = dict(
     step=2.0e-4,  # Python and LAPACK overhead of one grid step (eigh of a k x k block, small products)
@@ -252,10 +252,10 @@ def window_store(law, t_max: float, P: int, window: float) -> tuple[int, int]:
     """``(V, width)`` of a windowed tangent store (responses._Windowed): ring slots per path (the busiest
     of ``P`` paths' visits in a window, a Poisson quantile, + 1) and rows per slot (steps in a window)."""
     times = law.times(t_max)
-    from .responses import window_starts
+    from .responses import window_starts, window_width
 
     lo = window_starts(times, window)
-    width = int(np.max(np.arange(len(times)) - lo)) + 1
+    width = window_width(lo)
     if not law.sparse:
         return width + 1, width
     q = _visit_probability(law, len(times))

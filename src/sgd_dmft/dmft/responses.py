@@ -199,6 +199,11 @@ def window_starts(times: np.ndarray, window: float) -> np.ndarray:
     return np.searchsorted(times, times - window - 1e-9 * max(1.0, float(times[-1])), side="left").astype(np.int64)
 
 
+def window_width(lo: np.ndarray) -> int:
+    """Rows of a windowed store's slot: the most grid steps any window ``[lo[m], m]`` spans."""
+    return int(np.max(np.arange(len(lo)) - lo)) + 1
+
+
 def window_slots(active: np.ndarray, lo: np.ndarray) -> int:
     """The ring size ``V`` of a windowed store: one more than the most visits any path has in a window
     ``[lo[m], m]`` (``active`` (P, steps) bool, exact from the pre-drawn multipliers)."""
@@ -324,25 +329,37 @@ class _Pathwise:
             in_tail = tail_paths(st.rstar, self.tail)
             self.use, self.tail_idx = ~in_tail, np.flatnonzero(in_tail)
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
-        Hm = np.ascontiguousarray(st.model.hess(st.r, st.y))
-        sums = self.sums[: m + 1]
-        if k == 1:
-            Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
-            _tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.off, st.visits.t,
-                             st.visits.n, self.sums1[: m + 1], self.use, self.Jbuf)
-            sums[:, 0, 0] = self.sums1[: m + 1]
-        else:
-            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, self.off, st.visits.t, st.visits.n, sums, self.use,
-                          self.Jbuf)
+        lo = self._accumulate(st, np.ascontiguousarray(st.model.hess(st.r, st.y)))
+        sums = self.sums[: m + 1 - lo]
         # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
         scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
-        K.RF[bm, :upto] = (delta * scale / P) * sums.transpose(1, 0, 2).reshape(k, upto)
+        K.RF[bm, : lo * k] = 0.0
+        K.RF[bm, lo * k : upto] = (delta * scale / P) * sums.transpose(1, 0, 2).reshape(k, (m + 1 - lo) * k)
         if len(self.tail_idx):  # the tail paths' share of the mean: their sum over P
             K.RF[bm, :upto] += delta * stein_gradient(st, st.rstar.shape[1], self.tail_idx)
+        self._record_edge(K.RF[bm, :upto], lo, m)
         EhR = (hbar.T @ st.rstar) / P
         # teacher term by integration by parts: E[h r*^T] = mu/delta S* + sum_s R_F/delta M_s^T
         K.mu[bm] = delta * EhR - K.RF[bm, :upto] @ K.M[:upto] @ coord.Sinv
+
+
+    def _accumulate(self, st, Hm: np.ndarray) -> int:
+        """Advance the tangents to step m and fill ``sums[: m + 1 - lo]`` with ``sum_p d h_m / d w_s``,
+        ``s >= lo``; returns ``lo`` (0: the whole past)."""
+        m = st.m
+        if self.k == 1:
+            Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
+            _tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.off, st.visits.t,
+                             st.visits.n, self.sums1[: m + 1], self.use, self.Jbuf)
+            self.sums[: m + 1, 0, 0] = self.sums1[: m + 1]
+        else:
+            _tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, self.off, st.visits.t, st.visits.n,
+                          self.sums[: m + 1], self.use, self.Jbuf)
+        return 0
+
+    def _record_edge(self, row: np.ndarray, lo: int, m: int) -> None:
+        """Windowed tangents record the share of R_F their window cuts (:class:`_Windowed`)."""
 
 
 def stein_gradient(st, lo: int = 0, idx: np.ndarray | None = None) -> np.ndarray:
@@ -401,7 +418,7 @@ class _Windowed(_Pathwise):
     def __init__(self, rb: bool, P: int, k: int, tail: float, single: bool, active: np.ndarray, lo: np.ndarray):
         self.rb, self.k, self.tail, self.lo = rb, k, tail, lo
         T1 = len(lo)
-        width = int(np.max(np.arange(T1) - lo)) + 1
+        width = window_width(lo)
         V = window_slots(np.asarray(active, dtype=bool), lo[: active.shape[1]])
         self.G = np.zeros((P, V, width, k, k), dtype=np.float32)
         self.base = np.zeros((P, V), dtype=np.int64)
@@ -412,16 +429,10 @@ class _Windowed(_Pathwise):
         if k == 1:  # views: k = 1 blocks are scalars
             self.G1, self.Jbuf1, self.sums1 = self.G.reshape(P, V, width), self.Jbuf.reshape(width), np.zeros(T1)
 
-    def update(self, st, K, coord) -> None:
-        m, k, P, delta = st.m, self.k, st.P, st.delta
-        if self.use is None:
-            in_tail = tail_paths(st.rstar, self.tail)
-            self.use, self.tail_idx = ~in_tail, np.flatnonzero(in_tail)
-        lo = int(self.lo[m])
-        bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
-        Hm = np.ascontiguousarray(st.model.hess(st.r, st.y))
+    def _accumulate(self, st, Hm: np.ndarray) -> int:
+        m, lo = st.m, int(self.lo[st.m])
         win = self.sums[: m + 1 - lo]
-        if k == 1:
+        if self.k == 1:
             Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
             _window_step_k1(m, lo, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.base, st.visits.t, st.visits.n,
                             self.sums1[: m + 1 - lo], self.use, self.Jbuf1)
@@ -430,14 +441,7 @@ class _Windowed(_Pathwise):
             Rt = st.Rrow.astype(self.Jbuf.dtype) if self.Jbuf.dtype != st.Rrow.dtype else st.Rrow
             _window_step(m, lo, Rt, Hm, st.S, self.rb, self.G, self.base, st.visits.t, st.visits.n, win, self.use,
                          self.Jbuf)
-        scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
-        K.RF[bm, :upto] = 0.0
-        K.RF[bm, lo * k : upto] = (delta * scale / P) * win.transpose(1, 0, 2).reshape(k, (m + 1 - lo) * k)
-        if len(self.tail_idx):
-            K.RF[bm, :upto] += delta * stein_gradient(st, st.rstar.shape[1], self.tail_idx)
-        self._record_edge(K.RF[bm, :upto], lo, m)
-        EhR = (hbar.T @ st.rstar) / P
-        K.mu[bm] = delta * EhR - K.RF[bm, :upto] @ K.M[:upto] @ coord.Sinv
+        return lo
 
     def _record_edge(self, row: np.ndarray, lo: int, m: int) -> None:
         if lo == 0:

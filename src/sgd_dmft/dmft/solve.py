@@ -254,13 +254,11 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> 
         coarse, failed["coarse"] = _internal(problem, lv.coarse, float(tf[(len(tf) - 1) // 4 * 4]), proc,
                                              np.random.SeedSequence([seed, 2]), kw, target.share(share[2]))
     failed = {k: v for k, v in failed.items() if v is not None}
-    if fine is None or mid is None:
-        ds = mid if fine is None else fine
-    else:
-        ds = richardson(lv if coarse is not None or "coarse" in failed else lv._replace(coarse=None), fine, mid, coarse)
+    if coarse is None and "coarse" not in failed:  # too short a grid for the 4b level
+        lv = lv._replace(coarse=None)
+    ds = richardson(lv, fine, mid, coarse) if fine is not None and mid is not None else (mid if fine is None else fine)
     ds = _trim(ds, sh.T) if len(ds.time) > sh.T + 1 else ds
-    notes = _level_notes(lv if coarse is not None or "coarse" in failed else lv._replace(coarse=None), failed, False)
-    ds.attrs.update(notes)
+    ds.attrs.update(_level_notes(lv, failed, False))
     ds.attrs.update(t_max=float(sh.times[-1]), grid_steps=int(sh.T),
                     paths_total=int(sum(d.attrs["paths"] for d in (fine, mid, coarse) if d is not None)))
     if fine is not None and lv.user == 1:
