@@ -119,25 +119,33 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
 
 
 HINT_WINDOW = 30.0  # the response window a long run's plan suggests (time units; docs/theory.md 4d)
+HINT_GROWTH = 0.02  # ... and the growth of a graded grid (steps up to gamma / 4), as the horizon bench runs
 
 
 def window_hint(exp: Experiment, extrapolate: bool, seconds: float, workers: int = 1) -> str:
     """For a long run with tangents over the whole past (estimated ``seconds`` on ``workers``): what
-    ``solver.response_window`` would save."""
+    ``solver.response_window`` would save, and (SGD-type laws on a uniform grid) with a graded grid too."""
+    from dataclasses import replace
+
     from . import dmft
 
-    so, law = exp.config.solver, exp.law
-    if law is None or so["response_window"] or seconds < 300 or exp.config.dynamics["t_max"] <= 2 * HINT_WINDOW:
+    so, law, t_max = exp.config.solver, exp.law, exp.config.dynamics["t_max"]
+    if law is None or so["response_window"] or seconds < 60:  # (suggested only where it halves the estimate)
         return ""
     proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], HINT_WINDOW)
     if getattr(getattr(proc, "responses", None), "window", None) is None:
         return ""
-    est = dmft.estimate_seconds(exp.problem, law, exp.config.dynamics["t_max"], so["paths"], so["replicas"], proc,
-                                extrapolate=extrapolate, workers=workers)
+    keys = f"solver.response_window = {HINT_WINDOW:g}"
+    gamma = getattr(law, "jump_size", None)
+    if not law.graded and gamma and gamma / 4 > law.dt:  # steps growing to gamma / 4: the nested levels exist
+        law, keys = replace(law, growth=HINT_GROWTH, dt_max=gamma / 4), (
+            f"{keys}, dynamics.growth = {HINT_GROWTH:g}, dynamics.dt_max = {gamma / 4:g}")
+    est = dmft.estimate_seconds(exp.problem, law, t_max, so["paths"], so["replicas"], proc, extrapolate=extrapolate,
+                                workers=workers)
     if est > 0.5 * seconds:
         return ""
-    return (f"solver.response_window = {HINT_WINDOW:g} (tangents over that much past; its error is stated and warned "
-            f"about) would take ~{dmft.duration(est)}")
+    return (f"{keys} (tangents over that much past, its error stated and warned about; docs/theory.md 4d) would "
+            f"take ~{dmft.duration(est)}")
 
 
 def _process(exp: Experiment):
@@ -193,18 +201,18 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     dy, so = cfg.dynamics, cfg.solver
     workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
     proc = _process(exp)
+    finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
+    R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
+                                 True, workers, proc)
     est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], proc,
-                                extrapolate=extrapolate, workers=workers)
+                                extrapolate=extrapolate, workers=W)  # the workers the memory budget allows
     if say is not None:  # what the run will take, before it starts
-        finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
-        R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"],
-                                     so["max_memory_gb"], True, workers, proc)
         chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
             f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB, "
             f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(law, extrapolate, exp.problem)}")
-        hint = window_hint(exp, extrapolate, est, workers)
+        hint = window_hint(exp, extrapolate, est, W)
         if hint:
             say(f"hint: {hint}")
         note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
