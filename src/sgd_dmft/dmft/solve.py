@@ -17,7 +17,7 @@ from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
 from ..errors import ConfigError, Diverged
 from .applicability import check_estimator
-from . import coupled
+from . import closed, coupled
 from .accuracy import Target
 from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
@@ -266,6 +266,18 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> 
     return ds
 
 
+def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
+    """Closed forms first (closed.py): the linear model's exact curves where they answer the request."""
+    if proc.monte_carlo:
+        return None
+    schedule = _check_request(law, t_max, proc, 0, 1)
+    check_stability(problem, law, t_max)
+    ds = closed.dataset(problem, law, schedule, _wants_extrapolation(law, extrapolate))
+    if ds is not None:
+        ds.attrs.update(rtol_achieved=0.0, sgd_dmft_version=__version__)
+    return ds
+
+
 def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_time_s: float | None) -> None:
     """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0) and, with a target,
     ``rtol``, ``rtol_met``, ``max_time_s``."""
@@ -306,9 +318,8 @@ def solve(
 ) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity (docs/theory.md).
 
-    problem: model, delta, ridge, initialisation (docs/conventions.md). law: the step-multiplier law
-    (laws.py), which fixes the time grid (uniform or graded). t_max: horizon in gradient-flow time (an
-    SGD epoch lasts gamma). paths: Monte Carlo paths in total, split over ``replicas`` independent
+    problem: model, delta, ridge, initialisation (docs/conventions.md). law: the step-multiplier law (laws.py)
+    and its time grid. t_max: horizon in gradient-flow time (an SGD epoch lasts gamma). paths: Monte Carlo paths in total, split over ``replicas`` independent
     replicas whose spread gives the standard errors (ignored by the exact path: square loss, linear
     student, i.i.d. multipliers). process: ``ExactLinearPath()`` or ``MonteCarlo(history=, responses=)``;
     None: the exact path where it applies, else Monte Carlo with ``responses`` (``"pathwise"`` tangents,
@@ -318,22 +329,23 @@ def solve(
     ``response_window`` (tangents kept over that much time of the past, ``R_F[t, s] = 0`` beyond: work and
     memory linear in the horizon; the error it causes: attr ``response_window_error``, warned past 0.5 %).
     extrapolate: the ``dt -> 0`` limit (levels dt, 2 dt, 4 dt: extrapolate.py; ``<var>_dt_error``, ``_raw``);
-    None: for continuous-time laws (graded grids too); False: the raw recursion at dt. rtol, max_time_s: add
-    replicas until the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
-    max_memory_gb: paths are split into more replicas (>= ``MIN_PATHS_PER_REPLICA``) to fit, or the run
-    is refused up front (MemoryLimitExceeded). workers: replicas in spawn processes (same numbers).
-    blas_threads: BLAS threads inside the march (1 is fastest on 2 cores).
+    None: for continuous-time laws; False: the raw recursion at dt. rtol, max_time_s: add replicas until
+    the worst relative s.e. of train/test loss over t > 0 is <= rtol or the time is spent.
+    max_memory_gb: paths split into more replicas to fit, or refused up front (MemoryLimitExceeded). workers:
+    replicas in spawn processes (same numbers). blas_threads: BLAS threads in the march (1: fastest on 2 cores).
+    Closed forms first (closed.py): the linear model's GD / GF / SGD-limit curves without kernels, process.
 
     Returns an xarray.Dataset on ``time`` (T+1 points): ``train_loss``, ``test_loss``, ``M`` (time, k,
     kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``; the kernels ``C_theta``, ``R_theta``, ``C_F``,
     ``R_F`` (time, time2, k, k2) and ``mu``; ``r_samples`` (snap_time, path, k); diagnostics in attrs.
-    Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
-    """
+    Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2."""
     proc = choose_process(problem, law, process, responses, rao_blackwell, tail, response_window)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
+    if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
+        return ds
     target = Target.make(rtol, max_time_s)
-    kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
-              keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
+    kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
+              progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
     if _wants_extrapolation(law, extrapolate):
         ds = _solve_extrapolated(problem, law, t_max, proc, seed, kw, target)
     else:

@@ -1,0 +1,94 @@
+"""Closed forms first: where an exact d = infinity formula gives what ``solve`` was asked for, it is used
+instead of the forward march.
+
+The linear model (square loss, linear student and teacher, k = k* = 1, ``models.linear(noise)``) has
+closed-form learning curves (:mod:`sgd_dmft.exact`):
+
+* GD with step ``dt`` (and the raw recursion of GF on its grid, which is GD): ``exact.gd_linear``, the
+  Marchenko-Pastur integral of the recursion itself, uniform or graded steps;
+* gradient flow (its ``dt -> 0`` limit): ``exact.gf_linear``;
+* critical-scale SGD (its ``dt -> 0`` limit, the Poisson process): ``exact.sgd_linear_poisson``, the
+  homogenised-SGD Volterra equation.
+
+They give the curves only (``train_loss``, ``test_loss``, ``M``, ``Q``), not the two-time kernels: a solve
+that keeps kernels, names its sample process, runs the SME or the raw SGD recursion marches as before.
+The dense exact path stays the cross-check (tests/test_closed.py, tests/test_extrapolation.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import xarray as xr
+
+from .. import exact
+
+# the largest (time points x quadrature nodes) array a closed form builds (several live at once);
+# past it the march runs (memory, and a Volterra solve that is O(n^2) in its time steps)
+MAX_CELLS = 10_000_000
+# the Volterra step of the homogenised-SGD equation: h (b + ridge) <= this (b: the spectrum's edge), its
+# fourth-order combination then sits far below any grid's dt error
+VOLTERRA_STEP = 0.02
+
+
+def applies(problem) -> bool:
+    """True for the linear model with k = k* = 1 started as ``init_overlap theta* + init_scale Z``."""
+    m = problem.model
+    if not (m.linear_square and m.k == 1 and m.kstar == 1):
+        return False
+    return problem.init_direction is None or float(np.ravel(problem.init_direction)[0]) == 1.0
+
+
+def _volterra_step(problem, t_max: float) -> float:
+    _, b = exact.mp_support(problem.delta)
+    return min(VOLTERRA_STEP / (b + abs(problem.ridge)), t_max / 400)
+
+
+def _fits(n_times: int, n_nodes: int) -> bool:
+    return n_times * n_nodes <= MAX_CELLS
+
+
+def curves(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:
+    """The closed-form curves of ``law`` on ``schedule``'s times (``extrapolate``: its ``dt -> 0`` limit),
+    or None where there is none (or it would not fit in ``MAX_CELLS``)."""
+    if not applies(problem):
+        return None
+    times, T = schedule.times, schedule.T
+    t_max = float(times[-1])
+    if law.name == "gd" or (law.name == "gf" and not extrapolate):
+        if not _fits(T + 1, T + 8):
+            return None
+        steps = schedule.steps[:T] if law.graded else None
+        ds = exact.gd_linear(problem, law.dt, T, steps=steps)
+        return ds.assign_coords(time=times)
+    if law.name == "gf" and extrapolate:
+        if not _fits(T + 1, exact._n_nodes_gf(problem, t_max)):
+            return None
+        return exact.gf_linear(problem, times)
+    if law.name == "sgd" and extrapolate:
+        h = _volterra_step(problem, t_max)
+        n_nodes = max(200, exact._n_nodes_gf(problem, 2 * t_max))
+        if not _fits(2 * int(np.ceil(t_max / h)) + 1, n_nodes):
+            return None
+        return exact.sgd_linear_poisson(problem, law.gamma, times, h=h, n_nodes=n_nodes)
+    return None
+
+
+def dataset(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:
+    """:func:`curves` as ``solve`` returns them: the law's attrs, ``<var>_dt_error`` (the closed form's own
+    discretisation error: zero up to rounding, or the Volterra solve's estimate), ``closed_form`` naming
+    the formula."""
+    ds = curves(problem, law, schedule, extrapolate)
+    if ds is None:
+        return None
+    formula = ds.attrs["solver"]
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        err = ds[v + "_dt_error"] if v + "_dt_error" in ds else xr.zeros_like(ds[v])
+        ds[v + "_dt_error"] = err
+    ds.attrs.update(
+        solver="closed-form", closed_form=formula, algorithm=law.name, dt=float(law.dt),
+        gamma=float(getattr(law, "gamma", 0.0)), t_max=float(schedule.times[-1]), grid_steps=int(schedule.T),
+        grid_growth=float(law.growth if law.graded else 0.0),
+        grid_dt_max=float(law.largest_step if law.graded else law.dt),
+        extrapolated=int(extrapolate), levels="closed form", exact_path=1, paths=0, replicas=1,
+    )
+    return ds
