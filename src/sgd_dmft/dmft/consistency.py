@@ -10,6 +10,10 @@ degrees of freedom; the threshold is its two-sided ``1 - P_FALSE`` quantile (``P
 replica, time and variable), at least ``Z_MIN``, and a deviation below ``REL_FLOOR`` of the median is
 never flagged. At 8 replicas the threshold is 21.4 spreads; with 3 replicas (t_1, Cauchy tails) only
 a blow-up by ~1e5 spreads would be flagged: the check needs about 5 replicas to have power.
+At any replica count (two included) a replica whose ``trace Q`` exceeds ``RUNAWAY_RATIO`` times the
+median of the others is flagged too: replicas of ``>= MIN_PATHS_PER_REPLICA`` paths estimate the same
+``trace Q`` within a few per cent, and a runaway kernel estimate grows geometrically, so a factor 4 is
+never noise (the leave-one-out test alone let a replica at 40x the others through at 4 replicas).
 A flagged replica raises :class:`~sgd_dmft.errors.SolverDiverged` naming the time, the variable and
 the replica; it is never averaged silently.
 
@@ -20,6 +24,7 @@ the replica; it is never averaged silently.
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 from scipy.stats import t as student_t
@@ -30,6 +35,7 @@ P_FALSE = 1e-6  # false-alarm probability per replica, time and variable (Gaussi
 Z_MIN = 8.0  # smallest threshold, in units of the others' standard deviation
 REL_FLOOR = 0.2  # deviations below this fraction of |median| are never flagged
 MIN_REPLICAS = 3
+RUNAWAY_RATIO = 4.0  # a replica's trace Q above this multiple of the others' median: a runaway, at any count
 
 
 def threshold(R: int) -> float:
@@ -63,6 +69,8 @@ def check_replicas(curves: dict[str, np.ndarray], times: np.ndarray) -> dict:
     no check with fewer than ``MIN_REPLICAS`` replicas).
     """
     R = next(iter(curves.values())).shape[0]
+    if "trace_Q" in curves and R >= 2:
+        _check_ratio(curves["trace_Q"], times)
     if R < MIN_REPLICAS:
         return dict(replica_z_max=float("nan"), replica_z_threshold=float("nan"))
     thr = threshold(R)
@@ -73,18 +81,38 @@ def check_replicas(curves: dict[str, np.ndarray], times: np.ndarray) -> dict:
         if flagged.size:
             j = int(flagged[:, 1].min())  # the earliest time at which some replica breaks away
             i = int(np.argmax(z[:, j]))
-            raise SolverDiverged(
-                f"replica {i} of {R} disagrees with the others at t={times[j]:.6g} on {name}: {x[i, j]:.6g} "
-                f"against median {np.median(np.delete(x[:, j], i)):.6g}, {z[i, j]:.3g} standard deviations of the "
-                f"other replicas (threshold {thr:.3g}): a runaway kernel estimate (docs/theory.md section 3b); "
-                f"use more paths per replica (fewer replicas; >= 4000 on heavy-tailed labels), a smaller step, or, "
-                f"when large-label samples have unstable visits, MonteCarlo(responses=PathwiseTangents(tail=0.01)) "
-                f"(section 3c)")
+            raise _runaway(i, R, float(times[j]), name, x[i, j], np.median(np.delete(x[:, j], i)),
+                           f"{z[i, j]:.3g} standard deviations of the other replicas (threshold {thr:.3g})")
         i, j = np.unravel_index(int(np.argmax(z)), z.shape)
         if z[i, j] > worst[0]:
             worst = (float(z[i, j]), name, float(times[j]))
     return dict(replica_z_max=worst[0], replica_z_variable=worst[1], replica_z_time=worst[2],
                 replica_z_threshold=thr)
+
+
+def _runaway(i: int, R: int, t: float, name: str, value: float, median: float, how: str) -> SolverDiverged:
+    return SolverDiverged(
+        f"replica {i} of {R} disagrees with the others at t={t:.6g} on {name}: {value:.6g} against median "
+        f"{median:.6g}, {how}: a runaway kernel estimate (docs/theory.md section 3b); use more paths per replica "
+        f"(fewer replicas; >= 4000 on heavy-tailed labels), a smaller step, or, when large-label samples have "
+        f"unstable visits, MonteCarlo(responses=PathwiseTangents(tail=0.01)) (section 3c)")
+
+
+def _check_ratio(trace_q: np.ndarray, times: np.ndarray) -> None:
+    """SolverDiverged at the first time a replica's ``trace Q`` (R, T1) exceeds ``RUNAWAY_RATIO`` times the
+    median of the others (or is not finite)."""
+    R = trace_q.shape[0]
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all others NaN at a time: nothing to compare there
+        others = np.stack([np.nanmedian(np.delete(trace_q, i, axis=0), axis=0) for i in range(R)])
+        floor = 1e-12 + 1e-6 * float(np.nanmax(np.abs(others), initial=0.0))  # trace Q near 0: no ratio
+        bad = ~(trace_q <= RUNAWAY_RATIO * np.maximum(others, 0.0) + floor) & np.isfinite(others)
+    if bad.any():
+        j = int(np.argwhere(bad)[:, 1].min())
+        key = np.where(np.isfinite(trace_q[:, j]), trace_q[:, j], np.inf)  # a non-finite replica first
+        i = int(np.argmax(np.where(bad[:, j], key, -np.inf)))
+        raise _runaway(i, R, float(times[j]), "trace_Q", trace_q[i, j], others[i, j],
+                       f"more than {RUNAWAY_RATIO:g} times the others' median")
 
 
 def kernel_bias(big: dict[str, np.ndarray], small: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

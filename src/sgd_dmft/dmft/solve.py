@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import xarray as xr
 
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
-from ..errors import ConfigError, Diverged
+from ..errors import ConfigError, Diverged, SolverDiverged
 from .applicability import check_estimator
 from . import closed, coupled
 from .accuracy import Target
@@ -24,6 +25,7 @@ from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
 from .planning import plan_run
 from .processes import SampleProcess, choose_process
+from .responses import PathwiseTangents
 from .replicas import KERNELS, Reduction, replica, replica_curves, run_replicas
 
 # the names the consistency check used before replicas.py (kept for it)
@@ -266,6 +268,35 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> 
     return ds
 
 
+def _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate) -> xr.Dataset:
+    if _wants_extrapolation(law, extrapolate):
+        return _solve_extrapolated(problem, law, t_max, proc, seed, kw, target)
+    ds = _solve_raw(problem, law, t_max, proc, seed=seed, **kw, target=target)
+    ds.attrs["extrapolated"] = 0
+    return ds
+
+
+TAIL_RETRY = 0.01  # the tail mass of the retry after a divergence of pathwise tangents without tail paths
+
+
+def _tail_process(proc) -> SampleProcess | None:
+    """The process of the retry after a SolverDiverged: pathwise tangents with ``tail = TAIL_RETRY`` (the same
+    estimand: integration by parts on the paths of the largest ``|r*|``, whose chaotic visit maps make tangents
+    grow exponentially, docs/theory.md section 3c), where the failed solve used tangents on every path."""
+    resp = getattr(proc, "responses", None)
+    if not (proc.monte_carlo and isinstance(resp, PathwiseTangents) and resp.tail == 0.0):
+        return None
+    return replace(proc, responses=replace(resp, tail=TAIL_RETRY))
+
+
+def _tail_note(ds: xr.Dataset, err: SolverDiverged) -> None:
+    msg = (f"pathwise tangents diverged ({str(err).splitlines()[0][:200]}); solved again with integration by "
+           f"parts on the paths of the largest |r*| (tail={TAIL_RETRY:g}, an unbiased estimator of the same "
+           f"responses, docs/theory.md section 3c)")
+    ds.attrs.update(tail=TAIL_RETRY, tail_retry=msg)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+
+
 def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
     """Closed forms first (closed.py): the linear model's exact curves where they answer the request."""
     if proc.monte_carlo:
@@ -346,10 +377,13 @@ def solve(
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
               progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
-    if _wants_extrapolation(law, extrapolate):
-        ds = _solve_extrapolated(problem, law, t_max, proc, seed, kw, target)
-    else:
-        ds = _solve_raw(problem, law, t_max, proc, seed=seed, **kw, target=target)
-        ds.attrs["extrapolated"] = 0
+    try:
+        ds = _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate)
+    except SolverDiverged as e:  # the solver's own tangents, not the dynamics? (docs/theory.md section 3c)
+        retry = _tail_process(proc) if process is None else None
+        if retry is None:
+            raise
+        ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
+        _tail_note(ds, e)
     _record_accuracy(ds, target, rtol, max_time_s)
     return ds
