@@ -111,6 +111,11 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "init_overlap": _Key("matrix", 0.0, "a finite number, or a student_width x teacher_width matrix (list of rows)",
                              lambda v: True, "initial alignment theta_0 = theta* B^T + init_scale Z: a number c "
                              "(B = c x the selection matrix; needs k == k* when nonzero) or the k x k* matrix B"),
+        "init_q": _Key("matrix", 0.0, "a student_width x student_width matrix (list of rows); 0 = not given",
+                       lambda v: True, "any initial overlaps: Q_0 = theta_0^T theta_0 / d, with init_m (in place of "
+                       "init_scale / init_overlap; Q_0 - M_0 M_0^T positive semidefinite)"),
+        "init_m": _Key("matrix", 0.0, "a student_width x teacher_width matrix (list of rows); 0 = zero",
+                       lambda v: True, "with init_q: M_0 = theta_0^T theta* / d"),
     },
     "dynamics": {
         "algorithm": _Key("str", "sgd", _fmt_choices(ALGORITHMS), _choice(ALGORITHMS), "training algorithm"),
@@ -301,6 +306,7 @@ def _check_widths(p: dict[str, Any]) -> None:
                 raise ConfigError(f"problem.{key} = {p[key]!r}: only model 'two_layer' takes {key} (model is '{model}')")
     else:
         _two_layer_model(p)  # the teacher link, second_layer / bias lengths
+    _check_init_overlaps(p, k, ks)
     ov = p["init_overlap"]
     if isinstance(ov, list):
         if (len(ov), len(ov[0])) != (k, ks):
@@ -309,6 +315,27 @@ def _check_widths(p: dict[str, Any]) -> None:
         raise ConfigError(
             f"problem.init_overlap = {ov!r}: a nonzero number needs student_width == teacher_width (got {k} and "
             f"{ks}); give the {k} x {ks} matrix B of theta_0 = theta* B^T + init_scale Z instead")
+
+
+def _check_init_overlaps(p: dict[str, Any], k: int, ks: int) -> None:
+    """``init_q`` / ``init_m``: matrices of the widths, given together, not mixed with init_scale / init_overlap
+    (the positive semidefinite rule is the Problem's, reported with the same key)."""
+    q, m = p["init_q"], p["init_m"]
+    if q == 0.0 and m == 0.0:
+        return
+    if q == 0.0:
+        raise ConfigError(f"problem.init_m = {m!r}: needs problem.init_q (the k x k matrix Q_0) beside it",
+                          key="problem.init_m")
+    for key, val, shape in (("init_q", q, (k, k)), ("init_m", m, (k, ks))):
+        if key == "init_m" and val == 0.0:
+            continue
+        if not isinstance(val, list) or (len(val), len(val[0])) != shape:
+            raise ConfigError(f"problem.{key} = {val!r}: must be a {shape[0]} x {shape[1]} matrix (a list of rows; "
+                              f"student_width = {k}, teacher_width = {ks})", key=f"problem.{key}")
+    for key in ("init_scale", "init_overlap"):
+        if p[key] != SCHEMA["problem"][key].default:
+            raise ConfigError(f"problem.{key} = {p[key]!r}: not allowed with problem.init_q (give the initial "
+                              f"overlaps either as init_q / init_m or as init_scale / init_overlap)", key=f"problem.{key}")
 
 
 def _two_layer_model(p: Mapping[str, Any]) -> problem.Model:
@@ -457,6 +484,10 @@ class Config:
 
     def make_problem(self) -> problem.Problem:
         p = self.problem
+        if p["init_q"] != 0.0:  # any initial overlaps (validated by the Problem: Q_0 - M_0 M_0^T >= 0)
+            m = p["init_m"] if p["init_m"] != 0.0 else None
+            return problem.Problem(model=self.make_model(), delta=p["delta"], ridge=p["ridge"], init_q=p["init_q"],
+                                   init_m=m)
         return problem.Problem(model=self.make_model(), delta=p["delta"], ridge=p["ridge"],
                                init_scale=p["init_scale"], init_overlap=p["init_overlap"])
 

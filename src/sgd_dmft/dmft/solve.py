@@ -276,6 +276,20 @@ def _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate) -> xr
     return ds
 
 
+def _solve_or_retry(problem, law, t_max, proc, chosen: bool, seed, kw, target, extrapolate) -> xr.Dataset:
+    """The march; where it diverged with the solver's ``chosen`` pathwise tangents on every path, once more
+    with tail paths (:func:`_tail_process`): the tangents, not the dynamics, may have run away (section 3c)."""
+    try:
+        return _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate)
+    except SolverDiverged as e:
+        retry = _tail_process(proc) if chosen else None
+        if retry is None:
+            raise
+        ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
+        _tail_note(ds, e)
+        return ds
+
+
 TAIL_RETRY = 0.01  # the tail mass of the retry after a divergence of pathwise tangents without tail paths
 
 
@@ -377,13 +391,6 @@ def solve(
     target = Target.make(rtol, max_time_s)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
               progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
-    try:
-        ds = _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate)
-    except SolverDiverged as e:  # the solver's own tangents, not the dynamics? (docs/theory.md section 3c)
-        retry = _tail_process(proc) if process is None else None
-        if retry is None:
-            raise
-        ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
-        _tail_note(ds, e)
+    ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)
     _record_accuracy(ds, target, rtol, max_time_s)
     return ds

@@ -30,6 +30,18 @@ def _direction(value, k: int, ks: int) -> tuple[tuple[float, ...], ...]:
     return tuple(tuple(float(v) for v in row) for row in B)
 
 
+def _matrix(value, rows: int, cols: int, key: str) -> tuple[tuple[float, ...], ...]:
+    """A finite rows x cols matrix as a tuple of rows (ConfigError naming ``key`` otherwise)."""
+    try:
+        A = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        A = None
+    if A is None or A.shape != (rows, cols) or not np.all(np.isfinite(A)):
+        raise ConfigError(f"{key.split('.')[-1]} = {value!r}: must be a finite {rows} x {cols} matrix (a list of "
+                          f"{rows} rows of {cols} numbers)", key=key)
+    return tuple(tuple(float(v) for v in row) for row in A)
+
+
 @dataclass(frozen=True)
 class Problem:
     """Model + data aspect ratio + penalty + initialisation.
@@ -43,6 +55,13 @@ class Problem:
     init_scale Z``, so ``M_0 = B S*``, ``Q_0 = B S* B^T + init_scale^2 I``). A matrix is stored as
     ``init_overlap = 1`` and ``init_direction = B`` (a multiple ``c`` of the selection matrix as the
     number ``c``). The model's callables are checked once at construction (:func:`check_model`).
+
+    Any initial overlaps: ``init_q`` (the k x k matrix ``Q_0 = theta_0^T theta_0 / d``) with ``init_m`` (the
+    k x k* matrix ``M_0 = theta_0^T theta* / d``; default zero), in place of ``init_scale`` / ``init_overlap``
+    (not mixed with them). ``theta_0 = theta* M_0^T + Z A^T`` with ``A A^T = Q_0 - M_0 M_0^T``, which must be
+    positive semidefinite (rank-deficient allowed: units that start equal, or on the teacher's span). They
+    are stored as ``init_overlap`` / ``init_direction`` (``B = M_0``) and ``init_noise`` (``A A^T``; None and
+    ``init_scale = c`` when it is ``c^2 I``); ``init_q`` and ``init_m`` then read None.
     """
 
     model: Model
@@ -51,8 +70,13 @@ class Problem:
     init_scale: float = 0.5
     init_overlap: float = 0.0
     init_direction: tuple[tuple[float, ...], ...] | None = None
+    init_noise: tuple[tuple[float, ...], ...] | None = None
+    init_q: tuple[tuple[float, ...], ...] | None = None
+    init_m: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self):
+        if self.init_q is not None or self.init_m is not None:
+            self._from_overlaps()
         self._normalise_overlap()
         for key, val, ok, allowed in (
             ("delta", self.delta, self.delta > 0, "> 0"),
@@ -62,6 +86,49 @@ class Problem:
             if not (isinstance(val, (int, float)) and math.isfinite(val) and ok):
                 raise ValueError(f"Problem.{key}={val!r} is not allowed: must be a finite number {allowed}")
         check_model(self.model)
+
+    def _from_overlaps(self) -> None:
+        """``(init_q, init_m)`` -> ``(init_overlap = M_0, init_noise or init_scale)`` (ConfigError naming the key)."""
+        k, ks = self.model.k, self.model.kstar
+        if self.init_q is None:
+            raise ConfigError(f"init_m = {self.init_m!r} is not allowed without init_q: give Q_0 = init_q with "
+                              f"M_0 = init_m (or init_overlap with init_scale)", key="problem.init_m")
+        if self.init_overlap != 0.0 or self.init_direction is not None or self.init_noise is not None \
+                or self.init_scale not in (0.5, 0.0):
+            raise ConfigError(f"init_q is not allowed with init_scale = {self.init_scale!r} / init_overlap = "
+                              f"{self.init_overlap!r}: give the initial overlaps either as init_q (with init_m) or as "
+                              f"init_scale (with init_overlap)", key="problem.init_q")
+        Q = np.array(_matrix(self.init_q, k, k, "problem.init_q"))
+        M = np.array(_matrix(self.init_m, k, ks, "problem.init_m")) if self.init_m is not None else np.zeros((k, ks))
+        scale = max(1.0, float(np.max(np.abs(Q))))
+        if np.max(np.abs(Q - Q.T)) > 1e-12 * scale:
+            raise ConfigError(f"init_q = {self.init_q!r}: must be a symmetric k x k = {k} x {k} matrix",
+                              key="problem.init_q")
+        N = 0.5 * (Q + Q.T) - M @ M.T
+        lam = np.linalg.eigvalsh(N)
+        if lam.min() < -1e-10 * scale:
+            raise ConfigError(f"init_q = {self.init_q!r} with init_m = {self.init_m!r}: Q_0 - M_0 M_0^T must be "
+                              f"positive semidefinite (smallest eigenvalue {lam.min():.3g}; |M_0| too large for "
+                              f"Q_0, by Cauchy-Schwarz)", key="problem.init_q")
+        c2 = float(N[0, 0])
+        if np.allclose(N, c2 * np.eye(k), rtol=0.0, atol=1e-14 * scale):
+            noise, c = None, math.sqrt(max(c2, 0.0))
+        else:
+            noise, c = tuple(tuple(float(v) for v in row) for row in N), 0.0
+        for name, val in (("init_overlap", [list(r) for r in M]), ("init_scale", c), ("init_noise", noise),
+                          ("init_q", None), ("init_m", None)):
+            object.__setattr__(self, name, val)
+
+    def noise_cov(self) -> Array:
+        """``A A^T`` (k, k): the covariance of a row of the part of ``theta_0`` independent of ``theta*``."""
+        if self.init_noise is not None:
+            return np.array(self.init_noise, dtype=np.float64)
+        return self.init_scale**2 * np.eye(self.model.k)
+
+    def noise_factor(self) -> Array:
+        """A (k, k) with ``A A^T = noise_cov()`` (the symmetric square root; rank-deficient allowed)."""
+        lam, V = np.linalg.eigh(self.noise_cov())
+        return (V * np.sqrt(np.clip(lam, 0.0, None))) @ V.T
 
     def _normalise_overlap(self) -> None:
         """A matrix ``init_overlap`` (or ``init_direction``) -> ``(init_overlap, init_direction)``."""
@@ -115,7 +182,7 @@ class Problem:
         k, ks = self.k, self.kstar
         S = np.eye(ks) if Sstar is None else Sstar
         P = self.init_projection() if self.init_overlap != 0.0 else np.zeros((k, ks))
-        C0 = self.init_overlap**2 * P @ S @ P.T + self.init_scale**2 * np.eye(k)
+        C0 = self.init_overlap**2 * P @ S @ P.T + self.noise_cov()
         M0 = self.init_overlap * P @ S
         return C0, M0
 
@@ -135,4 +202,9 @@ class Problem:
         )
         if self.init_direction is not None:
             out["init_direction"] = json.dumps([list(row) for row in self.init_direction])
+        if self.init_noise is not None:
+            out["init_noise"] = json.dumps([list(row) for row in self.init_noise])
+            C0, M0 = self.init_moments()
+            out["init_q"] = json.dumps(C0.tolist())
+            out["init_m"] = json.dumps(M0.tolist())
         return out

@@ -140,4 +140,5 @@ def _attrs(problem, algorithm, grid, times, d, n, seed) -> dict:
         if algorithm.with_data else "NaN: online SGD has no training set",
     }
     attrs.update(own)
+    attrs.update({k: v for k, v in problem.attrs().items() if k in ("init_direction", "init_noise", "init_q", "init_m")})
     return attrs

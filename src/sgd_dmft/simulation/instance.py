@@ -57,7 +57,7 @@ def make_instance(problem: Problem, d: int, rng: np.random.Generator, with_data:
     n = n_samples(problem, d)
     theta_star = rng.standard_normal((d, model.kstar))
     Z = rng.standard_normal((d, model.k))
-    theta0 = problem.init_scale * Z
+    theta0 = problem.init_scale * Z if problem.init_noise is None else Z @ problem.noise_factor().T
     if problem.init_overlap != 0.0:
         theta0 = theta0 + problem.init_overlap * (theta_star @ problem.init_projection().T)
     X = y = None
