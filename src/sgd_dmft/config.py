@@ -48,7 +48,8 @@ ALGORITHMS = laws.LAWS[:_LAST] + ("online",) + laws.LAWS[_LAST:]
 BATCHINGS = ("uniform", "bernoulli")
 # the config key of each parameter of a law (laws' ConfigError.key) or of its grid
 LAW_KEYS = {"dt": "dynamics.dt", "dt_max": "dynamics.dt_max", "growth": "dynamics.growth",
-            "b": "dynamics.persist_b", "tau": "dynamics.persist_tau", "gamma": "dynamics.gamma"}
+            "b": "dynamics.persist_b", "tau": "dynamics.persist_tau", "gamma": "dynamics.gamma",
+            "dynamics.lr_times": "dynamics.lr_times", "dynamics.lr_factors": "dynamics.lr_factors"}
 
 
 def parse_value(text: str) -> Any:
@@ -131,6 +132,14 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                           "persistent law: stationary on-fraction b"),
         "persist_tau": _Key("float", 1.0, "a finite number > 0", lambda v: v > 0,
                             "persistent law: persistence time"),
+        "lr_times": _Key("times", [], "a list of increasing times > 0", lambda v: True,
+                         "learning-rate schedule: the times t where the factor changes"),
+        "lr_factors": _Key("times", [], "a list of numbers >= 0, one more than lr_times ([] = constant 1)",
+                           lambda v: True, "the step is gamma x lr_factors[i] on [lr_times[i-1], lr_times[i]) "
+                           "(weight decay included, as torch.optim.lr_scheduler); cosine: [final factor]"),
+        "lr_schedule": _Key("str", "steps", "one of steps | cosine", lambda v: v in ("steps", "cosine"),
+                            "steps: lr_times / lr_factors; cosine: annealing from 1 to lr_factors[0] (default 0) "
+                            "over t_max, in 64 constant pieces"),
     },
     "simulation": {
         "d": _Key("int", 2000, f"an integer in [10, {MAX_D}]", lambda v: 10 <= v <= MAX_D, "dimension"),
@@ -200,6 +209,11 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     name = f"{section}.{key}"
     if spec.kind in ("weights", "matrix"):
         return _coerce_array(name, spec, value)
+    if spec.kind == "times":
+        ok = isinstance(value, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        if not ok or not all(math.isfinite(float(v)) and abs(float(v)) <= MAX_MAGNITUDE for v in value):
+            raise ConfigError(f"{name} = {value!r}: must be {spec.allowed} (finite)", key=name)
+        return [float(v) for v in value]
     if spec.kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{name} = {value!r} ({_typename(value)}): must be {spec.allowed}")
@@ -352,6 +366,7 @@ def _check_dynamics(dy: dict[str, Any]) -> None:
     if dt > t_max:
         raise ConfigError(f"dynamics.dt = {dt!r}: must be <= dynamics.t_max = {t_max!r}")
     if alg == "online":
+        lr_schedule(dy)
         if dy["growth"] > 0:
             raise ConfigError(f"dynamics.growth = {dy['growth']!r}: algorithm 'online' needs a uniform grid (growth = 0)")
         try:
@@ -362,9 +377,25 @@ def _check_dynamics(dy: dict[str, Any]) -> None:
         _build_law(dy)
 
 
+def lr_schedule(dy: Mapping[str, Any]) -> laws.LRSchedule | None:
+    """The learning-rate schedule of ``[dynamics]`` (None: constant), ConfigErrors naming the key."""
+    times, factors = dy["lr_times"], dy["lr_factors"]
+    if dy["lr_schedule"] == "cosine":
+        if times or len(factors) > 1:
+            raise ConfigError(f"dynamics.lr_times = {times!r}: lr_schedule = 'cosine' takes no lr_times and at most "
+                              f"one lr_factors entry (the final factor)", key="dynamics.lr_times")
+        return laws.LRSchedule.cosine(dy["t_max"], factors[0] if factors else 0.0)
+    if not times and not factors:
+        return None
+    if dy["algorithm"] == "online":
+        raise ConfigError(f"dynamics.lr_times = {times!r}: not supported for algorithm 'online' (the online ODE has "
+                          f"a constant step)", key="dynamics.lr_times")
+    return laws.LRSchedule(tuple(times), tuple(factors) if factors else (1.0,) * (len(times) + 1))
+
+
 def _law_args(dy: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
     args = dict(dt=dy["dt"], gamma=dy["gamma"], b=dy["persist_b"], tau=dy["persist_tau"],
-                growth=dy["growth"], dt_max=dy["dt_max"] or None)  # config dt_max = 0: no cap
+                growth=dy["growth"], dt_max=dy["dt_max"] or None, lr=lr_schedule(dy))  # dt_max = 0: no cap
     args.update(changes)
     return args
 

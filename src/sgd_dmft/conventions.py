@@ -38,9 +38,10 @@ from __future__ import annotations
 
 import math
 import warnings
+from typing import Sequence
 
-__all__ = ["from_pytorch", "to_pytorch", "data_to_internal", "data_from_internal", "LINEAR_DEFAULT_INIT_SCALE",
-           "linear_default_init_std"]
+__all__ = ["from_pytorch", "to_pytorch", "lr_schedule_from_pytorch", "data_to_internal", "data_from_internal",
+           "LINEAR_DEFAULT_INIT_SCALE", "linear_default_init_std"]
 
 #: ``init_scale`` of ``torch.nn.Linear``'s default weight init (kaiming-uniform with ``a = sqrt 5``):
 #: entries uniform on ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``, std ``1/sqrt(3 fan_in)``, times ``sqrt(d)``.
@@ -189,3 +190,16 @@ def _check_pos(**kw) -> None:
     for k, v in kw.items():
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
             raise ValueError(f"{k}={v!r} must be a finite number > 0")
+
+
+def lr_schedule_from_pytorch(milestones: Sequence[float], decay: float, gamma: float):
+    """The :class:`~sgd_dmft.laws.LRSchedule` of ``torch.optim.lr_scheduler.MultiStepLR(milestones, decay)``
+    stepped once per epoch (``StepLR(step_size, decay)``: ``milestones = step_size, 2 step_size, ...``).
+
+    ``milestones`` in epochs; ``gamma`` the run's (:func:`from_pytorch`): an epoch lasts ``gamma`` units of
+    t, so the factor ``decay^j`` starts at ``t = milestones[j-1] * gamma``. The package's factor multiplies the
+    whole step, weight decay included, as the scheduler does with the optimizer's lr."""
+    from .laws import LRSchedule
+
+    ms = [float(m) for m in milestones]
+    return LRSchedule(tuple(m * gamma for m in ms), tuple(float(decay) ** j for j in range(len(ms) + 1)))

@@ -17,6 +17,8 @@ against it (``law.check_grid``), the one home of rules such as ``dt_max <= gamma
 from __future__ import annotations
 
 import abc
+import json
+import math
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -26,14 +28,83 @@ from .errors import ConfigError
 from .grid import TimeGrid, graded_times  # noqa: F401  (graded_times: re-exported, public API)
 
 
+@dataclass(frozen=True)
+class LRSchedule:
+    """A learning-rate schedule: the step is multiplied by ``factors[i]`` on ``[times[i-1], times[i])``
+    (``times`` increasing, in units of t; ``len(factors) = len(times) + 1``; ``times[-1] = 0``, ``times[len]
+    = inf`` implied), as ``torch.optim.lr_scheduler`` multiplies the optimizer's lr (weight decay included).
+
+    Time keeps counting at the base step (``t = steps x gamma kappa / n``), so at the critical scale a factor
+    ``f`` leaves SGD's Poisson clock (rate ``1 / gamma`` per sample) alone and multiplies the jump: ``S =
+    f gamma Bernoulli(dt / gamma)``, ``E[S] = f dt``, ``E[S^2] = f^2 gamma dt`` (docs/theory.md section 1b).
+    A grid step ``m`` uses the factor at its start ``t_m`` (the step a scheduler sets before it). Constant
+    factors between jumps: align the jumps with the grid (multiples of ``4 dt`` for the extrapolated
+    levels) for the ``dt -> 0`` limit to keep its second order.
+    """
+
+    times: tuple[float, ...] = ()
+    factors: tuple[float, ...] = (1.0,)
+
+    def __post_init__(self):
+        t = np.asarray(self.times, dtype=np.float64)
+        f = np.asarray(self.factors, dtype=np.float64)
+        if t.ndim != 1 or not np.all(np.isfinite(t)) or np.any(t <= 0) or np.any(np.diff(t) <= 0):
+            raise ConfigError(f"lr_times={list(self.times)!r} is not allowed: must be increasing finite times > 0",
+                              key="dynamics.lr_times")
+        if f.shape != (len(t) + 1,) or not np.all(np.isfinite(f)) or np.any(f < 0):
+            raise ConfigError(f"lr_factors={list(self.factors)!r} is not allowed: must be {len(t) + 1} finite numbers "
+                              f">= 0 (one more than lr_times: the factor before the first time, then after each)",
+                              key="dynamics.lr_factors")
+        object.__setattr__(self, "times", tuple(float(x) for x in t))
+        object.__setattr__(self, "factors", tuple(float(x) for x in f))
+
+    @classmethod
+    def step_decay(cls, every: float, factor: float, until: float) -> "LRSchedule":
+        """``torch.optim.lr_scheduler.StepLR``: the factor multiplied by ``factor`` every ``every`` units of t,
+        up to ``until``."""
+        n = int(math.floor(until / every + 1e-9))
+        return cls(tuple(every * (j + 1) for j in range(n)), tuple(factor**j for j in range(n + 1)))
+
+    @classmethod
+    def cosine(cls, t_end: float, final: float = 0.0, pieces: int = 64) -> "LRSchedule":
+        """Cosine annealing from 1 to ``final`` over ``[0, t_end]`` as ``pieces`` constant pieces (each at its
+        midpoint's value; ``final`` after ``t_end``)."""
+        edges = np.linspace(0.0, t_end, pieces + 1)
+        mid = 0.5 * (edges[:-1] + edges[1:])
+        vals = final + (1.0 - final) * 0.5 * (1.0 + np.cos(np.pi * mid / t_end))
+        return cls(tuple(edges[1:]), tuple(vals) + (float(final),))
+
+    def factor(self, t) -> np.ndarray:
+        """The factor at times ``t`` (array); a time within 1e-9 relative of a jump is past it."""
+        t = np.asarray(t, dtype=np.float64)
+        idx = np.searchsorted(np.asarray(self.times), t * (1.0 + 1e-9) + 1e-12, side="right")
+        return np.asarray(self.factors)[idx]
+
+    @property
+    def peak(self) -> float:
+        """The largest factor (stability checks use the largest step)."""
+        return float(max(self.factors))
+
+    def attrs(self) -> dict:
+        return dict(lr_times=json.dumps(list(self.times)), lr_factors=json.dumps(list(self.factors)))
+
+
 class Schedule(NamedTuple):
     """A law on its grid up to ``t_max``, computed once: ``T + 1`` times, ``T + 1`` steps ``dt_m``
-    (the last one unused by a march that ends at ``t_T``), and the per-step moments of ``S``."""
+    (the last one unused by a march that ends at ``t_T``), and the per-step moments of ``S``; with a
+    learning-rate schedule, ``factor`` (T+1,) at the grid times (None: constant 1)."""
 
     times: np.ndarray  # (T+1,) grid times t_m
     steps: np.ndarray  # (T+1,) dt_m, the step after t_m
     mean: np.ndarray  # (T+1,) E[S_m]
     second: np.ndarray  # (T+1,) E[S_m^2]
+    factor: np.ndarray | None = None  # (T+1,) learning-rate factor at t_m
+
+    def decays(self, ridge: float) -> np.ndarray:
+        """``1 - f_m dt_m ridge``: the weight decay of step m (scaled with the learning rate)."""
+        if self.factor is None:
+            return 1.0 - self.steps * ridge
+        return 1.0 - self.steps * self.factor * ridge
 
     @property
     def T(self) -> int:
@@ -55,9 +126,21 @@ class Law(abc.ABC):
     dt_max: float | None = field(default=None, kw_only=True)
     refine: int = field(default=0, kw_only=True)
     name: str = field(default="law", kw_only=True)
+    lr: LRSchedule | None = field(default=None, kw_only=True)
 
     def __post_init__(self):
+        if self.lr is not None and not isinstance(self.lr, LRSchedule):
+            raise ConfigError(f"lr={self.lr!r} is not allowed: must be a sgd_dmft.laws.LRSchedule or None", key="lr")
         self.check_grid(self.grid)
+
+    @property
+    def lr_peak(self) -> float:
+        """The largest learning-rate factor (1 without a schedule)."""
+        return 1.0 if self.lr is None else self.lr.peak
+
+    def lr_factors(self, times: np.ndarray) -> np.ndarray | None:
+        """The learning-rate factor at ``times`` (None without a schedule)."""
+        return None if self.lr is None else self.lr.factor(times)
 
     @property
     def grid(self) -> TimeGrid:
@@ -89,7 +172,21 @@ class Law(abc.ABC):
         times = self.times(t_max)
         h = self.steps(len(times))
         m1, m2 = self.moments_at(h)
-        return Schedule(times, h, m1, m2)
+        f = self.lr_factors(times)
+        if f is None:
+            return Schedule(times, h, m1, m2)
+        return Schedule(times, h, m1 * f, m2 * f**2, f)
+
+    def scaled_sample(self, rng: np.random.Generator, n_samples: int, n_steps: int) -> np.ndarray:
+        """:meth:`sample` times the learning-rate factor of each step's start (the multipliers a run uses)."""
+        S = self.sample(rng, n_samples, n_steps)
+        f = self.lr_factors(self.grid_times(n_steps))
+        return S if f is None else S * f[None, :]
+
+    def grid_times(self, n_steps: int) -> np.ndarray:
+        """The start times ``t_0 .. t_{n_steps - 1}`` of the first ``n_steps`` grid steps."""
+        h = self.steps(n_steps)
+        return np.concatenate([[0.0], np.cumsum(h)[:-1]]) if n_steps else np.zeros(0)
 
     def coarsen(self, S_fine: np.ndarray, rng: np.random.Generator) -> np.ndarray | None:
         """Multipliers on the grid of step ``2 dt`` built from this law's own on ``dt`` (``S_fine``,
@@ -109,8 +206,10 @@ class Law(abc.ABC):
         return h.copy(), self.second_moment_at(h)
 
     def moments(self, n_steps: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(E[S_m], E[S_m^2])`` for ``m = 0 .. n_steps - 1`` on the law's grid."""
-        return self.moments_at(self.steps(n_steps))
+        """``(E[S_m], E[S_m^2])`` for ``m = 0 .. n_steps - 1`` on the law's grid (learning-rate factor included)."""
+        m1, m2 = self.moments_at(self.steps(n_steps))
+        f = self.lr_factors(self.grid_times(n_steps))
+        return (m1, m2) if f is None else (m1 * f, m2 * f**2)
 
     def second_moment_at(self, dt):
         """``E[S^2]`` at step ``dt`` (array or float)."""
@@ -226,7 +325,7 @@ class SGD(Law):
 
     @property
     def jump_size(self):
-        return self.gamma
+        return self.gamma * self.lr_peak
 
     def second_moment_at(self, dt):
         return self.gamma * np.asarray(dt)
@@ -323,7 +422,7 @@ class Reshuffle(Law):
 
     @property
     def jump_size(self):
-        return self.gamma
+        return self.gamma * self.lr_peak
 
     @property
     def independent_steps(self):
@@ -410,9 +509,10 @@ LAWS = ("gf", "gd", "sgd", "sme", "reshuffle", "persistent")
 
 
 def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau: float = 1.0,
-             growth: float = 0.0, dt_max: float | None = None) -> Law:
-    """Law for a named algorithm (``gf``/``gd`` -> ``S = dt``); ``growth``/``dt_max``: graded grid."""
-    g = dict(growth=growth, dt_max=dt_max)
+             growth: float = 0.0, dt_max: float | None = None, lr: LRSchedule | None = None) -> Law:
+    """Law for a named algorithm (``gf``/``gd`` -> ``S = dt``); ``growth``/``dt_max``: graded grid; ``lr``: a
+    learning-rate schedule."""
+    g = dict(growth=growth, dt_max=dt_max, lr=lr)
     if algorithm == "gf":
         return GF(dt, **g)
     if algorithm == "gd":

@@ -246,6 +246,8 @@ def run_simulation(cfg: Config, progress: bool = False, announce: Announce = Fal
         alg, law, grid = "law", exp.law, {}
     else:
         alg, law, grid = exp.algorithm, None, dict(growth=dy["growth"], dt_max=dy["dt_max"] or None)
+        if exp.law is not None and exp.law.lr is not None:  # a learning-rate schedule
+            grid["lr"] = exp.law.lr
     t0 = time.perf_counter()
     ds = sim_mod.simulate(
         exp.problem, alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"], batch=sm["batch"],

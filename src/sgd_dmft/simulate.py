@@ -44,7 +44,7 @@ BATCHINGS = ("uniform", "bernoulli")
 def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: int, gamma: float = 1.0,
              batch: int = 1, batching: str = "uniform", seeds: int | Sequence[int] = 1, seed: int = 0,
              law: Law | None = None, progress: bool = False, growth: float = 0.0,
-             dt_max: float | None = None) -> xr.Dataset:
+             dt_max: float | None = None, lr: _laws.LRSchedule | None = None) -> xr.Dataset:
     """Finite-d simulation of the named ``algorithm`` (``gf | gd | sgd | sme | reshuffle | online | law``).
 
     ``t_max``, ``dt``: records at ``t_m = m dt`` up to t_max (gradient-flow time); for the law paths
@@ -52,11 +52,12 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     sme / bernoulli sgd the law's gamma. ``batch``: kappa (sgd uniform, reshuffle, online).
     ``batching``: ``uniform`` (true mini-batch SGD) or ``bernoulli`` (``laws.SGD(dt, gamma)``).
     ``law``: the multiplier law for ``algorithm="law"`` (it carries its own grid). ``growth``,
-    ``dt_max``: a graded grid (:class:`~sgd_dmft.grid.TimeGrid`). ``seeds``, ``seed``, ``d``,
+    ``dt_max``: a graded grid (:class:`~sgd_dmft.grid.TimeGrid`). ``lr``: a learning-rate schedule
+    (:class:`~sgd_dmft.laws.LRSchedule`; the law's own for ``"law"``). ``seeds``, ``seed``, ``d``,
     ``progress``: as :func:`sgd_dmft.simulation.simulate`, which has the Dataset layout.
     """
     alg, grid = algorithm_for(algorithm, dt=dt, gamma=gamma, batch=batch, batching=batching, law=law,
-                              growth=growth, dt_max=dt_max)
+                              growth=growth, dt_max=dt_max, lr=lr)
     ds = _simulate(problem, alg, t_max=t_max, d=d, seeds=seeds, seed=seed, grid=grid, progress=progress)
     # the attributes of the named call: the arguments as given
     ds.attrs.update(dt=float(dt), batch=int(batch), batching=batching if algorithm == "sgd" else "none")
@@ -66,18 +67,20 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
 
 
 def algorithm_for(algorithm: str, *, dt: float, gamma: float = 1.0, batch: int = 1, batching: str = "uniform",
-                  law: Law | None = None, growth: float = 0.0,
-                  dt_max: float | None = None) -> tuple[Algorithm, TimeGrid | None]:
+                  law: Law | None = None, growth: float = 0.0, dt_max: float | None = None,
+                  lr: _laws.LRSchedule | None = None) -> tuple[Algorithm, TimeGrid | None]:
     """The algorithm object and record grid (None: the law's) of a named call of :func:`simulate`."""
     if algorithm not in ALGORITHMS:
         raise ConfigError(f"algorithm={algorithm!r} is not allowed: must be one of {ALGORITHMS}", key="algorithm")
     if batching not in BATCHINGS:
         raise ConfigError(f"batching={batching!r} is not allowed: must be one of {BATCHINGS}", key="batching")
-    named_law = _named_law(algorithm, batching, dt, gamma, law, dict(growth=float(growth), dt_max=dt_max))
+    if lr is not None and algorithm == "law":
+        raise ConfigError("lr is not allowed with algorithm='law': give the law its own (Law(..., lr=))", key="lr")
+    named_law = _named_law(algorithm, batching, dt, gamma, law, dict(growth=float(growth), dt_max=dt_max, lr=lr))
     if named_law is not None:  # sme / bernoulli sgd: the law's gamma is gamma; gd / law: report gamma as given
         return LawRecursion(named_law, gamma=None if algorithm in ("sme", "sgd") else gamma, name=algorithm), None
     cls = {"sgd": MiniBatchSGD, "reshuffle": Reshuffling, "online": OnlineSGD}[algorithm]
-    return cls(gamma, batch), TimeGrid(dt, growth, dt_max)
+    return cls(gamma, batch, lr=lr), TimeGrid(dt, growth, dt_max)
 
 
 def _named_law(algorithm: str, batching: str, dt: float, gamma: float, law: Law | None, grid: dict) -> Law | None:

@@ -103,7 +103,12 @@ def diverged(law, t: float, what: str) -> SolverDiverged:
 
 
 def largest_step(law, t_max: float | None = None) -> float:
-    """The largest grid step ``dt_m`` (units of t) used up to ``t_max`` (the grid's cap without one)."""
+    """The largest step ``f dt_m`` (units of t) used up to ``t_max`` (the grid's cap without one; ``f``: the
+    largest learning-rate factor)."""
+    return _largest_grid_step(law, t_max) * getattr(law, "lr_peak", 1.0)
+
+
+def _largest_grid_step(law, t_max: float | None) -> float:
     scale = 2.0 ** -getattr(law, "refine", 0)  # nested grids (Law.refined): steps split or merged
     if not law.graded:
         return float(law.dt) * scale
@@ -141,7 +146,8 @@ def check_jumps(problem, law, what: str = "DMFT run", error: type[Diverged] = So
         return
     if law.deterministic or not law.independent_steps:
         return
-    m1, m2 = (float(x[0]) for x in law.moments_at([law.dt]))
+    f = law.lr_peak  # the largest step of a learning-rate schedule
+    m1, m2 = (float(x[0]) * f**p for x, p in zip(law.moments_at([law.dt]), (1, 2)))
     if m2 >= _EDGE * m1 * (1 + 1e-12):
         raise error(f"{what} diverged: E[S^2] = {m2:.4g} >= 2 E[S] = {2 * m1:.4g} per step for algorithm={law.name} "
                     f"(gamma={getattr(law, 'gamma', float('nan')):g}, dt={law.dt:g}): on the linear model a step maps "

@@ -50,7 +50,7 @@ def _fits(n_times: int, n_nodes: int) -> bool:
 def curves(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:
     """The closed-form curves of ``law`` on ``schedule``'s times (``extrapolate``: its ``dt -> 0`` limit),
     or None where there is none (or it would not fit in ``MAX_CELLS``)."""
-    if not applies(problem):
+    if not applies(problem) or law.lr is not None:  # the closed forms have a constant step
         return None
     times, T = schedule.times, schedule.T
     t_max = float(times[-1])

@@ -96,7 +96,7 @@ class CoordinateProcess:
                          M=np.zeros((K, ks)), mu=np.zeros((K, ks)), train=np.zeros(T1))
         self.K.C[:k, :k] = C0
         self.K.M[:k] = M0
-        self.decays = 1.0 - schedule.steps * ridge
+        self.decays = schedule.decays(ridge)  # 1 - f_m dt_m ridge (f: the learning-rate factor)
         self.eye = np.eye(k)
         self.row, self.Rnew = np.empty((k, K)), np.empty((k, K))  # work space of the step
 

@@ -48,8 +48,9 @@ def store_rows(law, T1: int) -> float:
 
 def _visit_probability(law, n: int) -> np.ndarray:
     """``P(S_m != 0)`` for the first ``n`` steps of a sparse law: ``S in {0, gamma}`` with ``E[S_m] = dt_m``,
-    ``E[S_m^2] = gamma dt_m``, so ``E[S]^2 / E[S^2] = dt_m / gamma``."""
-    m1, m2 = law.moments(n)
+    ``E[S_m^2] = gamma dt_m``, so ``E[S]^2 / E[S^2] = dt_m / gamma`` (a learning-rate factor, 0 included,
+    scales the jump, not the visits: the unscaled moments)."""
+    m1, m2 = law.moments_at(law.steps(n))
     return m1**2 / m2
 
 

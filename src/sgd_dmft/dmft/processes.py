@@ -212,6 +212,8 @@ class _MonteCarloState:
         N = ks + T1 * k
         self.chol = GrowingCholesky(N, coord.Sstar)
         self.Z, eps, self.Smat = inputs if inputs is not None else MonteCarlo.draw(problem, schedule, P, rng, law)
+        if schedule.factor is not None:  # the inputs hold the unscaled multipliers (coupled levels coarsen those)
+            self.Smat = self.Smat * schedule.factor[None, :]
         self.rstar = (self.chol.L[:ks, :ks] @ self.Z[:ks]).T
         self.y = self.model.labels(self.rstar, eps)
         active = self.Smat[:, : schedule.T] != 0

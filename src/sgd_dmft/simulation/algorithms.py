@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..grid import TimeGrid
-from ..laws import SGD, Law
+from ..laws import SGD, Law, LRSchedule
 from .batches import ReshuffleStream, reshuffle_record_steps, uniform_batches
 from .kernels import kernel_codes, run_steps
 from .recorder import Recorder, diverged
@@ -127,12 +127,15 @@ class LawRecursion(Algorithm):
         for key in ("b", "tau"):
             if hasattr(self.law, key):
                 out[f"law_{key}"] = float(getattr(self.law, key))
+        if self.law.lr is not None:
+            out.update(self.law.lr.attrs())
         return out
 
     def run(self, problem, inst, times, rng, pbar=None):
         model, X, y = problem.model, inst.X, inst.y
         T = len(times) - 1
-        facs = 1.0 - self.law.steps(T + 1) * problem.ridge
+        f = self.law.lr_factors(self.law.grid_times(T + 1))
+        facs = 1.0 - self.law.steps(T + 1) * problem.ridge * (1.0 if f is None else f)
         mult = _Multipliers(self.law, rng, inst.n, T)
         rec = Recorder(model, inst, T + 1, self.name, self.reported_gamma, train=True)
         theta = inst.theta0.copy()
@@ -162,9 +165,9 @@ class _Multipliers:
     def __init__(self, law: Law, rng: np.random.Generator, n: int, T: int):
         self.consts = self.St = self.ptr = self.rows = self.vals = None
         if law.deterministic:
-            self.consts = law.sample(rng, 1, T + 1)[0]
+            self.consts = law.scaled_sample(rng, 1, T + 1)[0]
             return
-        S = np.asarray(law.sample(rng, n, T), dtype=np.float64)
+        S = np.asarray(law.scaled_sample(rng, n, T), dtype=np.float64)
         if law.sparse:  # the solver's rule too
             ms, self.rows = np.nonzero(S.T)  # sorted by step, then sample
             self.vals = S[self.rows, ms]
@@ -206,10 +209,13 @@ class _SGDSteps(Algorithm):
 
     gamma: float
     batch: int = 1
+    lr: LRSchedule | None = field(default=None, kw_only=True)  # the step gamma f(t), weight decay included
 
     def __post_init__(self):
         if not (_is_real(self.gamma) and math.isfinite(self.gamma) and self.gamma > 0):
             raise ConfigError(f"gamma={self.gamma!r} is not allowed: must be a finite number > 0", key="gamma")
+        if self.lr is not None and not isinstance(self.lr, LRSchedule):
+            raise ConfigError(f"lr={self.lr!r} is not allowed: must be a sgd_dmft.laws.LRSchedule or None", key="lr")
         if not (isinstance(self.batch, numbers.Integral) and not isinstance(self.batch, bool) and self.batch >= 1):
             raise ConfigError(f"batch={self.batch!r} is not allowed: must be an integer >= 1", key="batch")
 
@@ -235,7 +241,20 @@ class _SGDSteps(Algorithm):
 
     def attrs(self, n):
         return {"gamma": float(self.gamma), "batch": int(self.batch), "batching": "none",
-                "eta": float(self.eta(n)), "law": "none"}
+                "eta": float(self.eta(n)), "law": "none", **(self.lr.attrs() if self.lr is not None else {})}
+
+    def _steps_to_jump(self, K: int, n: int) -> float:
+        """Steps from step ``K`` to the next jump of the learning-rate schedule (inf without one)."""
+        if self.lr is None:
+            return math.inf
+        t = self.time_of_step(K, n)
+        later = [tj for tj in self.lr.times if tj > t * (1 + 1e-9) + 1e-12]
+        return max(1, math.ceil(later[0] / self.eta(n) - 1e-9) - K) if later else math.inf
+
+    def _step(self, K: int, n: int, ridge: float) -> tuple[float, float]:
+        """``(gamma f, 1 - eta f ridge)`` with ``f`` the learning-rate factor at step ``K``'s time."""
+        f = float(self.lr.factor(self.time_of_step(K, n)))
+        return self.gamma * f, 1.0 - self.eta(n) * f * ridge
 
     @abc.abstractmethod
     def _batches(self, rng: np.random.Generator, inst: Instance, model: Model) -> Batches:
@@ -253,9 +272,10 @@ class _SGDSteps(Algorithm):
         tt, c, K = inst.theta0.copy(), 1.0, 0
         for m, Kr in enumerate(rec_steps):
             while K < Kr:
-                ns = int(min(Kr - K, chunk))
+                ns = int(min(Kr - K, chunk, self._steps_to_jump(K, n)))
                 Xc, yc, idx, ptr = source(ns)
-                c, fail = run_steps(model, codes, Xc, yc, tt, c, idx, ptr, self.gamma, fac)
+                gamma, fac = self._step(K, n, problem.ridge) if self.lr is not None else (self.gamma, fac)
+                c, fail = run_steps(model, codes, Xc, yc, tt, c, idx, ptr, gamma, fac)
                 if fail >= 0:
                     raise diverged(self.name, self.gamma, self.time_of_step(K + fail, n))
                 K += ns

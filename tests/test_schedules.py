@@ -1,0 +1,127 @@
+"""Learning-rate schedules (issue 22): ``laws.LRSchedule`` on every law, the simulators and the config.
+
+At the critical scale a factor ``f(t)`` multiplies SGD's jump (``S = f gamma Bernoulli(dt / gamma)``) and
+leaves its Poisson clock alone, multiplies GD's step and the SME's drift and noise, and the weight decay
+(as ``torch.optim.lr_scheduler`` does); time keeps counting at the base step."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from sgd_dmft import dmft, exact, laws
+from sgd_dmft import problem as P
+from sgd_dmft.config import parse_config
+from sgd_dmft.conventions import lr_schedule_from_pytorch
+from sgd_dmft.errors import ConfigError
+from sgd_dmft.grid import TimeGrid
+from sgd_dmft.simulation import MiniBatchSGD, simulate
+
+from test_dmft import Z_MAX
+
+LOGISTIC = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+DECAY = laws.LRSchedule((0.8, 1.6), (1.0, 0.4, 0.1))  # jumps on every level's grid (multiples of 4 dt = 0.08)
+
+
+@pytest.mark.parametrize("times,factors,key", [((1.0, 0.5), (1, 1, 1), "dynamics.lr_times"),
+                                               ((-1.0,), (1, 1), "dynamics.lr_times"),
+                                               ((1.0,), (1.0,), "dynamics.lr_factors"),
+                                               ((1.0,), (1.0, -0.5), "dynamics.lr_factors"),
+                                               ((1.0,), (1.0, float("nan")), "dynamics.lr_factors")])
+def test_bad_schedules_are_one_line_errors(times, factors, key):
+    with pytest.raises(ConfigError) as e:
+        laws.LRSchedule(times, factors)
+    assert e.value.key == key and "\n" not in str(e.value)
+
+
+def test_factor_steps_and_pytorch_mapping():
+    s = laws.LRSchedule((1.0, 2.0), (1.0, 0.5, 0.25))
+    np.testing.assert_array_equal(s.factor([0.0, 0.999, 1.0, 1.0 - 1e-12, 1.5, 2.0, 9.0]),
+                                  [1.0, 1.0, 0.5, 0.5, 0.5, 0.25, 0.25])
+    assert laws.LRSchedule.step_decay(1.0, 0.5, 2.5) == s
+    # StepLR(step_size=2 epochs, gamma=0.5) with an epoch of gamma_sgd = 0.5 units of t
+    assert lr_schedule_from_pytorch([2, 4], 0.5, 0.5) == s
+    c = laws.LRSchedule.cosine(4.0, 0.1, pieces=8)
+    f = c.factor(np.linspace(0, 4, 9)[:-1] + 0.25)
+    assert f[0] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi / 16))) and np.all(np.diff(f) < 0)
+    assert c.factor(5.0) == pytest.approx(0.1)
+
+
+def test_constant_schedule_is_bit_identical_and_zero_factor_freezes():
+    law = laws.SGD(0.05, 0.5)
+    kw = dict(t_max=1.0, paths=400, replicas=2, seed=3, extrapolate=False, keep_kernels=False)
+    a = dmft.solve(LOGISTIC, law, **kw)
+    b = dmft.solve(LOGISTIC, laws.SGD(0.05, 0.5, lr=laws.LRSchedule((0.5,), (1.0, 1.0))), **kw)
+    for v in ("train_loss", "test_loss", "Q", "M"):
+        np.testing.assert_array_equal(a[v].values, b[v].values)
+    stop = dmft.solve(LOGISTIC, laws.SGD(0.05, 0.5, lr=laws.LRSchedule((0.5,), (1.0, 0.0))), **kw)
+    j = int(np.argmin(np.abs(stop.time.values - 0.5)))
+    assert np.all(stop.Q.values[j:] == stop.Q.values[j]) and np.all(stop.M.values[j:] == stop.M.values[j])
+    sim = simulate(LOGISTIC, MiniBatchSGD(0.5, 1, lr=laws.LRSchedule((0.5,), (1.0, 0.0))), t_max=1.0, d=200,
+                   grid=TimeGrid(0.05), seeds=1)
+    q = sim.Q.values[0]
+    assert np.all(q[j:] == q[j]) and not np.all(q[: j + 1] == q[0])
+    assert sim.attrs["lr_factors"] == "[1.0, 0.0]"
+
+
+def test_scheduled_gd_is_gd_with_the_scaled_steps():
+    """Linear model, exact path: GD with a schedule = the Marchenko-Pastur closed form of the steps f_m dt."""
+    lin = P.Problem(P.linear(0.3), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
+    law = laws.GD(0.05, lr=laws.LRSchedule((0.5, 1.0), (1.0, 0.5, 0.2)))
+    ds = dmft.solve(lin, law, t_max=2.0, keep_kernels=False)
+    T = ds.sizes["time"] - 1
+    f = law.lr.factor(ds.time.values[:-1])
+    ex = exact.gd_linear(lin, 0.05, T, steps=0.05 * f)
+    for v in ("train_loss", "test_loss"):
+        assert np.max(np.abs(ds[v].values - ex[v].values)) < 1e-12, v
+
+
+@pytest.mark.parametrize("d", [1000, 2000, pytest.param(4000, marks=pytest.mark.slow)])
+def test_step_decay_theory_matches_true_minibatch_sgd(d):
+    """The dt -> 0 limit (default solve) against true mini-batch SGD (batch 1) with the same step decay."""
+    law = laws.SGD(0.02, 0.5, lr=DECAY)
+    th = dmft.solve(LOGISTIC, law, t_max=2.4, paths=8000, replicas=8, seed=1, keep_kernels=False)
+    assert th.attrs["extrapolated"] == 1 and th.attrs["lr_factors"] == "[1.0, 0.4, 0.1]"
+    sim = simulate(LOGISTIC, MiniBatchSGD(0.5, 1, lr=DECAY), t_max=2.4, d=d, grid=TimeGrid(0.08), seeds=8, seed=d)
+    t = sim.time.values
+    for v in ("train_loss", "test_loss"):
+        s = sim[v].values
+        a = th[v].interp(time=t).values
+        se = np.sqrt(th[v + "_stderr"].interp(time=t).values ** 2 + s.var(0, ddof=1) / s.shape[0]
+                     + th[v + "_dt_error"].interp(time=t).values ** 2)
+        z = (a - s.mean(0))[1:] / se[1:]
+        assert np.max(np.abs(z)) < Z_MAX, (v, z)
+    # the decay shows: the curve bends at t = 0.8 against the constant step
+    const = dmft.solve(LOGISTIC, laws.SGD(0.02, 0.5), t_max=2.4, paths=4000, replicas=4, seed=1, keep_kernels=False)
+    assert float(th.test_loss[-1]) > float(const.test_loss[-1]) + 0.02
+
+
+def test_two_layer_schedule_matches_its_law_recursion():
+    prob = P.Problem(P.committee(2, 1, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
+    law = laws.SGD(0.05, 0.5, lr=laws.LRSchedule.cosine(1.6, 0.1, pieces=8))
+    th = dmft.solve(prob, law, t_max=1.6, paths=8000, replicas=4, seed=2, extrapolate=False, keep_kernels=False)
+    from test_dmft import _zscores
+    idx = np.arange(0, th.sizes["time"], 4)
+    for d in (1000, 2000):
+        sim = simulate(prob, laws_recursion(law), t_max=1.6, d=d, seeds=8, seed=3)
+        for v in ("train_loss", "test_loss"):
+            assert np.max(np.abs(_zscores(th, sim, v, idx))) < Z_MAX, (d, v)
+
+
+def laws_recursion(law):
+    from sgd_dmft.simulation import LawRecursion
+
+    return LawRecursion(law)
+
+
+def test_config_keys_build_the_schedule():
+    c = parse_config({"dynamics": {"lr_times": [1.0, 2.0], "lr_factors": [1.0, 0.5, 0.25], "t_max": 3.0}})
+    assert c.make_law().lr == laws.LRSchedule((1.0, 2.0), (1.0, 0.5, 0.25))
+    cos = parse_config({"dynamics": {"lr_schedule": "cosine", "lr_factors": [0.1], "t_max": 3.0}}).make_law().lr
+    assert cos.factors[-1] == pytest.approx(0.1) and len(cos.times) == 64
+    for bad, key in (({"lr_times": [2.0, 1.0], "lr_factors": [1, 1, 1]}, "dynamics.lr_times"),
+                     ({"lr_times": [1.0], "lr_factors": [1.0]}, "dynamics.lr_factors"),
+                     ({"lr_times": [1.0], "algorithm": "online"}, "dynamics.lr_times")):
+        with pytest.raises(ConfigError) as e:
+            parse_config({"dynamics": bad})
+        assert e.value.key == key and "\n" not in str(e.value)
