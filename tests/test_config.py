@@ -120,7 +120,7 @@ def test_out_of_range(section, key, value):
     ({"dynamics": {"algorithm": "sgd", "gamma": 0.5, "growth": 0.1}}, "dynamics.dt_max"),
     ({"dynamics": {"algorithm": "sgd", "gamma": 0.5, "growth": 0.1, "dt_max": 0.6}}, "dynamics.dt_max"),
     ({"dynamics": {"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.05, "growth": 0.1}}, "dynamics.growth"),
-    ({"dynamics": {"algorithm": "online", "growth": 0.1}}, "dynamics.growth"),
+    ({"dynamics": {"algorithm": "online", "dt": 0.01, "dt_max": 0.001}}, "dynamics.dt_max"),
     ({"dynamics": {"algorithm": "persistent", "growth": 0.1}}, "dynamics.dt_max"),
 ])
 def test_cross_key_checks(mapping, fragment):
@@ -128,6 +128,7 @@ def test_cross_key_checks(mapping, fragment):
 
 
 def test_cross_key_ok_cases():
+    parse_config({"dynamics": {"algorithm": "online", "growth": 0.1}})  # graded records for the online ODE
     parse_config({"problem": {"model": "committee", "student_width": 3, "teacher_width": 3, "init_overlap": 0.5}})
     parse_config({"dynamics": {"algorithm": "reshuffle", "gamma": 0.5, "dt": 0.05}})
     parse_config({"dynamics": {"algorithm": "gd", "gamma": 0.1, "dt": 0.2}})  # dt > gamma fine for GD

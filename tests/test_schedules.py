@@ -15,7 +15,7 @@ from sgd_dmft.config import parse_config
 from sgd_dmft.conventions import lr_schedule_from_pytorch
 from sgd_dmft.errors import ConfigError
 from sgd_dmft.grid import TimeGrid
-from sgd_dmft.simulation import MiniBatchSGD, simulate
+from sgd_dmft.simulation import MiniBatchSGD, OnlineSGD, simulate
 
 from test_dmft import Z_MAX
 
@@ -121,7 +121,37 @@ def test_config_keys_build_the_schedule():
     assert cos.factors[-1] == pytest.approx(0.1) and len(cos.times) == 64
     for bad, key in (({"lr_times": [2.0, 1.0], "lr_factors": [1, 1, 1]}, "dynamics.lr_times"),
                      ({"lr_times": [1.0], "lr_factors": [1.0]}, "dynamics.lr_factors"),
-                     ({"lr_times": [1.0], "algorithm": "online"}, "dynamics.lr_times")):
+                     ({"lr_times": [1.0], "lr_factors": [0.5], "algorithm": "online"}, "dynamics.lr_factors"),
+                     ({"lr_schedule": "cosine", "lr_times": [1.0]}, "dynamics.lr_times")):
         with pytest.raises(ConfigError) as e:
             parse_config({"dynamics": bad})
         assert e.value.key == key and "\n" not in str(e.value)
+
+
+def test_online_ode_with_a_schedule_matches_one_pass_sgd_and_log_records_reach_long_horizons():
+    """The online ODE with a step decay against one-pass SGD with the same decay (d = 1000, 2000); and graded
+    records to tau = 2e4 (the published committee's horizon) in seconds, equal to the uniform records."""
+    import math
+
+    from sgd_dmft import online as O
+
+    pr = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.0, init_scale=0.5, init_overlap=0.1)
+    lr = laws.LRSchedule((0.75,), (1.0, 0.2))
+    ode = O.solve_online(pr, gamma=0.5, t_max=1.5, dt=0.25, lr=lr)
+    assert ode.attrs["lr_factors"] == "[1.0, 0.2]"
+    for d, S in ((1000, 6), (2000, 4)):
+        sim = simulate(pr, OnlineSGD(0.5, 1, lr=lr), t_max=1.5, d=d, grid=TimeGrid(0.25), seeds=S, seed=d)
+        for v in ("test_loss", "Q"):
+            a = sim[v].values.reshape(S, len(ode.time), -1)
+            err = np.abs(a.mean(0) - ode[v].values.reshape(len(ode.time), -1))
+            assert np.all(err < 5 * a.std(0, ddof=1) / math.sqrt(S) + 3e-3), (d, v)
+    const = O.solve_online(pr, gamma=0.5, t_max=1.5, dt=0.25)
+    assert float(np.abs(const.test_loss[-1] - ode.test_loss[-1])) > 0.01  # the decay is seen
+    # long horizons: graded records (tau up to 2e4) cost the adaptive solver no more than its own steps
+    times = TimeGrid(0.05, 0.05, 50.0).times(5000.0)
+    far = O.solve_online(pr, gamma=0.5, times=times)
+    assert far.tau.values[-1] >= 2e4 and len(times) < 500
+    j = int(np.searchsorted(times, 20.0, side="right"))  # the graded records up to t = 20, among dense ones
+    dense = np.union1d(times[:j], np.arange(401) * 0.05)
+    uni = O.solve_online(pr, gamma=0.5, times=dense).sel(time=times[:j])
+    np.testing.assert_allclose(far.test_loss.values[:j], uni.test_loss.values, atol=1e-6)

@@ -365,10 +365,8 @@ def _check_dynamics(dy: dict[str, Any]) -> None:
     t_max, dt, alg = dy["t_max"], dy["dt"], dy["algorithm"]
     if dt > t_max:
         raise ConfigError(f"dynamics.dt = {dt!r}: must be <= dynamics.t_max = {t_max!r}")
-    if alg == "online":
+    if alg == "online":  # no law: the schedule and the record grid (graded records allowed)
         lr_schedule(dy)
-        if dy["growth"] > 0:
-            raise ConfigError(f"dynamics.growth = {dy['growth']!r}: algorithm 'online' needs a uniform grid (growth = 0)")
         try:
             TimeGrid(dt, dy["growth"], dy["dt_max"] or None)
         except ConfigError as e:
@@ -387,9 +385,6 @@ def lr_schedule(dy: Mapping[str, Any]) -> laws.LRSchedule | None:
         return laws.LRSchedule.cosine(dy["t_max"], factors[0] if factors else 0.0)
     if not times and not factors:
         return None
-    if dy["algorithm"] == "online":
-        raise ConfigError(f"dynamics.lr_times = {times!r}: not supported for algorithm 'online' (the online ODE has "
-                          f"a constant step)", key="dynamics.lr_times")
     return laws.LRSchedule(tuple(times), tuple(factors) if factors else (1.0,) * (len(times) + 1))
 
 

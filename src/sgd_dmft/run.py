@@ -78,7 +78,10 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     if exp.law is None:
         from . import online
 
-        ds = online.solve_online(exp.problem, gamma=dy["gamma"], t_max=dy["t_max"], dt=dy["dt"])
+        from .config import lr_schedule
+
+        ds = online.solve_online(exp.problem, gamma=dy["gamma"], times=cfg_grid(cfg).times(dy["t_max"]),
+                                 lr=lr_schedule(dy))
     else:
         ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and _extrapolable(exp.law, cfg)))
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
@@ -246,8 +249,10 @@ def run_simulation(cfg: Config, progress: bool = False, announce: Announce = Fal
         alg, law, grid = "law", exp.law, {}
     else:
         alg, law, grid = exp.algorithm, None, dict(growth=dy["growth"], dt_max=dy["dt_max"] or None)
-        if exp.law is not None and exp.law.lr is not None:  # a learning-rate schedule
-            grid["lr"] = exp.law.lr
+        from .config import lr_schedule
+
+        if lr_schedule(dy) is not None:  # a learning-rate schedule (online: no law carries it)
+            grid["lr"] = lr_schedule(dy)
     t0 = time.perf_counter()
     ds = sim_mod.simulate(
         exp.problem, alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"], batch=sm["batch"],
