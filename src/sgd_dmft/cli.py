@@ -7,7 +7,9 @@ standard errors cannot be trusted; 130 interrupted (Ctrl-C), 143 terminated (SIG
 errors. Errors are reported as one line ``error: <message>`` on stderr, and nothing is written unless
 the whole computation succeeded: ``--out`` is checked before the run, the files of a result set are
 written into a staging directory and replace the previous set as a whole (results.write_result_set),
-and ``show`` refuses a set whose files come from different runs.
+and ``show`` refuses a set whose files come from different runs. A config with a custom model
+(``problem.model = 'module:function'`` or ``'file.py:function'``: Python code) is refused (exit 2) unless
+the command is given ``--trust-code``.
 """
 
 from __future__ import annotations

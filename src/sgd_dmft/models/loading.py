@@ -126,6 +126,10 @@ def _fresh(spec: str, mod):
     now = _file_hash(file)
     if _LOADED.setdefault(file, now) != now:
         try:
+            os.unlink(importlib.util.cache_from_source(file))  # its bytecode may pass the mtime/size check
+        except (OSError, ValueError, NotImplementedError):
+            pass
+        try:
             mod = importlib.reload(mod)
         except (Exception, SystemExit) as e:
             raise _fail(spec, f"reloading the edited module '{mod.__name__}' failed ({_first_line(e)})") from None
