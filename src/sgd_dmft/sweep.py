@@ -46,9 +46,9 @@ Rules (documented choices):
   (default ``min(2, cpu_count)``; :func:`sgd_dmft.parallel.map_as_completed`, ``spawn`` start method:
   scripts calling :func:`run_sweep` need the usual ``if __name__ == "__main__":`` guard). ``scheduler`` (an address
   such as ``tcp://host:8786`` or a ``distributed.Client``) runs the same tasks on a Dask cluster,
-  each submitted as the pure function :func:`run_task` of its config TOML with ``retries=2``; workers
-  write the cache themselves when ``out_dir`` is on a filesystem they share, and the client writes
-  any cache file still missing when the result arrives.
+  each submitted as the pure function :func:`run_task` of its config TOML (and its ``trust_code``) with
+  ``retries=2``; workers write the cache themselves when ``out_dir`` is on a filesystem they share, and
+  the client writes any cache file still missing when the result arrives.
 """
 
 from __future__ import annotations

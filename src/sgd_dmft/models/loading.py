@@ -43,12 +43,12 @@ _LOADED: dict[str, str] = {}  # module file -> sha256 of the source it was loade
 
 def is_path_entry(spec: object) -> bool:
     """Whether ``spec`` has the form ``path/to/file.py:function``."""
-    return isinstance(spec, str) and "\n" not in spec and PATH_PATTERN.match(spec) is not None
+    return isinstance(spec, str) and "\n" not in spec and PATH_PATTERN.fullmatch(spec) is not None
 
 
 def is_entry(spec: object) -> bool:
     """Whether ``spec`` names a custom model: ``package.module:function`` or ``path/to/file.py:function``."""
-    return isinstance(spec, str) and (ENTRY_PATTERN.match(spec) is not None or is_path_entry(spec))
+    return isinstance(spec, str) and (ENTRY_PATTERN.fullmatch(spec) is not None or is_path_entry(spec))
 
 
 def _fail(spec: str, what: str) -> ConfigError:
@@ -68,7 +68,7 @@ def resolve_entry(spec: str, base_dir: str | Path | None = None) -> str:
     any other spec unchanged."""
     if not is_path_entry(spec):
         return spec
-    m = PATH_PATTERN.match(spec)
+    m = PATH_PATTERN.fullmatch(spec)
     path = Path(m["path"]).expanduser()
     if not path.is_absolute():
         path = Path(base_dir if base_dir is not None else os.getcwd()) / path
@@ -86,7 +86,7 @@ def source_hash(spec: str) -> str:
     """sha256 of the source file of a custom model's module ('' when it has none or cannot be read):
     the file of a path form, the module's file of a ``package.module`` form (not the modules it imports)."""
     if is_path_entry(spec):
-        return _file_hash(PATH_PATTERN.match(spec)["path"])
+        return _file_hash(PATH_PATTERN.fullmatch(spec)["path"])
     if not is_entry(spec):
         return ""
     module = spec.split(":")[0]
@@ -140,7 +140,7 @@ def _fresh(spec: str, mod):
 def _import_file(spec: str, path: Path):
     """The module of a file, imported by its name with its directory on ``sys.path`` (picklable)."""
     if not path.is_file():
-        raise _fail(spec, f"no such file '{path}'")
+        raise _fail(spec, f"no such file '{path}' (or not a regular file)")
     name = path.stem
     if not name.isidentifier():
         raise _fail(spec, f"the file name '{path.name}' is not a Python module name (letters, digits, _)")
@@ -165,7 +165,7 @@ def load_model(spec: str, trust_code: bool = False) -> Model:
     if trust_code is not True:
         raise trust_error(spec)
     if is_path_entry(spec):
-        m = PATH_PATTERN.match(spec)
+        m = PATH_PATTERN.fullmatch(spec)
         module, func = m["path"], m["func"]
         mod = _import_file(spec, Path(resolve_entry(spec).rsplit(":", 1)[0]))
     else:
