@@ -401,7 +401,7 @@ def _run_dask(tasks: list[_Task], done: Callable[[_Task, dict], None], scheduler
     futs = {}
     try:
         for t in tasks:
-            f = client.submit(run_task, t.toml, t.kind, str(t.cache), t.config.trust_code, retries=2, pure=False,
+            f = client.submit(run_task, t.toml, t.kind, str(t.cache), trust_code=t.config.trust_code, retries=2, pure=False,
                               key=f"sgd-dmft-{t.kind}-{task_hash(t.toml, t.kind)}")
             futs[f] = t
         for f in as_completed(list(futs)):
