@@ -305,3 +305,115 @@ def test_random_documents(tmp_path_factory, doc, command):
             assert any(n in r.stderr for n in named), r.stderr
     if cfg is None:
         assert r.exit_code == 2
+
+
+# ---- issue 23, finding 1: a config file is not code unless trusted ---------------------------
+COLLEAGUE = """import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").write_text("module code ran")
+from sgd_dmft import make_model
+def make():
+    return make_model("logistic")
+"""
+
+
+@pytest.fixture
+def colleague(tmp_path, monkeypatch):
+    """``colleague.py`` in the working directory: importing it creates ``IMPORTED`` beside it. sys.path and
+    sys.modules are restored after the test."""
+    (tmp_path / "colleague.py").write_text(COLLEAGUE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield tmp_path / "IMPORTED"
+    sys.modules.pop("colleague", None)
+
+
+@pytest.mark.parametrize("spec", ["sys:exit", "code:interact", "colleague:make", "colleague.py:make",
+                                  "./colleague.py:make"])
+@pytest.mark.parametrize("command", ["solve", "simulate", "compare", "sweep"])
+def test_config_is_not_code_without_trust(tmp_path, tiny, colleague, spec, command):
+    """Without --trust-code nothing is imported or called: exit 2, one line naming problem.model, the value and
+    the flag; no module code ran (was: `sys:exit` exit 0 with nothing written, colleague.py imported)."""
+    args = ["-s", "gamma=0.3,0.5", "--workers", "1"] if command == "sweep" else []
+    if command == "sweep":  # a sweep takes the model from its config file
+        tiny.write_text(TINY.replace('model = "logistic"', f'model = "{spec}"'))
+    else:
+        args = ["-s", f'problem.model="{spec}"']
+    r = _cli(command, tiny, "--out", tmp_path / "o", *args)
+    _one_line_error(r, 2, f"problem.model = '{spec}'", "--trust-code")
+    assert not colleague.exists() and not (tmp_path / "o").exists()
+
+
+def test_process_control_targets_refused_in_a_subprocess(tmp_path, tiny):
+    """`os:abort` aborted and `os:fork` forked the CLI: now exit 2 with one line, in a real process."""
+    for spec in ("os:abort", "os:fork"):
+        r = subprocess.run([sys.executable, "-m", "sgd_dmft.cli", "solve", str(tiny), "--out", str(tmp_path / "o"),
+                            "-s", f'problem.model="{spec}"'], capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(Path(run.__file__).parents[1])})
+        assert r.returncode == 2, (spec, r.returncode, r.stderr)
+        assert r.stderr.startswith("error: problem.model") and r.stderr.count("\n") == 1 and "--trust-code" in r.stderr
+
+
+def test_config_is_not_code_in_the_api(tmp_path, colleague):
+    from sgd_dmft.config import Config, parse_config
+
+    p = tmp_path / "c.toml"
+    p.write_text(TINY.replace('model = "logistic"', 'model = "colleague.py:make"'))
+    for call in (lambda: load_config(p), lambda: parse_config({"problem": {"model": "colleague:make"}}),
+                 lambda: parse_config({"problem": {"model": "sys:exit"}}, trust_code="yes")):
+        with pytest.raises(ConfigError, match=r"problem.model = .*trust_code=True") as e:
+            call()
+        assert e.value.key == "problem.model" and "\n" not in str(e.value)
+    trusted = load_config(p, trust_code=True)  # the file's own directory is searched: here the working one
+    assert colleague.exists()
+    colleague.unlink()
+    # a Config built by hand (or a rebuild that lost the flag) does not load code either
+    untrusted = Config(trusted.problem, trusted.dynamics, trusted.simulation, trusted.solver)
+    with pytest.raises(ConfigError, match="--trust-code"):
+        untrusted.make_model()
+    assert not colleague.exists()
+
+
+def test_trust_does_not_import_from_the_working_directory(colleague):
+    """With trust, 'module:function' comes from the installed environment only (was: the working directory
+    appended to sys.path silently); the file is named by its path instead."""
+    from sgd_dmft.config import parse_config
+
+    with pytest.raises(ConfigError, match=r"cannot import module 'colleague'.*'path/to/colleague.py:function'"):
+        parse_config({"problem": {"model": "colleague:make"}}, trust_code=True)
+    assert not colleague.exists()
+
+
+def test_trusted_file_model_relative_to_the_config_and_picklable(tmp_path, tiny, monkeypatch):
+    """A relative path is resolved against the config file's directory (not the working directory), stored
+    absolute, carried by rebuilds, and the model unpickles in a spawn process (the solver's workers)."""
+    import multiprocessing
+    import pickle
+
+    from sgd_dmft.config import parse_config
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "h23_model.py").write_text(COLLEAGUE)
+    (tmp_path / "cfg").mkdir()
+    p = tmp_path / "cfg" / "c.toml"
+    p.write_text(TINY.replace('model = "logistic"', 'model = "../models/h23_model.py:make"'))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        r = _cli("solve", p, "--out", tmp_path / "o", "--trust-code", "-s", "solver.workers=2")
+        assert r.exit_code == 0, r.output
+        assert (tmp_path / "models" / "IMPORTED").exists()
+        cfg = load_config(p, trust_code=True)
+        assert cfg.problem["model"] == f"{tmp_path / 'models' / 'h23_model.py'}:make"
+        assert cfg.with_overrides({"problem.delta": 3.0}).trust_code is True
+        again = parse_config(__import__("tomllib").loads(cfg.to_toml()), trust_code=True)  # a sweep task's rebuild
+        model = again.make_model()
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:  # the child unpickles the model: its module must be importable there
+            assert pool.apply(pickle.loads, (pickle.dumps(model),)).name == model.name
+        with pytest.raises(ConfigError, match=r"the module name 'json' is taken"):
+            (tmp_path / "json.py").write_text("def make():\n    return None\n")
+            parse_config({"problem": {"model": f"{tmp_path / 'json.py'}:make"}}, trust_code=True)
+    finally:
+        sys.modules.pop("h23_model", None)

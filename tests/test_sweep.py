@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import sys
 
 import numpy as np
 import pytest
@@ -222,3 +223,99 @@ def test_dask_cluster_worker_killed(cfg, tmp_path):
     xr.testing.assert_allclose(ds[["train_loss", "test_loss", "M", "Q"]],
                                local[["train_loss", "test_loss", "M", "Q"]])
     assert len(list((tmp_path / "dask" / "cache").glob("*.nc"))) == 12
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 23, finding 4: a cache file is used only if it proves to be its task's result
+# ---------------------------------------------------------------------------------------------
+def _doubled(ds, other):
+    return ds.assign(test_loss=2 * ds["test_loss"])
+
+
+def _truncated(ds, other):
+    return ds.isel(time=slice(0, 4))
+
+
+def _nan(ds, other):
+    ds = ds.copy(deep=True)
+    ds["test_loss"].values[-1] = np.nan
+    return ds
+
+
+def _dropped_seed(ds, other):
+    return ds.isel(seed=[0])
+
+
+def _other_point(ds, other):
+    return other
+
+
+@pytest.mark.parametrize("kind, tamper, restamp, why", [
+    ("theory", _doubled, False, "do not match their hash"),
+    ("theory", _other_point, False, "another task"),
+    ("theory", _truncated, False, "do not match their hash"),
+    ("theory", _truncated, True, "time grid"),  # hash recomputed: the time grid still gives it away
+    ("theory", _nan, True, "non-finite"),
+    ("simulation", _dropped_seed, False, "do not match their hash"),
+    ("simulation", _dropped_seed, True, "1 seeds, the point 2"),
+    ("simulation", _doubled, True, "another task"),  # the restamped task hash cannot be forged from the file
+])
+def test_tampered_cache_file_is_recomputed(cfg, counter, tmp_path, capsys, kind, tamper, restamp, why):
+    """Doubled values, another point's file, a truncated time grid, a NaN, a dropped seed: that point is
+    recomputed with a one-line note and the sweep equals the untampered one (was: used silently)."""
+    simulate = kind == "simulation"
+    first = sweep.run_sweep(cfg, GRID, tmp_path, simulate=simulate, workers=1)
+    first_sim = read_dataset(tmp_path / "sweep_sim.nc") if simulate else None
+    g = sweep.build_grid(cfg, GRID, simulate)
+    target, donor = (sweep.cache_path(tmp_path, g.configs[i], kind) for i in (1, 2))
+    bad = tamper(read_dataset(target), read_dataset(donor))
+    if restamp:
+        bad.attrs["content_sha256"] = sweep.content_hash(bad)
+        if tamper is _doubled:
+            bad.attrs["task_sha256"] = "0" * 64
+    bad.to_netcdf(target, mode="w", engine="netcdf4")
+    counter.clear()
+    capsys.readouterr()
+    again = sweep.run_sweep(cfg, GRID, tmp_path, simulate=simulate, workers=1)
+    assert counter == [(0.2, 2.0, kind)]  # exactly the tampered point
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"note: cache file {target.name}") and why in err, err
+    assert "recomputing" in err
+    xr.testing.assert_allclose(again[["test_loss", "M"]], first[["test_loss", "M"]])
+    if simulate:
+        xr.testing.assert_allclose(read_dataset(tmp_path / "sweep_sim.nc")[["test_loss"]], first_sim[["test_loss"]])
+    counter.clear()
+    sweep.run_sweep(cfg, GRID, tmp_path, simulate=simulate, workers=1)  # the file was replaced: nothing to do
+    assert counter == [] and capsys.readouterr().err == ""
+
+
+MODEL_SRC = """from sgd_dmft import make_model
+NOISE = {noise}
+def make():
+    return make_model("linear", noise=NOISE)
+"""
+
+
+def test_edited_user_module_invalidates_the_cache(cfg, counter, tmp_path, monkeypatch):
+    """The task hash holds the source of a custom model's module: an edit recomputes every point, with the
+    edited code (was: the same --out returned the old numbers). Tasks in spawn workers get the trust."""
+    mod = tmp_path / "sw23_model.py"
+    mod.write_text(MODEL_SRC.format(noise="0.0"))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        custom = parse_config({**BASE, "problem": {**BASE["problem"], "model": f"{mod}:make"}}, trust_code=True)
+        grid = {"gamma": [0.2, 0.5]}
+        before = sweep.run_sweep(custom, grid, tmp_path / "o", workers=2)  # run_task in spawn processes
+        assert len(list((tmp_path / "o" / "cache").glob("*.nc"))) == 2
+        ref = sweep.run_sweep(cfg, grid, tmp_path / "ref", workers=1)  # the preset: same numbers
+        xr.testing.assert_allclose(before[["test_loss"]], ref[["test_loss"]])
+        mod.write_text(MODEL_SRC.format(noise="0.5"))
+        counter.clear()
+        custom = parse_config({**BASE, "problem": {**BASE["problem"], "model": f"{mod}:make"}}, trust_code=True)
+        after = sweep.run_sweep(custom, grid, tmp_path / "o", workers=1)
+        assert len(counter) == 2
+        fresh = sweep.run_sweep(cfg.with_overrides({"problem.noise": 0.5}), grid, tmp_path / "fresh", workers=1)
+        xr.testing.assert_allclose(after[["test_loss"]], fresh[["test_loss"]])
+        assert float(abs(after["test_loss"] - before["test_loss"]).max()) > 0.05
+    finally:
+        sys.modules.pop("sw23_model", None)

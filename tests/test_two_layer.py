@@ -183,14 +183,18 @@ def _write_module(tmp_path, monkeypatch):
 
 def test_custom_model_from_config(tmp_path, monkeypatch):
     _write_module(tmp_path, monkeypatch)
-    m = parse_config({"problem": {"model": "tl_user_models:make"}}).make_model()
+    m = parse_config({"problem": {"model": "tl_user_models:make"}}, trust_code=True).make_model()
     assert m.name == "mine"
+    with pytest.raises(ConfigError, match="--trust-code"):  # a config is not code unless trusted
+        parse_config({"problem": {"model": "tl_user_models:make"}})
     for spec, fragment in [("tl_user_models:bad", "label(rstar (8, 1), eps (8,)) returned shape (8, 1), expected (8,)"),
                            ("tl_user_models:other", "returned int, not a Model"),
                            ("tl_no_such_module:make", "cannot import module 'tl_no_such_module'"),
-                           ("tl_user_models:nope", "has no callable 'nope'")]:
+                           ("tl_user_models:nope", "has no callable 'nope'"),
+                           (f"{tmp_path}/tl_missing.py:make", "no such file"),
+                           (f"{tmp_path}/tl_user_models.py:other", "returned int, not a Model")]:
         with pytest.raises(ConfigError) as e:
-            parse_config({"problem": {"model": spec}})
+            parse_config({"problem": {"model": spec}}, trust_code=True)
         assert fragment in str(e.value) and "\n" not in str(e.value), str(e.value)
 
 

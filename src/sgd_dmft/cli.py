@@ -7,7 +7,9 @@ standard errors cannot be trusted; 130 interrupted (Ctrl-C), 143 terminated (SIG
 errors. Errors are reported as one line ``error: <message>`` on stderr, and nothing is written unless
 the whole computation succeeded: ``--out`` is checked before the run, the files of a result set are
 written into a staging directory and replace the previous set as a whole (results.write_result_set),
-and ``show`` refuses a set whose files come from different runs.
+and ``show`` refuses a set whose files come from different runs. A config with a custom model
+(``problem.model = 'module:function'`` or ``'file.py:function'``: Python code) is refused (exit 2) unless
+the command is given ``--trust-code``.
 """
 
 from __future__ import annotations
@@ -98,8 +100,8 @@ def _run(fn, *args, **kw):
         ctx.exit(code)
 
 
-def _load(config_path: str, overrides: tuple[str, ...]) -> Config:
-    cfg = load_config(config_path)
+def _load(config_path: str, overrides: tuple[str, ...], trust_code: bool = False) -> Config:
+    cfg = load_config(config_path, trust_code=trust_code)
     if overrides:
         ov = {}
         for item in overrides:
@@ -131,6 +133,10 @@ _out_option = click.option("--out", "out", required=True, type=click.Path(),
                            help="Output directory (created if needed; a previous result set there is replaced).")
 _force_option = click.option("--force", is_flag=True,
                              help="Run even when the cost estimate is past its limit (memory limits still apply).")
+_trust_option = click.option("--trust-code", "trust_code", is_flag=True,
+                             help="Allow a custom model, problem.model = 'package.module:function' or "
+                                  "'path/to/file.py:function': imports and runs that Python code. Only for "
+                                  "configs you trust (without it such a config is refused, exit 2).")
 
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
@@ -147,7 +153,8 @@ def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str
     from .results import check_out_dir
 
     out_dir = _run(check_out_dir, out, names)
-    return _run(_load, config, overrides), out_dir
+    trust = bool(click.get_current_context().params.get("trust_code"))
+    return _run(_load, config, overrides, trust), out_dir
 
 
 @main.command()
@@ -156,7 +163,9 @@ def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str
 @_progress_option
 @_force_option
 @_set_option
-def simulate(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...]) -> None:
+@_trust_option
+def simulate(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
+             trust_code: bool) -> None:
     """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
     _single_run("simulation", lambda cfg, prog: run.run_simulation(cfg, prog, announce=click.echo, force=force),
                 config, out, progress, overrides)
@@ -187,7 +196,9 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
 @_progress_option
 @_force_option
 @_set_option
-def solve(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...]) -> None:
+@_trust_option
+def solve(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
+          trust_code: bool) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
     _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=click.echo, force=force), config,
                 out, progress, overrides)
@@ -204,7 +215,9 @@ def _fmt(x, spec: str) -> str:
 @_progress_option
 @_force_option
 @_set_option
-def compare(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...]) -> None:
+@_trust_option
+def compare(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
+            trust_code: bool) -> None:
     """Theory and simulation: OUT/theory.nc, OUT/simulation.nc, OUT/figure.png, OUT/summary.json.
 
     Prints the largest |theory - simulation mean| in units of the combined standard error
@@ -290,9 +303,10 @@ def show(directory: str) -> None:
               help="Local worker processes (default min(2, cpu count); 1 runs in this process).")
 @_progress_option
 @_force_option
+@_trust_option
 @click.pass_context
 def sweep(ctx: click.Context, config: str, out: str, sweeps: tuple[str, ...], simulate: bool, scheduler: str | None,
-          workers: int | None, progress: bool | None, force: bool) -> None:
+          workers: int | None, progress: bool | None, force: bool, trust_code: bool) -> None:
     """Theory (and simulations) over a product grid: OUT/sweep.nc, OUT/sweep_sim.nc, OUT/sweep.png.
 
     Finished tasks are cached in OUT/cache; a rerun or a resumed sweep recomputes nothing finished.
@@ -301,12 +315,12 @@ def sweep(ctx: click.Context, config: str, out: str, sweeps: tuple[str, ...], si
     from .results import check_out_dir
 
     out_dir = _run(check_out_dir, out, ("sweep.nc", "sweep_sim.nc", "sweep.png", "cache"), True)
-    cfg = _run(load_config, config)
+    cfg = _run(load_config, config, trust_code)
     grid = _run(sweep_mod.parse_grid, sweeps)
     ctx.obj["interrupt_note"] = (f"finished tasks are cached in {out_dir / 'cache'}; rerun the same command to "
                                  f"resume")
     ds = _run(sweep_mod.run_sweep, cfg, grid, out_dir, simulate=simulate, scheduler=scheduler,
-              workers=workers, progress=_progress(progress), force=force)
+              workers=workers, progress=_progress(progress), force=force, announce=lambda m: click.echo(m, err=True))
     n, nd = int(ds.attrs["n_points"]), int(ds.attrs["n_diverged"])
     click.echo(f"sweep: {n} grid points over {', '.join(json.loads(ds.attrs['sweep_keys']))}"
                + (f", {nd} diverged (NaN; see attribute diverged_points)" if nd else ""))

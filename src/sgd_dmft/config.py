@@ -23,7 +23,7 @@ from __future__ import annotations
 import difflib
 import math
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -32,7 +32,7 @@ import tomli_w
 from . import laws, problem
 from .errors import ConfigError
 from .grid import TimeGrid
-from .models.loading import is_entry, load_model
+from .models.loading import is_entry, load_model, resolve_entry, trust_error
 from .models.problem import check_model
 from .models.presets import LOSSES
 
@@ -87,9 +87,11 @@ MAX_INIT = 1e6  # |init_scale|, |init_overlap| (Q_0 = init_scale^2 + init_overla
 
 SCHEMA: dict[str, dict[str, _Key]] = {
     "problem": {
-        "model": _Key("str", "logistic", _fmt_choices(MODELS) + ", or 'package.module:function' returning a Model",
+        "model": _Key("str", "logistic", _fmt_choices(MODELS) + ", or a custom model 'package.module:function' or "
+                      "'path/to/file.py:function' returning a Model (runs code: needs --trust-code / trust_code=True)",
                       lambda v: v in MODELS or is_entry(v),
-                      "teacher-student model (a preset, or a custom model 'package.module:function')"),
+                      "teacher-student model (a preset, or a custom model 'package.module:function' or "
+                      "'path/to/file.py:function': Python code, loaded only from a trusted config)"),
         "delta": _Key("float", 2.0, "a finite number > 0", lambda v: v > 0, "sample ratio n / d"),
         "noise": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0, "std of additive label noise"),
         "ridge": _Key("float", 0.1, "a finite number >= 0", lambda v: v >= 0,
@@ -243,9 +245,9 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     return v
 
 
-def _cross_checks(c: dict[str, dict[str, Any]]) -> None:
+def _cross_checks(c: dict[str, dict[str, Any]], trust_code: bool) -> None:
     _check_magnitudes(c)
-    _check_widths(c["problem"])
+    _check_widths(c["problem"], trust_code)
     _check_dynamics(c["dynamics"])
     _check_samples(c["problem"], c["simulation"])
     _check_solver(c["solver"])
@@ -302,11 +304,11 @@ def _coerce_array(name: str, spec: _Key, value: Any) -> Any:
     return out
 
 
-def _check_widths(p: dict[str, Any]) -> None:
+def _check_widths(p: dict[str, Any], trust_code: bool) -> None:
     """The [problem] rules across keys: widths, two_layer-only keys, the teacher link, init_overlap's shape."""
     k, ks, model = p["student_width"], p["teacher_width"], p["model"]
-    if is_entry(model):  # import and build it now: a failure is a config error (exit 2) before any run
-        loaded = load_model(model)
+    if is_entry(model):  # import and build it now (trusted only): a failure is a config error before any run
+        loaded = load_model(model, trust_code)
         check_model(loaded)
         k, ks = loaded.k, loaded.kstar
     elif model not in ("committee", "two_layer"):
@@ -429,7 +431,8 @@ def _check_samples(p: dict[str, Any], sim: dict[str, Any]) -> None:
             f"simulation.batch = {sim['batch']}: must be <= n = round(delta * d) = {n}")
 
 
-def _validate(mapping: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+def _validate(mapping: Mapping[str, Any], trust_code: bool = False,
+              base_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"configuration must be a table/mapping, got {_typename(mapping)}")
     out = defaults()
@@ -449,7 +452,12 @@ def _validate(mapping: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                     sugg = sugg.replace("'", f"'{section}.", 1) if sugg else ""
                 raise ConfigError(f"unknown key {dotted!r}{sugg}")
             out[section][key] = _coerce(section, key, value)
-    _cross_checks(out)
+    model = out["problem"]["model"]
+    if is_entry(model):  # code: refused before anything is imported unless trusted; a file path made absolute
+        if trust_code is not True:
+            raise trust_error(model)
+        out["problem"]["model"] = resolve_entry(model, base_dir)
+    _cross_checks(out, trust_code)
     return out
 
 
@@ -458,12 +466,15 @@ def _validate(mapping: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Config:
-    """A validated, normalised configuration (every key present, floats as float)."""
+    """A validated, normalised configuration (every key present, floats as float). ``trust_code``: whether
+    a custom model (``problem.model = 'module:function'`` or ``'file.py:function'``, Python code) may be
+    loaded; carried by :meth:`with_overrides` (sweep points) and by the sweeps' tasks."""
 
     problem: dict
     dynamics: dict
     simulation: dict
     solver: dict
+    trust_code: bool = field(default=False, compare=False)
 
     # ---- serialisation ----
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -484,7 +495,7 @@ class Config:
                 raise ConfigError(f"override key {dotted!r} must be 'section.key'{_suggest(dotted, _all_dotted())}")
             s, k = dotted.split(".", 1)
             d.setdefault(s, {})[k] = value
-        return parse_config(d)
+        return parse_config(d, trust_code=self.trust_code)
 
     # ---- derived quantities ----
     @property
@@ -499,10 +510,10 @@ class Config:
 
     # ---- construction ----
     def make_model(self) -> problem.Model:
-        """The model of ``[problem]``: a preset, or a custom model ``package.module:function``."""
+        """The model of ``[problem]``: a preset, or a custom model (only when ``trust_code``)."""
         p = self.problem
         if is_entry(p["model"]):
-            return load_model(p["model"])
+            return load_model(p["model"], self.trust_code)
         if p["model"] == "two_layer":
             return _two_layer_model(p)
         return problem.make_model(p["model"], k=p["student_width"], kstar=p["teacher_width"],
@@ -527,14 +538,22 @@ class Config:
         return _build_law(dy)
 
 
-def parse_config(mapping: Mapping[str, Any]) -> Config:
-    """Validate a nested mapping (as read from TOML) and return a normalised :class:`Config`."""
-    c = _validate(mapping)
-    return Config(problem=c["problem"], dynamics=c["dynamics"], simulation=c["simulation"], solver=c["solver"])
+def parse_config(mapping: Mapping[str, Any], trust_code: bool = False, *, base_dir: str | Path | None = None) -> Config:
+    """Validate a nested mapping (as read from TOML) and return a normalised :class:`Config`.
+
+    ``trust_code=True`` allows a custom model (``problem.model = 'package.module:function'`` or
+    ``'path/to/file.py:function'``), which imports and runs that code; without it such a mapping is a
+    ConfigError naming ``problem.model`` and nothing is imported. A relative file path is resolved against
+    ``base_dir`` (default: the working directory) and stored absolute.
+    """
+    c = _validate(mapping, trust_code, base_dir)
+    return Config(problem=c["problem"], dynamics=c["dynamics"], simulation=c["simulation"], solver=c["solver"],
+                  trust_code=trust_code is True)
 
 
-def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML configuration file."""
+def load_config(path: str | Path, trust_code: bool = False) -> Config:
+    """Read and validate a TOML configuration file (``trust_code``: see :func:`parse_config`; a relative
+    model file path is resolved against the file's directory)."""
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -549,4 +568,4 @@ def load_config(path: str | Path) -> Config:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"invalid TOML in '{path}': {e}") from e
-    return parse_config(data)
+    return parse_config(data, trust_code, base_dir=path.absolute().parent)

@@ -72,15 +72,16 @@ def config_attrs(config: Any) -> dict[str, str | int | float]:
     return clean_attrs(attrs)
 
 
-def config_from_dataset(ds: xr.Dataset):
-    """The :class:`~sgd_dmft.config.Config` stored in a dataset's ``config_toml`` attribute (or None)."""
+def config_from_dataset(ds: xr.Dataset, trust_code: bool = False):
+    """The :class:`~sgd_dmft.config.Config` stored in a dataset's ``config_toml`` attribute (or None); a file
+    is input like a config: a custom model in it is loaded only with ``trust_code=True``."""
     from .config import parse_config
     import tomllib
 
     text = ds.attrs.get("config_toml")
     if not text:
         return None
-    return parse_config(tomllib.loads(text))
+    return parse_config(tomllib.loads(text), trust_code)
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,10 +8,15 @@ time)``. Files in ``out_dir``:
 * ``sweep.nc`` (theory) and ``sweep_sim.nc`` (simulations), written atomically;
 * ``sweep.png``: final test loss vs the first swept key, one line per value of the other keys;
 * ``cache/<hash>.nc``: one file per finished task, ``hash = sha256(config TOML, package version,
-  code hash, kind)``; a rerun (or a sweep resumed after Ctrl-C) reads these instead of recomputing.
-  The code hash (:func:`code_hash`) is the sha256 of the source of every module that decides the
-  numbers (the whole package but the command line, figures, result writing, sweeps and pools), so a
-  changed solver or model never returns the old numbers from a cache.
+  code hash, kind, source of a custom model's module)`` (:func:`task_hash`); a rerun (or a sweep
+  resumed after Ctrl-C) reads these instead of recomputing. The code hash (:func:`code_hash`) is the
+  sha256 of the source of every module that decides the numbers (the whole package but the command
+  line, figures, result writing, sweeps and pools), so a changed solver or model never returns the old
+  numbers from a cache; an edited user model module (``problem.model = 'module:function'`` or
+  ``'file.py:function'``) neither. A cache file is used only if it proves to be that task's result
+  (:func:`cache_problem`): its attributes ``task_sha256`` (the task hash) and ``content_sha256`` (of
+  its arrays, :func:`content_hash`) match, its time grid is the point's, a simulation has all its
+  seeds, and every value is finite; otherwise the point is recomputed with a one-line note.
 
 Rules (documented choices):
 
@@ -41,9 +46,9 @@ Rules (documented choices):
   (default ``min(2, cpu_count)``; :func:`sgd_dmft.parallel.map_as_completed`, ``spawn`` start method:
   scripts calling :func:`run_sweep` need the usual ``if __name__ == "__main__":`` guard). ``scheduler`` (an address
   such as ``tcp://host:8786`` or a ``distributed.Client``) runs the same tasks on a Dask cluster,
-  each submitted as the pure function :func:`run_task` of its config TOML with ``retries=2``; workers
-  write the cache themselves when ``out_dir`` is on a filesystem they share, and the client writes
-  any cache file still missing when the result arrives.
+  each submitted as the pure function :func:`run_task` of its config TOML (and its ``trust_code``) with
+  ``retries=2``; workers write the cache themselves when ``out_dir`` is on a filesystem they share, and
+  the client writes any cache file still missing when the result arrives.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ import xarray as xr
 
 from . import __version__, parallel, run
 from .config import SCHEMA, Config, ConfigError, _suggest, parse_value
+from .models.loading import is_entry, source_hash
 from .curves import mean_stderr_da
 from .errors import Diverged, SgdDmftError
 
@@ -220,11 +226,23 @@ def code_hash() -> str:
     return _CODE_HASH
 
 
+def _model_source(config: Config | str) -> str:
+    """sha256 of a custom model's module source ('' for a preset)."""
+    if isinstance(config, str):
+        import tomllib
+
+        model = tomllib.loads(config).get("problem", {}).get("model", "")
+    else:
+        model = config.problem["model"]
+    return source_hash(model) if is_entry(model) else ""
+
+
 def task_hash(config: Config | str, kind: str) -> str:
-    """sha256 of the normalised config TOML + package version + :func:`code_hash` + kind."""
+    """sha256 of the normalised config TOML + package version + :func:`code_hash` + kind + the source of a
+    custom model's module."""
     toml = config if isinstance(config, str) else config.to_toml()
     h = hashlib.sha256()
-    for part in (toml, __version__, code_hash(), kind):
+    for part in (toml, __version__, code_hash(), kind, _model_source(config)):
         h.update(part.encode("utf-8"))
         h.update(b"\0")
     return h.hexdigest()
@@ -252,18 +270,19 @@ def _compute(cfg: Config, kind: str) -> xr.Dataset:
     return run.run_theory(cfg, force=True) if kind == THEORY else run.run_simulation(cfg, force=True)
 
 
-def run_task(config_toml: str, kind: str, cache_file: str | None = None) -> dict[str, Any]:
-    """Run one grid point: a pure function of its config TOML and kind.
+def run_task(config_toml: str, kind: str, cache_file: str | None = None, trust_code: bool = False) -> dict[str, Any]:
+    """Run one grid point: a pure function of its config TOML and kind (``trust_code``: the config's own,
+    needed for a custom model).
 
     Returns ``{"status": "ok", "ds": Dataset}`` or ``{"status": "diverged", "message": str}``.
-    With ``cache_file`` a finite result is also written there atomically.
+    With ``cache_file`` a finite result is also written there atomically (:func:`write_cache`).
     """
     import tomllib
 
     from .config import parse_config
-    from .results import check_finite, write_dataset
+    from .results import check_finite
 
-    cfg = parse_config(tomllib.loads(config_toml))
+    cfg = parse_config(tomllib.loads(config_toml), trust_code)
     try:
         ds = _reduce(_compute(cfg, kind))
         check_finite(ds, kind)
@@ -274,21 +293,78 @@ def run_task(config_toml: str, kind: str, cache_file: str | None = None) -> dict
     ds.attrs["kind"] = kind
     if cache_file is not None:
         try:
-            write_dataset(ds, cache_file, cfg)
+            write_cache(ds, cache_file, cfg, kind)
         except OSError:
             pass  # not writable from here (e.g. a remote worker): the client writes it
     return {"status": "ok", "ds": ds}
 
 
-def _read_cache(path: Path) -> xr.Dataset | None:
+def content_hash(ds: xr.Dataset) -> str:
+    """sha256 of a dataset's arrays (every variable and coordinate: name, dims, float64 values), the same
+    before writing and after reading back a netCDF file."""
+    h = hashlib.sha256()
+    for name in sorted(map(str, ds.variables)):
+        var = ds.variables[name]
+        vals = np.asarray(var.values)
+        if np.issubdtype(vals.dtype, np.number) or vals.dtype == bool:
+            data = np.ascontiguousarray(vals, dtype="<f8").tobytes()
+        else:
+            data = json.dumps([str(v) for v in vals.ravel()]).encode("utf-8")
+        h.update(json.dumps([name, list(var.dims), list(vals.shape)]).encode("utf-8") + b"\0" + data + b"\0")
+    return h.hexdigest()
+
+
+def write_cache(ds: xr.Dataset, path: str | Path, cfg: Config, kind: str) -> Path:
+    """Write a task's result atomically, with the attributes ``task_sha256`` (:func:`task_hash`) and
+    ``content_sha256`` (:func:`content_hash`) that :func:`cache_problem` checks."""
+    from .results import write_dataset
+
+    out = ds.copy(deep=False)
+    out.attrs = {**ds.attrs, "task_sha256": task_hash(cfg, kind), "content_sha256": content_hash(ds)}
+    return write_dataset(out, path, cfg)
+
+
+def cache_problem(ds: xr.Dataset, cfg: Config, kind: str) -> str:
+    """Why a cache file's dataset is not this task's result ('' when it is): task hash, content hash,
+    time grid, seeds, finiteness."""
+    from .results import check_finite
+
+    if ds.attrs.get("task_sha256") != task_hash(cfg, kind):
+        return "written for another task (or by an older version)"
+    if ds.attrs.get("content_sha256") != content_hash(ds):
+        return "its values do not match their hash (edited or corrupted)"
+    want = run.cfg_grid(cfg).times(cfg.dynamics["t_max"])
+    got = np.asarray(ds["time"].values, dtype=float) if "time" in ds.coords else np.zeros(0)
+    if got.shape != want.shape or not np.allclose(got, want, rtol=1e-12, atol=1e-12 * max(1.0, float(want[-1]))):
+        return f"its time grid ({got.size} times) is not the point's ({want.size} times up to t = {want[-1]:g})"
+    if kind == SIMULATION and ds.sizes.get("seed") != cfg.simulation["seeds"]:
+        return f"it has {ds.sizes.get('seed', 0)} seeds, the point {cfg.simulation['seeds']}"
+    try:
+        check_finite(ds, "it")
+    except Diverged as e:
+        return str(e)
+    return ""
+
+
+def _read_cache(path: Path, cfg: Config, kind: str) -> tuple[xr.Dataset | None, str]:
+    """``(the cached result, '')``, or ``(None, why it cannot be used)`` (``''`` when there is none);
+    a file that cannot be used is removed, so that the recomputed result replaces it."""
     from .results import read_dataset
 
     if not path.exists():
-        return None
+        return None, ""
     try:
-        return read_dataset(path)
-    except Exception:  # noqa: BLE001 - unreadable/corrupt cache file: recompute
-        return None
+        ds = read_dataset(path)
+        why = cache_problem(ds, cfg, kind)
+    except Exception as e:  # noqa: BLE001 - unreadable/corrupt cache file: recompute
+        why = f"unreadable ({type(e).__name__})"
+    if not why:
+        return ds, ""
+    try:
+        path.unlink()
+    except OSError:
+        pass
+    return None, why
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,7 +385,8 @@ class _Task:
 
 def _run_local(tasks: list[_Task], done: Callable[[_Task, dict], None], workers: int) -> None:
     """The tasks in this process (``workers = 1``) or in a spawn pool, each handed to ``done`` as it ends."""
-    parallel.map_as_completed(run_task, [(t.toml, t.kind, str(t.cache)) for t in tasks], workers=workers,
+    parallel.map_as_completed(run_task, [(t.toml, t.kind, str(t.cache), t.config.trust_code) for t in tasks],
+                              workers=workers,
                               on_result=lambda i, res: done(tasks[i], res))
 
 
@@ -324,7 +401,7 @@ def _run_dask(tasks: list[_Task], done: Callable[[_Task, dict], None], scheduler
     futs = {}
     try:
         for t in tasks:
-            f = client.submit(run_task, t.toml, t.kind, str(t.cache), retries=2, pure=False,
+            f = client.submit(run_task, t.toml, t.kind, str(t.cache), trust_code=t.config.trust_code, retries=2, pure=False,
                               key=f"sgd-dmft-{t.kind}-{task_hash(t.toml, t.kind)}")
             futs[f] = t
         for f in as_completed(list(futs)):
@@ -518,6 +595,7 @@ def run_sweep(
     progress: bool = False,
     callback: Callable[[int, str, str], None] | None = None,
     force: bool = False,
+    announce: Callable[[str], Any] | None = None,
 ) -> xr.Dataset:
     """Theory (and with ``simulate=True`` simulations) over the product grid; see the module doc.
 
@@ -525,7 +603,8 @@ def run_sweep(
     ``out_dir/sweep.nc`` (+ ``sweep_sim.nc``), ``out_dir/sweep.png`` and the cache; returns the
     theory Dataset (read the simulations from ``sweep_sim.nc``, or use :func:`load_sweep`).
     ``callback(n_done, kind, status)`` is called in this process after each task that was run (not
-    for cached ones). Raises ConfigError (before running anything) for an invalid grid point, and
+    for cached ones). ``announce(line)`` gets a note for each cache file that is not used (default: printed
+    on stderr). Raises ConfigError (before running anything) for an invalid grid point, and
     MemoryLimitExceeded / CostLimitExceeded for one past its budget (``force`` lifts the cost limit).
     """
     kinds = [THEORY, SIMULATION] if simulate else [THEORY]
@@ -536,7 +615,7 @@ def run_sweep(
         workers = default_workers()
     if int(workers) < 1:
         raise ConfigError(f"--workers {workers}: must be >= 1")
-    results, todo = _from_cache(g, kinds, out)
+    results, todo = _from_cache(g, kinds, out, announce or _stderr)
     _check_budgets(todo, force)
     try:
         _execute(todo, results, len(g.points) * len(kinds), scheduler, int(workers), progress, callback)
@@ -552,18 +631,28 @@ def run_sweep(
     return theory
 
 
-def _from_cache(g: _Grid, kinds: Sequence[str], out: Path) -> tuple[dict[str, list[Any]], list[_Task]]:
+def _stderr(line: str) -> None:
+    import sys
+
+    print(line, file=sys.stderr)
+
+
+def _from_cache(g: _Grid, kinds: Sequence[str], out: Path,
+                announce: Callable[[str], Any]) -> tuple[dict[str, list[Any]], list[_Task]]:
     """``({kind: [cached Dataset or None per point]}, the tasks still to run)``."""
     results: dict[str, list[Any]] = {k: [None] * len(g.points) for k in kinds}
     todo: list[_Task] = []
     for kind in kinds:
         for i, cfg in enumerate(g.configs):
             p = cache_path(out, cfg, kind)
-            ds = _read_cache(p)
+            ds, why = _read_cache(p, cfg, kind)
             if ds is not None:
                 results[kind][i] = ds
             else:
                 label = _label(g.keys, [g.coords[j][k] for j, k in enumerate(g.points[i])])
+                if why:
+                    announce(f"note: cache file {p.name} of grid point {label} ({kind}) is not used: {why}; "
+                             f"recomputing")
                 todo.append(_Task(i, kind, cfg, p, label))
     return results, todo
 
@@ -599,8 +688,6 @@ def _execute(todo: list[_Task], results: dict[str, list[Any]], total: int, sched
     """Run the tasks (Dask, a local pool or this process), filling ``results`` and the cache."""
     from tqdm.auto import tqdm
 
-    from .results import write_dataset
-
     bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="task", disable=not progress)
     n_done = [0]
 
@@ -608,7 +695,7 @@ def _execute(todo: list[_Task], results: dict[str, list[Any]], total: int, sched
         if res["status"] == "ok":
             results[t.kind][t.point] = res["ds"]
             if not t.cache.exists():
-                write_dataset(res["ds"], t.cache, t.config)
+                write_cache(res["ds"], t.cache, t.config, t.kind)
         else:
             results[t.kind][t.point] = str(res["message"])
         n_done[0] += 1
