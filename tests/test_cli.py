@@ -83,9 +83,10 @@ def fakes(monkeypatch):
             raise SolverDiverged("solver\nblew up")
         return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)
 
-    def solve_online(problem, *, gamma, t_max, dt):
-        calls["online"] = dict(gamma=gamma, t_max=t_max, dt=dt)
-        return _curves(np.arange(int(round(t_max / dt)) + 1) * dt).drop_vars(["train_loss", "train_loss_stderr"])
+    def solve_online(problem, *, gamma, times, lr=None):
+        calls["online"] = dict(gamma=gamma, t_max=float(times[-1]), dt=float(times[1] - times[0]))
+        assert lr is None
+        return _curves(np.asarray(times)).drop_vars(["train_loss", "train_loss_stderr"])
 
     for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
                         ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged, levels=levels,
