@@ -2,7 +2,8 @@
 
 * :func:`write_dataset` writes atomically (temporary file in the same directory, fsync, ``os.replace``),
   after :func:`check_finite`, with the configuration (``config_toml`` plus flattened ``problem.delta``
-  style attributes), the package version and a UTC timestamp stored as global attributes.
+  style attributes), the package version, git revision, dependency versions and a UTC timestamp
+  stored as global attributes.
 * :func:`read_dataset` loads a file fully into memory (the file is closed afterwards).
 * :func:`discrepancy` measures the largest gap between a theory curve and the simulation mean, in
   units of the combined standard error.
@@ -26,6 +27,7 @@ import xarray as xr
 from . import __version__
 from .curves import mean_stderr_da
 from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
+from .provenance import provenance_attrs
 
 SEED_DIM = "seed"
 TIME_DIM = "time"
@@ -168,7 +170,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     """Write ``ds`` to netCDF atomically, after checking that every value is finite.
 
     Global attributes: the dataset's own (cleaned), ``config_toml`` and ``section.key`` entries if
-    ``config`` is given, extra ``attrs``, ``sgd_dmft_version`` and ``created`` (UTC ISO timestamp).
+    ``config`` is given, extra ``attrs``, ``sgd_dmft_version``, ``git_revision`` and
+    ``dependency_versions`` (:mod:`sgd_dmft.provenance`) and ``created`` (UTC ISO timestamp).
     """
     ds = _drop_online_train(ds)
     check_finite(ds, what=f"dataset for {Path(path).name}")
@@ -179,6 +182,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     if attrs:
         a.update(attrs)
     a["sgd_dmft_version"] = __version__
+    a.update(provenance_attrs())
     a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     out.attrs = clean_attrs(a)
     for name in list(out.variables):
