@@ -21,7 +21,7 @@ import numpy as np
 
 try:
     import torch
-except ImportError:  # optional extra: pip install 'sgd-dmft[torch]'
+except ImportError:  # optional extra: pip install -e '.[torch]'
     torch = None
 
 NAME = "fig_pytorch"
@@ -153,7 +153,7 @@ def theories(case: str, d: int) -> dict:
 
 def main():
     if torch is None:
-        print(f"{NAME}: torch is not installed (pip install 'sgd-dmft[torch]'); skipped")
+        print(f"{NAME}: torch is not installed (pip install -e '.[torch]'); skipped")
         return 0
     import matplotlib.pyplot as plt
 

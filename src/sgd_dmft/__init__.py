@@ -42,6 +42,14 @@ def __getattr__(name: str):
         from . import exact
 
         return getattr(exact, name)
+    if name == "from_arrays":
+        from .curves import from_arrays
+
+        return from_arrays
+    if name in ("discrepancy", "seeds_needed"):
+        from . import results
+
+        return getattr(results, name)
     if name in ("load_config", "parse_config", "Config"):
         from . import config
 
@@ -52,6 +60,7 @@ def __getattr__(name: str):
 __all__ = [
     "__version__", "laws", "TimeGrid", "Model", "Problem", "custom", "make_model", "population_loss", "solve",
     "MonteCarlo", "ExactLinearPath", "estimate_memory", "solve_online", "gf_linear", "gd_linear",
-    "sgd_linear_poisson", "load_config", "parse_config", "Config", "SgdDmftError", "ConfigError", "Diverged",
+    "sgd_linear_poisson", "load_config", "parse_config", "Config", "from_arrays", "discrepancy",
+    "seeds_needed", "SgdDmftError", "ConfigError", "Diverged",
     "SolverDiverged", "SimulationDiverged", "NonFiniteResult", "MemoryLimitExceeded", "CostLimitExceeded",
 ]

@@ -225,7 +225,7 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
     is not small against its curve (results.discrepancy: reliable) is refused, exit 3.
     """
     from .plot import plot_curves
-    from .results import json_safe, new_set_id, write_dataset, write_json, write_result_set
+    from .results import json_safe, new_set_id, power_statement, write_dataset, write_json, write_result_set
 
     names = ("theory.nc", "simulation.nc", "figure.png", "summary.json")
     cfg, out_dir = _prepare(config, out, overrides, names)
@@ -253,6 +253,7 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
                    f"max z = {_fmt(dd['max_z'], '.2f')} combined s.e. (at t = {dd['at_time']:.3g}; "
                    f"Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')}, df {_fmt(dd['df'], '.3g')}; "
                    f"theory relative s.e. <= {dd['theory_rel_se']:.2g})")
+        click.echo(f"{v}: {power_statement(dd)}")
     for path in written.values():
         click.echo(f"wrote {path}")
 

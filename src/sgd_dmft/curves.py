@@ -65,3 +65,74 @@ def simulation_dataset(times: np.ndarray, seeds, per_seed: Mapping[str, np.ndarr
     ds = xr.Dataset({name: (("seed",) + DIMS[name], arr) for name, arr in per_seed.items()},
                     coords={"seed": np.asarray(seeds, dtype=np.int64), "time": times}, attrs=dict(attrs))
     return ds
+
+
+# --------------------------------------------------------------------------------------------
+# Your own curves
+# --------------------------------------------------------------------------------------------
+_OWN_DIMS = {"train_loss": "seeds x times", "test_loss": "seeds x times", "M": "seeds x times x k x kstar",
+             "Q": "seeds x times x k x k"}
+
+
+def _own_time(time) -> np.ndarray:
+    from .errors import ConfigError
+
+    t = np.asarray(time, dtype=float)
+    if t.ndim != 1 or t.size < 1:
+        raise ConfigError(f"from_arrays: time has shape {t.shape}; allowed: a 1-d array of the recorded times",
+                          key="time")
+    if not np.isfinite(t).all() or (t.size > 1 and not (np.diff(t) > 0).all()):
+        raise ConfigError(f"from_arrays: time = [{t[0]:g}, ..., {t[-1]:g}] is not finite and strictly increasing; "
+                          f"allowed: increasing finite times (gradient-flow time t = steps x eta)", key="time")
+    return t
+
+
+def _own_array(name: str, value, n_times: int) -> np.ndarray:
+    from .errors import ConfigError
+
+    a = np.asarray(value, dtype=float)
+    ndim = len(DIMS[name]) + 1
+    if a.ndim != ndim or a.shape[1] != n_times or a.shape[0] < 1:
+        hint = " (one run: x[None])" if a.ndim == ndim - 1 else ""
+        raise ConfigError(f"from_arrays: {name} has shape {a.shape}; allowed: {_OWN_DIMS[name]} with "
+                          f"{n_times} times{hint}", key=name)
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ConfigError(f"from_arrays: {name} has {bad} non-finite values (NaN/inf) of {a.size}; allowed: finite "
+                          f"values (drop a diverged seed)", key=name)
+    return a
+
+
+def from_arrays(time, *, train_loss=None, test_loss=None, M=None, Q=None, attrs: Mapping | None = None) -> xr.Dataset:
+    """Your own learning curves as the simulation Dataset that ``results.discrepancy``,
+    ``plot.plot_curves`` and ``run.compare_datasets`` accept.
+
+    ``time``: the recorded times (1-d, increasing), in the package's gradient-flow time ``t = steps x eta``
+    (``conventions.from_pytorch`` gives it for a PyTorch loop). Each curve is per seed on that grid:
+    ``train_loss`` / ``test_loss`` ``seeds x times``, ``M`` ``seeds x times x k x kstar`` (``M_ab =
+    theta_a . theta*_b / d``), ``Q`` ``seeds x times x k x k``; any subset, the same seeds in each.
+    ``attrs`` (e.g. ``d``, ``gamma``, ``batch``) are kept and shown in figure titles. Raises
+    ConfigError (one line naming the argument) on a wrong shape, non-finite value or bad time axis.
+    """
+    from .errors import ConfigError
+
+    t = _own_time(time)
+    given = {n: v for n, v in (("train_loss", train_loss), ("test_loss", test_loss), ("M", M), ("Q", Q))
+             if v is not None}
+    if not given:
+        raise ConfigError("from_arrays: no curve given; allowed: any of train_loss=, test_loss=, M=, Q=",
+                          key="train_loss")
+    per_seed = {n: _own_array(n, v, t.size) for n, v in given.items()}
+    seeds = {n: a.shape[0] for n, a in per_seed.items()}
+    n_seeds = next(iter(seeds.values()))
+    odd = [n for n, s in seeds.items() if s != n_seeds]
+    if odd:
+        raise ConfigError(f"from_arrays: the curves have different numbers of seeds ({seeds}); allowed: the same "
+                          f"seeds in each", key=odd[0])
+    if "M" in per_seed and "Q" in per_seed and per_seed["M"].shape[2] != per_seed["Q"].shape[2]:
+        raise ConfigError(f"from_arrays: Q has k = {per_seed['Q'].shape[2]}, M has k = {per_seed['M'].shape[2]}; "
+                          f"allowed: the same student width k", key="Q")
+    if "Q" in per_seed and per_seed["Q"].shape[2] != per_seed["Q"].shape[3]:
+        raise ConfigError(f"from_arrays: Q has shape {per_seed['Q'].shape}; allowed: seeds x times x k x k", key="Q")
+    a = {"kind": "simulation", "source": "from_arrays", "time_units": TIME_UNITS, **dict(attrs or {})}
+    return simulation_dataset(t, np.arange(n_seeds), per_seed, a)

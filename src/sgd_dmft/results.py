@@ -2,7 +2,8 @@
 
 * :func:`write_dataset` writes atomically (temporary file in the same directory, fsync, ``os.replace``),
   after :func:`check_finite`, with the configuration (``config_toml`` plus flattened ``problem.delta``
-  style attributes), the package version and a UTC timestamp stored as global attributes.
+  style attributes), the package version, git revision, dependency versions and a UTC timestamp
+  stored as global attributes.
 * :func:`read_dataset` loads a file fully into memory (the file is closed afterwards).
 * :func:`discrepancy` measures the largest gap between a theory curve and the simulation mean, in
   units of the combined standard error.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -26,6 +28,7 @@ import xarray as xr
 from . import __version__
 from .curves import mean_stderr_da
 from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
+from .provenance import provenance_attrs
 
 SEED_DIM = "seed"
 TIME_DIM = "time"
@@ -169,7 +172,8 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     """Write ``ds`` to netCDF atomically, after checking that every value is finite.
 
     Global attributes: the dataset's own (cleaned), ``config_toml`` and ``section.key`` entries if
-    ``config`` is given, extra ``attrs``, ``sgd_dmft_version`` and ``created`` (UTC ISO timestamp).
+    ``config`` is given, extra ``attrs``, ``sgd_dmft_version``, ``git_revision`` and
+    ``dependency_versions`` (:mod:`sgd_dmft.provenance`) and ``created`` (UTC ISO timestamp).
     """
     ds = _drop_online_train(ds)
     check_finite(ds, what=f"dataset for {Path(path).name}")
@@ -180,6 +184,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     if attrs:
         a.update(attrs)
     a["sgd_dmft_version"] = __version__
+    a.update(provenance_attrs())
     a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     out.attrs = clean_attrs(a)
     for name in list(out.variables):
@@ -244,19 +249,9 @@ def theory_mean_stderr(theory: xr.Dataset, var: str) -> tuple[xr.DataArray, xr.D
     return da, (xr.zeros_like(da) if se is None else se)
 
 
-def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, float]:
-    """Largest gap between theory and simulation mean, in units of the combined standard error.
-
-    ``z(t) = |theory(t) - mean_sim(t)| / sqrt(se_theory(t)^2 + se_sim(t)^2)``, maximised over the
-    simulation's times inside the theory's time range (theory linearly interpolated in time) and
-    over any extra dims (e.g. ``k``, ``kstar`` of ``M``). Returns ``{"max_z", "at_time", "max_abs"}``
-    (``max_abs`` = largest absolute gap), plus ``z_t`` and ``df``: the standard errors are themselves
-    estimated (from ``seeds`` runs and ``replicas`` replicas), so each ``z`` is Student-t distributed
-    with Welch-Satterthwaite degrees of freedom ``df``; ``z_t`` is the normal-equivalent of the most
-    significant time (``Phi^-1(1 - p/2)`` of its two-sided t p-value). With few seeds a large ``max_z``
-    can be a small ``z_t`` (4 seeds: z = 9.7 is z_t = 3.0). A zero combined error gives ``z = inf``
-    for a nonzero gap (written ``null`` in JSON). Also ``theory_rel_se``, ``reliable`` (:func:`_reliability`).
-    """
+def _on_sim_times(theory: xr.Dataset, sim: xr.Dataset, var: str):
+    """``(theory, theory s.e., sim mean, sim s.e., note)`` on the simulation's times inside the theory's
+    range: the theory linearly interpolated when the grids differ (``note`` says so, else None)."""
     tm, tse = theory_mean_stderr(theory, var)
     sm, sse = sim_mean_stderr(sim, var)
     t_sim = np.asarray(sim[TIME_DIM].values, dtype=float)
@@ -268,18 +263,49 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     times = np.clip(t_sim[keep], t_th.min(), t_th.max())
     sm = sm.isel({TIME_DIM: np.nonzero(keep)[0]})
     sse = sse.isel({TIME_DIM: np.nonzero(keep)[0]})
+    note = None
     if len(t_th) == len(times) and np.allclose(t_th, times, rtol=0, atol=tol):
         tm_i, tse_i = tm, tse
     else:
         tm_i = tm.interp({TIME_DIM: times})
         tse_i = tse.interp({TIME_DIM: times})
+        note = (f"theory ({len(t_th)} times) linearly interpolated onto the simulation's {len(times)} times"
+                + (f"; {int((~keep).sum())} simulation times outside the theory's range [{t_th.min():g}, "
+                   f"{t_th.max():g}] not compared" if not keep.all() else ""))
     tm_i = tm_i.assign_coords({TIME_DIM: sm[TIME_DIM].values})
     tse_i = tse_i.assign_coords({TIME_DIM: sm[TIME_DIM].values})
+    return tm_i, tse_i, sm, sse, note
+
+
+def _flat(da: xr.DataArray, like: xr.DataArray) -> np.ndarray:
+    """``da`` broadcast against ``like``, as a ``(times, entries)`` float array."""
+    b = xr.broadcast(da, like)[0].transpose(TIME_DIM, ...)
+    return np.asarray(b.values, dtype=float).reshape(b.sizes[TIME_DIM], -1)
+
+
+def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, float]:
+    """Largest gap between theory and simulation mean, in units of the combined standard error.
+
+    ``z(t) = |theory(t) - mean_sim(t)| / sqrt(se_theory(t)^2 + se_sim(t)^2)``, maximised over the
+    simulation's times inside the theory's time range and over any extra dims (e.g. ``k``, ``kstar``
+    of ``M``). A theory on another grid (your own curves, :func:`sgd_dmft.from_arrays`) is linearly
+    interpolated onto the simulation's times: ``interpolated`` is then True and ``note`` says so.
+    Returns ``{"max_z", "at_time", "max_abs"}`` (``max_abs`` = largest absolute gap), plus ``z_t`` and
+    ``df``: the standard errors are themselves estimated (from ``seeds`` runs and ``replicas``
+    replicas), so each ``z`` is Student-t distributed with Welch-Satterthwaite degrees of freedom
+    ``df``; ``z_t`` is the normal-equivalent of the most significant time (``Phi^-1(1 - p/2)`` of its
+    two-sided t p-value). With few seeds a large ``max_z`` can be a small ``z_t`` (4 seeds: z = 9.7 is
+    z_t = 3.0). A zero combined error gives ``z = inf`` for a nonzero gap (written ``null`` in JSON).
+    Also ``theory_rel_se``, ``reliable`` (:func:`_reliability`) and the power of the comparison
+    (:func:`_power`): ``detectable``, the smallest gap these seeds would show at 3 combined s.e.;
+    :func:`seeds_needed` says how many seeds a given gap needs.
+    """
+    tm_i, tse_i, sm, sse, note = _on_sim_times(theory, sim, var)
     gap = np.abs(tm_i - sm)
     se = np.sqrt(tse_i**2 + sse**2)
     gap, se = xr.broadcast(gap, se)
-    g = np.asarray(gap.transpose(TIME_DIM, ...).values, dtype=float).reshape(len(times), -1)
-    e = np.asarray(se.transpose(TIME_DIM, ...).values, dtype=float).reshape(len(times), -1)
+    g = np.asarray(gap.transpose(TIME_DIM, ...).values, dtype=float).reshape(sm.sizes[TIME_DIM], -1)
+    e = np.asarray(se.transpose(TIME_DIM, ...).values, dtype=float).reshape(g.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = np.where(e > 0, g / np.where(e > 0, e, 1.0), np.where(g > 0, np.inf, 0.0))
     per_t = z.max(axis=1)
@@ -287,7 +313,7 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     # Student-t: Welch-Satterthwaite degrees of freedom of the combined variance, per element
     n_seeds = sim.sizes.get(SEED_DIM, 1)
     n_reps = int(theory.attrs.get("replicas", 0)) if float(np.max(np.asarray(tse_i.values))) > 0 else 0
-    vs = np.asarray(xr.broadcast(sse**2, gap)[0].transpose(TIME_DIM, ...).values, dtype=float).reshape(g.shape)
+    vs = _flat(sse**2, gap)
     vt = e**2 - vs
     with np.errstate(divide="ignore", invalid="ignore"):
         den = (vs**2 / max(n_seeds - 1, 1) if n_seeds > 1 else 0.0) + (vt**2 / (n_reps - 1) if n_reps > 1 else 0.0)
@@ -298,8 +324,60 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
         logp = np.where(np.isfinite(z), stats.t.logsf(z, np.where(np.isfinite(df), df, 1e12)), -np.inf)
     j = np.unravel_index(int(np.argmin(logp)), logp.shape)
     z_t = float(stats.norm.isf(np.exp(logp[j]))) if np.isfinite(logp[j]) else float("inf")
-    return {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
-            "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var)}
+    out = {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
+           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var),
+           **_power(np.sqrt(np.maximum(vt, 0.0)), np.sqrt(vs), n_seeds), "interpolated": note is not None}
+    if note is not None:
+        out["note"] = note
+    return out
+
+
+DETECT_Z = 3.0  # a gap is "detectable" when it is this many combined standard errors
+
+
+def _power(theory_se: np.ndarray, sim_se: np.ndarray, n_seeds: int) -> dict[str, Any]:
+    """The power of the comparison: ``seeds``, ``seed_sd`` (the median over the compared times and
+    entries of the spread of one seed, ``se_sim sqrt(seeds)``), ``theory_se`` (the median theory
+    standard error) and ``detectable = 3 sqrt(theory_se^2 + seed_sd^2 / seeds)``: the smallest gap, in
+    the variable's units, that these seeds show at 3 combined standard errors. Medians over the entries
+    with a nonzero error (a deterministic start is not typical). One seed has no spread: ``detectable``
+    is inf."""
+    pos = (theory_se > 0) | (sim_se > 0)
+    th = float(np.median(theory_se[pos])) if pos.any() else 0.0
+    sd = float(np.median(sim_se[pos])) * math.sqrt(n_seeds) if pos.any() else 0.0
+    det = DETECT_Z * math.sqrt(th**2 + sd**2 / n_seeds) if n_seeds > 1 else float("inf")
+    return {"detectable": det, "seeds": int(n_seeds), "seed_sd": sd, "theory_se": th}
+
+
+def seeds_needed(disc: Mapping[str, Any], gap: float) -> float:
+    """How many seeds make a gap of ``gap`` (in the variable's units) detectable at 3 combined standard
+    errors, from a :func:`discrepancy` result: the smallest ``N`` with ``3 sqrt(theory_se^2 + seed_sd^2
+    / N) <= gap``. ``inf`` when the theory's own error already hides the gap (raise solver.paths
+    first), or the seeds' spread is unknown (one seed)."""
+    gap = float(gap)
+    if not gap > 0 or not math.isfinite(gap):
+        from .errors import ConfigError
+
+        raise ConfigError(f"seeds_needed: gap = {gap!r}; allowed: a positive finite gap in the variable's units",
+                          key="gap")
+    room = (gap / DETECT_Z) ** 2 - float(disc["theory_se"]) ** 2
+    sd = float(disc["seed_sd"])
+    if room <= 0 or (sd == 0 and int(disc["seeds"]) < 2):
+        return float("inf")
+    return float(max(2, math.ceil(sd**2 / room))) if sd > 0 else 2.0
+
+
+def power_statement(disc: Mapping[str, Any]) -> str:
+    """One line on a :func:`discrepancy` result's power: the smallest gap its seeds detect at 3 combined
+    standard errors, and how many seeds half of that gap needs (:func:`seeds_needed`)."""
+    det, n = disc.get("detectable"), disc.get("seeds")
+    if det is None or n is None or not math.isfinite(det):
+        return f"detectable gap: unknown ({n} seed{'s' if n != 1 else ''}: no spread to estimate)"
+    if det == 0:
+        return f"detectable gap 0 (no noise in {n} seeds and the theory: any gap shows)"
+    half = seeds_needed(disc, det / 2)
+    need = f"{half:.0f} seeds" if math.isfinite(half) else "a less noisy theory first (raise solver.paths)"
+    return f"detectable gap {det:.3g} (3 combined s.e. with {n} seeds); half of it, {det / 2:.3g}, needs {need}"
 
 
 def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str) -> dict[str, Any]:

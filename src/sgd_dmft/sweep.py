@@ -488,11 +488,13 @@ def _jsonable(v: Any) -> Any:
 
 
 def _write_sweep(ds: xr.Dataset, path: Path, config: Config) -> Path:
+    from .provenance import provenance_attrs
     from .results import atomic_write, clean_attrs
 
     out = ds.copy(deep=False)
     a = dict(ds.attrs)
     a["config_toml"] = config.to_toml()
+    a.update(provenance_attrs())
     a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     out.attrs = clean_attrs(a)
     for name in list(out.variables):
