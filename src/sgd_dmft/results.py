@@ -14,6 +14,8 @@ simulations), ``M`` (``k``, ``kstar``), ``Q`` (``k``, ``k2``) and, for the theor
 
 from __future__ import annotations
 
+import warnings
+
 import datetime as _dt
 import json
 import math
@@ -325,7 +327,7 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     j = np.unravel_index(int(np.argmin(logp)), logp.shape)
     z_t = float(stats.norm.isf(np.exp(logp[j]))) if np.isfinite(logp[j]) else float("inf")
     out = {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
-           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var),
+           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var, _dt_error_on(theory, sm, var)),
            **_power(np.sqrt(np.maximum(vt, 0.0)), np.sqrt(vs), n_seeds), "interpolated": note is not None}
     if note is not None:
         out["note"] = note
@@ -380,26 +382,52 @@ def power_statement(disc: Mapping[str, Any]) -> str:
     return f"detectable gap {det:.3g} (3 combined s.e. with {n} seeds); half of it, {det / 2:.3g}, needs {need}"
 
 
-def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str) -> dict[str, Any]:
-    """An exploded standard error cannot pass for agreement: ``theory_rel_se`` is the largest
-    ``se_theory(t) / max(|theory(t)|, |mean_sim(t)|, 1e-3 max_t |theory|)``; above ``REL_SE_MAX`` (0.5)
-    ``reliable`` is False and ``unreliable`` says where (``run.compare`` then refuses the comparison,
-    CLI exit 3)."""
-    a, b = xr.broadcast(tm, sm)
-    se = xr.broadcast(tse, a)[0]
+REL_ACCURACY = 0.1  # theory s.e. or dt error above this fraction of the curve: ``reliable`` False, a warning
+
+
+def _dt_error_on(theory: xr.Dataset, sm: xr.DataArray, var: str) -> xr.DataArray | None:
+    """The theory's ``<var>_dt_error`` on the simulation's compared times (None without one)."""
+    if var + "_dt_error" not in theory:
+        return None
+    dt = theory[var + "_dt_error"]
+    return dt.interp({TIME_DIM: np.asarray(sm[TIME_DIM].values, dtype=float)}).assign_coords(
+        {TIME_DIM: sm[TIME_DIM].values})
+
+
+def _relative(err: xr.DataArray, a: xr.DataArray, b: xr.DataArray) -> tuple[float, int]:
+    """The largest ``|err(t)| / max(|a(t)|, |b(t)|, 1e-3 max |a|)`` and its time index."""
     A = np.abs(np.asarray(a.transpose(TIME_DIM, ...).values, dtype=float)).reshape(a.sizes[TIME_DIM], -1)
     B = np.abs(np.asarray(b.transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
-    E = np.abs(np.asarray(se.transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
+    E = np.abs(np.asarray(xr.broadcast(err, a)[0].transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
     floor = 1e-3 * float(np.max(A)) if A.size else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(E > 0, E / np.maximum(np.maximum(A, B), max(floor, 1e-300)), 0.0)
-    worst = float(np.max(rel)) if rel.size else 0.0
-    out: dict[str, Any] = {"theory_rel_se": worst, "reliable": bool(worst <= REL_SE_MAX)}
+    if not rel.size:
+        return 0.0, 0
+    return float(np.max(rel)), int(np.unravel_index(int(np.argmax(rel)), rel.shape)[0])
+
+
+def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str,
+                 tdt: xr.DataArray | None = None) -> dict[str, Any]:
+    """Whether the theory is accurate enough for its z to mean anything: ``theory_rel_se`` (and
+    ``theory_rel_dt_error``) is the largest ``se_theory(t)`` (dt error) ``/ max(|theory(t)|, |mean_sim(t)|,
+    1e-3 max_t |theory|)``. Above ``REL_ACCURACY`` (0.1) ``reliable`` is False, ``unreliable`` says where and
+    a RuntimeWarning says it; above ``REL_SE_MAX`` (0.5) ``refused`` is True (``run.compare`` refuses the
+    comparison, CLI exit 3: an exploded standard error cannot pass for agreement)."""
+    a, b = xr.broadcast(tm, sm)
+    worst, it = _relative(tse, a, b)
+    worst_dt, it_dt = _relative(tdt, a, b) if tdt is not None else (0.0, 0)
+    out: dict[str, Any] = {"theory_rel_se": worst, "theory_rel_dt_error": worst_dt,
+                           "reliable": bool(worst <= REL_ACCURACY and worst_dt <= REL_ACCURACY),
+                           "refused": bool(worst > REL_SE_MAX)}
     if not out["reliable"]:
-        it = int(np.unravel_index(int(np.argmax(rel)), rel.shape)[0])
-        t = float(tm[TIME_DIM].values[it])
-        out["unreliable"] = (f"the theory's standard error of {var} at t={t:.4g} is {worst:.3g} of the curve "
-                             f"(> {REL_SE_MAX:g}): no z statistic can be trusted")
+        what, val, i = ("standard error", worst, it) if worst >= worst_dt else ("dt error", worst_dt, it_dt)
+        t = float(tm[TIME_DIM].values[i])
+        out["unreliable"] = (f"the theory's {what} of {var} at t={t:.4g} is {val:.3g} of the curve (> "
+                             f"{REL_SE_MAX if out['refused'] else REL_ACCURACY:g}): "
+                             + ("no z statistic can be trusted" if out["refused"] else
+                                "the comparison has little power; raise solver.paths or lower dynamics.dt"))
+        warnings.warn(f"discrepancy: {out['unreliable']}", RuntimeWarning, stacklevel=3)
     return out
 
 

@@ -317,7 +317,7 @@ def check_discrepancy(disc: dict[str, dict[str, Any]]) -> None:
     from .errors import Diverged
 
     for v, dd in disc.items():
-        if not dd.get("reliable", True):
+        if dd.get("refused", False):
             raise Diverged(f"compare: {v} is not a meaningful comparison: {dd['unreliable']} (results.discrepancy); "
                            f"the theory is too noisy or a replica ran away: raise solver.paths or lower the step")
 

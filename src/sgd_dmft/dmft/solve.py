@@ -324,15 +324,25 @@ def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
     return ds
 
 
+ACCURACY_WARN = 0.1  # relative s.e. or dt error of the losses past which a solve warns (results: reliable False)
+
+
 def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_time_s: float | None) -> None:
-    """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0) and, with a target,
-    ``rtol``, ``rtol_met``, ``max_time_s``."""
-    worst = 0.0
+    """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0), ``dt_error_rel_max``
+    (worst relative dt error, extrapolated solves) and, with a target, ``rtol``, ``rtol_met``,
+    ``max_time_s``; a RuntimeWarning when either error passes ``ACCURACY_WARN`` of the curve."""
+    worst, worst_dt = 0.0, 0.0
     for v in ("train_loss", "test_loss"):
-        m, se = ds[v].values[1:], ds[v + "_stderr"].values[1:]
+        m = np.maximum(np.abs(ds[v].values[1:]), 1e-300)
         if m.size:
-            worst = max(worst, float(np.max(np.abs(se) / np.maximum(np.abs(m), 1e-300))))
-    ds.attrs["rtol_achieved"] = worst
+            worst = max(worst, float(np.max(np.abs(ds[v + "_stderr"].values[1:]) / m)))
+            if v + "_dt_error" in ds:
+                worst_dt = max(worst_dt, float(np.max(np.abs(ds[v + "_dt_error"].values[1:]) / m)))
+    ds.attrs.update(rtol_achieved=worst, dt_error_rel_max=worst_dt)
+    if max(worst, worst_dt) > ACCURACY_WARN:
+        warnings.warn(f"inaccurate theory curves: relative standard error up to {worst:.1%}, dt error up to "
+                      f"{worst_dt:.1%} of the loss (> {ACCURACY_WARN:.0%}): raise paths (standard error) or "
+                      f"lower dt (dt error); at a step gamma far above 1 both grow", RuntimeWarning, stacklevel=3)
     if rtol is not None:
         ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
     if max_time_s is not None:
