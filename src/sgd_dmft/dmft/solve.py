@@ -15,6 +15,7 @@ import xarray as xr
 
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
+from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged
 from .applicability import check_estimator
 from . import closed, coupled
@@ -38,9 +39,12 @@ def _check_request(law, t_max: float, process: SampleProcess, paths: int, replic
     schedule = law.schedule(t_max)
     if schedule.T < 1:
         raise ConfigError(f"t_max={t_max} is not allowed: must be at least one grid step dt={law.dt}", key="t_max")
-    if process.monte_carlo and (int(replicas) < 1 or int(paths) < 2 * int(replicas)):
-        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
-                          f"paths >= 2 * replicas (paths are split over the replicas)", key="paths")
+    if process.monte_carlo and int(replicas) < 2:  # the spread of one replica is no standard error
+        raise ConfigError(f"replicas={replicas} is not allowed for a Monte Carlo solve: need replicas >= 2 (the "
+                          f"standard error is the spread of independent replicas)", key="replicas")
+    if process.monte_carlo and int(paths) < 2 * int(replicas):
+        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need paths >= 2 * replicas (paths "
+                          f"are split over the replicas)", key="paths")
     return schedule
 
 
@@ -293,6 +297,7 @@ def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_tim
         ds.attrs["max_time_s"] = float(max_time_s)
 
 
+@checked(SOLVE)  # ConfigError naming an invalid argument (arguments.py); replicas >= 2: _check_request
 def solve(
     problem,
     law,
