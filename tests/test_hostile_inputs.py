@@ -162,3 +162,85 @@ def test_huge_initial_overlap_is_an_input_error(tmp_path, tiny, command):
     r = cli(command, tiny, "--out", tmp_path / "o", "-s", "problem.init_overlap=1e6")
     one_line_error(r, 2, "problem.init_overlap", "trace Q_0")
     assert not (tmp_path / "o").exists()
+
+
+# ---- finding 3: links of infinite variance refused before a run -----------------------------
+from sgd_dmft import custom  # noqa: E402
+from sgd_dmft.models.teachers import finite_variance_problem  # noqa: E402
+
+INFINITE_LINKS = ["1/z1", "1/z1^2", "z1/z2", "1/(z1-1)", "1/(z1^2+z2^2)", "1/tanh(z1)", "1/he2(z1)", "2/(z1*z2)",
+                  "1/(1e-300+z1^2)", "1/(z1+1/z2)", "1/erf(z1)", "1/(he6(z1)+11)"]
+FINITE_LINKS = ["z1", "z1*z2", "he3(z1)/sqrt(6)", "tanh(z1+he3(z2))", "relu(z1)", "sign(z1)", "1/(1+z1^2)",
+                "1/(2+tanh(z1))", "1/sign(z1)", "1/(1+relu(z1))", "z1/(1+z1^2+z2^2)", "1/(he4(z1)+7)",
+                "1/(1+(z1-1)^2)", "(z1+z2)^60", "1/(1e-3+z1^2)", "z1/(1+1/(1+z1^2))", "1/(2-erf(z1))"]
+
+
+@pytest.mark.parametrize("text", INFINITE_LINKS)
+def test_links_with_a_pole_are_refused(text):
+    """two_layer with teacher '1/z1' gave test loss 99 +- 1.3 for an infinite loss."""
+    assert finite_variance_problem(text, 2)
+    with pytest.raises(ConfigError) as e:
+        make_model("two_layer", k=2, kstar=2, teacher=text)
+    assert e.value.key == "problem.teacher" and repr(text) in str(e.value) and "E[y^2] is infinite" in str(e.value)
+
+
+@pytest.mark.parametrize("text", FINITE_LINKS)
+def test_links_of_finite_variance_are_accepted(text):
+    assert finite_variance_problem(text, 2) is None
+    make_model("two_layer", k=2, kstar=2, teacher=text)
+
+
+def test_the_logistic_loss_takes_any_link():
+    """y = sign(g + noise eps) is bounded: a pole of g does no harm there."""
+    assert make_model("two_layer", k=2, kstar=2, teacher="1/z1", loss="logistic").loss_name == "logistic"
+
+
+@pytest.mark.parametrize("teacher, fragment", [("1/z1", "the denominator 'z1'"), ("1" + "0" * 400 + "*z1", "401 digits"),
+                                               ("1e999*z1", "not a finite number")])
+def test_cli_infinite_links_and_huge_literals_are_input_errors(tmp_path, tiny, teacher, fragment):
+    """A 400-digit literal was 'int too large to convert to float', exit 3."""
+    r = cli("solve", tiny, "--out", tmp_path / "o", "-s", 'problem.model="two_layer"', "-s", f'problem.teacher="{teacher}"')
+    one_line_error(r, 2, "problem.teacher", fragment)
+    assert not (tmp_path / "o").exists()
+
+
+def _loss(r, y):
+    return 0.5 * (r[..., 0] - y) ** 2
+
+
+CUSTOM_INFINITE = {
+    "1/z1": lambda z, e: 1 / z[..., 0], "1/z1**2": lambda z, e: 1 / z[..., 0] ** 2, "z1/z2": lambda z, e: z[..., 0] / z[..., 1],
+    "exp(z1**2)": lambda z, e: np.exp(z[..., 0] ** 2), "exp(z1**2/4)": lambda z, e: np.exp(z[..., 0] ** 2 / 4),
+    "1/(z1^2+z2^2)": lambda z, e: 1 / (z[..., 0] ** 2 + z[..., 1] ** 2), "1/(z1-5)": lambda z, e: 1 / (z[..., 0] - 5),
+    "tan(z1)": lambda z, e: np.tan(z[..., 0]), "1/eps": lambda z, e: 1 / e, "exp(z1**3)": lambda z, e: np.exp(z[..., 0] ** 3),
+    "z1**400": lambda z, e: z[..., 0] ** 400, "NaN for z1 > 3": lambda z, e: np.where(z[..., 0] > 3, np.nan, z[..., 0]),
+}
+CUSTOM_FINITE = {
+    "z1**3": lambda z, e: z[..., 0] ** 3, "tanh": lambda z, e: np.tanh(z[..., 0]), "relu": lambda z, e: np.maximum(z[..., 0], 0),
+    "sign": lambda z, e: np.sign(z[..., 0]), "exp(z1)": lambda z, e: np.exp(z[..., 0]),
+    "1/(1+z1**2)": lambda z, e: 1 / (1 + z[..., 0] ** 2), "abs(z1)**0.5": lambda z, e: np.abs(z[..., 0]) ** 0.5,
+    "log(1+z1**2)": lambda z, e: np.log(1 + z[..., 0] ** 2), "log|z1|": lambda z, e: np.log(np.abs(z[..., 0])),
+    "abs(z1)**-0.25": lambda z, e: np.abs(z[..., 0]) ** -0.25, "z1**60": lambda z, e: z[..., 0] ** 60,
+    "exp(0.2 z1**2)": lambda z, e: np.exp(0.2 * z[..., 0] ** 2), "z1 + 0.1 eps": lambda z, e: z[..., 0] + 0.1 * e,
+    "tanh(100 z1)": lambda z, e: np.tanh(100 * z[..., 0]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM_INFINITE))
+def test_custom_labels_of_infinite_variance_or_nan_are_refused(name):
+    """A NaN custom label was reported as a diverged run (exit 3)."""
+    with pytest.raises(ConfigError) as e:
+        custom(_loss, CUSTOM_INFINITE[name], kstar=2, smooth=True)
+    assert e.value.key == "problem.model" and ("infinite" in str(e.value) or "non-finite" in str(e.value))
+
+
+@pytest.mark.parametrize("name", sorted(CUSTOM_FINITE))
+def test_custom_labels_of_finite_variance_are_accepted(name):
+    assert custom(_loss, CUSTOM_FINITE[name], kstar=2, smooth=True).kstar == 2
+
+
+def test_a_callable_teacher_is_checked_like_user_code():
+    with pytest.raises(ConfigError) as e:
+        Problem(make_model("two_layer", k=2, kstar=1, teacher=lambda rs: 1.0 / rs[..., 0]), delta=2.0)
+    assert e.value.key == "problem.teacher"
+    Problem(make_model("two_layer", k=2, kstar=1, teacher=lambda rs: np.tanh(rs[..., 0])), delta=2.0)
