@@ -244,3 +244,64 @@ def test_a_callable_teacher_is_checked_like_user_code():
         Problem(make_model("two_layer", k=2, kstar=1, teacher=lambda rs: 1.0 / rs[..., 0]), delta=2.0)
     assert e.value.key == "problem.teacher"
     Problem(make_model("two_layer", k=2, kstar=1, teacher=lambda rs: np.tanh(rs[..., 0])), delta=2.0)
+
+
+# ---- finding 5: every batch and process bounded ----------------------------------------------
+import time  # noqa: E402
+import warnings  # noqa: E402
+
+import xarray as xr  # noqa: E402
+
+from sgd_dmft.dmft import accuracy  # noqa: E402
+from sgd_dmft.dmft.accuracy import Target, extra_replicas  # noqa: E402
+
+
+def test_an_unreachable_rtol_adds_no_replicas_and_says_so():
+    """rtol = 1e-9 without max_time_s sized the next batch at ~1e14 replicas (memory +2.6 GB in 60 s)."""
+    with pytest.warns(RuntimeWarning, match="out of reach"):
+        ds = solve(LOGISTIC, laws.SGD(0.1, 1.0), t_max=1.0, paths=1000, replicas=4, rtol=1e-9, keep_kernels=False)
+    a = ds.attrs
+    assert a["rtol_met"] == 0 and a["replicas"] == 4 and "replicas would be needed" in a["rtol_note"]
+
+
+def test_batches_are_bounded_by_count_memory_and_time():
+    t = Target(rtol=1e-9)
+    with pytest.warns(RuntimeWarning, match=f"limit of {accuracy.MAX_REPLICAS} replicas"):
+        assert extra_replicas(t, 4, 0.01, 1.0) == 0
+    assert len(t.notes) == 1
+    mem = Target(rtol=1e-3, memory_bytes=1e6)  # 5 replicas of 1e5 bytes fit in half of it
+    with pytest.warns(RuntimeWarning, match="max_memory_gb"):
+        assert extra_replicas(mem, 4, 0.01, 1.0, kept_bytes=1e5) == 0
+    slow = Target(rtol=1e-3)  # 4 replicas took an hour: 440 would take 4.6 days
+    with pytest.warns(RuntimeWarning, match="without max_time_s"):
+        assert extra_replicas(slow, 4, 0.01, 3600.0 * 4) == 0
+    timed = Target(rtol=1e-9, deadline=time.perf_counter() + 1e9)  # a deadline: up to the bound, no further
+    with pytest.warns(RuntimeWarning, match="adding up to"):
+        assert extra_replicas(timed, 4, 0.01, 1.0) == accuracy.MAX_REPLICAS - 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert extra_replicas(Target(rtol=0.005), 4, 0.01, 1.0) == int(math.ceil(4 * 4 * 1.1)) - 4  # reachable: as before
+
+
+def test_a_tiny_rtol_with_a_huge_time_limit_is_not_a_divergence(tmp_path, tiny, monkeypatch):
+    """rtol = 1e-300 with max_time_s = 1e300 overflowed: exit 3 'Numerical result out of range'."""
+    monkeypatch.setattr(accuracy, "MAX_REPLICAS", 6)
+    r = cli("solve", tiny, "--out", tmp_path / "o", "-s", "solver.rtol=1e-300", "-s", "solver.max_time_s=1e300",
+            "-s", "solver.extrapolate=false")
+    assert r.exit_code == 0, r.output
+    with xr.open_dataset(tmp_path / "o" / "result.nc") as ds:
+        assert ds.attrs["rtol_met"] == 0 and ds.attrs["replicas"] == 6 and "out of reach" in ds.attrs["rtol_note"]
+
+
+def test_workers_are_capped_at_the_cores(tmp_path, tiny, monkeypatch):
+    """solver.workers = 16 on 2 cores started 17 processes (4.1 GB, 4x slower)."""
+    from sgd_dmft import run
+    from sgd_dmft.dmft import planning
+
+    monkeypatch.setattr(planning, "cores", lambda: 1)
+    with pytest.warns(RuntimeWarning, match="capped at the 1 CPU cores"):
+        ds = _solve(workers=16, replicas=4, paths=80)
+    assert ds.attrs["workers"] == 1
+    monkeypatch.setattr(run, "cores", lambda: 1)
+    r = cli("solve", tiny, "--out", tmp_path / "o", "-s", "solver.workers=16", "-s", "solver.extrapolate=false")
+    assert r.exit_code == 0 and "up to 1 at a time (solver.workers = 16 capped at the 1 CPU cores)" in r.output, r.output

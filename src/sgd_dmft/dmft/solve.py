@@ -295,6 +295,8 @@ def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_tim
         ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
     if max_time_s is not None:
         ds.attrs["max_time_s"] = float(max_time_s)
+    if target.notes:  # an unreachable target (accuracy.py)
+        ds.attrs["rtol_note"] = "; ".join(target.notes)
 
 
 @checked(SOLVE)  # ConfigError naming an invalid argument (arguments.py); replicas >= 2: _check_request
@@ -348,7 +350,7 @@ def solve(
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
         return ds
-    target = Target.make(rtol, max_time_s)
+    target = Target.make(rtol, max_time_s, max_memory_gb)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
               progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
     if _wants_extrapolation(law, extrapolate):
