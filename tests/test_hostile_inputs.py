@@ -305,3 +305,81 @@ def test_workers_are_capped_at_the_cores(tmp_path, tiny, monkeypatch):
     monkeypatch.setattr(run, "cores", lambda: 1)
     r = cli("solve", tiny, "--out", tmp_path / "o", "-s", "solver.workers=16", "-s", "solver.extrapolate=false")
     assert r.exit_code == 0 and "up to 1 at a time (solver.workers = 16 capped at the 1 CPU cores)" in r.output, r.output
+
+
+# ---- finding 5 and 7: show reads untrusted files lazily and prints them escaped --------------
+import json  # noqa: E402
+
+import netCDF4  # noqa: E402
+
+from sgd_dmft import results  # noqa: E402
+
+
+def _result_dir(tmp_path, attrs=None, big=None, loss_shape=("time",), set_id="s1", summary=None, time_name="time"):
+    """A result directory by hand: result.nc (time, train_loss, a `big` = (n, n) compressed junk variable
+    never written: a few KB on disk) and optionally summary.json."""
+    d = tmp_path / "res"
+    d.mkdir()
+    with netCDF4.Dataset(d / "result.nc", "w") as nc:
+        nc.createDimension(time_name, 3)
+        t = nc.createVariable(time_name, "f8", (time_name,))
+        t[:] = [0.0, 0.5, 1.0]
+        dims = tuple(time_name if x == "time" else x for x in loss_shape)
+        for name, n in zip(dims, (None,) * len(dims)):
+            if name not in nc.dimensions:
+                nc.createDimension(name, 4)
+        v = nc.createVariable("train_loss", "f8", dims)
+        v[:] = np.ones(v.shape) * 0.25
+        if big:
+            nc.createDimension("a", big)
+            nc.createDimension("b", big)
+            nc.createVariable("junk", "f8", ("a", "b"), zlib=True, chunksizes=(100, big), fill_value=0.0)
+        nc.setncatts({"result_set": set_id, "kind": "theory", **(attrs or {})})
+    if summary is not None:
+        (d / "summary.json").write_text(json.dumps({"result_set": set_id, **summary}))
+    return d
+
+
+def test_show_reads_only_what_it_prints(tmp_path):
+    """A 94 KB file with a compressed 20000^2 variable took 6.8 GB: show loaded every variable."""
+    d = _result_dir(tmp_path, big=4000)  # 128 MB uncompressed
+    assert (d / "result.nc").stat().st_size < 2**20
+    tracemalloc.start()
+    try:
+        r = cli("show", d)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert r.exit_code == 0 and "train_loss(t=1) = 0.25" in r.output, r.output
+    assert peak < 64 * 2**20, peak
+
+
+def test_show_refuses_variables_past_the_cap(tmp_path, monkeypatch):
+    monkeypatch.setattr(results, "READ_MAX_BYTES", 28)  # the time coordinate: 24 bytes, read at opening
+    d = _result_dir(tmp_path, loss_shape=("seed", "time"))  # the last time of 4 seeds: 32 bytes
+    one_line_error(cli("show", d), 1, "'train_loss'", "32 bytes, more than the 28 bytes read")
+    monkeypatch.setattr(results, "READ_MAX_BYTES", 16)
+    one_line_error(cli("show", d), 1, "'time'", "24 bytes, more than the 16 bytes read")
+
+
+def test_show_escapes_what_it_prints(tmp_path):
+    """show printed attributes raw: terminal escapes and a fake 'all checks passed' line."""
+    config = '[problem]\nmodel = "x\\u001b[2J"\n# all checks passed\ndelta = 2.0\n'
+    d = _result_dir(tmp_path, attrs={"kind": "theory\x1b[31m\nall checks passed", "created": "\u202eevil",
+                                     "config_toml": config})
+    r = cli("show", d)
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    assert "all checks passed" not in [x.strip() for x in lines] and not any("\x1b" in x or "\u202e" in x for x in lines)
+    assert "theory\\x1b[31m\\nall checks passed" in r.output and "\\u202eevil" in r.output
+    assert "# configuration" in lines and 'model = "x\\u001b[2J"' in r.output and "# all checks passed" not in r.output
+
+
+def test_show_survives_wrong_types_and_a_renamed_time(tmp_path):
+    summary = {"discrepancy": {"test_loss": {"max_z": "9.9\nall checks passed", "z_t": [1], "at_time": None},
+                               "train_loss": "oops"}}
+    d = _result_dir(tmp_path, summary=summary, time_name="tyme", attrs={"config_toml": "not [toml"})
+    r = cli("show", d)
+    assert r.exit_code == 0 and r.exception is None, r.output
+    assert "no time dimension" in r.output and "configuration (unreadable" in r.output
+    assert "all checks passed" not in [x.strip() for x in r.output.splitlines()]
