@@ -383,3 +383,16 @@ def test_show_survives_wrong_types_and_a_renamed_time(tmp_path):
     assert r.exit_code == 0 and r.exception is None, r.output
     assert "no time dimension" in r.output and "configuration (unreadable" in r.output
     assert "all checks passed" not in [x.strip() for x in r.output.splitlines()]
+
+
+def test_a_stray_overflow_is_not_reported_as_a_divergence():
+    """_classify mapped every ArithmeticError to exit 3 'diverged'; divergences are raised as Diverged."""
+    from sgd_dmft.cli import _classify
+    from sgd_dmft.errors import SolverDiverged
+
+    assert _classify(OverflowError("int too large to convert to float")) == 1
+    assert _classify(SolverDiverged("blew up")) == 3 and _classify(ConfigError("x")) == 2
+    with pytest.raises(SolverDiverged):
+        from sgd_dmft.exact import gd_linear
+
+        gd_linear(LINEAR, dt=2.5, n_steps=2000)

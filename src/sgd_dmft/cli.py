@@ -78,10 +78,10 @@ def _classify(exc: BaseException) -> int | None:
         return exc.exit_status
     if isinstance(exc, (ConfigError, MemoryLimitExceeded)):  # invalid or refused up front
         return EXIT_CONFIG
-    if isinstance(exc, (Diverged, ArithmeticError)):  # solver, simulation, non-finite result, overflow
+    if isinstance(exc, Diverged):  # solver, simulation, non-finite result (a divergence is raised as one)
         return EXIT_DIVERGED
-    if isinstance(exc, (SgdDmftError, ValueError, MemoryError, OSError, ImportError)):
-        return EXIT_ERROR
+    if isinstance(exc, (SgdDmftError, ValueError, ArithmeticError, MemoryError, OSError, ImportError)):
+        return EXIT_ERROR  # a stray overflow is not a divergence: inputs are checked up front (exit 2)
     return None
 
 
