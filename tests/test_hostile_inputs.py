@@ -166,7 +166,12 @@ def test_huge_initial_overlap_is_an_input_error(tmp_path, tiny, command):
 
 # ---- finding 3: links of infinite variance refused before a run -----------------------------
 from sgd_dmft import custom  # noqa: E402
-from sgd_dmft.models.teachers import finite_variance_problem  # noqa: E402
+
+
+def finite_variance_problem(text, kstar):
+    from sgd_dmft.models.teachers import finite_variance_problem as rule
+
+    return rule(text, kstar)
 
 INFINITE_LINKS = ["1/z1", "1/z1^2", "z1/z2", "1/(z1-1)", "1/(z1^2+z2^2)", "1/tanh(z1)", "1/he2(z1)", "2/(z1*z2)",
                   "1/(1e-300+z1^2)", "1/(z1+1/z2)", "1/erf(z1)", "1/(he6(z1)+11)"]
@@ -256,8 +261,17 @@ from sgd_dmft.dmft import accuracy  # noqa: E402
 from sgd_dmft.dmft.accuracy import Target, extra_replicas  # noqa: E402
 
 
-def test_an_unreachable_rtol_adds_no_replicas_and_says_so():
+def test_an_unreachable_rtol_adds_no_replicas_and_says_so(monkeypatch):
     """rtol = 1e-9 without max_time_s sized the next batch at ~1e14 replicas (memory +2.6 GB in 60 s)."""
+    from sgd_dmft.dmft import replicas
+
+    def bounded(*args, **kw):  # fails (instead of allocating) where a batch is past any bound
+        n = original(*args, **kw)
+        assert n <= 4096, f"a batch of {n} replicas"
+        return n
+
+    original = replicas.extra_replicas
+    monkeypatch.setattr(replicas, "extra_replicas", bounded)
     with pytest.warns(RuntimeWarning, match="out of reach"):
         ds = solve(LOGISTIC, laws.SGD(0.1, 1.0), t_max=1.0, paths=1000, replicas=4, rtol=1e-9, keep_kernels=False)
     a = ds.attrs

@@ -17,7 +17,7 @@ import pickle
 import numpy as np
 
 from ..budget import COST_LIMIT, MAX_BUILT_STEPS, RATE, grid_steps  # noqa: F401  (their names here stay)
-from ..errors import CostLimitExceeded, MemoryLimitExceeded, SgdDmftError
+from ..errors import ConfigError, CostLimitExceeded, MemoryLimitExceeded, SgdDmftError
 from ..parallel import cores
 from .processes import choose_process
 
@@ -101,6 +101,8 @@ def plan_replicas(problem, law, t_max: float, paths: int, replicas: int, max_mem
     :class:`~sgd_dmft.errors.MemoryLimitExceeded` when even that does not fit.
     """
     proc = choose_process(problem, law, process)
+    if not max_memory_gb > 0:  # NaN would switch every comparison below off
+        raise ConfigError(f"max_memory_gb={max_memory_gb!r} is not allowed: must be a number > 0", key="max_memory_gb")
     lim = max_memory_gb * 2**30
     if not proc.monte_carlo:
         mem = estimate_memory(problem, law, t_max, 1, 1, keep_kernels, proc)
