@@ -9,7 +9,6 @@ empirical ``S* = theta*^T theta* / d``. The Dataset follows the simulation schem
 from __future__ import annotations
 
 import contextlib
-import math
 import numbers
 import sys
 from typing import TYPE_CHECKING, Sequence
