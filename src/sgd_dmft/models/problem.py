@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -66,14 +67,15 @@ class Problem:
         check_model(self.model)
 
     def _check_initial_overlaps(self) -> None:
-        """``trace Q_0 = init_overlap^2 |P|_F^2 + k init_scale^2 <= Q0_MAX``: the runs call a trace Q past
-        1e10 (online ODEs) or 1e12 (march, simulators) diverged, so a larger start is an input error."""
-        with np.errstate(over="ignore"):
-            parts = {"init_overlap": float(np.float64(self.init_overlap) ** 2 * np.sum(self.init_projection() ** 2)),
-                     "init_scale": float(self.k * np.float64(self.init_scale) ** 2)}
-        tr = sum(parts.values())
+        """``trace Q_0 <= Q0_MAX`` (``Q_0`` of :meth:`init_moments`): the runs call a trace Q past 1e10 (online
+        ODEs) or 1e12 (march, simulators) diverged, so a larger start is an input error."""
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                tr = float(np.trace(self.init_moments()[0]))
+        except OverflowError:  # init_overlap ** 2 past the float range
+            tr = math.inf
         if not tr <= Q0_MAX:
-            key = max(parts, key=parts.get)
+            key = "init_scale" if self.k * float(self.init_scale) ** 2 >= tr / 2 else "init_overlap"
             raise ConfigError(f"problem.{key} = {getattr(self, key)!r}: the initial overlaps trace Q_0 = "
                               f"{tr:.3g} must be <= {Q0_MAX:g} (a run is declared diverged past 1e10-1e12)",
                               key=f"problem.{key}")
