@@ -4,7 +4,8 @@
   after :func:`check_finite`, with the configuration (``config_toml`` plus flattened ``problem.delta``
   style attributes), the package version, git revision, dependency versions and a UTC timestamp
   stored as global attributes.
-* :func:`read_dataset` loads a file fully into memory (the file is closed afterwards).
+* :func:`read_dataset` loads a file fully into memory (the file is closed afterwards); :func:`open_lazily`
+  opens one without reading its variables (``show``), :func:`read_values` reads one within a size cap.
 * :func:`discrepancy` measures the largest gap between a theory curve and the simulation mean, in
   units of the combined standard error.
 
@@ -207,6 +208,52 @@ def read_dataset(path: str | Path) -> xr.Dataset:
     """Load a netCDF file fully into memory and close it."""
     with xr.open_dataset(path, engine="netcdf4") as ds:
         return ds.load()
+
+
+READ_MAX_BYTES = 256 * 2**20  # the largest variable read from a file that is only shown (show)
+
+
+class TooLarge(OSError):
+    """A variable of a file that is only shown is larger than ``READ_MAX_BYTES`` (nothing of it was read)."""
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def _too_big(path, name: str, shape, nbytes: float, max_bytes: float) -> TooLarge:
+    return TooLarge(f"{path}: variable {name!r} of shape {tuple(shape)} holds {_bytes(nbytes)}, more than the "
+                    f"{_bytes(max_bytes)} read from a result file that is shown (not a result of sgd-dmft)")
+
+
+def open_lazily(path: str | Path, max_bytes: float | None = None) -> xr.Dataset:
+    """Open a netCDF file without reading its variables (each is read on first use; close the dataset
+    after). The dimension coordinates, which xarray reads at once, are refused (OSError) past
+    ``max_bytes``, from the file's metadata before anything is read: a small compressed file can hold a
+    variable of many GB (a 94 KB file with a 20000^2 variable took 6.8 GB when loaded whole)."""
+    import netCDF4
+
+    max_bytes = READ_MAX_BYTES if max_bytes is None else max_bytes
+    with netCDF4.Dataset(path) as nc:
+        for name, var in nc.variables.items():
+            if tuple(var.dimensions) == (name,):
+                nbytes = float(var.size) * getattr(var.dtype, "itemsize", 8)
+                if nbytes > max_bytes:
+                    raise _too_big(path, name, var.shape, nbytes, max_bytes)
+    return xr.open_dataset(path, engine="netcdf4")
+
+
+def read_values(da: xr.DataArray, max_bytes: float | None = None) -> np.ndarray:
+    """The values of a (lazily opened) DataArray, refused (OSError) past ``max_bytes`` (default
+    ``READ_MAX_BYTES``) before reading."""
+    max_bytes = READ_MAX_BYTES if max_bytes is None else max_bytes
+    nbytes = float(da.size) * da.dtype.itemsize
+    if nbytes > max_bytes:
+        raise _too_big(da.encoding.get("source", "file"), str(da.name), da.shape, nbytes, max_bytes)
+    return np.asarray(da.values)
 
 
 def json_safe(obj: Any) -> Any:
@@ -431,13 +478,19 @@ def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str
     return out
 
 
-def final_values(ds: xr.Dataset, var: str) -> tuple[float, float]:
-    """``(value, stderr)`` of a scalar-per-time variable at the last time (sim: mean over seeds)."""
-    if SEED_DIM in ds[var].dims:
-        m, se = sim_mean_stderr(ds, var)
+def final_values(ds: xr.Dataset, var: str, max_bytes: float | None = None) -> tuple[float, float]:
+    """``(value, stderr)`` of a scalar-per-time variable at the last time (sim: mean over seeds). Only the
+    last time is read (a lazily opened file: :func:`open_lazily`), at most ``max_bytes`` of it."""
+    if TIME_DIM not in ds[var].dims:
+        raise ValueError(f"{var} has no '{TIME_DIM}' dimension (dims {ds[var].dims})")
+    last = ds[[v for v in (var, f"{var}_stderr") if v in ds]].isel({TIME_DIM: -1})
+    for v in last.data_vars:
+        last[v] = (last[v].dims, read_values(last[v], math.inf if max_bytes is None else max_bytes))
+    if SEED_DIM in last[var].dims:
+        m, se = sim_mean_stderr(last, var)
     else:
-        m, se = theory_mean_stderr(ds, var)
-    return float(m.isel({TIME_DIM: -1}).values), float(se.isel({TIME_DIM: -1}).values)
+        m, se = theory_mean_stderr(last, var)
+    return float(m.values), float(se.values)
 
 
 # --------------------------------------------------------------------------------------------
@@ -526,9 +579,10 @@ def _publish(stage: Path, out: Path, names: list[str]) -> None:
         os.close(fd)
 
 
-def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict | None]:
+def read_result_set(directory: str | Path, lazy: bool = False) -> tuple[dict[Path, xr.Dataset], dict | None]:
     """``({path: dataset}, summary or None)`` of a result directory, checked whole: every file readable
-    (one-line errors naming the file) and all from the same run (their ``result_set`` ids agree)."""
+    (one-line errors naming the file) and all from the same run (their ``result_set`` ids agree).
+    ``lazy``: the datasets are opened, not loaded (:func:`open_lazily`; the caller closes them)."""
     d = Path(directory)
     ncs = [d / n for n in ("result.nc", "theory.nc", "simulation.nc") if (d / n).is_file()]
     if not ncs:
@@ -536,8 +590,12 @@ def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict
     datasets = {}
     for p in ncs:
         try:
-            datasets[p] = read_dataset(p)
+            datasets[p] = open_lazily(p) if lazy else read_dataset(p)
         except Exception as e:  # noqa: BLE001 - HDF / netCDF errors of a truncated file
+            if isinstance(e, TooLarge):
+                raise
+            for ds in datasets.values():
+                ds.close()
             raise OSError(f"cannot read {p}: {' '.join(str(e).split())} (truncated or not a netCDF file)") from None
     summary = None
     summ = d / "summary.json"
@@ -553,6 +611,8 @@ def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict
         ids["summary.json"] = summary.get(SET_ATTR)
     known = {v for v in ids.values() if v is not None}
     if len(known) > 1 or (known and None in ids.values()):
+        for ds in datasets.values():
+            ds.close()
         raise OSError(f"the files of {d} come from different runs ({', '.join(f'{k}: {v}' for k, v in ids.items())}): "
                       f"a mixed result set; rerun the command into a fresh --out")
     return datasets, summary

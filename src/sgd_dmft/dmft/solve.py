@@ -16,6 +16,7 @@ import xarray as xr
 
 from .. import __version__
 from ..curves import TIME_UNITS, theory_vars
+from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged, SolverDiverged
 from .applicability import check_estimator
 from . import closed, coupled
@@ -40,9 +41,12 @@ def _check_request(law, t_max: float, process: SampleProcess, paths: int, replic
     schedule = law.schedule(t_max)
     if schedule.T < 1:
         raise ConfigError(f"t_max={t_max} is not allowed: must be at least one grid step dt={law.dt}", key="t_max")
-    if process.monte_carlo and (int(replicas) < 1 or int(paths) < 2 * int(replicas)):
-        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
-                          f"paths >= 2 * replicas (paths are split over the replicas)", key="paths")
+    if process.monte_carlo and int(replicas) < 2:  # the spread of one replica is no standard error
+        raise ConfigError(f"replicas={replicas} is not allowed for a Monte Carlo solve: need replicas >= 2 (the "
+                          f"standard error is the spread of independent replicas)", key="replicas")
+    if process.monte_carlo and int(paths) < 2 * int(replicas):
+        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need paths >= 2 * replicas (paths "
+                          f"are split over the replicas)", key="paths")
     return schedule
 
 
@@ -347,8 +351,11 @@ def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_tim
         ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
     if max_time_s is not None:
         ds.attrs["max_time_s"] = float(max_time_s)
+    if target.notes:  # an unreachable target (accuracy.py)
+        ds.attrs["rtol_note"] = "; ".join(target.notes)
 
 
+@checked(SOLVE)  # ConfigError naming an invalid argument (arguments.py); replicas >= 2: _check_request
 def solve(
     problem,
     law,
@@ -399,7 +406,7 @@ def solve(
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
         return ds
-    target = Target.make(rtol, max_time_s)
+    target = Target.make(rtol, max_time_s, max_memory_gb)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
               progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
     ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)
