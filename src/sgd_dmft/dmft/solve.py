@@ -346,7 +346,7 @@ def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_tim
     if max(worst, worst_dt) > ACCURACY_WARN:
         warnings.warn(f"inaccurate theory curves: relative standard error up to {worst:.1%}, dt error up to "
                       f"{worst_dt:.1%} of the loss (> {ACCURACY_WARN:.0%}): raise paths (standard error) or "
-                      f"lower dt (dt error); at a step gamma far above 1 both grow", RuntimeWarning, stacklevel=3)
+                      f"lower dt (dt error); at a step gamma far above 1 both grow", RuntimeWarning, stacklevel=4)
     if rtol is not None:
         ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
     if max_time_s is not None:
