@@ -76,13 +76,26 @@ def test_scheduled_gd_is_gd_with_the_scaled_steps():
         assert np.max(np.abs(ds[v].values - ex[v].values)) < 1e-12, v
 
 
-@pytest.mark.parametrize("d", [1000, 2000, pytest.param(4000, marks=pytest.mark.slow)])
-def test_step_decay_theory_matches_true_minibatch_sgd(d):
-    """The dt -> 0 limit (default solve) against true mini-batch SGD (batch 1) with the same step decay."""
-    law = laws.SGD(0.02, 0.5, lr=DECAY)
-    th = dmft.solve(LOGISTIC, law, t_max=2.4, paths=8000, replicas=8, seed=1, keep_kernels=False)
-    assert th.attrs["extrapolated"] == 1 and th.attrs["lr_factors"] == "[1.0, 0.4, 0.1]"
-    sim = simulate(LOGISTIC, MiniBatchSGD(0.5, 1, lr=DECAY), t_max=2.4, d=d, grid=TimeGrid(0.08), seeds=8, seed=d)
+COSINE = laws.LRSchedule.cosine(2.4, 0.1, pieces=30)  # pieces of 0.08: on every level's grid
+COMMITTEE = P.Problem(P.committee(2, 2, "erf", 0.1), delta=2.0, ridge=0.05, init_scale=0.5, init_overlap=0.2)
+
+
+SLOW = pytest.mark.slow
+
+
+@pytest.mark.parametrize("d,case", [(1000, "logistic-step"), (2000, "logistic-step"), (1000, "logistic-cosine"),
+                                    (1000, "committee-step"), pytest.param(2000, "logistic-cosine", marks=SLOW),
+                                    pytest.param(2000, "committee-step", marks=SLOW)]
+                         + [pytest.param(4000, c, marks=SLOW) for c in ("logistic-step", "logistic-cosine",
+                                                                         "committee-step")])
+def test_scheduled_theory_matches_true_minibatch_sgd(d, case):
+    """The dt -> 0 limit (default solve) against true mini-batch SGD (batch 1) with the same schedule."""
+    prob = COMMITTEE if case.startswith("committee") else LOGISTIC
+    sched = COSINE if case.endswith("cosine") else DECAY
+    law = laws.SGD(0.02, 0.5, lr=sched)
+    th = dmft.solve(prob, law, t_max=2.4, paths=8000, replicas=8, seed=1, keep_kernels=False)
+    assert th.attrs["extrapolated"] == 1 and th.attrs["lr_factors"] == laws.LRSchedule.attrs(sched)["lr_factors"]
+    sim = simulate(prob, MiniBatchSGD(0.5, 1, lr=sched), t_max=2.4, d=d, grid=TimeGrid(0.08), seeds=8, seed=d)
     t = sim.time.values
     for v in ("train_loss", "test_loss"):
         s = sim[v].values
@@ -91,9 +104,9 @@ def test_step_decay_theory_matches_true_minibatch_sgd(d):
                      + th[v + "_dt_error"].interp(time=t).values ** 2)
         z = (a - s.mean(0))[1:] / se[1:]
         assert np.max(np.abs(z)) < Z_MAX, (v, z)
-    # the decay shows: the curve bends at t = 0.8 against the constant step
-    const = dmft.solve(LOGISTIC, laws.SGD(0.02, 0.5), t_max=2.4, paths=4000, replicas=4, seed=1, keep_kernels=False)
-    assert float(th.test_loss[-1]) > float(const.test_loss[-1]) + 0.02
+    if case == "logistic-step":  # the decay shows: the curve bends at t = 0.8 against the constant step
+        const = dmft.solve(prob, laws.SGD(0.02, 0.5), t_max=2.4, paths=4000, replicas=4, seed=1, keep_kernels=False)
+        assert float(th.test_loss[-1]) > float(const.test_loss[-1]) + 0.02
 
 
 def test_two_layer_schedule_matches_its_law_recursion():
