@@ -45,6 +45,10 @@ def test_factor_steps_and_pytorch_mapping():
     f = c.factor(np.linspace(0, 4, 9)[:-1] + 0.25)
     assert f[0] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi / 16))) and np.all(np.diff(f) < 0)
     assert c.factor(5.0) == pytest.approx(0.1)
+    w = laws.LRSchedule.warmup(1.0, 0.2, pieces=4)
+    np.testing.assert_allclose(w.factor([0.0, 0.3, 0.6, 0.9, 1.0, 7.0]), [0.3, 0.5, 0.7, 0.9, 1.0, 1.0])
+    f = laws.LRSchedule.from_function(lambda t: 1.0 / (1.0 + t), 2.0, pieces=2)  # any Python callable
+    np.testing.assert_allclose(f.factor([0.5, 1.5, 3.0]), [1 / 1.5, 1 / 2.5, 1 / 3.0])
 
 
 def test_constant_schedule_is_bit_identical_and_zero_factor_freezes():
@@ -132,6 +136,8 @@ def test_config_keys_build_the_schedule():
     assert c.make_law().lr == laws.LRSchedule((1.0, 2.0), (1.0, 0.5, 0.25))
     cos = parse_config({"dynamics": {"lr_schedule": "cosine", "lr_factors": [0.1], "t_max": 3.0}}).make_law().lr
     assert cos.factors[-1] == pytest.approx(0.1) and len(cos.times) == 64
+    warm = parse_config({"dynamics": {"lr_schedule": "warmup", "lr_times": [0.5], "t_max": 3.0}}).make_law().lr
+    assert warm == laws.LRSchedule.warmup(0.5, 0.0)
     for bad, key in (({"lr_times": [2.0, 1.0], "lr_factors": [1, 1, 1]}, "dynamics.lr_times"),
                      ({"lr_times": [1.0], "lr_factors": [1.0]}, "dynamics.lr_factors"),
                      ({"lr_times": [1.0], "lr_factors": [0.5], "algorithm": "online"}, "dynamics.lr_factors"),

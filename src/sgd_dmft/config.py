@@ -139,9 +139,11 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "lr_factors": _Key("times", [], "a list of numbers >= 0, one more than lr_times ([] = constant 1)",
                            lambda v: True, "the step is gamma x lr_factors[i] on [lr_times[i-1], lr_times[i]) "
                            "(weight decay included, as torch.optim.lr_scheduler); cosine: [final factor]"),
-        "lr_schedule": _Key("str", "steps", "one of steps | cosine", lambda v: v in ("steps", "cosine"),
+        "lr_schedule": _Key("str", "steps", "one of steps | cosine | warmup",
+                            lambda v: v in ("steps", "cosine", "warmup"),
                             "steps: lr_times / lr_factors; cosine: annealing from 1 to lr_factors[0] (default 0) "
-                            "over t_max, in 64 constant pieces"),
+                            "over t_max, in 64 constant pieces; warmup: linear from lr_factors[0] (default 0) to 1 "
+                            "over [0, lr_times[0]], in 16 pieces"),
     },
     "simulation": {
         "d": _Key("int", 2000, f"an integer in [10, {MAX_D}]", lambda v: 10 <= v <= MAX_D, "dimension"),
@@ -385,6 +387,11 @@ def lr_schedule(dy: Mapping[str, Any]) -> laws.LRSchedule | None:
             raise ConfigError(f"dynamics.lr_times = {times!r}: lr_schedule = 'cosine' takes no lr_times and at most "
                               f"one lr_factors entry (the final factor)", key="dynamics.lr_times")
         return laws.LRSchedule.cosine(dy["t_max"], factors[0] if factors else 0.0)
+    if dy["lr_schedule"] == "warmup":
+        if len(times) != 1 or len(factors) > 1:
+            raise ConfigError(f"dynamics.lr_times = {times!r}: lr_schedule = 'warmup' takes one lr_times entry (the "
+                              f"warm-up's end) and at most one lr_factors entry (the start)", key="dynamics.lr_times")
+        return laws.LRSchedule.warmup(times[0], factors[0] if factors else 0.0)
     if not times and not factors:
         return None
     return laws.LRSchedule(tuple(times), tuple(factors) if factors else (1.0,) * (len(times) + 1))

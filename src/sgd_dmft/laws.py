@@ -66,13 +66,29 @@ class LRSchedule:
         return cls(tuple(every * (j + 1) for j in range(n)), tuple(factor**j for j in range(n + 1)))
 
     @classmethod
+    def from_function(cls, fn, t_end: float, pieces: int = 64, after: float | None = None) -> "LRSchedule":
+        """Any factor ``fn(t)`` (a Python callable of the time in units of t) on ``[0, t_end]`` as ``pieces``
+        constant pieces, each at its midpoint's value; ``after`` (default ``fn(t_end)``) past ``t_end``. The
+        pieces are what the solver and the simulators run (the schedule stays a picklable value)."""
+        if not (t_end > 0 and int(pieces) >= 1):
+            raise ConfigError(f"t_end={t_end!r}, pieces={pieces!r} are not allowed: need t_end > 0 and pieces >= 1",
+                              key="dynamics.lr_times")
+        edges = np.linspace(0.0, float(t_end), int(pieces) + 1)
+        vals = [float(fn(0.5 * (a + b))) for a, b in zip(edges[:-1], edges[1:])]
+        last = float(fn(float(t_end))) if after is None else float(after)
+        return cls(tuple(edges[1:]), tuple(vals) + (last,))
+
+    @classmethod
     def cosine(cls, t_end: float, final: float = 0.0, pieces: int = 64) -> "LRSchedule":
         """Cosine annealing from 1 to ``final`` over ``[0, t_end]`` as ``pieces`` constant pieces (each at its
         midpoint's value; ``final`` after ``t_end``)."""
-        edges = np.linspace(0.0, t_end, pieces + 1)
-        mid = 0.5 * (edges[:-1] + edges[1:])
-        vals = final + (1.0 - final) * 0.5 * (1.0 + np.cos(np.pi * mid / t_end))
-        return cls(tuple(edges[1:]), tuple(vals) + (float(final),))
+        return cls.from_function(lambda t: final + (1.0 - final) * 0.5 * (1.0 + math.cos(math.pi * t / t_end)),
+                                 t_end, pieces, after=final)
+
+    @classmethod
+    def warmup(cls, t_warm: float, start: float = 0.0, pieces: int = 16) -> "LRSchedule":
+        """Linear warm-up from ``start`` to 1 over ``[0, t_warm]`` (``pieces`` constant pieces), then 1."""
+        return cls.from_function(lambda t: start + (1.0 - start) * t / t_warm, t_warm, pieces, after=1.0)
 
     def factor(self, t) -> np.ndarray:
         """The factor at times ``t`` (array); a time within 1e-9 relative of a jump is past it."""
