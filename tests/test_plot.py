@@ -145,3 +145,18 @@ def test_show_on_a_sweep_directory(tmp_path):
     th.to_netcdf(tmp_path / "sweep.nc")
     r = cli("show", tmp_path)
     assert r.exit_code != 0 and "not a sweep dataset" in r.stderr
+
+
+def test_sweep_figure_two_keys():
+    th, sim = sweep_sets()
+    th2 = xr.concat([th, th * 1.1], dim=xr.DataArray([0.0, 0.1], dims="ridge", name="ridge"))
+    sim2 = xr.concat([sim, sim * 1.1], dim=xr.DataArray([0.0, 0.1], dims="ridge", name="ridge"))
+    for ds in (th2, sim2):
+        ds.attrs.update(sweep_dims=json.dumps(["gamma", "ridge"]), sweep_keys=json.dumps(["dynamics.gamma",
+                                                                                          "problem.ridge"]))
+    fig = sweep_figure(th2.transpose("gamma", "ridge", ...), sim2.transpose("gamma", "ridge", ...))
+    curves = [ln for ln in fig.axes[0].get_lines() if (ln.get_gid() or "").startswith("curve:")]
+    assert len(curves) == 6 and len(fig.axes[2].texts) == 6
+    plt.close(fig)
+    lines = sweep_summary(th2.transpose("gamma", "ridge", ...), sim2.transpose("gamma", "ridge", ...))
+    assert len([ln for ln in lines if ln.startswith("  gamma=")]) == 6
