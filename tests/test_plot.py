@@ -73,6 +73,10 @@ def test_epochs_only_where_defined_and_x_epochs():
     plt.close(fig)
     with pytest.raises(ValueError, match="epochs"):
         curves_figure(sim, theory, x="epochs")
+    for extra in ({"dynamics.algorithm": "online"}, {"dynamics.lr_factors": "[0.1]"}):  # no epochs / schedule
+        fig = curves_figure(*sim_theory(attrs={**ATTRS, **extra}))
+        assert not _epoch_axes(fig)
+        plt.close(fig)
     sim, theory = sim_theory()
     fig = curves_figure(sim, theory, x="epochs")
     ax = fig.axes[0]

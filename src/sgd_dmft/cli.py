@@ -266,7 +266,8 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def show(directory: str) -> None:
-    """Summarise a result directory: configuration, final losses with errors, files.
+    """Summarise a result directory: configuration, final losses with errors, files. A sweep directory
+    (sweep.nc): the swept keys and values, per point the final test loss, simulation and max_t |z|.
 
     The files are untrusted input: they are opened lazily and only what is printed is read (no variable
     larger than results.READ_MAX_BYTES), and every text taken from them is printed escaped (control

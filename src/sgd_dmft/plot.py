@@ -197,14 +197,14 @@ def _label_ends(ax, x_end: float, labels: list[tuple[float, str, str]]) -> None:
     ax.set_ylim(lo, max(hi, ys[-1] + 0.5 * gap))
 
 
-def _legend(fig, sim, theory) -> None:
+def _legend(fig, sim, theory, per_seed: bool) -> None:
     """One legend for the figure: the style of a simulation and of a theory curve."""
     handles, labels = [], []
     if sim is not None:
         handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=4))
         n, d = sim.sizes.get(SEED_DIM, 1), _attr([sim], "simulation.d", "d")
         labels.append(f"simulation: mean $\\pm$ 2 s.e. over {n} seed{'s' * (n != 1)}"
-                      + (f", $d$ = {_fmt(d)}" if d is not None else "") + " (thin grey: each seed)")
+                      + (f", $d$ = {_fmt(d)}" if d is not None else "") + (" (thin grey: each seed)" if per_seed and n > 1 else ""))
     if theory is not None:
         handles.append((Patch(color="0.3", alpha=0.3, lw=0), Line2D([], [], color="0.3", lw=1.6)))
         labels.append(r"DMFT theory $\pm$ 2 s.e. (band)")
@@ -262,7 +262,7 @@ def curves_figure(sim: xr.Dataset | None, theory: xr.Dataset | None, *, per_seed
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     _time_axes(fig, axes, sim, theory, x, gamma, ncols)
-    _legend(fig, sim, theory)
+    _legend(fig, sim, theory, per_seed)
     fig.suptitle(title if title is not None else describe(sim, theory), fontsize=10)
     return fig
 
