@@ -266,7 +266,8 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def show(directory: str) -> None:
-    """Summarise a result directory: configuration, final losses with errors, files.
+    """Summarise a result directory: configuration, final losses with errors, files. A sweep directory
+    (sweep.nc): the swept keys and values, per point the final test loss, simulation and max_t |z|.
 
     The files are untrusted input: they are opened lazily and only what is printed is read (no variable
     larger than results.READ_MAX_BYTES), and every text taken from them is printed escaped (control
@@ -274,6 +275,10 @@ def show(directory: str) -> None:
     from .results import read_result_set
 
     d = Path(directory)
+    if (d / "sweep.nc").is_file() and not any((d / n).is_file() for n in ("result.nc", "theory.nc", "simulation.nc")):
+        for line in _run(_show_sweep_lines, d):
+            click.echo(line)
+        return
     datasets, summary = _run(read_result_set, d, lazy=True)
     try:
         for line in _run(_show_lines, datasets, summary):
@@ -285,6 +290,31 @@ def show(directory: str) -> None:
     for p in sorted(d.iterdir()):
         if p.is_file() and not p.name.startswith("."):
             click.echo(f"  {_printable(p)}  ({p.stat().st_size} bytes)")
+
+
+def _show_sweep_lines(d: Path) -> list[str]:
+    """A sweep directory: the configuration, swept keys and values, per point the final test loss (theory,
+    simulation) and max_t |z| (:func:`sgd_dmft.plot.sweep_summary`), the files; read lazily, printed escaped."""
+    import xarray as xr
+
+    from .plot import sweep_summary
+    from .results import open_lazily, read_values
+
+    opened = {n: open_lazily(d / n) for n in ("sweep.nc", "sweep_sim.nc") if (d / n).is_file()}
+    try:
+        small = {}
+        for n, ds in opened.items():
+            keep = [v for v in ("test_loss", "test_loss_stderr", "diverged") if v in ds]
+            small[n] = xr.Dataset({v: (ds[v].dims, read_values(ds[v])) for v in keep},
+                                  coords={c: ds[c].values for c in ds.coords if c in ds.dims}, attrs=ds.attrs)
+    finally:
+        for ds in opened.values():
+            ds.close()
+    th = small["sweep.nc"]
+    out = _show_config(th.attrs["config_toml"]) if "config_toml" in th.attrs else []
+    out += [_printable(line) for line in sweep_summary(th, small.get("sweep_sim.nc"))]
+    return out + ["files:"] + [f"  {_printable(p)}  ({p.stat().st_size} bytes)" for p in sorted(d.iterdir())
+                               if p.is_file() and not p.name.startswith(".")]
 
 
 def _printable(value, limit: int = 300) -> str:

@@ -1,11 +1,27 @@
-"""Figures: learning curves and overlaps, simulations (mean +- 2 stderr over seeds) vs theory."""
+"""Figures: learning curves and overlaps, simulations (mean +- 2 stderr over seeds) vs theory; sweeps.
+
+:func:`curves_figure` / :func:`plot_curves`: one panel per quantity, lettered (a), (b), ...: train
+and test loss, the 0-1 test error when a dataset carries ``test_error`` (the simulators do not
+record it and the theory cannot give it: it is drawn only where present), every entry ``M_ab`` of the
+teacher overlap and every ``Q_ab`` (``a <= b``) of the self-overlap. Theory: a line with a filled
++-2 s.e. band; simulation: open markers with +-2 s.e. bars (and thin per-seed lines). One legend for
+the figure; colour tells the entries of M and Q apart, each labelled at its right end. For SGD-type
+algorithms (``sgd``, ``sme``, ``reshuffle``: one epoch = ``gamma`` units of ``t``) the top axis
+is in epochs, or ``x="epochs"`` plots against epochs.
+
+:func:`sweep_figure` / :func:`plot_sweep`: a sweep directory's curves, one per grid point, coloured
+by the first swept key; the final value vs that key; and, with simulations, the theory-vs-simulation
+``max_t |z|`` per point. :func:`sweep_summary`: the same numbers as text (``sgd-dmft show``).
+"""
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import matplotlib
 
@@ -14,19 +30,27 @@ if not os.environ.get("MPLBACKEND") and "matplotlib.pyplot" not in sys.modules:
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
+from matplotlib.legend_handler import HandlerTuple  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 
 from .curves import mean_stderr_da  # noqa: E402
 from .results import SEED_DIM, TIME_DIM, atomic_write, theory_mean_stderr  # noqa: E402,F401
 
-TIME_LABEL = "time t (= steps x eta)"
+TIME_LABEL = r"time $t$ (= steps $\times\,\eta$)"
+EPOCH_ALGORITHMS = ("sgd", "sme", "reshuffle")  # one epoch = gamma units of t
+# (variable, panel title, y label): panels in this order, those present in a dataset
 PANELS = (
-    ("train_loss", "train loss (mean over the training set)"),
-    ("test_loss", "test loss (fresh data)"),
-    ("M", "overlap M_aa = theta_a . theta*_a / d"),
-    ("Q", "self-overlap Q_aa = |theta_a|^2 / d"),
+    ("train_loss", "training loss", r"$\mathcal{L}_{\mathrm{train}}(t)$"),
+    ("test_loss", "test loss", r"$\mathcal{L}_{\mathrm{test}}(t)$"),
+    ("test_error", "0-1 test error", r"$P(\hat{y} \neq y)$"),
+    ("M", "teacher overlap", r"$M_{ab} = \theta_a\cdot\theta^*_b/d$"),
+    ("Q", "self-overlap", r"$Q_{ab} = \theta_a\cdot\theta_b/d$"),
 )
-_SIM_COLORS = ("tab:blue", "tab:green", "tab:purple", "tab:brown", "tab:pink", "tab:olive")
-_TH_COLORS = ("tab:red", "tab:orange", "black", "tab:gray", "tab:cyan", "gold")
+_SYMBOL = {"M": "M", "Q": "Q"}
+_COLORS = ("tab:blue", "tab:red", "tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink",
+           "tab:olive", "tab:cyan", "tab:gray")
+_N_MARKERS = 16  # simulation markers per curve
 
 
 def _attr(ds_list, *names) -> Any:
@@ -40,8 +64,8 @@ def _attr(ds_list, *names) -> Any:
 
 
 def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
+    if isinstance(v, (float, np.floating)):
+        return f"{float(v):g}"
     return str(v)
 
 
@@ -76,87 +100,185 @@ def describe(sim: xr.Dataset | None, theory: xr.Dataset | None) -> str:
     return ", ".join(parts)
 
 
-def _components(da: xr.DataArray) -> list[tuple[str, xr.DataArray]]:
-    """Scalar-per-time curves of a variable: itself, or the diagonal entries of a matrix variable."""
+def epoch_length(*datasets: xr.Dataset | None) -> float | None:
+    """Units of ``t`` per epoch (``gamma``) for SGD-type algorithms with a constant step; None otherwise
+    (full-batch GD / GF, one-pass SGD, persistent selection, a learning-rate schedule, unknown)."""
+    alg = _attr(datasets, "dynamics.algorithm", "algorithm")
+    gamma = _attr(datasets, "dynamics.gamma", "gamma")
+    sched = _attr(datasets, "dynamics.lr_factors", "lr_factors")
+    cosine = _attr(datasets, "dynamics.lr_schedule") == "cosine"
+    scheduled = cosine or (sched is not None and np.size(sched) > 0 and str(sched) not in ("", "[]"))
+    if alg not in EPOCH_ALGORITHMS or gamma is None or scheduled:
+        return None
+    g = float(gamma)
+    return g if np.isfinite(g) and g > 0 else None
+
+
+def _entries(var: str, da: xr.DataArray) -> list[tuple[str, dict]]:
+    """``(label, isel)`` of each scalar curve of a variable: itself, or every entry of a matrix
+    (``M_ab`` all, ``Q_ab`` with ``a <= b``: Q is symmetric); label '' for a 1 x 1 matrix."""
     extra = [d for d in da.dims if d not in (TIME_DIM, SEED_DIM)]
     if not extra:
-        return [("", da)]
-    if len(extra) == 2:
-        n = min(da.sizes[extra[0]], da.sizes[extra[1]])
-        return [(f"[{a + 1}{a + 1}]" if n > 1 else "", da.isel({extra[0]: a, extra[1]: a})) for a in range(n)]
+        return [("", {})]
+    sizes = [da.sizes[d] for d in extra]
     out = []
-    for idx in np.ndindex(*[da.sizes[d] for d in extra]):
-        out.append(("[" + ",".join(str(i + 1) for i in idx) + "]", da.isel(dict(zip(extra, idx)))))
+    for idx in np.ndindex(*sizes):
+        if var == "Q" and len(idx) == 2 and idx[0] > idx[1]:
+            continue
+        sub = "".join(str(i + 1) for i in idx) if len(idx) == 2 else ",".join(str(i + 1) for i in idx)
+        out.append((sub if max(sizes) > 1 else "", dict(zip(extra, idx))))
     return out
 
 
-def _plot_sim(ax, var_da: xr.DataArray, per_seed: bool) -> None:
-    """Simulation curves of one variable: mean over seeds +- 2 s.e. (and thin per-seed lines)."""
-    for c, (suffix, da) in enumerate(_components(var_da)):
-        col = _SIM_COLORS[c % len(_SIM_COLORS)]
-        t = da[TIME_DIM].values
-        m, se = mean_stderr_da(da, SEED_DIM)
-        if per_seed and SEED_DIM in da.dims and da.sizes[SEED_DIM] > 1:
-            for s in range(da.sizes[SEED_DIM]):
-                ax.plot(t, da.isel({SEED_DIM: s}).values, color=col, lw=0.4, alpha=0.25)
-        ax.fill_between(t, (m - 2 * se).values, (m + 2 * se).values, color=col, alpha=0.25, lw=0)
-        ax.plot(t, m.values, color=col, lw=1.4, label=f"simulation{suffix} (mean ± 2 s.e.)")
+def _marker_index(t: np.ndarray) -> np.ndarray:
+    return np.unique(np.linspace(0, len(t) - 1, min(_N_MARKERS, len(t))).round().astype(int))
 
 
-def _plot_theory(ax, theory: xr.Dataset, var: str) -> None:
-    """Theory curves of one variable, with a +-2 s.e. band from ``<var>_stderr`` when present."""
-    comps = _components(theory[var])
-    se_comps = (_components(theory[f"{var}_stderr"]) if f"{var}_stderr" in theory
-                else [(s, None) for s, _ in comps])
-    for c, ((suffix, da), (_, se)) in enumerate(zip(comps, se_comps)):
-        col = _TH_COLORS[c % len(_TH_COLORS)]
-        t = da[TIME_DIM].values
-        if SEED_DIM in da.dims:
-            m, se = mean_stderr_da(da, SEED_DIM)
-        else:
-            m = da
-        if se is not None:
-            ax.fill_between(t, (m - 2 * se).values, (m + 2 * se).values, color=col, alpha=0.2, lw=0)
-        ax.plot(t, m.values, color=col, lw=1.6, ls="--",
-                label=f"DMFT theory{suffix}" + (" (± 2 s.e.)" if se is not None else ""))
+def _draw_sim(ax, da: xr.DataArray, col: str, gid: str, per_seed: bool, alone: bool, xs: float) -> float:
+    """Per-seed lines, the mean as open markers with +-2 s.e. bars (and a line when no theory is drawn)."""
+    t = da[TIME_DIM].values / xs
+    m, se = mean_stderr_da(da, SEED_DIM)
+    m, se = np.asarray(m.values, dtype=float), np.asarray(se.values, dtype=float)
+    if per_seed and SEED_DIM in da.dims and da.sizes[SEED_DIM] > 1:
+        ax.plot(t, da.transpose(TIME_DIM, SEED_DIM).values, color="0.55", lw=0.4, alpha=0.3, zorder=1)
+    line, = ax.plot(t, m, color=col, lw=1.0 if alone else 0.0, alpha=0.8, zorder=2)
+    line.set_gid(gid)
+    i = _marker_index(t)
+    ax.errorbar(t[i], m[i], yerr=2 * se[i], fmt="o", ms=3.5, mfc="white", mec=col, ecolor=col, elinewidth=0.9,
+                capsize=1.5, mew=1.0, zorder=4)
+    return float(m[-1])
+
+
+def _draw_theory(ax, m: xr.DataArray, se: xr.DataArray, col: str, gid: str, xs: float) -> float:
+    """The theory line over a filled +-2 s.e. band (alpha 0.3, drawn even where narrow)."""
+    t = m[TIME_DIM].values / xs
+    mv, sv = np.asarray(m.values, dtype=float), np.asarray(se.values, dtype=float)
+    ax.fill_between(t, mv - 2 * sv, mv + 2 * sv, color=col, alpha=0.3, lw=0.6, zorder=3)
+    line, = ax.plot(t, mv, color=col, lw=1.6, zorder=3)
+    line.set_gid(gid)
+    return float(mv[-1])
+
+
+def _panel(ax, var: str, sim, theory, per_seed: bool, xs: float) -> bool:
+    """Draw one variable (all its entries); False when neither dataset has it."""
+    src = theory if theory is not None and var in theory else sim if sim is not None and var in sim else None
+    if src is None:
+        return False
+    entries = _entries(var, src[var])
+    tm, tse = theory_mean_stderr(theory, var) if theory is not None and var in theory else (None, None)
+    labels: list[tuple[float, str, str]] = []
+    for c, (sub, sel) in enumerate(entries):
+        col = _COLORS[c % len(_COLORS)]
+        name = f"{var}_{sub}" if sub else var
+        ends = []
+        if sim is not None and var in sim:
+            ends.append(_draw_sim(ax, sim[var].isel(sel), col, f"{name}:sim", per_seed, tm is None, xs))
+        if tm is not None:
+            ends.append(_draw_theory(ax, tm.isel(sel), tse.isel(sel), col, f"{name}:theory", xs))
+        if sub:
+            labels.append((ends[-1], f"${_SYMBOL.get(var, var)}_{{{sub}}}$", col))
+    _label_ends(ax, float(src[TIME_DIM].values[-1]) / xs, labels)
+    return True
+
+
+def _label_ends(ax, x_end: float, labels: list[tuple[float, str, str]]) -> None:
+    """Each entry's name at the right end of its curve, pushed apart to at least 6% of the y range."""
+    if not labels:
+        return
+    lo, hi = ax.get_ylim()
+    gap = 0.06 * (hi - lo)
+    labels = sorted(labels)
+    ys = [labels[0][0]]
+    for y, _, _ in labels[1:]:
+        ys.append(max(y, ys[-1] + gap))
+    for y_text, (_, text, col) in zip(ys, labels):
+        ax.annotate(text, (x_end, y_text), xytext=(4, 0), textcoords="offset points", va="center", fontsize=9,
+                    color=col, annotation_clip=False)
+    ax.set_ylim(lo, max(hi, ys[-1] + 0.5 * gap))
+
+
+def _legend(fig, sim, theory, per_seed: bool) -> None:
+    """One legend for the figure: the style of a simulation and of a theory curve."""
+    handles, labels = [], []
+    if sim is not None:
+        handles.append(Line2D([], [], color="0.3", marker="o", mfc="white", ls="none", ms=4))
+        n, d = sim.sizes.get(SEED_DIM, 1), _attr([sim], "simulation.d", "d")
+        labels.append(f"simulation: mean $\\pm$ 2 s.e. over {n} seed{'s' * (n != 1)}"
+                      + (f", $d$ = {_fmt(d)}" if d is not None else "") + (" (thin grey: each seed)" if per_seed and n > 1 else ""))
+    if theory is not None:
+        handles.append((Patch(color="0.3", alpha=0.3, lw=0), Line2D([], [], color="0.3", lw=1.6)))
+        labels.append(r"DMFT theory $\pm$ 2 s.e. (band)")
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(handles), fontsize=9, frameon=False,
+               handler_map={tuple: HandlerTuple(ndivide=1)})
+
+
+def _time_axes(fig, axes, sim, theory, x: str, gamma: float | None, ncols: int) -> None:
+    """Log time on a graded grid; the bottom labels in t (or epochs); a top epochs axis on the first row."""
+    graded = any(ds is not None and float(ds.attrs.get("grid_growth", 0.0) or 0.0) > 0 for ds in (sim, theory))
+    xs = gamma if x == "epochs" else 1.0
+    label = (rf"epochs (one epoch = $\gamma$ = {gamma:g} units of $t$)" if x == "epochs" else TIME_LABEL)
+    if graded:  # a graded grid spans decades of t: show them (t = 0 drops off a log axis)
+        t_all = np.concatenate([ds[TIME_DIM].values for ds in (sim, theory) if ds is not None]) / xs
+        pos = t_all[t_all > 0]
+        if len(pos):
+            axes[0].set_xscale("log")
+            axes[0].set_xlim(pos.min(), pos.max())
+            label += ", log scale (graded grid)"
+    for i, ax in enumerate(axes):
+        if i + ncols >= len(axes):
+            ax.set_xlabel(label)
+        if gamma is not None and x != "epochs" and i < ncols:
+            sec = ax.secondary_xaxis("top", functions=(lambda t, g=gamma: t / g, lambda e, g=gamma: e * g))
+            sec.set_xlabel("epochs", fontsize=9)
+            sec.tick_params(labelsize=8)
+
+
+def curves_figure(sim: xr.Dataset | None, theory: xr.Dataset | None, *, per_seed: bool = True,
+                  title: str | None = None, x: str = "t") -> plt.Figure:
+    """The figure of :func:`plot_curves` (a matplotlib Figure; the caller closes it)."""
+    if sim is None and theory is None:
+        raise ValueError("plot_curves needs a simulation or a theory dataset")
+    if x not in ("t", "epochs"):
+        raise ValueError(f"x = {x!r}; allowed: 't' or 'epochs'")
+    gamma = epoch_length(sim, theory)
+    if x == "epochs" and gamma is None:
+        raise ValueError("x = 'epochs' needs an SGD-type algorithm (sgd, sme, reshuffle) with a constant gamma "
+                         "in the dataset attrs; plot against t instead")
+    panels = [p for p in PANELS if p[0] in ("train_loss", "test_loss", "M", "Q")
+              or any(ds is not None and p[0] in ds for ds in (sim, theory))]
+    ncols = 2 if len(panels) <= 4 else 3
+    nrows = -(-len(panels) // ncols)
+    fig, grid = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 3.9 * nrows + 0.6), sharex=True,
+                             layout="constrained", squeeze=False)
+    axes = list(grid.ravel())
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    axes = axes[:len(panels)]
+    xs = gamma if x == "epochs" else 1.0
+    for i, (ax, (var, name, ylabel)) in enumerate(zip(axes, panels)):
+        if not _panel(ax, var, sim, theory, per_seed, xs):
+            ax.text(0.5, 0.5, f"no '{var}'", ha="center", va="center", transform=ax.transAxes, color="gray")
+        ax.set_title(f"({chr(ord('a') + i)}) {name}", loc="left", fontsize=11)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    _time_axes(fig, axes, sim, theory, x, gamma, ncols)
+    _legend(fig, sim, theory, per_seed)
+    fig.suptitle(title if title is not None else describe(sim, theory), fontsize=10)
+    return fig
 
 
 def plot_curves(sim: xr.Dataset | None, theory: xr.Dataset | None, path: str | Path, *,
-                per_seed: bool = True, title: str | None = None) -> Path:
-    """Four panels (train loss, test loss, diag M, diag Q) vs time; PNG at dpi 150, written atomically.
+                per_seed: bool = True, title: str | None = None, x: str = "t") -> Path:
+    """Panels (a), (b), ... (train loss, test loss, 0-1 test error if recorded, every M_ab, every Q_ab)
+    vs time; PNG at dpi 150, written atomically. ``x = "epochs"`` plots against epochs (SGD-type
+    algorithms); otherwise the top axis shows epochs where one is defined (:func:`epoch_length`).
 
     On a graded grid (attr ``grid_growth > 0``) the time axis is logarithmic.
 
-    Simulations: mean over ``seed`` with a +-2 standard-error band (and thin per-seed lines if
-    ``per_seed``). Theory: a line with a +-2 stderr band from ``<var>_stderr`` when present.
+    Simulations: mean over ``seed`` as markers with +-2 standard-error bars (and thin per-seed lines if
+    ``per_seed``). Theory: a line over a filled +-2 stderr band from ``<var>_stderr`` when present.
     """
-    if sim is None and theory is None:
-        raise ValueError("plot_curves needs a simulation or a theory dataset")
-    fig, axes = plt.subplots(2, 2, figsize=(11, 8), sharex=True, constrained_layout=True)
-    for ax, (var, ylabel) in zip(axes.ravel(), PANELS):
-        present = False
-        if sim is not None and var in sim:
-            present = True
-            _plot_sim(ax, sim[var], per_seed)
-        if theory is not None and var in theory:
-            present = True
-            _plot_theory(ax, theory, var)
-        ax.set_ylabel(ylabel)
-        ax.grid(alpha=0.3)
-        if present:
-            ax.legend(fontsize=8, loc="best")
-        else:
-            ax.text(0.5, 0.5, f"no '{var}'", ha="center", va="center", transform=ax.transAxes, color="gray")
-    graded = any(ds is not None and float(ds.attrs.get("grid_growth", 0.0) or 0.0) > 0 for ds in (sim, theory))
-    for ax in axes[-1]:
-        ax.set_xlabel(TIME_LABEL + (", log scale (graded grid)" if graded else ""))
-    if graded:  # a graded grid spans decades of t: show them (t = 0 drops off a log axis)
-        t_all = np.concatenate([ds[TIME_DIM].values for ds in (sim, theory) if ds is not None])
-        pos = t_all[t_all > 0]
-        if len(pos):
-            axes[0, 0].set_xscale("log")
-            axes[0, 0].set_xlim(pos.min(), pos.max())
-    fig.suptitle(title if title is not None else describe(sim, theory), fontsize=11)
+    fig = curves_figure(sim, theory, per_seed=per_seed, title=title, x=x)
     path = Path(path)
     try:
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=150, format="png"))
@@ -165,4 +287,210 @@ def plot_curves(sim: xr.Dataset | None, theory: xr.Dataset | None, path: str | P
     return path
 
 
-__all__ = ["plot_curves", "describe", "theory_mean_stderr"]
+# --------------------------------------------------------------------------------------------
+# Sweeps
+# --------------------------------------------------------------------------------------------
+def _sweep_dims(theory: xr.Dataset) -> tuple[list[str], list[str]]:
+    """The swept dims and config keys of a sweep Dataset (ValueError when its attrs do not say them)."""
+    try:
+        dims, keys = json.loads(theory.attrs["sweep_dims"]), json.loads(theory.attrs["sweep_keys"])
+        ok = (isinstance(dims, list) and isinstance(keys, list) and len(dims) == len(keys) >= 1
+              and all(isinstance(d, str) and d in theory.dims for d in dims))
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError("not a sweep dataset: attributes sweep_dims / sweep_keys missing or not its dimensions")
+    return [str(d) for d in dims], [str(k) for k in keys]
+
+
+def _last_finite(a: np.ndarray) -> np.ndarray:
+    """Last finite value along the last axis (each point's own t_max when t_max is swept); NaN if none."""
+    fin = np.isfinite(a)
+    idx = np.where(fin.any(-1), a.shape[-1] - 1 - np.argmax(fin[..., ::-1], axis=-1), 0)
+    return np.where(fin.any(-1), np.take_along_axis(a, idx[..., None], -1)[..., 0], np.nan)
+
+
+def _sweep_mean_se(ds: xr.Dataset | None, var: str, dims: Sequence[str], is_sim: bool):
+    """``(mean, s.e.)`` DataArrays on ``(*dims, time)`` (sim: over seeds); Nones when absent or not scalar."""
+    if ds is None or var not in ds or set(ds[var].dims) - set(dims) - {TIME_DIM, SEED_DIM}:
+        return None, None
+    if is_sim:
+        m, se = mean_stderr_da(ds[var], SEED_DIM)
+    else:
+        m = ds[var]
+        se = ds[f"{var}_stderr"] if f"{var}_stderr" in ds else xr.zeros_like(m)
+    return m.transpose(*dims, TIME_DIM), se.transpose(*dims, TIME_DIM)
+
+
+def sweep_finals(theory: xr.Dataset, sim: xr.Dataset | None, var: str = "test_loss") -> dict[str, Any]:
+    """Per grid point: final ``var`` of theory and simulation (mean, s.e.) and ``z`` = max over time of
+    ``|theory - sim| / sqrt(se_theory^2 + se_sim^2)`` (NaN without simulations); arrays on the swept dims."""
+    dims, _ = _sweep_dims(theory)
+    out: dict[str, Any] = {"dims": dims}
+    tm, tse = _sweep_mean_se(theory, var, dims, False)
+    sm, sse = _sweep_mean_se(sim, var, dims, True)
+    shape = tuple(theory.sizes[d] for d in dims)
+    for key, (m, se) in (("theory", (tm, tse)), ("sim", (sm, sse))):
+        out[key] = ((_last_finite(np.asarray(m.values, float)), _last_finite(np.asarray(se.values, float)))
+                    if m is not None else None)
+    out["z"] = np.full(shape, np.nan)
+    if tm is not None and sm is not None:
+        if not np.array_equal(tm[TIME_DIM].values, sm[TIME_DIM].values):
+            tm, tse = tm.interp({TIME_DIM: sm[TIME_DIM]}), tse.interp({TIME_DIM: sm[TIME_DIM]})
+        gap = np.abs(np.asarray(tm.values, float) - np.asarray(sm.values, float))
+        err = np.sqrt(np.asarray(tse.values, float) ** 2 + np.asarray(sse.values, float) ** 2)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(err > 0, gap / np.where(err > 0, err, 1.0), np.where(gap > 0, np.inf, 0.0))
+        z = np.where(np.isfinite(gap), z, np.nan)
+        mx = np.where(np.isnan(z), -np.inf, z).max(-1)
+        out["z"] = np.where(mx == -np.inf, np.nan, mx)
+    return out
+
+
+def _value_colors(values: np.ndarray):
+    """A colour per value of the first swept key, and a ScalarMappable for a colourbar (None: not numeric)."""
+    numeric = np.issubdtype(values.dtype, np.number) and len(values) > 1
+    if not numeric:
+        return [_COLORS[i % len(_COLORS)] for i in range(len(values))], None
+    v = values.astype(float)
+    lognorm = np.all(v > 0) and v.max() / v.min() > 20
+    norm = (matplotlib.colors.LogNorm if lognorm else matplotlib.colors.Normalize)(v.min(), v.max())
+    cmap = matplotlib.colormaps["viridis"]
+    return [cmap(0.9 * norm(x)) for x in v], matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap)
+
+
+def _sweep_curves(ax, theory, sim, var: str, dims, colors) -> None:
+    """One theory curve per grid point (colour: the first key's value; line style: the other keys')."""
+    tm, _ = _sweep_mean_se(theory, var, dims, False)
+    sm, _ = _sweep_mean_se(sim, var, dims, True)
+    styles = ("-", "--", ":", "-.")
+    for idx in itertools.product(*[range(theory.sizes[d]) for d in dims]):
+        combo = int(np.ravel_multi_index(idx[1:], [theory.sizes[d] for d in dims[1:]])) if dims[1:] else 0
+        label = ", ".join(f"{d}={_fmt(theory[d].values[i])}" for d, i in zip(dims, idx))
+        col, ls = colors[idx[0]], styles[combo % len(styles)]
+        if tm is not None:
+            line, = ax.plot(tm[TIME_DIM].values, tm.values[idx], color=col, ls=ls, lw=1.4)
+            line.set_gid(f"curve:{label}")
+        if sm is not None:
+            t = sm[TIME_DIM].values
+            i = _marker_index(t)
+            ax.plot(t[i], sm.values[idx][i], "o", ms=3, mfc="white", mec=col, zorder=4)
+    ax.set_xlabel(TIME_LABEL)
+    ax.set_ylabel(rf"{var.replace('_', ' ')}" if var not in ("test_loss", "train_loss")
+                  else dict((p[0], p[2]) for p in PANELS)[var])
+    ax.grid(alpha=0.3)
+
+
+def _sweep_final(ax, x, xv, numeric, fin, dims, theory) -> None:
+    """Final value vs the first swept key, one line per value of the other keys (theory; sim open)."""
+    combos = list(itertools.product(*[range(theory.sizes[d]) for d in dims[1:]]))
+    for c, combo in enumerate(combos):
+        col = _COLORS[c % len(_COLORS)]
+        lab = ", ".join(f"{d}={_fmt(theory[d].values[i])}" for d, i in zip(dims[1:], combo))
+        sel = (slice(None),) + tuple(combo)
+        if fin["theory"] is not None:
+            m, se = fin["theory"]
+            ax.errorbar(x, m[sel], yerr=2 * se[sel], color=col, marker=".", capsize=2,
+                        label=(lab + ": " if lab else "") + "theory")
+        if fin["sim"] is not None:
+            m, se = fin["sim"]
+            ax.errorbar(x, m[sel], yerr=2 * se[sel], color=col, marker="o", mfc="none", ls=":", capsize=2,
+                        label=(lab + ": " if lab else "") + "simulation")
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in xv])
+    elif len(x) > 2 and np.all(x > 0) and x.max() / x.min() > 20:
+        ax.set_xscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def _sweep_z(ax, x, xv, numeric, z, dims, theory) -> None:
+    """max_t |z| of theory vs simulation per grid point, with the 2 and 3 lines."""
+    for c, combo in enumerate(itertools.product(*[range(theory.sizes[d]) for d in dims[1:]])):
+        sel = (slice(None),) + tuple(combo)
+        ax.plot(x, z[sel], marker="s", ls="none", color=_COLORS[c % len(_COLORS)])
+        for xi, zi in zip(x, z[sel]):
+            if np.isfinite(zi):
+                ax.annotate(f"{zi:.1f}", (xi, zi), xytext=(0, 4), textcoords="offset points", ha="center", fontsize=7)
+    for level, ls in ((2, ":"), (3, "--")):
+        ax.axhline(level, color="0.4", ls=ls, lw=0.8)
+    ax.set_ylim(0, max(3.5, float(np.nanmax(np.where(np.isinf(z), np.nan, z), initial=0)) * 1.25))
+    if not numeric:
+        ax.set_xticks(x, [str(v) for v in xv])
+    elif len(x) > 2 and np.all(x > 0) and x.max() / x.min() > 20:
+        ax.set_xscale("log")
+    ax.set_ylabel(r"max$_t\,|z|$, theory vs simulation")
+    ax.grid(alpha=0.3)
+
+
+def sweep_figure(theory: xr.Dataset, sim: xr.Dataset | None, var: str = "test_loss") -> plt.Figure:
+    """The figure of :func:`plot_sweep` (a matplotlib Figure; the caller closes it): (a) ``var`` vs t, one
+    curve per grid point coloured by the first swept key; (b) the final ``var`` vs that key; (c) with
+    simulations, ``max_t |z|`` of theory vs simulation per point."""
+    dims, keys = _sweep_dims(theory)
+    xv = theory[dims[0]].values
+    numeric = np.issubdtype(xv.dtype, np.number)
+    x = xv.astype(float) if numeric else np.arange(len(xv), dtype=float)
+    fin = sweep_finals(theory, sim, var)
+    has_z = sim is not None and np.isfinite(fin["z"]).any() | np.isinf(fin["z"]).any()
+    n = 3 if has_z else 2
+    fig, axes = plt.subplots(1, n, figsize=(5.0 * n, 4.2), layout="constrained")
+    colors, mappable = _value_colors(xv)
+    _sweep_curves(axes[0], theory, sim, var, dims, colors)
+    if mappable is not None:
+        fig.colorbar(mappable, ax=axes[0], label=f"{dims[0]} ({keys[0]})", pad=0.01)
+    else:
+        axes[0].legend([Line2D([], [], color=c) for c in colors], [str(v) for v in xv], title=dims[0], fontsize=8)
+    _sweep_final(axes[1], x, xv, numeric, fin, dims, theory)
+    axes[1].set_xlabel(f"{dims[0]} ({keys[0]})")
+    axes[1].set_ylabel(f"final {var.replace('_', ' ')}" + r" ($\pm$ 2 s.e.)")
+    titles = [f"{var.replace('_', ' ')} vs time, one curve per point", f"final {var.replace('_', ' ')}"]
+    if has_z:
+        _sweep_z(axes[2], x, xv, numeric, fin["z"], dims, theory)
+        axes[2].set_xlabel(f"{dims[0]} ({keys[0]})")
+        titles.append("theory vs simulation")
+    for i, (ax, t) in enumerate(zip(axes, titles)):
+        ax.set_title(f"({chr(ord('a') + i)}) {t}", loc="left", fontsize=10)
+    nd = int(theory.attrs.get("n_diverged", 0))
+    fig.suptitle(f"sweep over {', '.join(keys)}" + (f"; {nd} point(s) diverged (NaN)" if nd else "")
+                 + ("; markers: simulations" if sim is not None else ""), fontsize=10)
+    return fig
+
+
+def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var: str = "test_loss") -> Path:
+    """:func:`sweep_figure` as a PNG (dpi 130), written atomically."""
+    fig = sweep_figure(theory, sim, var)
+    try:
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=130))
+    finally:
+        plt.close(fig)
+    return Path(path)
+
+
+def sweep_summary(theory: xr.Dataset, sim: xr.Dataset | None, var: str = "test_loss") -> list[str]:
+    """Text lines: the swept keys and values, then per grid point the final ``var`` of theory and
+    simulation (+- s.e.) and the ``max_t |z|`` between them where simulations were run."""
+    dims, keys = _sweep_dims(theory)
+    lines = [f"sweep over {len(dims)} key(s), {int(np.prod([theory.sizes[d] for d in dims]))} point(s):"]
+    for d, k in zip(dims, keys):
+        lines.append(f"  {k} ({d}) = [{', '.join(_fmt(v.item() if hasattr(v, 'item') else v) for v in theory[d].values)}]")
+    fin = sweep_finals(theory, sim, var)
+    div = np.asarray(theory["diverged"].values) if "diverged" in theory else None
+    lines.append(f"final {var} per point (theory +- s.e.{' | simulation +- s.e. | max_t |z|' if sim is not None else ''}):")
+    for idx in itertools.product(*[range(theory.sizes[d]) for d in dims]):
+        pt = ", ".join(f"{d}={_fmt(theory[d].values[i])}" for d, i in zip(dims, idx))
+        parts = []
+        for key in ("theory", "sim"):
+            if fin[key] is not None:
+                m, se = fin[key][0][idx], fin[key][1][idx]
+                parts.append(f"{m:.6g} +- {se:.2g}" if np.isfinite(m) else "n/a")
+        if sim is not None:
+            parts.append(f"z = {fin['z'][idx]:.2f}" if not np.isnan(fin["z"][idx]) else "z = n/a")
+        if div is not None and div[idx]:
+            parts.append("diverged")
+        lines.append(f"  {pt}: " + " | ".join(parts))
+    return lines
+
+
+__all__ = ["plot_curves", "curves_figure", "describe", "epoch_length", "plot_sweep", "sweep_figure",
+           "sweep_finals", "sweep_summary", "theory_mean_stderr"]

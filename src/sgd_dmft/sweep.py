@@ -6,7 +6,8 @@ into ONE :class:`xarray.Dataset` whose swept keys are dimensions, e.g. ``train_l
 time)``. Files in ``out_dir``:
 
 * ``sweep.nc`` (theory) and ``sweep_sim.nc`` (simulations), written atomically;
-* ``sweep.png``: final test loss vs the first swept key, one line per value of the other keys;
+* ``sweep.png``: test loss vs t, one curve per grid point; its final value vs the first swept key;
+  the theory-vs-simulation z per point (with ``simulate=True``);
 * ``cache/<hash>.nc``: one file per finished task, ``hash = sha256(config TOML, package version,
   code hash, kind, source of a custom model's module)`` (:func:`task_hash`); a rerun (or a sweep
   resumed after Ctrl-C) reads these instead of recomputing. The code hash (:func:`code_hash`) is the
@@ -68,7 +69,6 @@ import xarray as xr
 from . import __version__, parallel, run
 from .config import SCHEMA, Config, ConfigError, _suggest, parse_value
 from .models.loading import is_entry, source_hash
-from .curves import mean_stderr_da
 from .errors import Diverged, SgdDmftError
 
 THEORY, SIMULATION = "theory", "simulation"
@@ -505,79 +505,12 @@ def _write_sweep(ds: xr.Dataset, path: Path, config: Config) -> Path:
 # --------------------------------------------------------------------------------------------
 # Figure
 # --------------------------------------------------------------------------------------------
-def _final(da: xr.DataArray) -> np.ndarray:
-    """Last finite value along time (each point's own t_max when t_max is swept)."""
-    a = np.moveaxis(np.asarray(da.values, dtype=float), da.get_axis_num("time"), -1)
-    fin = np.isfinite(a)
-    idx = np.where(fin.any(-1), a.shape[-1] - 1 - np.argmax(fin[..., ::-1], axis=-1), 0)
-    vals = np.take_along_axis(a, idx[..., None], -1)[..., 0]
-    return np.where(fin.any(-1), vals, np.nan)
-
-
-def _final_curves(ds: xr.Dataset | None, var: str, dims: Sequence[str], is_sim: bool):
-    """``(final mean, final s.e.)`` of ``var`` on the grid dims (sim: over seeds); Nones when absent."""
-    if ds is None or var not in ds:
-        return None, None
-    da = ds[var]
-    if is_sim:
-        m, se = mean_stderr_da(da, "seed")
-    else:
-        m, se = da, ds.get(f"{var}_stderr", xr.zeros_like(da))
-    return _final(m.transpose(*dims, "time")), _final(se.transpose(*dims, "time"))
-
-
 def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var: str = "test_loss") -> Path:
-    """Final ``var`` vs the first swept key, one line per value of the other swept keys."""
-    import matplotlib
+    """``sweep.png``: ``var`` vs t, one curve per grid point; its final value vs the first swept key; the
+    theory-vs-simulation ``max_t |z|`` per point when simulations were run (:func:`sgd_dmft.plot.sweep_figure`)."""
+    from . import plot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from .results import atomic_write
-
-    dims = json.loads(theory.attrs["sweep_dims"])
-    keys = json.loads(theory.attrs["sweep_keys"])
-    x_dim, others = dims[0], dims[1:]
-    xv = theory[x_dim].values
-    numeric = np.issubdtype(xv.dtype, np.number)
-    x = xv.astype(float) if numeric else np.arange(len(xv))
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    combos = list(itertools.product(*[range(theory.sizes[d]) for d in others]))
-    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    tm, tse = _final_curves(theory, var, dims, False)
-    sm, sse = _final_curves(sim, var, dims, True)
-    for c_i, combo in enumerate(combos):
-        col = colors[c_i % len(colors)]
-        lab = ", ".join(f"{d}={theory[d].values[i]}" for d, i in zip(others, combo)) or "theory"
-        sel = (slice(None),) + tuple(combo)
-        if tm is not None:
-            ax.errorbar(x, tm[sel], yerr=2 * tse[sel], color=col, marker=".", capsize=2, label=lab)
-        if sm is not None:
-            ax.errorbar(x, sm[sel], yerr=2 * sse[sel], color=col, marker="o", mfc="none", ls=":",
-                        capsize=2, label=f"{lab} (sim)" if others else "simulation")
-    _sweep_axes(ax, x, xv, numeric, f"{x_dim} ({keys[0]})", var, tm, int(theory.attrs.get("n_diverged", 0)))
-    fig.tight_layout()
-    try:
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
-    finally:
-        plt.close(fig)
-    return Path(path)
-
-
-def _sweep_axes(ax, x, xv, numeric: bool, xlabel: str, var: str, tm, nd: int) -> None:
-    """Scales (log when the values span more than a factor 20), labels, title and legend."""
-    if not numeric:
-        ax.set_xticks(x, [str(v) for v in xv])
-    elif len(x) > 2 and np.all(x > 0) and x.max() / x.min() > 20:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(f"final {var}")
-    vals = tm[np.isfinite(tm)] if tm is not None else np.array([])
-    if vals.size and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-300) > 20:
-        ax.set_yscale("log")
-    ax.set_title(f"sweep: final {var} (theory ± 2 s.e.)" + (f"; {nd} diverged" if nd else ""), fontsize=10)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    return plot.plot_sweep(theory, sim, path, var)
 
 
 # --------------------------------------------------------------------------------------------
