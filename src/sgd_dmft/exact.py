@@ -52,7 +52,7 @@ import xarray as xr
 from scipy.interpolate import CubicSpline
 from scipy.linalg import eigh_tridiagonal
 
-from . import __version__
+from ._version import __version__
 from .curves import exact_vars
 from .models import Problem
 

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from . import __version__
+from ._version import __version__
 from .curves import mean_stderr_da
 from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
 from .provenance import provenance_attrs

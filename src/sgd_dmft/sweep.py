@@ -65,7 +65,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from . import __version__, parallel, run
+from . import parallel, run
+from ._version import __version__
 from .config import SCHEMA, Config, ConfigError, _suggest, parse_value
 from .models.loading import is_entry, source_hash
 from .curves import mean_stderr_da
