@@ -29,7 +29,8 @@ from typing import Any, Callable, Mapping
 
 import tomli_w
 
-from . import laws, problem
+from . import laws
+from . import models as problem  # the models package, under the name this module has always used
 from .errors import ConfigError
 from .grid import TimeGrid
 from .models.loading import is_entry, load_model, resolve_entry, trust_error

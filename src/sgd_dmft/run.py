@@ -27,7 +27,7 @@ from .config import Config
 
 if TYPE_CHECKING:
     from .laws import Law
-    from .problem import Problem
+    from .models import Problem
 
 COMPARED_VARS = ("train_loss", "test_loss")
 
