@@ -82,7 +82,7 @@ def test_no_import_cycle_and_one_way_flow():
     for m in graph:
         if m not in state:
             visit(m, [m])
-    for low in ("sgd_dmft.run", "sgd_dmft.sweep", "sgd_dmft.dmft.solve", "sgd_dmft.simulation.driver"):
+    for low in ("sgd_dmft.run", "sgd_dmft.sweep", "sgd_dmft.dmft.driver", "sgd_dmft.simulation.driver"):
         src = mods[low].read_text()
         assert "from .cli" not in src and "from ..cli" not in src and "import click" not in src, low
 
