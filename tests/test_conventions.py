@@ -154,3 +154,18 @@ def test_linear_default_init_and_deprecated_names():
     with pytest.warns(DeprecationWarning, match="batch_size"):
         assert to_pytorch(gamma=1.0, delta=2.0, d=10, batch=4)["batch_size"] == 4
     assert "batch" not in p
+
+
+def test_from_pytorch_warns_far_from_the_critical_scale():
+    """issue 21: a PyTorch lr read literally (gamma 50) went unnoticed."""
+    import warnings
+
+    from sgd_dmft.conventions import from_pytorch
+
+    with pytest.warns(RuntimeWarning, match="critical scale"):
+        from_pytorch(lr=0.1, batch_size=8, n=8000, d=4000)  # gamma = 0.1 * 4000 / 8 = 50
+    with pytest.warns(RuntimeWarning, match="gradient flow"):
+        from_pytorch(lr=1e-6, batch_size=8, n=8000, d=4000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert from_pytorch(lr=0.002, batch_size=8, n=8000, d=4000)["gamma"] == pytest.approx(1.0)

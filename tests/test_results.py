@@ -234,3 +234,41 @@ def test_thin_kernels_keeps_every_curve_time_and_a_strided_kernel():
     np.testing.assert_array_equal(out.C_theta.values[:, :, 0, 0], K[::3, ::3, 0, 0])
     np.testing.assert_array_equal(out.kernel_time.values, t[::3])
     assert thin_kernels(ds, points=2000) is ds  # short runs keep their kernels as they are
+
+
+def test_inaccurate_theory_is_flagged_and_warned():
+    """issue 21: curves with 16-20 % relative s.e. (a PyTorch lr read literally) passed as reliable. A theory
+    s.e. or dt error above 10 % of the curve: reliable False and a RuntimeWarning (the API and compare alike);
+    above 50 %: refused (compare exits 3)."""
+    import warnings
+
+    import sgd_dmft
+    from sgd_dmft import Problem, laws, make_model
+    from sgd_dmft.dmft import solve
+    from sgd_dmft.results import discrepancy
+
+    prob = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5)
+    th = solve(prob, laws.SGD(0.05, 0.5), t_max=1.0, paths=2000, replicas=4, seed=1, keep_kernels=False)
+    rng = np.random.default_rng(0)
+    runs = th.test_loss.values[None] * (1 + 0.01 * rng.standard_normal((8, th.sizes["time"])))
+    sim = sgd_dmft.from_arrays(th.time.values, test_loss=runs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = discrepancy(th, sim, "test_loss")
+    assert ok["reliable"] and not ok["refused"] and ok["theory_rel_dt_error"] < 0.1
+    noisy = th.copy()
+    noisy["test_loss_stderr"] = 0.2 * np.abs(th.test_loss)
+    with pytest.warns(RuntimeWarning, match="standard error of test_loss"):
+        bad = discrepancy(noisy, sim, "test_loss")
+    assert not bad["reliable"] and not bad["refused"] and bad["theory_rel_se"] == pytest.approx(0.2, rel=0.05)
+    coarse = th.copy()
+    coarse["test_loss_dt_error"] = 0.3 * np.abs(th.test_loss)
+    with pytest.warns(RuntimeWarning, match="dt error of test_loss"):
+        assert not discrepancy(coarse, sim, "test_loss")["reliable"]
+    noisy["test_loss_stderr"] = 0.6 * np.abs(th.test_loss)
+    with pytest.warns(RuntimeWarning):
+        assert discrepancy(noisy, sim, "test_loss")["refused"]
+    literal = Problem(make_model("logistic"), delta=2.0, ridge=0.0, init_scale=0.5)  # gamma 50: lr read literally
+    with pytest.warns(RuntimeWarning, match="inaccurate theory curves"):  # solve itself warns
+        far = solve(literal, laws.SGD(5.0, 50.0), t_max=50.0, paths=2000, replicas=4, seed=1, keep_kernels=False)
+    assert far.attrs["rtol_achieved"] > 0.1 and far.attrs["dt_error_rel_max"] > 0.1

@@ -80,10 +80,10 @@ def _classify(exc: BaseException) -> int | None:
         return exc.exit_status
     if isinstance(exc, (ConfigError, MemoryLimitExceeded)):  # invalid or refused up front
         return EXIT_CONFIG
-    if isinstance(exc, (Diverged, ArithmeticError)):  # solver, simulation, non-finite result, overflow
+    if isinstance(exc, Diverged):  # solver, simulation, non-finite result (a divergence is raised as one)
         return EXIT_DIVERGED
-    if isinstance(exc, (SgdDmftError, ValueError, MemoryError, OSError, ImportError)):
-        return EXIT_ERROR
+    if isinstance(exc, (SgdDmftError, ValueError, ArithmeticError, MemoryError, OSError, ImportError)):
+        return EXIT_ERROR  # a stray overflow is not a divergence: inputs are checked up front (exit 2)
     return None
 
 
@@ -205,8 +205,13 @@ def solve(config: str, out: str, progress: bool | None, force: bool, overrides: 
 
 
 def _fmt(x, spec: str) -> str:
-    """A number of a summary (None: not finite, the JSON convention of results.json_safe)."""
-    return "inf" if x is None else format(x, spec)
+    """A number of a summary (None: not finite, the JSON convention of results.json_safe; anything else
+    that is not a number: escaped, in quotes)."""
+    if x is None:
+        return "inf"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return repr(_printable(x, 40))
+    return format(x, spec)
 
 
 @main.command()
@@ -261,35 +266,77 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
 @main.command()
 @click.argument("directory", type=click.Path(exists=True, file_okay=False))
 def show(directory: str) -> None:
-    """Summarise a result directory: configuration, final losses with errors, files."""
-    from .results import final_values, read_result_set
+    """Summarise a result directory: configuration, final losses with errors, files.
+
+    The files are untrusted input: they are opened lazily and only what is printed is read (no variable
+    larger than results.READ_MAX_BYTES), and every text taken from them is printed escaped (control
+    characters, newlines, terminal escapes: :func:`_printable`)."""
+    from .results import read_result_set
 
     d = Path(directory)
-    datasets, summary = _run(read_result_set, d)
-    shown_config = False
-    for p, ds in datasets.items():
-        if not shown_config and "config_toml" in ds.attrs:
-            click.echo("# configuration")
-            click.echo(ds.attrs["config_toml"].rstrip())
-            click.echo("")
-            shown_config = True
-        kind = ds.attrs.get("kind", p.stem)
-        t_end = float(ds["time"].values[-1]) if "time" in ds.coords else float("nan")
-        extra = f", seeds={ds.sizes['seed']}" if "seed" in ds.dims else ""
-        click.echo(f"{p.name} ({kind}{extra}, created {ds.attrs.get('created', '?')}, "
-                   f"sgd_dmft {ds.attrs.get('sgd_dmft_version', '?')}):")
-        for v in COMPARED_VARS:
-            if v in ds:
-                m, se = final_values(ds, v)
-                click.echo(f"  {v}(t={t_end:g}) = {m:.6g} +- {se:.2g}")
-    for v, dd in (summary or {}).get("discrepancy", {}).items():
-        zt = f" (Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')})" if "z_t" in dd else ""
-        click.echo(f"discrepancy {v}: max z = {_fmt(dd.get('max_z'), '.2f')}{zt} at t = "
-                   f"{_fmt(dd.get('at_time'), '.3g')}, max abs = {_fmt(dd.get('max_abs'), '.4g')}")
+    datasets, summary = _run(read_result_set, d, lazy=True)
+    try:
+        for line in _run(_show_lines, datasets, summary):
+            click.echo(line)
+    finally:
+        for ds in datasets.values():
+            ds.close()
     click.echo("files:")
     for p in sorted(d.iterdir()):
         if p.is_file() and not p.name.startswith("."):
-            click.echo(f"  {p}  ({p.stat().st_size} bytes)")
+            click.echo(f"  {_printable(p)}  ({p.stat().st_size} bytes)")
+
+
+def _printable(value, limit: int = 300) -> str:
+    """``value`` as one line of visible text: control and format characters (newlines, ESC, bidi overrides)
+    written as escapes (``\\n``, ``\\x1b``, ``\\u202e``), cut at ``limit`` characters."""
+    import unicodedata
+
+    text = "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch)[0] in "CZ" and ch != " "
+                   else ch for ch in str(value))
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _show_config(text) -> list[str]:
+    """The stored configuration, parsed and written again (TOML: strings escaped, comments dropped), each
+    line escaped; one escaped line when it does not parse."""
+    import tomllib
+
+    import tomli_w
+
+    try:
+        lines = tomli_w.dumps(tomllib.loads(str(text))).rstrip().splitlines()
+    except (tomllib.TOMLDecodeError, TypeError, ValueError) as e:
+        return ["# configuration (unreadable: " + _printable(e, 120) + ")", ""]
+    return ["# configuration"] + [_printable(line) for line in lines] + [""]
+
+
+def _show_lines(datasets: dict, summary: dict | None) -> list[str]:
+    """The lines ``show`` prints for the datasets and the summary (what it reads: the final losses)."""
+    from . import results
+
+    out: list[str] = []
+    for p, ds in datasets.items():
+        if not out and "config_toml" in ds.attrs:
+            out += _show_config(ds.attrs["config_toml"])
+        a = {k: _printable(ds.attrs.get(k, "?"), 80) for k in ("kind", "created", "sgd_dmft_version")}
+        extra = f", seeds={ds.sizes['seed']}" if "seed" in ds.dims else ""
+        out.append(f"{p.name} ({a['kind'] if 'kind' in ds.attrs else p.stem}{extra}, created {a['created']}, "
+                   f"sgd_dmft {a['sgd_dmft_version']}):")
+        for v in COMPARED_VARS:
+            if v in ds and "time" in ds[v].dims and "time" in ds.coords:
+                t_end = float(ds["time"].values[-1])
+                m, se = results.final_values(ds, v, results.READ_MAX_BYTES)
+                out.append(f"  {v}(t={t_end:g}) = {m:.6g} +- {se:.2g}")
+            elif v in ds:
+                out.append(f"  {v}: no time dimension (dims {_printable(ds[v].dims, 80)})")
+    disc = (summary or {}).get("discrepancy", {})
+    for v, dd in (disc.items() if isinstance(disc, dict) else ()):
+        dd = dd if isinstance(dd, dict) else {}
+        zt = f" (Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')})" if "z_t" in dd else ""
+        out.append(f"discrepancy {_printable(v, 40)}: max z = {_fmt(dd.get('max_z'), '.2f')}{zt} at t = "
+                   f"{_fmt(dd.get('at_time'), '.3g')}, max abs = {_fmt(dd.get('max_abs'), '.4g')}")
+    return out
 
 
 @main.command()

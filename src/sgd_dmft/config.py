@@ -84,7 +84,7 @@ def _fmt_choices(options: tuple[str, ...]) -> str:
 MAX_D = 10**9  # simulation.d (the memory estimate refuses most of the range below it)
 MAX_SEEDS = 10**6  # simulation.seeds
 MAX_MAGNITUDE = 1e12  # |value| of the float keys of [problem] and [dynamics]
-MAX_INIT = 1e6  # |init_scale|, |init_overlap| (Q_0 = init_scale^2 + init_overlap^2 stays far below 1e12)
+MAX_INIT = 1e6  # |init_scale|, |init_overlap| (their trace Q_0 is bounded by Problem: models/problem.py Q0_MAX)
 
 SCHEMA: dict[str, dict[str, _Key]] = {
     "problem": {

@@ -63,6 +63,24 @@ class _Params(dict):
         raise KeyError(key)
 
 
+GAMMA_FAR = 10.0  # gamma = c lr d / B past which (or below 1 / GAMMA_FAR^2) from_pytorch warns
+
+
+def _critical_scale(gamma: float, lr: float, B: int, d: int, c: float) -> None:
+    """Warn when the step is far from the critical scale ``lr ~ B / (c d)`` (gamma of order one)."""
+    crit = B / (c * d)
+    if gamma > GAMMA_FAR:
+        warnings.warn(f"from_pytorch: lr={lr:g} is {gamma:.3g} times the critical scale B / (c d) = {crit:.3g} "
+                      f"(gamma = c lr d / B = {gamma:.3g}): each visit moves a sample's pre-activation by gamma times "
+                      f"its gradient; check the lr is the one your loop uses (mean loss over the batch, loss_scale), "
+                      f"and expect the theory to need many paths and dt << gamma (its curves warn when inaccurate)",
+                      RuntimeWarning, stacklevel=3)
+    elif gamma < GAMMA_FAR**-2:
+        warnings.warn(f"from_pytorch: gamma = c lr d / B = {gamma:.3g} is far below the critical scale (lr ~ "
+                      f"{crit:.3g}): SGD is gradient flow here up to O(gamma); laws.GF is the cheaper theory",
+                      RuntimeWarning, stacklevel=3)
+
+
 def linear_default_init_std(d: int) -> float:
     """Std of ``torch.nn.Linear(d, k)``'s default weight entries, ``1 / sqrt(3 d)`` (user units)."""
     _check_pos(d=d)
@@ -99,6 +117,7 @@ def from_pytorch(lr: float, batch_size: int, n: int, d: int, weight_decay: float
     spe = -(-n // batch_size)
     _check_same("eta", eta, eta_)
     _check_same("steps_per_epoch", steps_per_epoch, spe)
+    _critical_scale(gamma, lr, batch_size, d, loss_scale)
     ep = _epochs(steps, epochs, batch_size, n, spe)
     return _Params(
         gamma=gamma, delta=n / d, d=d, batch_size=batch_size, ridge=weight_decay * n / (d * loss_scale),

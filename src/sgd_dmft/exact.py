@@ -54,6 +54,7 @@ from scipy.linalg import eigh_tridiagonal
 
 from ._version import __version__
 from .curves import exact_vars
+from .errors import SolverDiverged
 from .models import Problem
 
 __all__ = [
@@ -256,7 +257,7 @@ def gd_linear(problem: Problem, dt: float, n_steps: int, *, n_nodes: int | None 
             E[j + 1] = f * E[j]
             phi[j + 1] = f * phi[j] + h[j]
     if not np.all(np.isfinite(E)):
-        raise OverflowError(f"GD with dt={h.max()} diverges (dt (b + ridge) > 2)")
+        raise SolverDiverged(f"GD with dt={h.max()} diverges (dt (b + ridge) > 2)")
     train, test, M, Q = _curves_from_EP(problem, s, w, E, phi)
     return _dataset(problem, times, train, test, M, Q, "gd", dt, N)
 

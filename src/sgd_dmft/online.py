@@ -47,7 +47,7 @@ from scipy.integrate import solve_ivp
 
 from ._version import __version__
 from .curves import exact_vars, theory_vars
-from .errors import SolverDiverged
+from .errors import ConfigError, SolverDiverged
 from .models import Model, Problem, population_loss
 from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
 from .models.gaussian import gh_nodes, joint_cov, sqrtm_psd
@@ -239,6 +239,33 @@ def _replicas(problem: Problem, gamma: float, taus: np.ndarray, method: str, mc_
     return Q[None], M[None], population_loss(model, Q, M)[None], kind
 
 
+MAX_STEPS = 10**7  # grid points of solve_online (t_max / dt, or the record times)
+METHODS = ("auto", "closed", "gh", "mc")
+
+
+def _check_online(problem, gamma, t_max, dt, method, mc_samples, replicas, seed, rtol, atol, rk4_step,
+                  times=None) -> tuple:
+    """solve_online's arguments, checked (ConfigError naming the parameter, arguments.py) and normalised;
+    ``t_max`` and ``dt`` may be None when record ``times`` are given."""
+    from . import arguments as a
+
+    out = (a.problem(problem), a.number("gamma", gamma, 0.0, lo_open=True))
+    if times is not None:
+        out += (None, None)
+    else:
+        out += (a.number("t_max", t_max, 0.0, lo_open=True), a.number("dt", dt, 0.0, lo_open=True))
+        if out[3] > out[2]:
+            raise ConfigError(f"dt={dt!r} is not allowed: must be <= t_max={t_max!r}", key="dt")
+        if not out[2] / out[3] <= MAX_STEPS:
+            raise ConfigError(f"dt={dt!r} is not allowed: t_max / dt = {out[2] / out[3]:.3g} grid points, at most "
+                              f"{MAX_STEPS:g}", key="dt")
+    if method not in METHODS:
+        raise ConfigError(f"method={method!r} is not allowed: must be one of {', '.join(METHODS)}", key="method")
+    return out + (method, a.integer("mc_samples", mc_samples, 1, 2**26), a.integer("replicas", replicas, 1, 10**4),
+                  a.integer("seed", seed, 0), a.number("rtol", rtol, 0.0, lo_open=True),
+                  a.number("atol", atol, 0.0, lo_open=True), a.number("rk4_step", rk4_step, 0.0, lo_open=True))
+
+
 def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, dt: float | None = None,
                  method: str = "auto", mc_samples: int = 2**15, replicas: int = 4, seed: int = 0, rtol: float = 1e-8,
                  atol: float = 1e-11, rk4_step: float = 0.02, times=None, lr=None) -> xr.Dataset:
@@ -253,8 +280,11 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, 
     ``tau`` coordinate. Deterministic expectations: RK45 at ``rtol``; Monte Carlo ones: classical RK4
     with step ``rk4_step / max(gamma, gamma^2)`` in tau (the sampled right-hand side is only
     piecewise smooth, which defeats adaptive step control). Raises
-    :class:`sgd_dmft.errors.SolverDiverged` if the ODE blows up.
+    :class:`sgd_dmft.errors.SolverDiverged` if the ODE blows up, ConfigError (key = the parameter) for an
+    invalid argument.
     """
+    problem, gamma, t_max, dt, method, mc_samples, replicas, seed, rtol, atol, rk4_step = _check_online(
+        problem, gamma, t_max, dt, method, mc_samples, replicas, seed, rtol, atol, rk4_step, times)
     times = _online_times(gamma, t_max, dt, times)
     taus = problem.delta * times / gamma
     Qr, Mr, Lr, kind = _replicas(problem, gamma, taus, method, mc_samples, replicas, seed, rtol, atol, rk4_step, lr)

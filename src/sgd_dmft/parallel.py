@@ -27,6 +27,16 @@ _GUARD_WARNING = ("worker processes failed to start (a script needs an `if __nam
                   "workers > 1); running the remaining tasks here")
 
 
+def cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one, else ``os.cpu_count``):
+    more worker processes than this only add memory (a copy of the interpreter and the kernels each) and
+    slow every replica down (16 workers on 2 cores: 17 processes, 4.1 GB, 4x slower)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
 def _executor(workers: int):
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

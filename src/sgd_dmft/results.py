@@ -4,7 +4,8 @@
   after :func:`check_finite`, with the configuration (``config_toml`` plus flattened ``problem.delta``
   style attributes), the package version, git revision, dependency versions and a UTC timestamp
   stored as global attributes.
-* :func:`read_dataset` loads a file fully into memory (the file is closed afterwards).
+* :func:`read_dataset` loads a file fully into memory (the file is closed afterwards); :func:`open_lazily`
+  opens one without reading its variables (``show``), :func:`read_values` reads one within a size cap.
 * :func:`discrepancy` measures the largest gap between a theory curve and the simulation mean, in
   units of the combined standard error.
 
@@ -13,6 +14,8 @@ simulations), ``M`` (``k``, ``kstar``), ``Q`` (``k``, ``k2``) and, for the theor
 """
 
 from __future__ import annotations
+
+import warnings
 
 import datetime as _dt
 import json
@@ -208,6 +211,52 @@ def read_dataset(path: str | Path) -> xr.Dataset:
         return ds.load()
 
 
+READ_MAX_BYTES = 256 * 2**20  # the largest variable read from a file that is only shown (show)
+
+
+class TooLarge(OSError):
+    """A variable of a file that is only shown is larger than ``READ_MAX_BYTES`` (nothing of it was read)."""
+
+
+def _bytes(n: float) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} bytes"
+
+
+def _too_big(path, name: str, shape, nbytes: float, max_bytes: float) -> TooLarge:
+    return TooLarge(f"{path}: variable {name!r} of shape {tuple(shape)} holds {_bytes(nbytes)}, more than the "
+                    f"{_bytes(max_bytes)} read from a result file that is shown (not a result of sgd-dmft)")
+
+
+def open_lazily(path: str | Path, max_bytes: float | None = None) -> xr.Dataset:
+    """Open a netCDF file without reading its variables (each is read on first use; close the dataset
+    after). The dimension coordinates, which xarray reads at once, are refused (OSError) past
+    ``max_bytes``, from the file's metadata before anything is read: a small compressed file can hold a
+    variable of many GB (a 94 KB file with a 20000^2 variable took 6.8 GB when loaded whole)."""
+    import netCDF4
+
+    max_bytes = READ_MAX_BYTES if max_bytes is None else max_bytes
+    with netCDF4.Dataset(path) as nc:
+        for name, var in nc.variables.items():
+            if tuple(var.dimensions) == (name,):
+                nbytes = float(var.size) * getattr(var.dtype, "itemsize", 8)
+                if nbytes > max_bytes:
+                    raise _too_big(path, name, var.shape, nbytes, max_bytes)
+    return xr.open_dataset(path, engine="netcdf4")
+
+
+def read_values(da: xr.DataArray, max_bytes: float | None = None) -> np.ndarray:
+    """The values of a (lazily opened) DataArray, refused (OSError) past ``max_bytes`` (default
+    ``READ_MAX_BYTES``) before reading."""
+    max_bytes = READ_MAX_BYTES if max_bytes is None else max_bytes
+    nbytes = float(da.size) * da.dtype.itemsize
+    if nbytes > max_bytes:
+        raise _too_big(da.encoding.get("source", "file"), str(da.name), da.shape, nbytes, max_bytes)
+    return np.asarray(da.values)
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` with every non-finite float replaced by None (JSON ``null``): the convention of the files
     written here (e.g. ``max_z`` is null when the combined standard error is 0 and the gap is not)."""
@@ -326,7 +375,7 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     j = np.unravel_index(int(np.argmin(logp)), logp.shape)
     z_t = float(stats.norm.isf(np.exp(logp[j]))) if np.isfinite(logp[j]) else float("inf")
     out = {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
-           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var),
+           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var, _dt_error_on(theory, sm, var)),
            **_power(np.sqrt(np.maximum(vt, 0.0)), np.sqrt(vs), n_seeds), "interpolated": note is not None}
     if note is not None:
         out["note"] = note
@@ -381,36 +430,68 @@ def power_statement(disc: Mapping[str, Any]) -> str:
     return f"detectable gap {det:.3g} (3 combined s.e. with {n} seeds); half of it, {det / 2:.3g}, needs {need}"
 
 
-def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str) -> dict[str, Any]:
-    """An exploded standard error cannot pass for agreement: ``theory_rel_se`` is the largest
-    ``se_theory(t) / max(|theory(t)|, |mean_sim(t)|, 1e-3 max_t |theory|)``; above ``REL_SE_MAX`` (0.5)
-    ``reliable`` is False and ``unreliable`` says where (``run.compare`` then refuses the comparison,
-    CLI exit 3)."""
-    a, b = xr.broadcast(tm, sm)
-    se = xr.broadcast(tse, a)[0]
+REL_ACCURACY = 0.1  # theory s.e. or dt error above this fraction of the curve: ``reliable`` False, a warning
+
+
+def _dt_error_on(theory: xr.Dataset, sm: xr.DataArray, var: str) -> xr.DataArray | None:
+    """The theory's ``<var>_dt_error`` on the simulation's compared times (None without one)."""
+    if var + "_dt_error" not in theory:
+        return None
+    dt = theory[var + "_dt_error"]
+    return dt.interp({TIME_DIM: np.asarray(sm[TIME_DIM].values, dtype=float)}).assign_coords(
+        {TIME_DIM: sm[TIME_DIM].values})
+
+
+def _relative(err: xr.DataArray, a: xr.DataArray, b: xr.DataArray) -> tuple[float, int]:
+    """The largest ``|err(t)| / max(|a(t)|, |b(t)|, 1e-3 max |a|)`` and its time index."""
     A = np.abs(np.asarray(a.transpose(TIME_DIM, ...).values, dtype=float)).reshape(a.sizes[TIME_DIM], -1)
     B = np.abs(np.asarray(b.transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
-    E = np.abs(np.asarray(se.transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
+    E = np.abs(np.asarray(xr.broadcast(err, a)[0].transpose(TIME_DIM, ...).values, dtype=float)).reshape(A.shape)
     floor = 1e-3 * float(np.max(A)) if A.size else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(E > 0, E / np.maximum(np.maximum(A, B), max(floor, 1e-300)), 0.0)
-    worst = float(np.max(rel)) if rel.size else 0.0
-    out: dict[str, Any] = {"theory_rel_se": worst, "reliable": bool(worst <= REL_SE_MAX)}
+    if not rel.size:
+        return 0.0, 0
+    return float(np.max(rel)), int(np.unravel_index(int(np.argmax(rel)), rel.shape)[0])
+
+
+def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str,
+                 tdt: xr.DataArray | None = None) -> dict[str, Any]:
+    """Whether the theory is accurate enough for its z to mean anything: ``theory_rel_se`` (and
+    ``theory_rel_dt_error``) is the largest ``se_theory(t)`` (dt error) ``/ max(|theory(t)|, |mean_sim(t)|,
+    1e-3 max_t |theory|)``. Above ``REL_ACCURACY`` (0.1) ``reliable`` is False, ``unreliable`` says where and
+    a RuntimeWarning says it; above ``REL_SE_MAX`` (0.5) ``refused`` is True (``run.compare`` refuses the
+    comparison, CLI exit 3: an exploded standard error cannot pass for agreement)."""
+    a, b = xr.broadcast(tm, sm)
+    worst, it = _relative(tse, a, b)
+    worst_dt, it_dt = _relative(tdt, a, b) if tdt is not None else (0.0, 0)
+    out: dict[str, Any] = {"theory_rel_se": worst, "theory_rel_dt_error": worst_dt,
+                           "reliable": bool(worst <= REL_ACCURACY and worst_dt <= REL_ACCURACY),
+                           "refused": bool(worst > REL_SE_MAX)}
     if not out["reliable"]:
-        it = int(np.unravel_index(int(np.argmax(rel)), rel.shape)[0])
-        t = float(tm[TIME_DIM].values[it])
-        out["unreliable"] = (f"the theory's standard error of {var} at t={t:.4g} is {worst:.3g} of the curve "
-                             f"(> {REL_SE_MAX:g}): no z statistic can be trusted")
+        what, val, i = ("standard error", worst, it) if worst >= worst_dt else ("dt error", worst_dt, it_dt)
+        t = float(tm[TIME_DIM].values[i])
+        out["unreliable"] = (f"the theory's {what} of {var} at t={t:.4g} is {val:.3g} of the curve (> "
+                             f"{REL_SE_MAX if out['refused'] else REL_ACCURACY:g}): "
+                             + ("no z statistic can be trusted" if out["refused"] else
+                                "the comparison has little power; raise solver.paths or lower dynamics.dt"))
+        warnings.warn(f"discrepancy: {out['unreliable']}", RuntimeWarning, stacklevel=3)
     return out
 
 
-def final_values(ds: xr.Dataset, var: str) -> tuple[float, float]:
-    """``(value, stderr)`` of a scalar-per-time variable at the last time (sim: mean over seeds)."""
-    if SEED_DIM in ds[var].dims:
-        m, se = sim_mean_stderr(ds, var)
+def final_values(ds: xr.Dataset, var: str, max_bytes: float | None = None) -> tuple[float, float]:
+    """``(value, stderr)`` of a scalar-per-time variable at the last time (sim: mean over seeds). Only the
+    last time is read (a lazily opened file: :func:`open_lazily`), at most ``max_bytes`` of it."""
+    if TIME_DIM not in ds[var].dims:
+        raise ValueError(f"{var} has no '{TIME_DIM}' dimension (dims {ds[var].dims})")
+    last = ds[[v for v in (var, f"{var}_stderr") if v in ds]].isel({TIME_DIM: -1})
+    for v in last.data_vars:
+        last[v] = (last[v].dims, read_values(last[v], math.inf if max_bytes is None else max_bytes))
+    if SEED_DIM in last[var].dims:
+        m, se = sim_mean_stderr(last, var)
     else:
-        m, se = theory_mean_stderr(ds, var)
-    return float(m.isel({TIME_DIM: -1}).values), float(se.isel({TIME_DIM: -1}).values)
+        m, se = theory_mean_stderr(last, var)
+    return float(m.values), float(se.values)
 
 
 # --------------------------------------------------------------------------------------------
@@ -499,9 +580,10 @@ def _publish(stage: Path, out: Path, names: list[str]) -> None:
         os.close(fd)
 
 
-def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict | None]:
+def read_result_set(directory: str | Path, lazy: bool = False) -> tuple[dict[Path, xr.Dataset], dict | None]:
     """``({path: dataset}, summary or None)`` of a result directory, checked whole: every file readable
-    (one-line errors naming the file) and all from the same run (their ``result_set`` ids agree)."""
+    (one-line errors naming the file) and all from the same run (their ``result_set`` ids agree).
+    ``lazy``: the datasets are opened, not loaded (:func:`open_lazily`; the caller closes them)."""
     d = Path(directory)
     ncs = [d / n for n in ("result.nc", "theory.nc", "simulation.nc") if (d / n).is_file()]
     if not ncs:
@@ -509,8 +591,12 @@ def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict
     datasets = {}
     for p in ncs:
         try:
-            datasets[p] = read_dataset(p)
+            datasets[p] = open_lazily(p) if lazy else read_dataset(p)
         except Exception as e:  # noqa: BLE001 - HDF / netCDF errors of a truncated file
+            if isinstance(e, TooLarge):
+                raise
+            for ds in datasets.values():
+                ds.close()
             raise OSError(f"cannot read {p}: {' '.join(str(e).split())} (truncated or not a netCDF file)") from None
     summary = None
     summ = d / "summary.json"
@@ -526,6 +612,8 @@ def read_result_set(directory: str | Path) -> tuple[dict[Path, xr.Dataset], dict
         ids["summary.json"] = summary.get(SET_ATTR)
     known = {v for v in ids.values() if v is not None}
     if len(known) > 1 or (known and None in ids.values()):
+        for ds in datasets.values():
+            ds.close()
         raise OSError(f"the files of {d} come from different runs ({', '.join(f'{k}: {v}' for k, v in ids.items())}): "
                       f"a mixed result set; rerun the command into a fresh --out")
     return datasets, summary

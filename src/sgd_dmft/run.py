@@ -16,7 +16,6 @@ passes ``click.echo``) or True for ``print``.
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 import xarray as xr
 
 from .config import Config
+from .parallel import cores
 
 if TYPE_CHECKING:
     from .laws import Law
@@ -202,7 +202,9 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
 
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
-    workers = so["workers"] or min(so["replicas"], os.cpu_count() or 1)
+    workers = so["workers"] or min(so["replicas"], cores())
+    capped = f" (solver.workers = {workers} capped at the {cores()} CPU cores)" if workers > cores() else ""
+    workers = min(workers, cores())
     proc = _process(exp)
     finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
     R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
@@ -213,7 +215,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
         target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-            f"{R} replicas{chunked}, up to {W} at a time, estimated memory <= {mem / 2**20:.0f} MiB, "
+            f"{R} replicas{chunked}, up to {W} at a time{capped}, estimated memory <= {mem / 2**20:.0f} MiB, "
             f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(law, extrapolate, exp.problem)}")
         hint = window_hint(exp, extrapolate, est, W)
         if hint:
@@ -317,7 +319,7 @@ def check_discrepancy(disc: dict[str, dict[str, Any]]) -> None:
     from .errors import Diverged
 
     for v, dd in disc.items():
-        if not dd.get("reliable", True):
+        if dd.get("refused", False):
             raise Diverged(f"compare: {v} is not a meaningful comparison: {dd['unreliable']} (results.discrepancy); "
                            f"the theory is too noisy or a replica ran away: raise solver.paths or lower the step")
 

@@ -44,7 +44,8 @@ BATCHINGS = ("uniform", "bernoulli")
 def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: int, gamma: float = 1.0,
              batch: int = 1, batching: str = "uniform", seeds: int | Sequence[int] = 1, seed: int = 0,
              law: Law | None = None, progress: bool = False, growth: float = 0.0,
-             dt_max: float | None = None, lr: _laws.LRSchedule | None = None) -> xr.Dataset:
+             dt_max: float | None = None, lr: _laws.LRSchedule | None = None,
+             max_memory_gb: float = 8.0) -> xr.Dataset:
     """Finite-d simulation of the named ``algorithm`` (``gf | gd | sgd | sme | reshuffle | online | law``).
 
     ``t_max``, ``dt``: records at ``t_m = m dt`` up to t_max (gradient-flow time); for the law paths
@@ -54,11 +55,13 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     ``law``: the multiplier law for ``algorithm="law"`` (it carries its own grid). ``growth``,
     ``dt_max``: a graded grid (:class:`~sgd_dmft.grid.TimeGrid`). ``lr``: a learning-rate schedule
     (:class:`~sgd_dmft.laws.LRSchedule`; the law's own for ``"law"``). ``seeds``, ``seed``, ``d``,
-    ``progress``: as :func:`sgd_dmft.simulation.simulate`, which has the Dataset layout.
+    ``progress``, ``max_memory_gb`` (a run whose memory estimate exceeds it is refused up front):
+    as :func:`sgd_dmft.simulation.simulate`, which has the Dataset layout.
     """
     alg, grid = algorithm_for(algorithm, dt=dt, gamma=gamma, batch=batch, batching=batching, law=law,
                               growth=growth, dt_max=dt_max, lr=lr)
-    ds = _simulate(problem, alg, t_max=t_max, d=d, seeds=seeds, seed=seed, grid=grid, progress=progress)
+    ds = _simulate(problem, alg, t_max=t_max, d=d, seeds=seeds, seed=seed, grid=grid, progress=progress,
+                   max_memory_gb=max_memory_gb)
     # the attributes of the named call: the arguments as given
     ds.attrs.update(dt=float(dt), batch=int(batch), batching=batching if algorithm == "sgd" else "none")
     if isinstance(alg, LawRecursion):

@@ -16,6 +16,7 @@ import xarray as xr
 
 from .._version import __version__
 from ..curves import TIME_UNITS, theory_vars
+from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged, SolverDiverged
 from .applicability import check_estimator
 from . import closed, coupled
@@ -40,9 +41,12 @@ def _check_request(law, t_max: float, process: SampleProcess, paths: int, replic
     schedule = law.schedule(t_max)
     if schedule.T < 1:
         raise ConfigError(f"t_max={t_max} is not allowed: must be at least one grid step dt={law.dt}", key="t_max")
-    if process.monte_carlo and (int(replicas) < 1 or int(paths) < 2 * int(replicas)):
-        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need replicas >= 1 and "
-                          f"paths >= 2 * replicas (paths are split over the replicas)", key="paths")
+    if process.monte_carlo and int(replicas) < 2:  # the spread of one replica is no standard error
+        raise ConfigError(f"replicas={replicas} is not allowed for a Monte Carlo solve: need replicas >= 2 (the "
+                          f"standard error is the spread of independent replicas)", key="replicas")
+    if process.monte_carlo and int(paths) < 2 * int(replicas):
+        raise ConfigError(f"paths={paths}, replicas={replicas} are not allowed: need paths >= 2 * replicas (paths "
+                          f"are split over the replicas)", key="paths")
     return schedule
 
 
@@ -324,21 +328,34 @@ def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
     return ds
 
 
+ACCURACY_WARN = 0.1  # relative s.e. or dt error of the losses past which a solve warns (results: reliable False)
+
+
 def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_time_s: float | None) -> None:
-    """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0) and, with a target,
-    ``rtol``, ``rtol_met``, ``max_time_s``."""
-    worst = 0.0
+    """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0), ``dt_error_rel_max``
+    (worst relative dt error, extrapolated solves) and, with a target, ``rtol``, ``rtol_met``,
+    ``max_time_s``; a RuntimeWarning when either error passes ``ACCURACY_WARN`` of the curve."""
+    worst, worst_dt = 0.0, 0.0
     for v in ("train_loss", "test_loss"):
-        m, se = ds[v].values[1:], ds[v + "_stderr"].values[1:]
+        m = np.maximum(np.abs(ds[v].values[1:]), 1e-300)
         if m.size:
-            worst = max(worst, float(np.max(np.abs(se) / np.maximum(np.abs(m), 1e-300))))
-    ds.attrs["rtol_achieved"] = worst
+            worst = max(worst, float(np.max(np.abs(ds[v + "_stderr"].values[1:]) / m)))
+            if v + "_dt_error" in ds:
+                worst_dt = max(worst_dt, float(np.max(np.abs(ds[v + "_dt_error"].values[1:]) / m)))
+    ds.attrs.update(rtol_achieved=worst, dt_error_rel_max=worst_dt)
+    if max(worst, worst_dt) > ACCURACY_WARN:
+        warnings.warn(f"inaccurate theory curves: relative standard error up to {worst:.1%}, dt error up to "
+                      f"{worst_dt:.1%} of the loss (> {ACCURACY_WARN:.0%}): raise paths (standard error) or "
+                      f"lower dt (dt error); at a step gamma far above 1 both grow", RuntimeWarning, stacklevel=3)
     if rtol is not None:
         ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
     if max_time_s is not None:
         ds.attrs["max_time_s"] = float(max_time_s)
+    if target.notes:  # an unreachable target (accuracy.py)
+        ds.attrs["rtol_note"] = "; ".join(target.notes)
 
 
+@checked(SOLVE)  # ConfigError naming an invalid argument (arguments.py); replicas >= 2: _check_request
 def solve(
     problem,
     law,
@@ -389,7 +406,7 @@ def solve(
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
         return ds
-    target = Target.make(rtol, max_time_s)
+    target = Target.make(rtol, max_time_s, max_memory_gb)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
               progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
     ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)

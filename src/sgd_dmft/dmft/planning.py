@@ -12,13 +12,13 @@ before anything is allocated.
 from __future__ import annotations
 
 import math
-import os
 import pickle
 
 import numpy as np
 
 from ..budget import COST_LIMIT, MAX_BUILT_STEPS, RATE, grid_steps  # noqa: F401  (their names here stay)
-from ..errors import CostLimitExceeded, MemoryLimitExceeded, SgdDmftError
+from ..errors import ConfigError, CostLimitExceeded, MemoryLimitExceeded, SgdDmftError
+from ..parallel import cores
 from .processes import choose_process
 
 MIN_PATHS_PER_REPLICA = 500
@@ -102,6 +102,8 @@ def plan_replicas(problem, law, t_max: float, paths: int, replicas: int, max_mem
     :class:`~sgd_dmft.errors.MemoryLimitExceeded` when even that does not fit.
     """
     proc = choose_process(problem, law, process)
+    if not max_memory_gb > 0:  # NaN would switch every comparison below off
+        raise ConfigError(f"max_memory_gb={max_memory_gb!r} is not allowed: must be a number > 0", key="max_memory_gb")
     lim = max_memory_gb * 2**30
     if not proc.monte_carlo:
         mem = estimate_memory(problem, law, t_max, 1, 1, keep_kernels, proc)
@@ -145,11 +147,17 @@ def plan_run(problem, law, t_max: float, paths: int, replicas: int, max_memory_g
 
     The replicas (hence the results) do not depend on ``workers``: they are planned for one replica at
     a time (:func:`plan_replicas`), then as many run at once as the memory budget allows (at most
-    ``workers``; 1 for a model that cannot be sent to another process, e.g. a custom one).
+    ``workers`` and the CPU cores, ``parallel.cores``, with a RuntimeWarning past them; 1 for a model that
+    cannot be sent to another process, e.g. a custom one).
     """
     R, P, mem = plan_replicas(problem, law, t_max, int(paths), int(replicas), max_memory_gb, keep_kernels,
                               process=process)
-    W = min(max(1, int(workers)), R)
+    if int(workers) > cores():
+        import warnings
+
+        warnings.warn(f"workers={workers}: capped at the {cores()} CPU cores of this machine (more processes than "
+                      f"cores add memory and slow every replica)", RuntimeWarning, stacklevel=3)
+    W = min(max(1, int(workers)), R, cores())
     if W > 1:
         try:
             pickle.dumps((problem, law, process))
@@ -291,7 +299,7 @@ def estimate_seconds(problem, law, t_max: float, paths: int, replicas: int, proc
     for lw in laws_:
         w = work(problem, lw, t_max, P, process)
         total += sum(SECONDS_PER[name] * units for name, units in w.items())
-    W = min(max(1, int(workers)), R, os.cpu_count() or 1)
+    W = min(max(1, int(workers)), R, cores())
     return R * total / (1.0 if W == 1 else W * PARALLEL_EFFICIENCY)
 
 

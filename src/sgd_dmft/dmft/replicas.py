@@ -88,8 +88,11 @@ def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: in
 
         pbar = tqdm(total=R * T, desc=desc, unit="step", leave=False)
 
+    kept = [0.0]  # bytes one replica keeps in the reduction (the memory bound of added batches)
+
     def on_result(i: int, rep: dict, local: bool) -> None:
         red.add(rep)
+        kept[0] = kept[0] or _kept_bytes(rep)
         if pbar is not None and not local:
             pbar.update(T)
 
@@ -101,7 +104,7 @@ def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: in
             used = max(used, parallel.map_ordered(fn, tasks, workers=W, on_result=on_result,
                                                   local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S))
             n_new = 0 if target is None else extra_replicas(target, red.count, relative_error(*curves(red)),
-                                                            time.perf_counter() - t0)
+                                                            time.perf_counter() - t0, kept[0])
             if pbar is not None and n_new:
                 pbar.total += n_new * T
                 pbar.refresh()
@@ -109,3 +112,10 @@ def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: in
         if pbar is not None:
             pbar.close()
     return used
+
+
+def _kept_bytes(rep) -> float:
+    """Bytes of the arrays a replica's result leaves in the reduction (its kernels are summed, not kept)."""
+    if isinstance(rep, dict):
+        return float(sum(_kept_bytes(v) for k, v in rep.items() if k != "kernels"))
+    return float(getattr(rep, "nbytes", 0))

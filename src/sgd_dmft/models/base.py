@@ -165,6 +165,11 @@ class CustomModel(Model):
                           ModelProbeWarning, stacklevel=4)
         object.__setattr__(self, "smooth", bool(self.smooth))
 
+    @property
+    def trusted_labels(self) -> bool:
+        """Labels already checked (probe.check_labels): the probe ran, at construction or before a pickle."""
+        return self.probe is not None
+
     def _run_probe(self) -> ProbeReport | None:
         """The probe's report; None (with a warning) when it fails and ``smooth`` was declared."""
         try:

@@ -29,7 +29,7 @@ from ..errors import ConfigError
 from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
 from .base import Array, Model
 from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, softplus
-from .teachers import ActivationMean, Expression
+from .teachers import ActivationMean, Expression, finite_variance_problem
 
 __all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
            "logistic", "phase_retrieval", "committee", "two_layer", "make_model"]
@@ -41,6 +41,8 @@ LOSSES = ("square", "logistic")
 @dataclass(frozen=True, kw_only=True)
 class _Preset(Model):
     """A preset: the label noise is ``noise * eps``, so ``eps`` matters only when ``noise != 0``."""
+
+    trusted_labels = True  # known labels: probe.check_labels skips them
 
     @property
     def eps_dim(self) -> bool:
@@ -236,6 +238,16 @@ class TwoLayer(_SquareLoss):
         object.__setattr__(self, "additive_noise", self.loss_name == "square")
         if self.smooth is None:
             object.__setattr__(self, "smooth", act.smooth)
+        why = finite_variance_problem(t.text, self.kstar) if isinstance(t, Expression) else None
+        if why and self.loss_name == "square":  # (the logistic loss sees sign(g + noise eps) only)
+            raise ConfigError(f"problem.teacher = {t.text!r}: {why}", key="problem.teacher")
+
+    label_key = "problem.teacher"  # probe.check_labels: a callable teacher is user code
+
+    @property
+    def trusted_labels(self) -> bool:
+        """An expression (checked at construction) or the committee's link; not a user callable."""
+        return isinstance(self.teacher, (Expression, ActivationMean))
 
     # ---- the student and the teacher ----
     def _pre(self, r: Array) -> Array:

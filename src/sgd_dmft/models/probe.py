@@ -35,7 +35,8 @@ import numpy as np
 from ..errors import ConfigError
 
 __all__ = ["ProbeReport", "ModelProbeWarning", "probe_model", "N_POINTS", "SEED", "SCALES", "H_SEG",
-           "JUMP_RTOL", "MIN_JUMPS", "CHECK_RTOL", "CHECK_FRACTION", "check_model", "CHECK_POINTS"]
+           "JUMP_RTOL", "MIN_JUMPS", "CHECK_RTOL", "CHECK_FRACTION", "check_model", "CHECK_POINTS", "check_labels",
+           "label_problem"]
 
 N_POINTS = 2048
 SEED = 20240613
@@ -210,3 +211,121 @@ def check_model(model) -> None:
         except Exception as e:
             raise _failed(model, what, e) from e
         _check_output(model, what, out, shape)
+    check_labels(model)
+
+
+# ------------------------------------------------------------------------------------------------
+# Labels of user code: finite everywhere sampled, finite variance (finite population loss)
+# ------------------------------------------------------------------------------------------------
+LABEL_POINTS = 4096  # Gaussian points (r*, eps) on which a user label must be finite
+RAY_RADII = (4.0, 8.0, 12.0, 16.0, 20.0, 24.0, 28.0, 32.0)  # radii of the tail test
+FINITE_RADIUS = 12.0  # a label must be finite out to here (quadrature nodes reach it)
+RAY_DIRECTIONS = 24  # random unit directions of the tail test (plus the first 8 axes, both signs)
+TAIL_RATIO = 0.99  # log y^2 growing at >= this fraction of r^2 / 2 along a ray: E[y^2] = inf
+ZOOM_STARTS, ZOOM_POINTS, ZOOM_ROUNDS, ZOOM_SHRINK = 4, 64, 12, 4.0  # the local search for poles
+POLE_SLOPE = 0.9  # |y|^2 growing like dist^-s, s >= this, over the last 6 rounds: a pole
+
+
+def _fmt_point(z: np.ndarray) -> str:
+    return "(" + ", ".join(f"{v:.3g}" for v in z[:6]) + (", ..." if len(z) > 6 else "") + ")"
+
+
+def _heavy_tail(values, dim: int, rng) -> str | None:
+    """The tail test: along rays ``z = r u`` (axes and random directions), ``E[y^2] < inf`` needs
+    ``y(r u)^2 exp(-r^2 / 2)`` to decay, i.e. ``log y^2`` to grow slower than ``r^2 / 2``: refused when it
+    grows at ``TAIL_RATIO`` of that rate between the two largest radii where ``y`` is finite, or when
+    ``y`` is not finite within ``FINITE_RADIUS``."""
+    axes = np.eye(dim)[: min(dim, 8)]  # tilted off the axes, so that no ray runs inside a zero set (z1 = 0)
+    U = np.concatenate([axes, -axes, rng.standard_normal((RAY_DIRECTIONS, dim))])
+    U[: 2 * len(axes)] += 1e-3 * rng.standard_normal((2 * len(axes), dim))
+    U /= np.linalg.norm(U, axis=1, keepdims=True)
+    Y = np.stack([values(r * U) for r in RAY_RADII], axis=1)  # (directions, radii)
+    radii = np.asarray(RAY_RADII)
+    for u, y in zip(U, Y):
+        near = ~np.isfinite(y) & (radii <= FINITE_RADIUS)
+        if near.any():
+            return (f"non-finite label ({y[near][0]}) at |z| = {radii[near][0]:g} along z = r {_fmt_point(u)} (quadrature "
+                    f"nodes reach |z| = {FINITE_RADIUS:g}): E[y^2] cannot be computed")
+        ok = np.isfinite(y) & (radii >= FINITE_RADIUS)
+        if np.isinf(y[radii > FINITE_RADIUS]).any() and ok.sum() < 2:
+            return (f"the label overflows past |z| = {radii[ok][-1] if ok.any() else FINITE_RADIUS:g} along z = r "
+                    f"{_fmt_point(u)}: y^2 grows faster than exp(|z|^2 / 2), E[y^2] is infinite")
+        if ok.sum() < 2:
+            continue
+        (r1, r2), (y1, y2) = radii[ok][-2:], y[ok][-2:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            growth = 2.0 * (np.log(abs(y2)) - np.log(abs(y1)))
+        if growth >= TAIL_RATIO * (r2**2 - r1**2) / 2:
+            return (f"y^2 grows like exp(|z|^2 / 2) or faster along z = r {_fmt_point(u)} (|y| = {abs(y2):.3g} at r = "
+                    f"{r2:g}): y^2 times the Gaussian density does not decay, E[y^2] is infinite")
+    return None
+
+
+def _pole(values, Z: np.ndarray, y: np.ndarray, rng) -> str | None:
+    """The local test: from the points of largest ``|y|``, a greedy search in balls shrinking by
+    ``ZOOM_SHRINK`` per round; where ``|y|^2`` keeps growing like ``dist^-s`` with ``s >= POLE_SLOPE`` over
+    the last 6 rounds the label has a pole that is not square-integrable across a zero set of codimension
+    1 (``1 / z1``: s = 2; ``|z1|^-1/2``: s = 1; ``log |z1|``, ``|z1|^0.5``, any smooth link: s -> 0). Point
+    singularities are judged as if they were hyperplanes (conservative)."""
+    dim = Z.shape[1]
+    for i in np.argsort(-np.abs(y))[:ZOOM_STARTS]:
+        best, top, w, logs = Z[i].copy(), abs(float(y[i])), 2.0, []
+        for _ in range(ZOOM_ROUNDS):
+            d = rng.standard_normal((ZOOM_POINTS, dim))
+            d *= (w * rng.random((ZOOM_POINTS, 1)) ** (1.0 / dim)) / np.linalg.norm(d, axis=1, keepdims=True)
+            P = best + d
+            v = np.abs(values(P))
+            if np.isinf(v).any():
+                return f"the label is infinite at z = {_fmt_point(P[np.isinf(v)][0])}: a pole, E[y^2] is infinite"
+            v[np.isnan(v)] = -1.0
+            j = int(np.argmax(v))
+            if v[j] > top:
+                best, top = P[j], float(v[j])
+            logs.append(2.0 * np.log(max(top, 1e-300)))
+            w /= ZOOM_SHRINK
+        slope = np.polyfit(np.arange(6) * np.log(ZOOM_SHRINK), logs[-6:], 1)[0]
+        if slope >= POLE_SLOPE:
+            return (f"near z = {_fmt_point(best)} |y|^2 grows like dist^-{slope:.2g} (|y| = {top:.3g} within "
+                    f"{w * ZOOM_SHRINK:.2g}): a pole, not square-integrable, E[y^2] is infinite")
+    return None
+
+
+def label_problem(fn, dim: int) -> str | None:
+    """Why the label function ``fn(Z (N, dim)) -> (N,)`` of user code cannot make a run (``Z``: the
+    standard Gaussian variables it depends on), or None: non-finite values on ``LABEL_POINTS`` Gaussian
+    points or within ``FINITE_RADIUS``, or an infinite variance ``E[y^2]`` by the tail test
+    (:func:`_heavy_tail`) or the pole test (:func:`_pole`). Deterministic (seed ``SEED``), ~8000 calls'
+    worth of points. Sufficient conditions of an infinite variance, judged numerically: a label
+    refused here has no finite population loss (square loss) and no Monte Carlo estimate of it.
+    Accepted: polynomials, tanh, relu, sign, exp(z), 1 / (1 + z^2), |z|^0.5, log(1 + z^2);
+    refused: 1 / z, 1 / z^2, z1 / z2, exp(z^2), NaN anywhere sampled."""
+    rng = np.random.default_rng(SEED)
+
+    def values(P):
+        with np.errstate(all="ignore"):
+            out = np.asarray(fn(P), dtype=np.float64)
+        return out.reshape(len(P))
+
+    Z = rng.standard_normal((LABEL_POINTS, dim))
+    y = values(Z)
+    bad = ~np.isfinite(y)
+    if bad.any():
+        return (f"non-finite labels ({y[bad][0]}) at {bad.mean():.2%} of {LABEL_POINTS} Gaussian points (e.g. "
+                f"z = {_fmt_point(Z[bad][0])})")
+    return _heavy_tail(values, dim, rng) or _pole(values, Z, y, rng)
+
+
+def check_labels(model) -> None:
+    """:func:`label_problem` of ``model.labels`` over ``(r*, eps)`` (dimension ``k* + 1``): ConfigError
+    (key ``model.label_key``, ``problem.model`` by default) for a label of user code that is not finite or
+    whose variance is infinite. Models whose labels are known (presets) skip it."""
+    if getattr(model, "trusted_labels", False):
+        return
+    ks = int(model.kstar)
+    try:
+        why = label_problem(lambda P: model.labels(P[:, :ks], P[:, ks]), ks + 1)
+    except Exception as e:  # noqa: BLE001 - user callables: anything can fail
+        raise _failed(model, f"label on {LABEL_POINTS} points", e) from e
+    if why:
+        key = getattr(model, "label_key", "problem.model")
+        raise ConfigError(f"{key} = {str(getattr(model, 'teacher', None) or model.name)!r}: {why}", key=key)

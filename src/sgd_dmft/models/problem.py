@@ -9,13 +9,16 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from ..arguments import number
 from ..errors import ConfigError
 from .base import Model
 from .probe import CHECK_POINTS, check_model
 
 Array = NDArray[np.float64]
 
-__all__ = ["Problem", "check_model", "CHECK_POINTS"]
+__all__ = ["Problem", "check_model", "CHECK_POINTS", "Q0_MAX"]
+
+Q0_MAX = 1e8  # largest trace of the initial overlaps Q_0 (100x below the smallest divergence threshold)
 
 
 def _direction(value, k: int, ks: int) -> tuple[tuple[float, ...], ...]:
@@ -75,16 +78,16 @@ class Problem:
     init_m: tuple[tuple[float, ...], ...] | None = None
 
     def __post_init__(self):
+        if not isinstance(self.model, Model):
+            raise ConfigError(f"Problem.model={self.model!r:.80}: must be a Model (make_model('logistic'), ...)",
+                              key="model")
+        for key, positive in (("delta", True), ("ridge", False), ("init_scale", False)):  # numpy scalars too
+            object.__setattr__(self, key, number(f"Problem.{key}", getattr(self, key), 0.0, lo_open=positive,
+                                                   key=f"problem.{key}"))
         if self.init_q is not None or self.init_m is not None:
             self._from_overlaps()
         self._normalise_overlap()
-        for key, val, ok, allowed in (
-            ("delta", self.delta, self.delta > 0, "> 0"),
-            ("ridge", self.ridge, self.ridge >= 0, ">= 0"),
-            ("init_scale", self.init_scale, self.init_scale >= 0, ">= 0"),
-        ):
-            if not (isinstance(val, (int, float)) and math.isfinite(val) and ok):
-                raise ValueError(f"Problem.{key}={val!r} is not allowed: must be a finite number {allowed}")
+        self._check_initial_overlaps()
         check_model(self.model)
 
     def _from_overlaps(self) -> None:
@@ -130,15 +133,27 @@ class Problem:
         lam, V = np.linalg.eigh(self.noise_cov())
         return (V * np.sqrt(np.clip(lam, 0.0, None))) @ V.T
 
+    def _check_initial_overlaps(self) -> None:
+        """``trace Q_0 <= Q0_MAX`` (``Q_0`` of :meth:`init_moments`): the runs call a trace Q past 1e10 (online
+        ODEs) or 1e12 (march, simulators) diverged, so a larger start is an input error."""
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):
+                tr = float(np.trace(self.init_moments()[0]))
+        except OverflowError:  # init_overlap ** 2 past the float range
+            tr = math.inf
+        if not tr <= Q0_MAX:
+            key = "init_scale" if self.k * float(self.init_scale) ** 2 >= tr / 2 else "init_overlap"
+            raise ConfigError(f"problem.{key} = {getattr(self, key)!r}: the initial overlaps trace Q_0 = "
+                              f"{tr:.3g} must be <= {Q0_MAX:g} (a run is declared diverged past 1e10-1e12)",
+                              key=f"problem.{key}")
+
     def _normalise_overlap(self) -> None:
         """A matrix ``init_overlap`` (or ``init_direction``) -> ``(init_overlap, init_direction)``."""
         k, ks, val = self.model.k, self.model.kstar, self.init_overlap
         if self.init_direction is None and isinstance(val, (int, float, np.floating, np.integer)) \
                 and not isinstance(val, bool):
-            if not math.isfinite(float(val)):
-                raise ValueError(f"Problem.init_overlap={val!r} is not allowed: must be a finite number or a "
-                                 f"k x k* matrix")
-            object.__setattr__(self, "init_overlap", float(val) if isinstance(val, (np.floating, np.integer)) else val)
+            v = number("Problem.init_overlap", val, key="problem.init_overlap")  # finite (a matrix: _direction)
+            object.__setattr__(self, "init_overlap", v if isinstance(val, (np.floating, np.integer)) else val)
             return
         if self.init_direction is not None:
             scale, B = float(val), _direction(self.init_direction, k, ks)

@@ -83,11 +83,13 @@ def estimate(kind: str, *, n: int, d: int, k: int, kstar: int, seeds: int, batch
     return SimulationPlan(float(mem), float(cost), float(steps), float(records))
 
 
-def check_budget(plan: SimulationPlan, max_memory_gb: float, force: bool = False, max_cost: float = COST_LIMIT) -> None:
-    """Refuse a plan past the memory budget (always) or past ``max_cost`` (unless ``force``)."""
-    if plan.memory > max_memory_gb * 2**30:
+def check_budget(plan: SimulationPlan, max_memory_gb: float, force: bool = False, max_cost: float = COST_LIMIT,
+                 key: str = "simulation.max_memory_gb") -> None:
+    """Refuse a plan past the memory budget (always; a NaN budget too) or past ``max_cost`` (unless
+    ``force``). ``key``: the budget's name in the message (the API's ``max_memory_gb``)."""
+    if not plan.memory <= max_memory_gb * 2**30:
         raise MemoryLimitExceeded(
-            f"simulation.max_memory_gb = {max_memory_gb:g}: the simulation needs about {plan.memory / 2**30:.3g} GiB "
+            f"{key} = {max_memory_gb:g}: the simulation needs about {plan.memory / 2**30:.3g} GiB "
             f"(the n x d training set, n = round(delta d), and the multipliers n x steps); lower simulation.d "
             f"or problem.delta (or dynamics.t_max / raise dynamics.dt for a random law), or raise "
             f"simulation.max_memory_gb")

@@ -9,7 +9,6 @@ empirical ``S* = theta*^T theta* / d``. The Dataset follows the simulation schem
 from __future__ import annotations
 
 import contextlib
-import math
 import numbers
 import sys
 from typing import TYPE_CHECKING, Sequence
@@ -17,9 +16,11 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 
 from ..curves import simulation_dataset
+from .. import arguments
 from ..errors import ConfigError
 from ..grid import TimeGrid
 from ..models import population_loss
+from . import cost
 from .algorithms import Algorithm
 from .instance import Instance, make_instance, n_samples, seed_rngs
 from .recorder import Recorder
@@ -31,7 +32,8 @@ if TYPE_CHECKING:
 
 
 def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int, seeds: int | Sequence[int] = 1,
-             seed: int = 0, grid: TimeGrid | None = None, progress: bool = False) -> xr.Dataset:
+             seed: int = 0, grid: TimeGrid | None = None, progress: bool = False,
+             max_memory_gb: float = 8.0) -> xr.Dataset:
     """Finite-d simulation of ``algorithm`` on ``problem`` (algorithms.py has the recursions).
 
     Parameters
@@ -45,12 +47,16 @@ def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int, se
     grid: the record grid (:class:`~sgd_dmft.grid.TimeGrid`); LawRecursion records on ``law.grid``
         (pass None), the others need one.
     progress: tqdm bar over seeds x steps (shown only when stderr is a terminal).
+    max_memory_gb: the run's memory estimate (cost.py) past it is refused before anything is allocated
+        (:class:`~sgd_dmft.errors.MemoryLimitExceeded`; ``inf``: no budget).
 
     Returns an xarray Dataset with ``train_loss``, ``test_loss`` (seed, time), ``M`` (seed, time, k,
     kstar), ``Q`` (seed, time, k, k2). Raises :class:`~sgd_dmft.errors.ConfigError` on invalid input and
     :class:`~sgd_dmft.errors.SimulationDiverged` on blow-up.
     """
     record_grid, n, seed_values = _check(problem, algorithm, t_max, d, seeds, grid)
+    seed = arguments.integer("seed", seed, 0)
+    _check_memory(problem, algorithm, record_grid, float(t_max), int(d), n, len(seed_values), max_memory_gb)
     times = record_grid.times(t_max)
     show = progress and sys.stderr.isatty()
     total = algorithm.n_steps(times, n) * len(seed_values) if show else 0
@@ -87,27 +93,52 @@ def _run_seeds(problem, algorithm, times, d, seed_values, seed, pbar) -> dict[st
     return {"train_loss": train, "test_loss": test, "M": Ma, "Q": Qa}
 
 
+MAX_SEEDS = 10**6  # seeds of one call (config.py: simulation.seeds)
+
+
 def _check(problem, algorithm, t_max, d, seeds, grid) -> tuple[TimeGrid, int, list[int]]:
     """simulate's own checks (the algorithm and the law check themselves): ``(record grid, n, seeds)``."""
+    arguments.problem(problem)
     if not isinstance(algorithm, Algorithm):
         raise ConfigError(f"algorithm={algorithm!r} is not allowed: must be a LawRecursion, MiniBatchSGD, "
                           f"Reshuffling or OnlineSGD object (string names: sgd_dmft.simulate.simulate)",
                           key="algorithm")
-    if not (isinstance(t_max, numbers.Real) and math.isfinite(t_max) and t_max >= 0):
-        raise ConfigError(f"t_max={t_max!r} is not allowed: must be a finite number >= 0", key="t_max")
-    if not (isinstance(d, numbers.Integral) and not isinstance(d, bool) and d >= 1):
-        raise ConfigError(f"d={d!r} is not allowed: must be an integer >= 1", key="d")
+    arguments.number("t_max", t_max, 0.0)
+    arguments.integer("d", d, 1)
     n = n_samples(problem, d)
     if n < 1:
         raise ConfigError(f"d={d} is not allowed: n = round(delta d) = {n} must be >= 1", key="d")
     algorithm.check(n)
-    if isinstance(seeds, (int, np.integer)):
-        seed_values = list(range(seeds))
+    if isinstance(seeds, numbers.Integral) and not isinstance(seeds, bool):
+        seed_values = list(range(arguments.integer("seeds", seeds, 1, MAX_SEEDS)))
+    elif isinstance(seeds, (list, tuple, range, np.ndarray)):
+        seed_values = [arguments.integer("seeds", s, 0) for s in np.asarray(seeds, dtype=object).ravel()]
     else:
-        seed_values = [int(s) for s in seeds]
+        raise ConfigError(f"seeds={seeds!r} is not allowed: must be a number of seeds or a list of seed values "
+                          f"(integers >= 0)", key="seeds")
     if not seed_values:
         raise ConfigError(f"seeds={seeds!r} is not allowed: must give at least one seed value", key="seeds")
     return algorithm.record_grid(grid), n, seed_values
+
+
+def _check_memory(problem, algorithm, grid: TimeGrid, t_max: float, d: int, n: int, seeds: int,
+                  max_memory_gb) -> None:
+    """Refuse a run whose memory estimate (cost.estimate, the CLI's) exceeds ``max_memory_gb``, before
+    the record grid or the training set is built (MemoryLimitExceeded)."""
+    budget = arguments.number("max_memory_gb", max_memory_gb, 0.0, lo_open=True, finite=False)
+    model, law = problem.model, getattr(algorithm, "law", None)
+    if law is not None:
+        steps = cost.grid_steps(law, t_max)
+        random_law = not law.deterministic
+        plan = cost.estimate("law", n=n, d=d, k=model.k, kstar=model.kstar, seeds=seeds, batch=1, records=steps + 1,
+                             steps=steps, law_random=random_law, law_sparse=bool(random_law and law.sparse),
+                             nnz_fraction=min(1.0, law.dt / (law.jump_size or law.dt)))
+    else:
+        kind = "sgd" if algorithm.with_data else "online"
+        plan = cost.estimate(kind, n=n, d=d, k=model.k, kstar=model.kstar, seeds=seeds, batch=algorithm.batch,
+                             records=cost.grid_steps(grid, t_max) + 1,
+                             steps=t_max * n / (algorithm.gamma * algorithm.batch))
+    cost.check_budget(plan, budget, force=True, key="max_memory_gb")
 
 
 @contextlib.contextmanager
