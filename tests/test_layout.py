@@ -62,7 +62,7 @@ def test_readme_layout_matches_the_tree():
 LAYERS = (
     ("_version", "errors", "budget", "provenance", "parallel"),  # 0 leaves: import nothing of the package
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
-    ("laws", "models", "stability", "conventions"),  # 2 the specification: law, model, their rules
+    ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
     ("results", "plot"),  # 4 result files and figures
     ("config",),  # 5 TOML -> Problem, Law
@@ -75,6 +75,12 @@ LAYERS = (
 UPWARD_ALLOWED = {
     ("sgd_dmft.results", "sgd_dmft.config"): "the deprecated alias results.config_from_dataset (moved to config), "
                                              "imported only when a user asks for the old name",
+}
+# Sideways imports that close a cycle on purpose (lazy, inside a function), (importer, imported): reason.
+CYCLE_ALLOWED = {
+    ("sgd_dmft.arguments", "sgd_dmft.models"): "arguments.problem() checks isinstance(value, Problem) when called, "
+                                               "while models/problem.py uses arguments.number at import; to remove: "
+                                               "move problem(), law() and SOLVE above models/ and laws",
 }
 
 
@@ -122,6 +128,8 @@ def test_every_import_goes_down_or_sideways():
 def test_no_import_cycle_and_one_way_flow():
     mods = _modules()
     graph = {m: {t for t, _ in _imports(m, p, mods) if t in mods} for m, p in mods.items()}
+    assert all(t in graph.get(m, ()) for m, t in CYCLE_ALLOWED), f"stale exceptions: {sorted(CYCLE_ALLOWED)}"
+    graph = {m: ts - {t for u, t in CYCLE_ALLOWED if u == m} for m, ts in graph.items()}
     state: dict[str, int] = {}
 
     def visit(u: str, path: list[str]) -> None:
