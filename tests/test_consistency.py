@@ -60,7 +60,7 @@ def test_end_to_end_runaway_replica_raises(monkeypatch):
     """A solve whose 5th replica's kernels run away (R_F blown up mid-way) raises, naming the time."""
     import importlib
 
-    solve_mod = importlib.import_module("sgd_dmft.dmft.solve")
+    solve_mod = importlib.import_module("sgd_dmft.dmft.driver")
 
     orig = solve_mod.replica
     calls = []

@@ -61,7 +61,7 @@ def test_solver_run_growing_like_1_5_power_m_is_stopped_before_it_is_written(bas
     switched off the growth rule stops it (exit 3), long before trace Q = 1e12, and nothing is written."""
     import importlib
 
-    solve_mod = importlib.import_module("sgd_dmft.dmft.solve")
+    solve_mod = importlib.import_module("sgd_dmft.dmft.driver")
     monkeypatch.setattr(solve_mod, "check_stability", lambda *a, **k: None)
     monkeypatch.setattr(run, "check_theory", lambda *a, **k: 0.0)
     ridge = (1 + 1.5**0.5) / 0.05

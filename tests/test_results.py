@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from sgd_dmft.config import parse_config
+from sgd_dmft.config import config_from_dataset, parse_config
 from sgd_dmft.results import (
-    NonFiniteResult, check_finite, clean_attrs, config_from_dataset, discrepancy, final_values,
+    NonFiniteResult, check_finite, clean_attrs, discrepancy, final_values,
     read_dataset, write_dataset,
 )
 
@@ -57,6 +57,10 @@ def test_write_read_round_trip_with_config(tmp_path):
     assert a["sgd_dmft_version"] and a["created"]
     assert config_from_dataset(back) == cfg
     assert sorted(os.listdir(p.parent)) == ["r.nc"]  # no temp file left
+    import sgd_dmft.results as results_mod
+
+    with pytest.warns(DeprecationWarning, match="moved to sgd_dmft.config"):  # the old path still answers
+        assert results_mod.config_from_dataset(back) == cfg
 
 
 def test_clean_attrs_types():

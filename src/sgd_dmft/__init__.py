@@ -17,8 +17,7 @@ recursion. Conventions (x ~ N(0, I/d), sum loss, time = gradient-flow time): doc
 derivation: docs/theory.md; layout: docs/architecture.md.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__  # noqa: E402
 from . import laws  # noqa: E402
 from .errors import (  # noqa: E402
     ConfigError, CostLimitExceeded, Diverged, MemoryLimitExceeded, NonFiniteResult, SgdDmftError, SimulationDiverged,

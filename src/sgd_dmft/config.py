@@ -29,7 +29,8 @@ from typing import Any, Callable, Mapping
 
 import tomli_w
 
-from . import laws, problem
+from . import laws
+from . import models as problem  # the models package, under the name this module has always used
 from .errors import ConfigError
 from .grid import TimeGrid
 from .models.loading import is_entry, load_model, resolve_entry, trust_error
@@ -37,7 +38,7 @@ from .models.problem import check_model
 from .models.presets import LOSSES
 
 __all__ = ["ALGORITHMS", "Config", "ConfigError", "SCHEMA", "defaults", "load_config", "parse_config",
-           "parse_value"]
+           "config_from_dataset", "parse_value"]
 
 MODELS = problem.MODELS
 ACTIVATIONS = problem.ACTIVATIONS
@@ -195,7 +196,8 @@ def defaults() -> dict[str, dict[str, Any]]:
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
-def _suggest(word: str, options: list[str]) -> str:
+def suggest(word: str, options: list[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to a misspelt ``word``, or '' if none is close."""
     m = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
     return f" (did you mean '{m[0]}'?)" if m else ""
 
@@ -242,7 +244,7 @@ def _coerce(section: str, key: str, value: Any) -> Any:
     if not spec.check(v):
         extra = ""
         if spec.kind == "str":
-            extra = _suggest(v, [o for o in spec.allowed.removeprefix("one of ").split(" | ")])
+            extra = suggest(v, [o for o in spec.allowed.removeprefix("one of ").split(" | ")])
         raise ConfigError(f"{name} = {value!r}: must be {spec.allowed}{extra}")
     return v
 
@@ -446,16 +448,16 @@ def _validate(mapping: Mapping[str, Any], trust_code: bool = False,
     for section, body in mapping.items():
         if section not in SCHEMA:
             raise ConfigError(
-                f"unknown section {str(section)!r}{_suggest(str(section), list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
+                f"unknown section {str(section)!r}{suggest(str(section), list(SECTIONS))}; allowed: {', '.join(SECTIONS)}")
         if not isinstance(body, Mapping):
             raise ConfigError(f"section {section!r} must be a table, got {body!r} ({_typename(body)})")
         for key, value in body.items():
             if key not in SCHEMA[section]:
                 dotted = f"{section}.{key}"
                 elsewhere = [s for s in SECTIONS if key in SCHEMA[s]]
-                sugg = f" (did you mean '{elsewhere[0]}.{key}'?)" if elsewhere else _suggest(dotted, _all_dotted())
+                sugg = f" (did you mean '{elsewhere[0]}.{key}'?)" if elsewhere else suggest(dotted, _all_dotted())
                 if not sugg:
-                    sugg = _suggest(str(key), list(SCHEMA[section]))
+                    sugg = suggest(str(key), list(SCHEMA[section]))
                     sugg = sugg.replace("'", f"'{section}.", 1) if sugg else ""
                 raise ConfigError(f"unknown key {dotted!r}{sugg}")
             out[section][key] = _coerce(section, key, value)
@@ -499,7 +501,7 @@ class Config:
         d = self.to_dict()
         for dotted, value in overrides.items():
             if "." not in dotted:
-                raise ConfigError(f"override key {dotted!r} must be 'section.key'{_suggest(dotted, _all_dotted())}")
+                raise ConfigError(f"override key {dotted!r} must be 'section.key'{suggest(dotted, _all_dotted())}")
             s, k = dotted.split(".", 1)
             d.setdefault(s, {})[k] = value
         return parse_config(d, trust_code=self.trust_code)
@@ -576,3 +578,12 @@ def load_config(path: str | Path, trust_code: bool = False) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"invalid TOML in '{path}': {e}") from e
     return parse_config(data, trust_code, base_dir=path.absolute().parent)
+
+
+def config_from_dataset(ds: Any, trust_code: bool = False) -> Config | None:
+    """The :class:`Config` stored in a result file's ``config_toml`` attribute (``ds``: an xarray Dataset),
+    or None; a file is input like a config: a custom model in it is loaded only with ``trust_code=True``."""
+    text = ds.attrs.get("config_toml")
+    if not text:
+        return None
+    return parse_config(tomllib.loads(text), trust_code)

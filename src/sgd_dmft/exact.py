@@ -52,7 +52,7 @@ import xarray as xr
 from scipy.interpolate import CubicSpline
 from scipy.linalg import eigh_tridiagonal
 
-from . import __version__
+from ._version import __version__
 from .curves import exact_vars
 from .errors import SolverDiverged
 from .models import Problem
@@ -171,7 +171,8 @@ def _curves_from_EP(problem: Problem, s: np.ndarray, w: np.ndarray, E: np.ndarra
     return train, test, M, Q
 
 
-def _n_nodes_gf(problem: Problem, t_max: float) -> int:
+def n_nodes_gf(problem: Problem, t_max: float) -> int:
+    """Gauss nodes of the Marchenko-Pastur law that resolve gradient flow up to ``t_max`` (at most 6000)."""
     _, b = mp_support(problem.delta)
     x = (b + abs(problem.ridge)) * max(t_max, 0.0)
     return int(min(6000, 80 + 4 * math.sqrt(40 * x) + 0.25 * x))
@@ -209,7 +210,7 @@ def gf_linear(problem: Problem, times, *, n_nodes: int | None = None) -> xr.Data
     times = np.atleast_1d(np.asarray(times, dtype=np.float64))
     if np.any(times < 0):
         raise ValueError("times must be non-negative")
-    N = int(n_nodes) if n_nodes is not None else _n_nodes_gf(problem, float(times.max(initial=0.0)))
+    N = int(n_nodes) if n_nodes is not None else n_nodes_gf(problem, float(times.max(initial=0.0)))
     s, w = mp_quadrature(problem.delta, N)
     x = s + problem.ridge
     tx = times[:, None] * x[None, :]
@@ -322,7 +323,7 @@ def sgd_linear_poisson(problem: Problem, gamma: float, times, *, h: float | None
     t_max = float(times.max())
     if not (gamma > 0 and t_max > 0):
         raise ValueError(f"need gamma > 0 and max(times) > 0 (got {gamma}, {t_max})")
-    N = int(n_nodes) if n_nodes is not None else max(200, _n_nodes_gf(problem, 2 * t_max))
+    N = int(n_nodes) if n_nodes is not None else max(200, n_nodes_gf(problem, 2 * t_max))
     s, w = mp_quadrature(problem.delta, N)
     hh = float(h) if h is not None else min(1e-3, t_max / 400)
     n = int(math.ceil(t_max / hh - 1e-9))  # the fine level has exactly 2n steps (nested points)

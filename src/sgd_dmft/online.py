@@ -45,7 +45,7 @@ import numpy as np
 import xarray as xr
 from scipy.integrate import solve_ivp
 
-from . import __version__
+from ._version import __version__
 from .curves import exact_vars, theory_vars
 from .errors import ConfigError, SolverDiverged
 from .models import Model, Problem, population_loss

@@ -28,7 +28,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from . import __version__
+from ._version import __version__
 from .curves import mean_stderr_da
 from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
 from .provenance import provenance_attrs
@@ -78,16 +78,17 @@ def config_attrs(config: Any) -> dict[str, str | int | float]:
     return clean_attrs(attrs)
 
 
-def config_from_dataset(ds: xr.Dataset, trust_code: bool = False):
-    """The :class:`~sgd_dmft.config.Config` stored in a dataset's ``config_toml`` attribute (or None); a file
-    is input like a config: a custom model in it is loaded only with ``trust_code=True``."""
-    from .config import parse_config
-    import tomllib
+def __getattr__(name: str):
+    # deprecated alias: reading a Config back is the config's job (results sits below config in the layers)
+    if name == "config_from_dataset":
+        import warnings
 
-    text = ds.attrs.get("config_toml")
-    if not text:
-        return None
-    return parse_config(tomllib.loads(text), trust_code)
+        from .config import config_from_dataset
+
+        warnings.warn("sgd_dmft.results.config_from_dataset moved to sgd_dmft.config.config_from_dataset",
+                      DeprecationWarning, stacklevel=2)
+        return config_from_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -511,7 +512,7 @@ def check_out_dir(out: str | Path, names: Sequence[str] = RESULT_FILES, keep_dir
     """The output directory, checked before anything runs: not empty, not a file, its nearest existing
     ancestor a writable directory, and none of ``names`` inside it a directory (unless ``keep_dirs``
     allows ``cache``-like subdirectories). Raises ConfigError (key ``--out``, CLI exit 2)."""
-    from .config import ConfigError
+    from .errors import ConfigError
 
     if not str(out).strip():
         raise ConfigError("--out '': must name a directory (e.g. --out results/run1)", key="--out")

@@ -27,7 +27,7 @@ from .parallel import cores
 
 if TYPE_CHECKING:
     from .laws import Law
-    from .problem import Problem
+    from .models import Problem
 
 COMPARED_VARS = ("train_loss", "test_loss")
 
@@ -73,7 +73,7 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     exp = experiment(cfg)
     dy = cfg.dynamics
     ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
-    check_theory(exp, bool(ex and exp.law is not None and _extrapolable(exp.law, cfg)), force)
+    check_theory(exp, bool(ex and exp.law is not None and extrapolable(exp.law, cfg)), force)
     t0 = time.perf_counter()
     if exp.law is None:
         from . import online
@@ -83,7 +83,7 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
         ds = online.solve_online(exp.problem, gamma=dy["gamma"], times=cfg_grid(cfg).times(dy["t_max"]),
                                  lr=lr_schedule(dy))
     else:
-        ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and _extrapolable(exp.law, cfg)))
+        ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and extrapolable(exp.law, cfg)))
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
 
 
@@ -168,7 +168,7 @@ def cfg_grid(cfg: Config):
     return TimeGrid(dy["dt"], dy["growth"], dy["dt_max"] or None)
 
 
-def _extrapolable(law, cfg: Config | None = None) -> bool:
+def extrapolable(law, cfg: Config | None = None) -> bool:
     """Whether the continuous-time limit is asked for: a continuous-time law on a uniform grid, or on a
     graded one unless ``solver.extrapolate_graded = false``."""
     graded_ok = bool(cfg is None or cfg.solver.get("extrapolate_graded", True))
@@ -345,7 +345,7 @@ def compare(cfg: Config, progress: bool = False, announce: Announce = False, for
     exp = experiment(cfg)
     continuous = simulation_is_continuous(cfg)
     check_simulation(exp, force)  # both refused before either runs
-    check_theory(exp, bool(continuous and exp.law is not None and _extrapolable(exp.law, cfg)), force)
+    check_theory(exp, bool(continuous and exp.law is not None and extrapolable(exp.law, cfg)), force)
     theory = run_theory(cfg, progress, announce=announce, extrapolate=continuous, force=force)
     check_finite(theory, "theory")
     sim = run_simulation(cfg, progress, announce=announce, force=force)

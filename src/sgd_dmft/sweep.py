@@ -66,8 +66,9 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from . import __version__, parallel, run
-from .config import SCHEMA, Config, ConfigError, _suggest, parse_value
+from . import parallel, run
+from ._version import __version__
+from .config import SCHEMA, Config, ConfigError, parse_value, suggest
 from .models.loading import is_entry, source_hash
 from .errors import Diverged, SgdDmftError
 
@@ -89,7 +90,7 @@ def resolve_key(name: str) -> str:
             return name
         allk = [f"{s2}.{k2}" for s2, keys in SCHEMA.items() for k2 in keys]
         elsewhere = [f"{s2}.{k}" for s2, keys in SCHEMA.items() if k in keys]
-        sugg = f" (did you mean '{elsewhere[0]}'?)" if elsewhere else _suggest(name, allk)
+        sugg = f" (did you mean '{elsewhere[0]}'?)" if elsewhere else suggest(name, allk)
         raise ConfigError(f"sweep key {name!r} is not a config key{sugg}")
     hits = [f"{s}.{name}" for s, keys in SCHEMA.items() if name in keys]
     if len(hits) == 1:
@@ -97,7 +98,7 @@ def resolve_key(name: str) -> str:
     if len(hits) > 1:
         raise ConfigError(f"sweep key {name!r} is ambiguous: write one of {', '.join(hits)}")
     shorts = sorted({k for keys in SCHEMA.values() for k in keys})
-    raise ConfigError(f"sweep key {name!r} is not a config key{_suggest(name, shorts)}")
+    raise ConfigError(f"sweep key {name!r} is not a config key{suggest(name, shorts)}")
 
 
 def _dim_names(keys: Sequence[str]) -> list[str]:
@@ -599,7 +600,7 @@ def _check_budgets(todo: list[_Task], force: bool) -> None:
         try:
             if t.kind == THEORY:
                 run.check_theory(exp, bool(t.config.solver["extrapolate"] and exp.law is not None
-                                           and run._extrapolable(exp.law, t.config)), force)
+                                           and run.extrapolable(exp.law, t.config)), force)
             else:
                 run.check_simulation(exp, force)
         except Diverged:

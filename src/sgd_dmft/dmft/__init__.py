@@ -9,7 +9,7 @@ and Gaussian, deterministic recursions: coordinate.py) and the sample process (`
 sum_{s<m} R_theta[m,s] F(r_s, y) S_s`` with Gaussian fields of covariance ``C_theta``: processes.py,
 exact for square loss + linear student + i.i.d. multipliers, else Monte Carlo with a history store
 (history.py) and a response estimator (responses.py)). The march (march.py) is causal: one forward
-pass, no fixed-point iteration. ``solve`` (solve.py) runs independent replicas for standard errors.
+pass, no fixed-point iteration. ``solve`` (driver.py) runs independent replicas for standard errors.
 
 Units: time t is gradient-flow time (one SGD epoch lasts ``gamma``); losses use the sum-loss
 convention of docs/conventions.md (``train_loss`` is the mean per-sample loss).
@@ -23,7 +23,7 @@ from .planning import (MIN_PATHS_PER_REPLICA, duration, estimate_memory, estimat
                        plan_run)
 from .processes import ExactLinearPath, MonteCarlo, SampleProcess, choose_process
 from .responses import GaussianIBP, PathwiseTangents
-from .solve import solve
+from .driver import solve
 
 __all__ = [
     "solve", "SolverDiverged", "MemoryLimitExceeded", "estimate_memory", "plan_replicas", "plan_run",

@@ -61,12 +61,12 @@ def curves(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:
         ds = exact.gd_linear(problem, law.dt, T, steps=steps)
         return ds.assign_coords(time=times)
     if law.name == "gf" and extrapolate:
-        if not _fits(T + 1, exact._n_nodes_gf(problem, t_max)):
+        if not _fits(T + 1, exact.n_nodes_gf(problem, t_max)):
             return None
         return exact.gf_linear(problem, times)
     if law.name == "sgd" and extrapolate:
         h = _volterra_step(problem, t_max)
-        n_nodes = max(200, exact._n_nodes_gf(problem, 2 * t_max))
+        n_nodes = max(200, exact.n_nodes_gf(problem, 2 * t_max))
         if not _fits(2 * int(np.ceil(t_max / h)) + 1, n_nodes):
             return None
         return exact.sgd_linear_poisson(problem, law.gamma, times, h=h, n_nodes=n_nodes)

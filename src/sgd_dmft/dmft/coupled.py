@@ -8,7 +8,7 @@ each level's mean is unbiased as before, but the levels' Monte Carlo errors are 
 correlated, and the per-replica extrapolant ``R1 = 2 f(b) - f(2b)`` has a variance far below the
 ``4 V(b) + V(2b)`` of independent levels. Its standard error is the spread of ``R1`` over the
 replicas (correlations included). Laws without an exact coupling (``Law.coarsen`` None) use
-independent levels (solve.py).
+independent levels (driver.py).
 
 The levels other than the user's are internal: one that diverges (an explicit step twice or four
 times the user's past its edge, a jump map that escapes) never fails the run. Its replicas report

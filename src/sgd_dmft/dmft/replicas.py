@@ -11,7 +11,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import parallel
-from ..problem import population_loss
+from ..models.population import population_loss
 from .accuracy import Target, extra_replicas, relative_error
 from .march import march
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 import numpy as np
 import xarray as xr
 
-from .. import __version__
+from .._version import __version__
 from ..curves import TIME_UNITS, theory_vars
 from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged, SolverDiverged
