@@ -132,9 +132,12 @@ def _max_z(theory, sim) -> float:
 # the DMFT's recipe per horizon: (grid, response window); past 10 epochs a graded grid (steps up to
 # gamma / 4, so that the nested 2 dt and 4 dt levels exist) and tangents on a 30-time-unit window
 LONG_GRID = dict(growth=0.02, dt_max=GAMMA / 4)
+# 1000 epochs (no accuracy goal there, a time and memory goal): steps up to gamma / 2 (half the grid points;
+# the 4 dt error level is then past gamma and dropped: a first-order, pessimistic, error estimate)
+VERY_LONG_GRID = dict(growth=0.02, dt_max=GAMMA / 2)
 # (dt, grid, window, paths): 16000 paths at 100 epochs for the 1 % goal (8000: 1.33 %)
 RECIPES = {2: (HORIZON_DT, None, None, 8000), 10: (HORIZON_DT, None, None, 8000), 50: (0.01, LONG_GRID, 30.0, 8000),
-           100: (0.01, LONG_GRID, 30.0, 16000), 1000: (0.01, LONG_GRID, 30.0, 8000)}
+           100: (0.01, LONG_GRID, 30.0, 16000), 1000: (0.01, VERY_LONG_GRID, 30.0, 8000)}
 
 
 def horizon(epochs=(2, 10, 50, 100, 1000)) -> list[dict]:
