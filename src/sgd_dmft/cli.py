@@ -50,6 +50,8 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt as exc:
             note = (ctx.obj or {}).get("interrupt_note", "nothing was written")
+            if getattr(exc, "published", None) is not None:
+                note = f"the new result set in {exc.published} was written completely before it"
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             click.echo(f"error: {what}; {note}", err=True)
             raise click.exceptions.Exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
