@@ -417,3 +417,48 @@ def test_trusted_file_model_relative_to_the_config_and_picklable(tmp_path, tiny,
             parse_config({"problem": {"model": f"{tmp_path / 'json.py'}:make"}}, trust_code=True)
     finally:
         sys.modules.pop("h23_model", None)
+
+
+# ---- issue 23, finding 7: SIGTERM inside a numba-compiled call (surfaces as SystemError) ------
+def test_sigterm_surfacing_as_system_error_exits_143_with_one_line(tmp_path, tiny, monkeypatch):
+    from sgd_dmft import cli
+
+    def kernel(*a, **k):  # what numba's dispatcher does when the SIGTERM handler raised inside it
+        try:
+            cli._on_sigterm(signal.SIGTERM, None)
+        except cli.Terminated as e:
+            raise SystemError("<built-in method> returned a result with an exception set") from e
+
+    for target in ("run_simulation", "run_theory"):
+        monkeypatch.setattr(run, target, kernel)
+    for command in ("simulate", "solve"):
+        r = _cli(command, tiny, "--out", tmp_path / command)
+        _one_line_error(r, 143, "terminated; nothing was written")
+        assert not (tmp_path / command).exists()
+
+    def swallowed(*a, **k):  # a handler that raised where the exception was turned into another error
+        try:
+            cli._on_sigterm(signal.SIGTERM, None)
+        except cli.Terminated:
+            pass
+        raise ValueError("numba: could not convert the argument")
+
+    monkeypatch.setattr(run, "run_theory", swallowed)
+    _one_line_error(_cli("solve", tiny, "--out", tmp_path / "s2"), 143, "terminated")
+
+
+def test_sigterm_during_the_simulation_kernel_subprocess(tmp_path):
+    """A real SIGTERM while the simulation runs its numba kernels: exit 143, one line, nothing written."""
+    cfg = tmp_path / "long.toml"
+    cfg.write_text(TINY.replace("t_max = 0.2", "t_max = 6.0").replace("d = 20", "d = 2000").replace("seeds = 2", "seeds = 4"))
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    for trial in range(2):
+        p = subprocess.Popen([sys.executable, "-m", "sgd_dmft.cli", "simulate", str(cfg), "--out", str(tmp_path / "o"),
+                              "--force"], env={**os.environ, "PYTHONPATH": src}, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+        p.stdout.readline()  # the plan, printed just before the kernels start
+        time.sleep(0.2 + 0.5 * trial)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=120)
+        assert p.returncode == 143 and err.splitlines() == ["error: terminated; nothing was written"], err
+        assert not (tmp_path / "o").exists()

@@ -35,8 +35,25 @@ class Terminated(KeyboardInterrupt):
     staging directories removed)."""
 
 
+_TERMINATING: list[bool] = [False]  # set by the handler: a SIGTERM came, whatever exception it turned into
+
+
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess
+    _TERMINATING[0] = True
     raise Terminated()
+
+
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind ``exc``: itself, one in its chain (a handler that raised inside a
+    numba-compiled call surfaces as SystemError with the interrupt as its context), or a Terminated
+    when the SIGTERM handler ran; None for an ordinary error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return Terminated() if _TERMINATING[0] else None
 
 
 class _Main(click.Group):
@@ -44,10 +61,19 @@ class _Main(click.Group):
 
     def invoke(self, ctx: click.Context):
         old = None
+        _TERMINATING[0] = False
         if threading.current_thread() is threading.main_thread():
             old = signal.signal(signal.SIGTERM, _on_sigterm)
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a SIGTERM / Ctrl-C that surfaced as another error
+                intr = _interruption(exc)
+                if intr is None:
+                    raise
+                raise intr from None
         except KeyboardInterrupt as exc:
             note = (ctx.obj or {}).get("interrupt_note", "nothing was written")
             if getattr(exc, "published", None) is not None:
@@ -95,6 +121,9 @@ def _run(fn, *args, **kw):
     try:
         return fn(*args, **kw)
     except Exception as exc:  # noqa: BLE001
+        intr = _interruption(exc)
+        if intr is not None:
+            raise intr from None
         code = _classify(exc)
         if code is None or (ctx.find_root().obj or {}).get("traceback"):
             raise
