@@ -462,3 +462,41 @@ def test_sigterm_during_the_simulation_kernel_subprocess(tmp_path):
         _, err = p.communicate(timeout=120)
         assert p.returncode == 143 and err.splitlines() == ["error: terminated; nothing was written"], err
         assert not (tmp_path / "o").exists()
+
+
+# ---- issue 23, finding 5: the population-loss quadrature inside the memory budget -------------
+TWO_LAYER = TINY.replace('model = "logistic"', 'model = "two_layer"\nactivation = "erf"')
+
+
+@pytest.mark.parametrize("command", ["solve", "simulate"])
+@pytest.mark.parametrize("overrides, key", [
+    (["problem.teacher='(0*z1)^60+z1+z2+z3+z4'", "problem.teacher_width=4"], "problem.teacher = '(0*z1)^60"),
+    (["problem.teacher='(0*z1)^400+z1+z2+z3+z4'", "problem.teacher_width=4"], "problem.teacher = '(0*z1)^400"),
+    (["problem.teacher='tanh(z1)'", "problem.teacher_width=1000"], "problem.teacher_width = 1000"),
+])
+def test_quadrature_memory_refused_up_front(tmp_path, overrides, key, command, monkeypatch):
+    from sgd_dmft.models import population
+
+    monkeypatch.setattr(population, "_link_nodes", lambda *a, **k: pytest.fail("allocated the quadrature"))
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(TWO_LAYER)
+    sets = [a for o in overrides + ["solver.max_memory_gb=0.5", "simulation.max_memory_gb=0.5"] for a in ("-s", o)]
+    r = _cli(command, cfg, "--out", tmp_path / "o", *sets)
+    _one_line_error(r, 2, key, "population-loss quadrature", "max_memory_gb = 0.5")
+    assert not (tmp_path / "o").exists()
+
+
+def test_quadrature_estimate_covers_the_measured_peak():
+    from sgd_dmft.models import population
+    from sgd_dmft.problem import make_model
+
+    model = make_model("two_layer", k=1, kstar=4, activation="erf", teacher="(0*z1)^24+z1+z2+z3+z4")
+    est, key = population.quadrature_bytes(model)
+    assert key == "problem.teacher"
+    tracemalloc.start()
+    try:
+        population._teacher_moment(model.teacher, np.eye(4), 0)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak <= est <= 10 * peak, (peak, est)
