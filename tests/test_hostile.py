@@ -500,3 +500,19 @@ def test_quadrature_estimate_covers_the_measured_peak():
     finally:
         tracemalloc.stop()
     assert peak <= est <= 10 * peak, (peak, est)
+
+
+def test_sweep_workers_capped_at_the_cores_with_a_note(tmp_path, tiny, monkeypatch):
+    from sgd_dmft import parallel, sweep
+
+    got = []
+
+    def execute(todo, results, total, scheduler, workers, *rest):
+        got.append(workers)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(parallel, "cores", lambda: 2)
+    monkeypatch.setattr(sweep, "_execute", execute)
+    r = _cli("sweep", tiny, "--out", tmp_path / "sw", "-s", "gamma=0.3,0.5", "--workers", "64")
+    assert r.exit_code == 130 and got == [2]
+    assert "note: --workers 64 capped at the 2 CPU cores" in r.stderr

@@ -617,6 +617,7 @@ def run_sweep(
         workers = default_workers()
     if int(workers) < 1:
         raise ConfigError(f"--workers {workers}: must be >= 1")
+    workers = _capped_workers(int(workers), scheduler, announce or _stderr)
     results, todo = _from_cache(g, kinds, out, announce or _stderr)
     _check_budgets(todo, force)
     try:
@@ -639,6 +640,16 @@ def _publish_sweep(out: Path, config: Config, theory: xr.Dataset, sim: xr.Datase
         writers["sweep_sim.nc"] = lambda p: _write_sweep(sim, p, config)
     writers["sweep.png"] = lambda p: plot_sweep(theory, sim, p)
     write_result_set(out, writers, owned=SWEEP_FILES)
+
+
+def _capped_workers(workers: int, scheduler: Any, announce: Callable[[str], Any]) -> int:
+    """Local workers capped at the CPU cores (more only add memory and slow every task; parallel.cores),
+    with a note; a Dask scheduler's workers are its own."""
+    n = parallel.cores()
+    if scheduler is None and workers > n:
+        announce(f"note: --workers {workers} capped at the {n} CPU cores")
+        return n
+    return workers
 
 
 def _stderr(line: str) -> None:
