@@ -154,3 +154,16 @@ def test_failed_sweep_png_keeps_the_previous_pair(tmp_path, monkeypatch):
     sweep._publish_sweep(out, None, None, None)
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == {"sweep.nc": "new", "sweep.png": "new"}
     assert (out / "cache").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["sw"]
+
+
+def test_out_through_dotdot_symlink_and_working_directory(tmp_path, monkeypatch):
+    out = tmp_path / "o"
+    _old_set(out)
+    (out / "sub").mkdir()
+    monkeypatch.chdir(out / "sub")
+    write_result_set("..", {k: _put("new") for k in NEW})  # the set goes into o, not into o/sub
+    assert _state(out) == "new" and Path.cwd() == out / "sub"  # the working directory follows
+    (tmp_path / "link").symlink_to(out)
+    write_result_set(tmp_path / "link", {"result.nc": _put("x")})
+    assert (tmp_path / "link").is_symlink() and (out / "result.nc").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "o"]

@@ -74,10 +74,11 @@ def _restore_carried(stage: Path, out: Path) -> None:
         names = json.loads(listing.read_text(encoding="utf-8"))
     except (ValueError, OSError):
         names = []
-    for n in names if isinstance(names, list) else []:
-        src = stage / str(n)
-        if os.sep not in str(n) and os.path.lexists(src) and not os.path.lexists(out / str(n)) and out.is_dir():
-            os.rename(src, out / str(n))
+    for n in map(str, names if isinstance(names, list) else []):
+        if os.sep in n or n in (".", ".."):  # an entry of out, nothing else
+            continue
+        if os.path.lexists(stage / n) and not os.path.lexists(out / n) and out.is_dir():
+            os.rename(stage / n, out / n)
     listing.unlink()
 
 
@@ -112,7 +113,7 @@ def _locked(directory: Path):
 
 def clean_stale(out: str | Path) -> list[Path]:
     """Remove (or put back) what runs killed during publication left beside ``out``."""
-    out = Path(out).expanduser().absolute()
+    out = Path(os.path.abspath(Path(out).expanduser()))
     if not out.parent.is_dir() or not stale_entries(out):
         return []
     with _locked(out.parent):
@@ -185,6 +186,10 @@ def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
     named in ``owned`` (the files a result set may hold) are replaced or dropped, all others kept.
     ``step(name)`` is called before each step (a test hook for faults)."""
     step = step or (lambda name: None)
+    try:
+        cwd = Path.cwd()
+    except FileNotFoundError:
+        cwd = None
     with _locked(out.parent):
         _clean(out)
         step("lock")
@@ -203,3 +208,6 @@ def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
             os.rename(old, stage)
         with contextlib.suppress(FileNotFoundError):
             Path(str(stage) + CARRIED).unlink()
+    if cwd is not None and (cwd == out or out in cwd.parents):
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)  # the working directory was in the old out: follow the path into the new one

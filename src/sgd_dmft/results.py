@@ -516,7 +516,7 @@ def check_out_dir(out: str | Path, names: Sequence[str] = RESULT_FILES, keep_dir
 
     if not str(out).strip():
         raise ConfigError("--out '': must name a directory (e.g. --out results/run1)", key="--out")
-    path = Path(out).expanduser().absolute()
+    path = Path(os.path.abspath(Path(out).expanduser()))  # ".." resolved: the set goes beside, not inside
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a directory", key="--out")
     anc = path
@@ -550,6 +550,8 @@ def write_result_set(out: str | Path, writers: Mapping[str, Any], owned: Sequenc
     from . import publish
 
     out = check_out_dir(out, tuple(writers))
+    if out.is_symlink():  # publish into the directory it points to (the link stays)
+        out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = publish.stage_dir(out)
     published = False
