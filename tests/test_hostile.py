@@ -447,6 +447,23 @@ def test_sigterm_surfacing_as_system_error_exits_143_with_one_line(tmp_path, tin
     _one_line_error(_cli("solve", tiny, "--out", tmp_path / "s2"), 143, "terminated")
 
 
+def test_sigterm_swallowed_in_a_compiler_callback_still_exits_143(tmp_path, tiny, monkeypatch):
+    """numba's compiler calls back into Python through ctypes: a SIGTERM raised there is 'Exception
+    ignored' and the run went on to exit 0 and write its result (1 of 3 real trials)."""
+    import ctypes
+
+    from sgd_dmft import cli
+
+    def compile_then_finish(*a, **k):
+        ctypes.CFUNCTYPE(None)(lambda: cli._on_sigterm(signal.SIGTERM, None))()  # swallowed
+        return object()  # ... and the run finished: its "result" must not be written
+
+    monkeypatch.setattr(run, "run_theory", compile_then_finish)
+    r = _cli("solve", tiny, "--out", tmp_path / "o")
+    _one_line_error(r, 143, "terminated; nothing was written")
+    assert not (tmp_path / "o").exists()
+
+
 def test_sigterm_during_the_simulation_kernel_subprocess(tmp_path):
     """A real SIGTERM while the simulation runs its numba kernels: exit 143, one line, nothing written."""
     cfg = tmp_path / "long.toml"

@@ -43,6 +43,18 @@ def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess
     raise Terminated()
 
 
+def _quiet_unraisable(default):
+    """``sys.unraisablehook`` that drops a Ctrl-C / SIGTERM raised where Python cannot propagate it (a ctypes
+    callback of numba's compiler: 'Exception ignored ...'); the flag makes the run stop at the next check."""
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _TERMINATING[0] = _TERMINATING[0] or isinstance(unraisable.exc_value, Terminated)
+            return
+        default(unraisable)
+    return hook
+
+
 def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
     """The Ctrl-C / SIGTERM behind ``exc``: itself, one in its chain (a handler that raised inside a
     numba-compiled call surfaces as SystemError with the interrupt as its context), or a Terminated
@@ -60,10 +72,11 @@ class _Main(click.Group):
     """Ctrl-C -> exit 130 and SIGTERM -> exit 143 with one line (click's own 'Aborted!' is exit 1)."""
 
     def invoke(self, ctx: click.Context):
-        old = None
+        old, old_hook = None, sys.unraisablehook
         _TERMINATING[0] = False
         if threading.current_thread() is threading.main_thread():
             old = signal.signal(signal.SIGTERM, _on_sigterm)
+            sys.unraisablehook = _quiet_unraisable(old_hook)
         try:
             try:
                 return super().invoke(ctx)
@@ -84,6 +97,7 @@ class _Main(click.Group):
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
+                sys.unraisablehook = old_hook
 COMPARED_VARS = run.COMPARED_VARS
 
 # the computations live in run.py; these names stay importable from here
@@ -119,7 +133,12 @@ def _run(fn, *args, **kw):
     """Call ``fn``; map known failures to ``error: <msg>`` + exit code (traceback with --traceback)."""
     ctx = click.get_current_context()
     try:
-        return fn(*args, **kw)
+        if _TERMINATING[0]:  # a SIGTERM that was swallowed where it was raised (see _quiet_unraisable)
+            raise Terminated()
+        out = fn(*args, **kw)
+        if _TERMINATING[0]:
+            raise Terminated()
+        return out
     except Exception as exc:  # noqa: BLE001
         intr = _interruption(exc)
         if intr is not None:
