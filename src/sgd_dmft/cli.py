@@ -35,27 +35,69 @@ class Terminated(KeyboardInterrupt):
     staging directories removed)."""
 
 
+_TERMINATING: list[bool] = [False]  # set by the handler: a SIGTERM came, whatever exception it turned into
+
+
 def _on_sigterm(signum, frame):  # pragma: no cover - exercised in a subprocess
+    _TERMINATING[0] = True
     raise Terminated()
+
+
+def _quiet_unraisable(default):
+    """``sys.unraisablehook`` that drops a Ctrl-C / SIGTERM raised where Python cannot propagate it (a ctypes
+    callback of numba's compiler: 'Exception ignored ...'); the flag makes the run stop at the next check."""
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _TERMINATING[0] = _TERMINATING[0] or isinstance(unraisable.exc_value, Terminated)
+            return
+        default(unraisable)
+    return hook
+
+
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C / SIGTERM behind ``exc``: itself, one in its chain (a handler that raised inside a
+    numba-compiled call surfaces as SystemError with the interrupt as its context), or a Terminated
+    when the SIGTERM handler ran; None for an ordinary error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return Terminated() if _TERMINATING[0] else None
 
 
 class _Main(click.Group):
     """Ctrl-C -> exit 130 and SIGTERM -> exit 143 with one line (click's own 'Aborted!' is exit 1)."""
 
     def invoke(self, ctx: click.Context):
-        old = None
+        old, old_hook = None, sys.unraisablehook
+        _TERMINATING[0] = False
         if threading.current_thread() is threading.main_thread():
             old = signal.signal(signal.SIGTERM, _on_sigterm)
+            sys.unraisablehook = _quiet_unraisable(old_hook)
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+                raise
+            except Exception as exc:  # noqa: BLE001 - a SIGTERM / Ctrl-C that surfaced as another error
+                intr = _interruption(exc)
+                if intr is None:
+                    raise
+                raise intr from None
         except KeyboardInterrupt as exc:
             note = (ctx.obj or {}).get("interrupt_note", "nothing was written")
+            if getattr(exc, "published", None) is not None:
+                note = f"the new result set in {exc.published} was written completely before it"
             what = "terminated" if isinstance(exc, Terminated) else "interrupted"
             click.echo(f"error: {what}; {note}", err=True)
             raise click.exceptions.Exit(EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED)
         finally:
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
+                sys.unraisablehook = old_hook
 COMPARED_VARS = run.COMPARED_VARS
 
 # the computations live in run.py; these names stay importable from here
@@ -91,8 +133,16 @@ def _run(fn, *args, **kw):
     """Call ``fn``; map known failures to ``error: <msg>`` + exit code (traceback with --traceback)."""
     ctx = click.get_current_context()
     try:
-        return fn(*args, **kw)
+        if _TERMINATING[0]:  # a SIGTERM that was swallowed where it was raised (see _quiet_unraisable)
+            raise Terminated()
+        out = fn(*args, **kw)
+        if _TERMINATING[0]:
+            raise Terminated()
+        return out
     except Exception as exc:  # noqa: BLE001
+        intr = _interruption(exc)
+        if intr is not None:
+            raise intr from None
         code = _classify(exc)
         if code is None or (ctx.find_root().obj or {}).get("traceback"):
             raise

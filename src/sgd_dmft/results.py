@@ -498,6 +498,7 @@ def final_values(ds: xr.Dataset, var: str, max_bytes: float | None = None) -> tu
 # Result sets: the files of one run, replaced as a whole
 # --------------------------------------------------------------------------------------------
 RESULT_FILES = ("result.nc", "theory.nc", "simulation.nc", "figure.png", "summary.json")
+SWEEP_FILES = ("sweep.nc", "sweep_sim.nc", "sweep.png")  # a sweep's set (its cache is kept beside)
 SET_ATTR = "result_set"  # the id shared by the files of one result set (netCDF attribute, JSON key)
 
 
@@ -516,7 +517,7 @@ def check_out_dir(out: str | Path, names: Sequence[str] = RESULT_FILES, keep_dir
 
     if not str(out).strip():
         raise ConfigError("--out '': must name a directory (e.g. --out results/run1)", key="--out")
-    path = Path(out).expanduser().absolute()
+    path = Path(os.path.abspath(Path(out).expanduser()))  # ".." resolved: the set goes beside, not inside
     if path.exists() and not path.is_dir():
         raise ConfigError(f"--out '{out}': exists and is not a directory", key="--out")
     anc = path
@@ -531,53 +532,46 @@ def check_out_dir(out: str | Path, names: Sequence[str] = RESULT_FILES, keep_dir
         if p.is_dir() and not (keep_dirs and "." not in name):
             raise ConfigError(f"--out '{out}': '{p}' is a directory where the file {name} goes; remove it or "
                               f"choose another --out", key="--out")
+    from .publish import clean_stale
+
+    clean_stale(path)  # what a run killed while publishing left beside it
     return path
 
 
-def write_result_set(out: str | Path, writers: Mapping[str, Any]) -> dict[str, Path]:
+def write_result_set(out: str | Path, writers: Mapping[str, Any], owned: Sequence[str] = RESULT_FILES,
+                     step=None) -> dict[str, Path]:
     """Write a result set: ``writers[name](path)`` writes file ``name``; all are written into a staging
-    directory beside ``out`` and then published: ``out`` created by one rename when it does not exist,
-    else (under an exclusive lock on ``out``) each file moved in and the files of the previous set that
-    this one lacks removed. On any error (or Ctrl-C) the staging directory is removed and ``out`` is
-    left as it was. Returns ``{name: final path}``."""
+    directory beside ``out``, which then replaces ``out`` in one atomic exchange (publish.py: other
+    entries of ``out`` are kept, files named in ``owned`` that this set lacks are dropped). On any error
+    (or Ctrl-C) before that the staging directory is removed and ``out`` is left as it was; a Ctrl-C or
+    SIGTERM during the exchange is delivered after it, with ``published`` set on the exception. What
+    killed runs left beside ``out`` is cleaned first. Returns ``{name: final path}``."""
     import shutil
 
+    from . import publish
+
     out = check_out_dir(out, tuple(writers))
+    if out.is_symlink():  # publish into the directory it points to (the link stays)
+        out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".staging", dir=out.parent))
+    stage = publish.stage_dir(out)
+    published = False
     try:
         os.chmod(stage, 0o777 & ~_umask())
         for name, writer in writers.items():
             writer(stage / name)
         _fsync_dir(stage)
-        _publish(stage, out, list(writers))
+        with publish.held_signals():
+            publish.publish(stage, out, set(owned) | set(writers), step)
+            published = True
+            _fsync_dir(out.parent)
+    except BaseException as exc:
+        if published:
+            exc.published = out  # the new set is complete in out: the CLI says so
+        raise
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return {name: out / name for name in writers}
-
-
-def _publish(stage: Path, out: Path, names: list[str]) -> None:
-    """Move the staged files into ``out`` (see :func:`write_result_set`)."""
-    import fcntl
-
-    if not out.exists():
-        try:
-            os.rename(stage, out)
-            _fsync_dir(out.parent)
-            return
-        except OSError:  # another run created it meanwhile: publish into it
-            out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_RDONLY)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        for name in names:
-            os.replace(stage / name, out / name)
-        for name in RESULT_FILES:
-            if name not in names and (out / name).is_file():
-                os.unlink(out / name)
-        _fsync_dir(out)
-    finally:
-        os.close(fd)
 
 
 def read_result_set(directory: str | Path, lazy: bool = False) -> tuple[dict[Path, xr.Dataset], dict | None]:

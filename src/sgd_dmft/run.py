@@ -99,8 +99,11 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
     stability of the explicit steps (docs/theory.md section 5b), and memory (the solver's planning)."""
     from .dmft import divergence, planning
 
+    from .models.population import check_quadrature
+
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
+    check_quadrature(exp.problem.model, so["max_memory_gb"], "solver.max_memory_gb")
     proc = None if law is None else _process(exp)
     if law is None:  # the online ODEs: a fixed-step integration over t_max / dt steps
         cost = planning.grid_steps(cfg_grid(cfg), dy["t_max"]) * 1e4 * exp.problem.k ** 2
@@ -292,6 +295,9 @@ def check_simulation(exp: Experiment, force: bool = False):
                          law_sparse=bool(random_law and exp.law.sparse),
                          nnz_fraction=min(1.0, dy["dt"] / dy["gamma"]))
     cost.check_budget(plan, sm["max_memory_gb"], force)
+    from .models.population import check_quadrature
+
+    check_quadrature(model, sm["max_memory_gb"], "simulation.max_memory_gb")
     if exp.law is not None:
         eta = None if law_path else dy["gamma"] * sm["batch"] / n
         divergence.check_simulation_stability(exp.problem, exp.law, dy["t_max"], step_of_ridge=eta)

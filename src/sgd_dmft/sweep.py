@@ -551,6 +551,7 @@ def run_sweep(
         workers = default_workers()
     if int(workers) < 1:
         raise ConfigError(f"--workers {workers}: must be >= 1")
+    workers = _capped_workers(int(workers), scheduler, announce or _stderr)
     results, todo = _from_cache(g, kinds, out, announce or _stderr)
     _check_budgets(todo, force)
     try:
@@ -558,13 +559,31 @@ def run_sweep(
     finally:
         _remove_temporaries(todo)
     theory = gather(g, results[THEORY], THEORY)
-    _write_sweep(theory, out / "sweep.nc", config)
-    sim = None
-    if simulate:
-        sim = gather(g, results[SIMULATION], SIMULATION)
-        _write_sweep(sim, out / "sweep_sim.nc", config)
-    plot_sweep(theory, sim, out / "sweep.png")
+    sim = gather(g, results[SIMULATION], SIMULATION) if simulate else None
+    _publish_sweep(out, config, theory, sim)
     return theory
+
+
+def _publish_sweep(out: Path, config: Config, theory: xr.Dataset, sim: xr.Dataset | None) -> None:
+    """sweep.nc (+ sweep_sim.nc) and sweep.png published as one set (results.write_result_set): a
+    failed plot leaves the previous set whole; the cache is kept."""
+    from .results import SWEEP_FILES, write_result_set
+
+    writers = {"sweep.nc": lambda p: _write_sweep(theory, p, config)}
+    if sim is not None:
+        writers["sweep_sim.nc"] = lambda p: _write_sweep(sim, p, config)
+    writers["sweep.png"] = lambda p: plot_sweep(theory, sim, p)
+    write_result_set(out, writers, owned=SWEEP_FILES)
+
+
+def _capped_workers(workers: int, scheduler: Any, announce: Callable[[str], Any]) -> int:
+    """Local workers capped at the CPU cores (more only add memory and slow every task; parallel.cores),
+    with a note; a Dask scheduler's workers are its own."""
+    n = parallel.cores()
+    if scheduler is None and workers > n:
+        announce(f"note: --workers {workers} capped at the {n} CPU cores")
+        return n
+    return workers
 
 
 def _stderr(line: str) -> None:

@@ -411,3 +411,50 @@ def _committee_pair_moment(model):
     if getattr(t, "activation", None) is model.activation and type(t).__name__ == "ActivationMean":
         return model.activation.pair_moment
     return None
+
+
+def _rule_nodes(link, D: int, n: int, power: int = 1) -> float:
+    """Number of nodes :func:`_link_nodes` builds (no allocation)."""
+    if D == 0:
+        return 1.0
+    if D > GH_MAX_DIM:
+        return float(QMC_POINTS)
+    deg = getattr(link, "degree", math.inf)
+    per_axis = max(1, int(power * deg) // 2 + 1) + N_POLY_EXTRA if math.isfinite(deg) else 2 * n
+    return float(per_axis) ** D
+
+
+def quadrature_bytes(model: Model) -> tuple[float, str]:
+    """Peak bytes of a two_layer model's population-loss quadrature (the node grids and the largest
+    temporaries of :func:`_teacher_moment`, :func:`_cross_term`, :func:`_softplus_term`) and the
+    problem key that drives it ('' for other models: their rules are small and fixed)."""
+    if not hasattr(model, "loss_name") or not hasattr(model, "second_layer"):
+        return 0.0, ""
+    k, ks = int(model.k), int(model.kstar)
+    logistic = model.loss_name == "logistic"
+    link = None if logistic else model.teacher
+    outer = 3 * 2 * N_OUTER * (2 if logistic else 1)  # x nodes per time (three panels at most)
+    ny = _rule_nodes(link, ks - 1, N_TRANSVERSE.get(ks, 0))
+    cross = 8.0 * (3 * max(2e6, outer * ny * ks) + 6 * ny * max(ks - 1, 1) + 3 * ks * (ks + 1) * 64)
+    moment = 0.0 if logistic else 8.0 * 6 * _rule_nodes(link, ks, N_TEACHER.get(ks, 0), 2) * ks
+    soft = 8.0 * 6 * (QMC_POINTS if k > GH_MAX_DIM else (2 * N_SOFTPLUS.get(k, 1)) ** k) * k if logistic else 0.0
+    peak = max(cross, moment, soft)
+    poly = math.isfinite(getattr(link, "degree", math.inf)) and ks <= GH_MAX_DIM
+    key = "problem.student_width" if peak == soft else ("problem.teacher" if poly else "problem.teacher_width")
+    return peak, key
+
+
+def check_quadrature(model: Model, max_memory_gb: float, budget_key: str) -> float:
+    """Refuse (MemoryLimitExceeded, one line naming the problem key) a model whose population-loss
+    quadrature alone needs more than ``max_memory_gb``; returns its peak bytes."""
+    from ..errors import MemoryLimitExceeded
+
+    peak, key = quadrature_bytes(model)
+    if peak > float(max_memory_gb) * 2**30:
+        value = {"problem.teacher": lambda: getattr(model.teacher, "text", model.teacher),
+                 "problem.teacher_width": lambda: model.kstar, "problem.student_width": lambda: model.k}[key]()
+        raise MemoryLimitExceeded(
+            f"{key} = {value!r}: the population-loss quadrature needs ~{peak / 2**30:.3g} GiB, past {budget_key} = "
+            f"{max_memory_gb:g} (allowed: a teacher of lower degree or width, teacher_width <= {GH_MAX_DIM} for a "
+            f"Gauss-Hermite grid; or raise {budget_key})")
+    return peak

@@ -1,0 +1,213 @@
+"""Atomic publication of a result set (the files of one run in one output directory).
+
+The files are written into a staging directory beside ``out`` (``.OUT.<pid>.<random>.staging``); the
+entries of ``out`` that are not part of a result set (a config, a sweep's ``cache``) are carried into
+the staging directory (hard links for files, renames for the rest, listed first in a ``.carried``
+file beside it), and the staging directory is then exchanged with ``out`` in one ``renameat2``
+(``RENAME_EXCHANGE``) call: a reader sees the old complete set or the new complete set, never a mix.
+Where the exchange is not available, ``out`` is renamed aside (``.OUT.<pid>.<random>.old``) and the
+staging directory renamed in its place. Publication runs under an exclusive lock on the parent
+directory with Ctrl-C and SIGTERM held back (they are delivered once the set is in place).
+
+What a killed run leaves (a staging or ``.old`` directory of a process that no longer exists) is
+cleaned by the next publication into the same ``out``, and by :func:`clean_stale`, which the CLI calls
+before it runs: carried entries are moved back, a missing ``out`` is restored from ``.old``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+
+CARRIED = ".carried"  # suffix of the list of entries moved from ``out`` into a staging directory
+_RENAME_EXCHANGE = 2
+
+
+def stage_dir(out: Path) -> Path:
+    """A fresh staging directory beside ``out`` (named after ``out`` and this process)."""
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.{os.getpid()}.", suffix=".staging", dir=out.parent))
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return pid < 2**22  # another user's process (or not a pid at all)
+    return True
+
+
+def stale_entries(out: Path) -> list[Path]:
+    """Staging / ``.old`` directories (and carried lists) of ``out`` left by processes that are gone
+    (also the ``.OUT.<random>.staging`` of earlier versions), ``.old`` ones first."""
+    name = re.escape(out.name)
+    ours = re.compile(rf"^\.{name}\.(\d+)\.[a-z0-9_]+\.(staging|old|staging\.carried)$")
+    legacy = re.compile(rf"^\.{name}\.[a-z0-9_]{{8}}\.staging$")
+    found = []
+    try:
+        entries = os.listdir(out.parent)
+    except FileNotFoundError:
+        return []
+    for e in entries:
+        m = ours.match(e)
+        if (m and not _pid_alive(int(m.group(1)))) or legacy.match(e):
+            found.append(out.parent / e)
+    return sorted(found, key=lambda p: (not p.name.endswith(".old"), p.name.endswith(CARRIED)))
+
+
+def _restore_carried(stage: Path, out: Path) -> None:
+    """Move the entries a dead run carried into ``stage`` back into ``out`` (those still missing there)."""
+    listing = Path(str(stage) + CARRIED)
+    if not listing.is_file():
+        return
+    try:
+        names = json.loads(listing.read_text(encoding="utf-8"))
+    except (ValueError, OSError):
+        names = []
+    for n in map(str, names if isinstance(names, list) else []):
+        if os.sep in n or n in (".", ".."):  # an entry of out, nothing else
+            continue
+        if os.path.lexists(stage / n) and not os.path.lexists(out / n) and out.is_dir():
+            os.rename(stage / n, out / n)
+    listing.unlink()
+
+
+def _clean(out: Path) -> list[Path]:
+    """Clean what killed runs left for ``out`` (the caller holds the lock); returns what was removed."""
+    removed = []
+    for p in stale_entries(out):
+        if not os.path.lexists(p):
+            continue
+        if p.name.endswith(".old") and not os.path.lexists(out):
+            os.rename(p, out)  # died between the two renames of the fallback: the old set comes back
+        elif p.name.endswith(CARRIED):
+            p.unlink()
+        else:
+            _restore_carried(p, out)
+            shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def _locked(directory: Path):
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def clean_stale(out: str | Path) -> list[Path]:
+    """Remove (or put back) what runs killed during publication left beside ``out``."""
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    if not out.parent.is_dir() or not stale_entries(out):
+        return []
+    with _locked(out.parent):
+        return _clean(out)
+
+
+@contextlib.contextmanager
+def held_signals():
+    """Ctrl-C and SIGTERM held back (their Python handlers, main thread only) and delivered when the block
+    ends (any thread may receive a process signal, so masking it in this thread would not do)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got: list[int] = []
+    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        for s in dict.fromkeys(got):  # handed to their own handlers now, in the order they came
+            handler = old[s]
+            if callable(handler):
+                handler(s, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), s)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap the directories ``a`` and ``b`` atomically (False: not supported here)."""
+    import ctypes
+    import errno
+
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    if fn(-100, os.fsencode(a), -100, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, f"cannot publish {b}: {os.strerror(err)}")
+
+
+def _carry(stage: Path, out: Path, owned: set[str]) -> None:
+    """Bring the entries of ``out`` that are not ``owned`` result files into ``stage``."""
+    moved = []
+    for e in sorted(os.listdir(out)):
+        if e in owned or os.path.lexists(stage / e):
+            continue
+        src = out / e
+        if src.is_file() and not src.is_symlink():
+            try:
+                os.link(src, stage / e)
+                continue
+            except OSError:
+                pass
+        moved.append(e)
+    if not moved:
+        return
+    listing = Path(str(stage) + CARRIED)
+    listing.write_text(json.dumps(moved), encoding="utf-8")
+    for e in moved:
+        os.rename(out / e, stage / e)
+
+
+def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
+    """Make the complete set in ``stage`` the content of ``out`` (see the module doc); entries of ``out``
+    named in ``owned`` (the files a result set may hold) are replaced or dropped, all others kept.
+    ``step(name)`` is called before each step (a test hook for faults)."""
+    step = step or (lambda name: None)
+    try:
+        cwd = Path.cwd()
+    except FileNotFoundError:
+        cwd = None
+    with _locked(out.parent):
+        _clean(out)
+        step("lock")
+        if not os.path.lexists(out):
+            os.rename(stage, out)
+            return
+        _carry(stage, out, owned)
+        step("carried")
+        if _exchange(stage, out):
+            step("exchanged")
+        else:
+            old = Path(str(stage)[: -len(".staging")] + ".old")
+            os.rename(out, old)
+            step("moved aside")
+            os.rename(stage, out)
+            os.rename(old, stage)
+        with contextlib.suppress(FileNotFoundError):
+            Path(str(stage) + CARRIED).unlink()
+    if cwd is not None and (cwd == out or out in cwd.parents):
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)  # the working directory was in the old out: follow the path into the new one
