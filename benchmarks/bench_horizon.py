@@ -77,7 +77,8 @@ def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replic
     law = laws.make_law(alg, dt, gamma, **(grid or {}))
     ex = bool(law.continuous_time) if extrapolate is None else bool(extrapolate)
     proc = dmft.choose_process(prob, law, window=window)
-    est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, proc, extrapolate=ex, workers=workers)
+    est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, None if window is None else proc,
+                                      extrapolate=ex, workers=workers, keep_kernels=keep_kernels)
     finest = dmft.extrapolate.levels(law, prob).fine if ex else law
     est_mem = planning.plan_replicas(prob, finest, t_max, paths, replicas, 8.0, keep_kernels, process=proc)[2]
     t0 = time.perf_counter()
@@ -190,7 +191,7 @@ COST_CASES = (  # (problem, algorithm, dt, t_max, paths, replicas, extrapolate, 
     ("logistic", "sme", 0.02, 4.0, 4000, 4, None, None),
     ("committee", "sgd", 0.02, 4.0, 4000, 4, None, None),
     ("committee", "gd", 0.04, 4.0, 1000, 4, False, None),
-    ("linear", "sgd", 0.01, 10.0, 0, 1, None, None),
+    ("linear", "sgd", 0.01, 10.0, 8000, 8, None, None),  # the exact path: paths ignored
     ("logistic", "sgd", 0.005, 20.0, 4000, 4, False, dict(growth=0.05, dt_max=0.05)),
 )
 
