@@ -24,31 +24,11 @@ from sgd_dmft.cli import main
 from clitools import cli as _cli, one_line_error as _one_line_error
 from sgd_dmft.config import SCHEMA, ConfigError, load_config
 
-TINY = """
-[problem]
-model = "logistic"
-delta = 2.0
-[dynamics]
-algorithm = "sgd"
-gamma = 0.5
-t_max = 0.2
-dt = 0.05
-[simulation]
-d = 20
-seeds = 2
-[solver]
-paths = 40
-replicas = 2
-"""
+from conftest import TINY  # noqa: E402  (the shared tiny config; the `tiny` fixture writes it)
 
 
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(TINY)
-    return p
 
 
 # ---- the rows of issue 12's table ----------------------------------------------------------

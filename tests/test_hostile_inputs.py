@@ -20,29 +20,9 @@ LOGISTIC = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5)
 LINEAR = Problem(make_model("linear"), delta=2.0, ridge=0.1, init_scale=0.5)
 LAW = laws.SGD(dt=0.05, gamma=0.5)
 
-TINY = """
-[problem]
-model = "logistic"
-delta = 2.0
-[dynamics]
-algorithm = "sgd"
-gamma = 0.5
-t_max = 0.2
-dt = 0.05
-[simulation]
-d = 20
-seeds = 2
-[solver]
-paths = 40
-replicas = 2
-"""
+from conftest import TINY  # noqa: E402  (the shared tiny config; the `tiny` fixture writes it)
 
 
-@pytest.fixture
-def tiny(tmp_path):
-    p = tmp_path / "tiny.toml"
-    p.write_text(TINY)
-    return p
 
 
 def _solve(**kw):

@@ -22,15 +22,12 @@ Q0_MAX = 1e8  # largest trace of the initial overlaps Q_0 (100x below the smalle
 
 
 def _direction(value, k: int, ks: int) -> tuple[tuple[float, ...], ...]:
-    """A k x k* matrix as a tuple of k rows (ValueError naming ``init_overlap`` otherwise)."""
+    """A k x k* matrix as a tuple of k rows (ConfigError naming ``init_overlap`` otherwise)."""
     try:
-        B = np.array(value, dtype=np.float64)
-    except (TypeError, ValueError):
-        B = None
-    if B is None or B.shape != (k, ks) or not np.all(np.isfinite(B)):
+        return _matrix(value, k, ks, "problem.init_overlap")
+    except ConfigError:
         raise ConfigError(f"init_overlap = {value!r}: must be a finite number or a k x k* = {k} x {ks} matrix "
-                          f"(a list of {k} rows of {ks} numbers)", key="problem.init_overlap")
-    return tuple(tuple(float(v) for v in row) for row in B)
+                          f"(a list of {k} rows of {ks} numbers)", key="problem.init_overlap") from None
 
 
 def _matrix(value, rows: int, cols: int, key: str) -> tuple[tuple[float, ...], ...]:
