@@ -77,7 +77,8 @@ def stability_edge(f: Figure, ax):
     final, half, div = [], [], []
     for g in gammas:
         try:
-            ds = dmft.solve(prob, laws.SGD(dt, float(g)), t_max=t_max, keep_kernels=False)
+            ds = dmft.solve(prob, laws.SGD(dt, float(g)), t_max=t_max, keep_kernels=False,
+                            process=dmft.ExactLinearPath())  # the DMFT's exact path (not the closed form)
             final.append(float(ds.train_loss[-1]))
             half.append(float(ds.train_loss.sel(time=t_max / 2, method="nearest")))
             div.append(None)

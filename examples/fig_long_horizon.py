@@ -26,7 +26,7 @@ def linear_gf(fig_: Figure, ax):
     prob = pb.Problem(pb.linear(noise=0.3), delta=0.5, ridge=0.01, init_scale=0.5, init_overlap=0.2)
     t_max, dt, grid = 1000.0, 0.005, dict(growth=0.01, dt_max=0.4)
     law = laws.GD(dt, **grid)
-    th = dmft.solve(prob, law, t_max=t_max, keep_kernels=False)
+    th = dmft.solve(prob, law, t_max=t_max, keep_kernels=False, process=dmft.ExactLinearPath())  # not the closed form
     gf = exact.gf_linear(prob, th.time.values)
     sim = simulate(prob, "gd", t_max=t_max, dt=dt, d=1000, seeds=6, seed=1, **grid)
     for ds, label in ((th, "dmft_graded_gd"), (gf, "gf_closed_form"), (sim, "sim_graded_gd_d1000")):
