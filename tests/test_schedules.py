@@ -174,3 +174,31 @@ def test_online_ode_with_a_schedule_matches_one_pass_sgd_and_log_records_reach_l
     dense = np.union1d(times[:j], np.arange(401) * 0.05)
     uni = O.solve_online(pr, gamma=0.5, times=dense).sel(time=times[:j])
     np.testing.assert_allclose(far.test_loss.values[:j], uni.test_loss.values, atol=1e-6)
+
+
+def test_batch_size_schedule_at_fixed_gamma_follows_the_same_limit():
+    """Batch sizes 1 -> 16 -> 64 at fixed gamma (the lr scaled with the batch): each sample is still visited at
+    rate 1 / gamma with jumps gamma, so true mini-batch SGD follows the constant-batch DMFT (d = 2000, n = 4000).
+    A constant schedule is the plain run step for step, and the bookkeeping of steps and times is exact."""
+    from sgd_dmft.simulation import BatchSchedule
+
+    grow = BatchSchedule((0.8, 1.6), (1, 16, 64))
+    sim = simulate(LOGISTIC, MiniBatchSGD(0.5, batches=grow), t_max=2.4, d=2000, grid=TimeGrid(0.08), seeds=8, seed=3)
+    assert sim.attrs["batch_sizes"] == "[1, 16, 64]"
+    th = dmft.solve(LOGISTIC, laws.SGD(0.02, 0.5), t_max=2.4, paths=8000, replicas=8, seed=1, keep_kernels=False)
+    t = sim.time.values
+    for v in ("train_loss", "test_loss"):
+        s = sim[v].values
+        se = np.sqrt(th[v + "_stderr"].interp(time=t).values ** 2 + s.var(0, ddof=1) / s.shape[0])
+        z = (th[v].interp(time=t).values - s.mean(0))[1:] / se[1:]
+        assert np.max(np.abs(z)) < Z_MAX, (v, z)
+    one = BatchSchedule((1.0,), (4, 4))
+    a = simulate(LOGISTIC, MiniBatchSGD(0.5, 4), t_max=1.6, d=200, grid=TimeGrid(0.08), seeds=1, seed=5)
+    b = simulate(LOGISTIC, MiniBatchSGD(0.5, batches=one), t_max=1.6, d=200, grid=TimeGrid(0.08), seeds=1, seed=5)
+    np.testing.assert_array_equal(a.Q.values, b.Q.values)
+    alg, n = MiniBatchSGD(0.5, batches=grow), 4000
+    K = alg.record_steps(np.array([0.8, 1.6, 2.4]), n)
+    np.testing.assert_array_equal(K, [6400, 6400 + 400, 6400 + 400 + 100])  # 0.8 / (0.5 kappa / n) steps
+    assert alg.time_of_step(int(K[-1]), n) == pytest.approx(2.4) and alg.eta_at(int(K[0]), n) == pytest.approx(0.002)
+    with pytest.raises(ConfigError):
+        BatchSchedule((1.0,), (1,))

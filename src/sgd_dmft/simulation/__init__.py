@@ -15,7 +15,7 @@ SGD steps are computed), recorder.py (what is recorded, divergence), driver.py (
 """
 
 from ..errors import SimulationDiverged
-from .algorithms import Algorithm, LawRecursion, MiniBatchSGD, OnlineSGD, Reshuffling, law_step
+from .algorithms import Algorithm, BatchSchedule, LawRecursion, MiniBatchSGD, OnlineSGD, Reshuffling, law_step
 from .batches import ReshuffleStream, reshuffle_record_steps, uniform_batches
 from .driver import run_seed, simulate
 from .instance import Instance, instance_for_seed, make_instance, n_samples, seed_rngs
@@ -23,7 +23,7 @@ from .kernels import kernel_codes, sgd_step
 from .recorder import Q_MAX, Recorder
 
 __all__ = [
-    "simulate", "run_seed", "Algorithm", "LawRecursion", "MiniBatchSGD", "Reshuffling", "OnlineSGD",
+    "simulate", "run_seed", "Algorithm", "BatchSchedule", "LawRecursion", "MiniBatchSGD", "Reshuffling", "OnlineSGD",
     "Instance", "make_instance", "instance_for_seed", "n_samples", "seed_rngs",
     "uniform_batches", "ReshuffleStream", "reshuffle_record_steps", "sgd_step", "law_step", "kernel_codes",
     "Recorder", "Q_MAX", "SimulationDiverged",

@@ -31,6 +31,7 @@ naming the parameter); the law validates itself against its grid (laws.py, grid.
 from __future__ import annotations
 
 import abc
+import json
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -251,17 +252,30 @@ class _SGDSteps(Algorithm):
         later = [tj for tj in self.lr.times if tj > t * (1 + 1e-9) + 1e-12]
         return max(1, math.ceil(later[0] / self.eta(n) - 1e-9) - K) if later else math.inf
 
+    def eta_at(self, K: int, n: int) -> float:
+        """The step of step ``K`` in units of t (``gamma kappa / n``; a batch-size schedule changes kappa)."""
+        return self.eta(n)
+
+    @property
+    def _varying(self) -> bool:
+        """Whether the step changes along the run (a learning-rate schedule)."""
+        return self.lr is not None
+
+    @property
+    def _max_batch(self) -> int:
+        return int(self.batch)
+
     def _step(self, K: int, n: int, ridge: float) -> tuple[float, float]:
-        """``(gamma f, 1 - eta f ridge)`` with ``f`` the learning-rate factor at step ``K``'s time."""
-        f = float(self.lr.factor(self.time_of_step(K, n)))
-        return self.gamma * f, 1.0 - self.eta(n) * f * ridge
+        """``(gamma f, 1 - eta_K f ridge)`` with ``f`` the learning-rate factor at step ``K``'s time."""
+        f = 1.0 if self.lr is None else float(self.lr.factor(self.time_of_step(K, n)))
+        return self.gamma * f, 1.0 - self.eta_at(K, n) * f * ridge
 
     @abc.abstractmethod
     def _batches(self, rng: np.random.Generator, inst: Instance, model: Model) -> Batches:
         """The batch source of one run."""
 
     def run(self, problem, inst, times, rng, pbar=None):
-        model, n, d, kappa = problem.model, inst.n, inst.d, self.batch
+        model, n, d, kappa = problem.model, inst.n, inst.d, self._max_batch
         fac = 1.0 - self.eta(n) * problem.ridge
         rec_steps = self.record_steps(times, n)
         source = self._batches(rng, inst, model)
@@ -273,8 +287,8 @@ class _SGDSteps(Algorithm):
         for m, Kr in enumerate(rec_steps):
             while K < Kr:
                 ns = int(min(Kr - K, chunk, self._steps_to_jump(K, n)))
-                Xc, yc, idx, ptr = source(ns)
-                gamma, fac = self._step(K, n, problem.ridge) if self.lr is not None else (self.gamma, fac)
+                Xc, yc, idx, ptr = source(ns, K)
+                gamma, fac = self._step(K, n, problem.ridge) if self._varying else (self.gamma, fac)
                 c, fail = run_steps(model, codes, Xc, yc, tt, c, idx, ptr, gamma, fac)
                 if fail >= 0:
                     raise diverged(self.name, self.gamma, self.time_of_step(K + fail, n))
@@ -286,18 +300,100 @@ class _SGDSteps(Algorithm):
 
 
 @dataclass(frozen=True)
+class BatchSchedule:
+    """Batch sizes along a run: ``sizes[i]`` samples per step on ``[times[i-1], times[i])`` (units of t)."""
+
+    times: tuple[float, ...]
+    sizes: tuple[int, ...]
+
+    def __post_init__(self):
+        t = np.asarray(self.times, dtype=np.float64)
+        if t.ndim != 1 or not np.all(np.isfinite(t)) or np.any(t <= 0) or np.any(np.diff(t) <= 0):
+            raise ConfigError(f"batch times={list(self.times)!r} are not allowed: must be increasing finite times > 0",
+                              key="batches")
+        ok = all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 for k in self.sizes)
+        if not ok or len(self.sizes) != len(t) + 1:
+            raise ConfigError(f"batch sizes={list(self.sizes)!r} are not allowed: must be {len(t) + 1} integers >= 1 "
+                              f"(one more than the times)", key="batches")
+
+
+@dataclass(frozen=True)
 class MiniBatchSGD(_SGDSteps):
-    """Mini-batch SGD: ``batch`` samples uniform without replacement per step, independent across steps."""
+    """Mini-batch SGD: ``batch`` samples uniform without replacement per step, independent across steps.
+
+    ``batches``: a :class:`BatchSchedule` (then ``batch`` is unused): the batch size changes along the run at
+    fixed ``gamma`` (the lr scaled with the batch, ``eta = gamma kappa / n``), each step still moving its
+    samples by ``gamma``: a sample is visited at rate ``1 / gamma`` whatever kappa is, so at the critical
+    scale (``kappa = o(n)``) the d = infinity curve is the constant-batch one (tests/test_schedules.py)."""
 
     name: str = field(default="sgd", kw_only=True)
+    batches: BatchSchedule | None = field(default=None, kw_only=True)
 
     def attrs(self, n):
-        return {**super().attrs(n), "batching": "uniform"}
+        out = {**super().attrs(n), "batching": "uniform"}
+        if self.batches is not None:
+            out.update(batch_times=json.dumps(list(self.batches.times)), batch_sizes=json.dumps(list(self.batches.sizes)))
+        return out
+
+    def check(self, n):
+        if self._max_batch > n:
+            raise ConfigError(f"batch={self._max_batch} is not allowed: must be in [1, n={n}] (n = round(delta d))",
+                              key="batch")
+
+    @property
+    def _varying(self) -> bool:
+        return self.lr is not None or self.batches is not None
+
+    @property
+    def _max_batch(self) -> int:
+        return int(self.batch if self.batches is None else max(self.batches.sizes))
+
+    def _pieces(self, n: int):
+        """``(t0, K0, eta, kappa)`` per piece of the batch schedule: start time, start step, step, batch."""
+        kap = np.asarray(self.batches.sizes, dtype=np.int64)
+        t0 = np.concatenate([[0.0], np.asarray(self.batches.times)])
+        eta = self.gamma * kap / n
+        K0 = np.concatenate([[0], np.cumsum(np.rint(np.diff(t0) / eta[:-1]).astype(np.int64))])
+        return t0, K0, eta, kap
+
+    def _piece(self, K: int, n: int) -> int:
+        return int(np.searchsorted(self._pieces(n)[1], K, side="right") - 1)
+
+    def eta_at(self, K, n):
+        return self.eta(n) if self.batches is None else float(self._pieces(n)[2][self._piece(K, n)])
+
+    def record_steps(self, times, n):
+        if self.batches is None:
+            return super().record_steps(times, n)
+        t0, K0, eta, _ = self._pieces(n)
+        j = np.searchsorted(t0, np.asarray(times) * (1 + 1e-12), side="right") - 1
+        return (K0[j] + np.rint((np.asarray(times) - t0[j]) / eta[j])).astype(np.int64)
+
+    def time_of_step(self, K, n):
+        if self.batches is None:
+            return super().time_of_step(K, n)
+        t0, K0, eta, _ = self._pieces(n)
+        j = self._piece(K, n)
+        return float(t0[j] + (K - K0[j]) * eta[j])
+
+    def n_steps(self, times, n):
+        return super().n_steps(times, n) if self.batches is None else int(self.record_steps(times[-1:], n)[0])
+
+    def _steps_to_jump(self, K, n):
+        if self.batches is None:
+            return super()._steps_to_jump(K, n)
+        t0, K0, eta, _ = self._pieces(n)
+        jumps = [k for k in K0 if k > K]
+        if self.lr is not None:
+            jumps += [int(self.record_steps(np.array([t]), n)[0]) for t in self.lr.times]
+        later = [k for k in jumps if k > K]
+        return max(1, min(later) - K) if later else math.inf
 
     def _batches(self, rng, inst, model):
-        n, kappa = inst.n, self.batch
+        n = inst.n
 
-        def take(ns):
+        def take(ns, K=0):
+            kappa = self.batch if self.batches is None else int(self._pieces(n)[3][self._piece(K, n)])
             idx = uniform_batches(rng, n, kappa, ns).astype(np.int64).ravel()
             return inst.X, inst.y, idx, np.arange(ns + 1, dtype=np.int64) * kappa
 
@@ -323,7 +419,7 @@ class Reshuffling(_SGDSteps):
     def _batches(self, rng, inst, model):
         stream = ReshuffleStream(rng, inst.n, self.batch)
 
-        def take(ns):
+        def take(ns, K=0):
             idx, ptr = stream.take(ns)
             return inst.X, inst.y, idx, ptr
 
@@ -343,7 +439,7 @@ class OnlineSGD(_SGDSteps):
     def _batches(self, rng, inst, model):
         d, kappa = inst.d, self.batch
 
-        def take(ns):
+        def take(ns, K=0):
             nsamp = ns * kappa
             Xc = rng.standard_normal((nsamp, d))
             Xc *= 1.0 / math.sqrt(d)
