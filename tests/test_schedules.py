@@ -88,10 +88,11 @@ SLOW = pytest.mark.slow
 
 
 @pytest.mark.parametrize("d,case", [(1000, "logistic-step"), (2000, "logistic-step"), (1000, "logistic-cosine"),
-                                    (1000, "committee-step"), pytest.param(2000, "logistic-cosine", marks=SLOW),
-                                    pytest.param(2000, "committee-step", marks=SLOW)]
+                                    (1000, "committee-step"), (1000, "committee-cosine")]
+                         + [pytest.param(2000, c, marks=SLOW) for c in ("logistic-cosine", "committee-step",
+                                                                         "committee-cosine")]
                          + [pytest.param(4000, c, marks=SLOW) for c in ("logistic-step", "logistic-cosine",
-                                                                         "committee-step")])
+                                                                         "committee-step", "committee-cosine")])
 def test_scheduled_theory_matches_true_minibatch_sgd(d, case):
     """The dt -> 0 limit (default solve) against true mini-batch SGD (batch 1) with the same schedule."""
     prob = COMMITTEE if case.startswith("committee") else LOGISTIC
