@@ -361,8 +361,7 @@ def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray
     _check_linear(problem)
     n, d = X.shape
     c1s, c2s = law.moments(n_steps + 1)  # E[S_m], E[S_m^2] (per step on a graded grid)
-    f = law.lr_factors(law.grid_times(n_steps + 1))
-    cs = 1.0 - law.steps(n_steps + 1) * problem.ridge * (1.0 if f is None else f)
+    cs = law.decays(n_steps + 1, problem.ridge)
     z0 = np.concatenate([np.asarray(theta0, float).ravel(), [1.0]])
     Sig = np.outer(z0, z0)
     W = np.concatenate([X, -np.asarray(y, float).reshape(-1, 1)], axis=1)  # (n, d+1): rows w_i

@@ -118,14 +118,18 @@ class Schedule(NamedTuple):
 
     def decays(self, ridge: float) -> np.ndarray:
         """``1 - f_m dt_m ridge``: the weight decay of step m (scaled with the learning rate)."""
-        if self.factor is None:
-            return 1.0 - self.steps * ridge
-        return 1.0 - self.steps * self.factor * ridge
+        return _decays(self.steps, self.factor, ridge)
 
     @property
     def T(self) -> int:
         """Number of grid steps."""
         return len(self.times) - 1
+
+
+def _decays(steps: np.ndarray, factor: np.ndarray | None, ridge: float) -> np.ndarray:
+    """``1 - dt_m ridge`` times the learning-rate factor where there is one (one formula for the solver, the
+    law recursion of the simulator and the finite-d exact moments)."""
+    return 1.0 - steps * ridge if factor is None else 1.0 - steps * ridge * factor
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,10 @@ class Law(abc.ABC):
         S = self.sample(rng, n_samples, n_steps)
         f = self.lr_factors(self.grid_times(n_steps))
         return S if f is None else S * f[None, :]
+
+    def decays(self, n_steps: int, ridge: float) -> np.ndarray:
+        """``1 - f_m dt_m ridge`` for the first ``n_steps`` grid steps (:meth:`Schedule.decays`)."""
+        return _decays(self.steps(n_steps), self.lr_factors(self.grid_times(n_steps)), ridge)
 
     def grid_times(self, n_steps: int) -> np.ndarray:
         """The start times ``t_0 .. t_{n_steps - 1}`` of the first ``n_steps`` grid steps."""

@@ -285,7 +285,7 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, 
     """
     problem, gamma, t_max, dt, method, mc_samples, replicas, seed, rtol, atol, rk4_step = _check_online(
         problem, gamma, t_max, dt, method, mc_samples, replicas, seed, rtol, atol, rk4_step, times)
-    times = _online_times(gamma, t_max, dt, times)
+    times = _online_times(t_max, dt, times)
     taus = problem.delta * times / gamma
     Qr, Mr, Lr, kind = _replicas(problem, gamma, taus, method, mc_samples, replicas, seed, rtol, atol, rk4_step, lr)
     R = Qr.shape[0]
@@ -315,18 +315,16 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, 
     return ds
 
 
-def _online_times(gamma, t_max, dt, times) -> np.ndarray:
-    """The record times: ``times`` as given (increasing, from 0), or ``m dt`` up to ``t_max``."""
-    if times is not None:
-        t = np.asarray(times, dtype=np.float64)
-        if not (gamma > 0 and t.ndim == 1 and t.size >= 2 and t[0] == 0.0 and np.all(np.diff(t) > 0)
-                and np.all(np.isfinite(t))):
-            raise ValueError(f"need gamma > 0 and increasing finite times from 0 (got gamma={gamma}, "
-                             f"{t.size} times)")
-        return t
-    if not (gamma > 0 and dt is not None and t_max is not None and dt > 0 and t_max >= dt):
-        raise ValueError(f"need gamma > 0, dt > 0, t_max >= dt (got {gamma}, {dt}, {t_max})")
-    return np.arange(int(round(t_max / dt)) + 1) * dt
+def _online_times(t_max, dt, times) -> np.ndarray:
+    """The record times: ``times`` as given (increasing, from 0), or ``m dt`` up to ``t_max`` (``t_max``,
+    ``dt`` and gamma already checked by :func:`_check_online`)."""
+    if times is None:
+        return np.arange(int(round(t_max / dt)) + 1) * dt
+    t = np.asarray(times, dtype=np.float64)
+    if not (t.ndim == 1 and t.size >= 2 and t[0] == 0.0 and np.all(np.diff(t) > 0) and np.all(np.isfinite(t))):
+        raise ConfigError(f"times={t.size} record times are not allowed: must be increasing finite times from 0",
+                          key="times")
+    return t
 
 
 # ------------------------------------------------------------------------------------------------

@@ -256,8 +256,9 @@ def run_simulation(cfg: Config, progress: bool = False, announce: Announce = Fal
         alg, law, grid = exp.algorithm, None, dict(growth=dy["growth"], dt_max=dy["dt_max"] or None)
         from .config import lr_schedule
 
-        if lr_schedule(dy) is not None:  # a learning-rate schedule (online: no law carries it)
-            grid["lr"] = lr_schedule(dy)
+        lr = lr_schedule(dy)
+        if lr is not None:  # a learning-rate schedule (online: no law carries it)
+            grid["lr"] = lr
     t0 = time.perf_counter()
     ds = sim_mod.simulate(
         exp.problem, alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"], batch=sm["batch"],

@@ -17,6 +17,8 @@ The dense exact path stays the cross-check (tests/test_closed.py, tests/test_ext
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import xarray as xr
 
@@ -47,48 +49,61 @@ def _fits(n_times: int, n_nodes: int) -> bool:
     return n_times * n_nodes <= MAX_CELLS
 
 
-def curves(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:
-    """The closed-form curves of ``law`` on ``schedule``'s times (``extrapolate``: its ``dt -> 0`` limit),
-    or None where there is none (or it would not fit in ``MAX_CELLS``)."""
+class _Plan(NamedTuple):
+    """Which closed form answers, and its size: ``kind`` gd / gf / sgd, quadrature ``nodes``, Volterra step ``h``."""
+
+    kind: str
+    nodes: int
+    h: float = 0.0
+
+
+def _plan(problem, law, T: int, t_max: float, extrapolate: bool) -> _Plan | None:
+    """The closed form of ``law`` over ``T`` grid steps up to ``t_max`` (``extrapolate``: its ``dt -> 0``
+    limit), or None where there is none or it would not fit in ``MAX_CELLS``."""
     if not applies(problem) or law.lr is not None:  # the closed forms have a constant step
         return None
-    times, T = schedule.times, schedule.T
-    t_max = float(times[-1])
     if law.name == "gd" or (law.name == "gf" and not extrapolate):
-        if not _fits(T + 1, T + 8):
-            return None
-        steps = schedule.steps[:T] if law.graded else None
-        ds = exact.gd_linear(problem, law.dt, T, steps=steps)
-        return ds.assign_coords(time=times)
-    if law.name == "gf" and extrapolate:
-        if not _fits(T + 1, exact.n_nodes_gf(problem, t_max)):
-            return None
-        return exact.gf_linear(problem, times)
-    if law.name == "sgd" and extrapolate:
+        plan, rows = _Plan("gd", T + 8), T + 1
+    elif law.name == "gf" and extrapolate:
+        plan, rows = _Plan("gf", exact.n_nodes_gf(problem, t_max)), T + 1
+    elif law.name == "sgd" and extrapolate:
         h = _volterra_step(problem, t_max)
-        n_nodes = max(200, exact.n_nodes_gf(problem, 2 * t_max))
-        if not _fits(2 * int(np.ceil(t_max / h)) + 1, n_nodes):
-            return None
-        return exact.sgd_linear_poisson(problem, law.gamma, times, h=h, n_nodes=n_nodes)
-    return None
+        plan = _Plan("sgd", max(200, exact.n_nodes_gf(problem, 2 * t_max)), h)
+        rows = 2 * int(np.ceil(t_max / h)) + 1
+    else:
+        return None
+    return plan if _fits(rows, plan.nodes) else None
+
+
+def curves(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:
+    """The closed-form curves of ``law`` on ``schedule``'s times (``extrapolate``: its ``dt -> 0`` limit),
+    or None where there is none (:func:`_plan`)."""
+    times, T = schedule.times, schedule.T
+    plan = _plan(problem, law, T, float(times[-1]), extrapolate)
+    if plan is None:
+        return None
+    if plan.kind == "gd":
+        steps = schedule.steps[:T] if law.graded else None
+        return exact.gd_linear(problem, law.dt, T, steps=steps).assign_coords(time=times)
+    if plan.kind == "gf":
+        return exact.gf_linear(problem, times)
+    return exact.sgd_linear_poisson(problem, law.gamma, times, h=plan.h, n_nodes=plan.nodes)
 
 
 def estimate_seconds(problem, law, t_max: float, extrapolate: bool) -> float | None:
     """Wall seconds of :func:`curves` (None where no closed form answers): the Volterra solve's Python loop
     and O(n^2) sums (SGD), the ``times x nodes`` integrals (GF, GD); measured on linear delta 0.5: SGD t 5 / 20
     0.034 / 0.53 s (estimated 0.068 / 0.53), GF t 20 0.03 s (0.026), GD dt 0.01 t 20 0.69 s (0.62)."""
-    if not applies(problem) or law.lr is not None:
-        return None
     T = len(law.times(t_max)) - 1
-    if law.name == "gd" or (law.name == "gf" and not extrapolate):
-        return 0.02 + 1.5e-7 * (T + 1) * (T + 8) if _fits(T + 1, T + 8) else None
-    if law.name == "gf" and extrapolate:
-        return 0.02 + 1e-8 * (T + 1) * exact.n_nodes_gf(problem, t_max)
-    if law.name == "sgd" and extrapolate:
-        n = 3 * int(np.ceil(t_max / _volterra_step(problem, t_max)))  # the levels h and h/2
-        N = max(200, exact.n_nodes_gf(problem, 2 * t_max))
-        return (0.01 + 1e-5 * n + 4e-9 * (n * n + 10 * n * N)) if _fits(2 * n // 3 + 1, N) else None
-    return None
+    plan = _plan(problem, law, T, t_max, extrapolate)
+    if plan is None:
+        return None
+    if plan.kind == "gd":
+        return 0.02 + 1.5e-7 * (T + 1) * plan.nodes
+    if plan.kind == "gf":
+        return 0.02 + 1e-8 * (T + 1) * plan.nodes
+    n = 3 * int(np.ceil(t_max / plan.h))  # the levels h and h/2
+    return 0.01 + 1e-5 * n + 4e-9 * (n * n + 10 * n * plan.nodes)
 
 
 def dataset(problem, law, schedule, extrapolate: bool) -> xr.Dataset | None:

@@ -135,8 +135,7 @@ class LawRecursion(Algorithm):
     def run(self, problem, inst, times, rng, pbar=None):
         model, X, y = problem.model, inst.X, inst.y
         T = len(times) - 1
-        f = self.law.lr_factors(self.law.grid_times(T + 1))
-        facs = 1.0 - self.law.steps(T + 1) * problem.ridge * (1.0 if f is None else f)
+        facs = self.law.decays(T + 1, problem.ridge)
         mult = _Multipliers(self.law, rng, inst.n, T)
         rec = Recorder(model, inst, T + 1, self.name, self.reported_gamma, train=True)
         theta = inst.theta0.copy()
