@@ -82,12 +82,15 @@ def test_long_run_refusal_and_plan_suggest_the_window():
     from sgd_dmft.run import check_theory, experiment, window_hint
 
     base = {"problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1, "init_scale": 0.5},
-            "dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.02, "dt_max": 0.125, "t_max": 500.0}}
+            "dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.02, "dt_max": 0.125, "t_max": 500.0},
+            "solver": {"compress": "off"}}  # (the default 'auto' sets the window itself: tests/test_compress.py)
     exp = experiment(parse_config(base))
     with pytest.raises(CostLimitExceeded, match="solver.response_window = 30"):
         check_theory(exp, True)
     whole = planning.estimate_seconds(exp.problem, exp.law, 500.0, 8000, 8, extrapolate=True)
     assert "would take" in window_hint(exp, True, whole)
-    windowed = experiment(parse_config({**base, "solver": {"response_window": 30.0}}))
+    windowed = experiment(parse_config({**base, "solver": {"response_window": 30.0, "compress": "off"}}))
     cost = check_theory(windowed, True)  # within the limit: not refused
     assert cost / planning.RATE < whole / 10 and window_hint(windowed, True, cost / planning.RATE) == ""
+    auto = experiment(parse_config({**base, "solver": {}}))
+    assert auto.config.solver["response_window"] == 30.0 and "response_window = 30" in auto.compressed

@@ -47,6 +47,7 @@ ACTIVATIONS = problem.ACTIVATIONS
 _LAST = laws.LAWS.index("persistent")
 ALGORITHMS = laws.LAWS[:_LAST] + ("online",) + laws.LAWS[_LAST:]
 BATCHINGS = ("uniform", "bernoulli")
+COMPRESS = ("auto", "off")
 # the config key of each parameter of a law (laws' ConfigError.key) or of its grid
 LAW_KEYS = {"dt": "dynamics.dt", "dt_max": "dynamics.dt_max", "growth": "dynamics.growth",
             "b": "dynamics.persist_b", "tau": "dynamics.persist_tau", "gamma": "dynamics.gamma",
@@ -182,6 +183,11 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "response_window": _Key("float", 0.0, "a finite number >= 0 (0: the whole past)", lambda v: v >= 0,
                                 "pathwise tangents keep this much time of the past (R_F = 0 beyond it): work and "
                                 "memory linear in the horizon; the error it causes is estimated and warned about"),
+        "compress": _Key("str", "auto", _fmt_choices(COMPRESS), _choice(COMPRESS),
+                         "auto: a long run (over a minute on one core on the uniform grid with the whole past) gets a "
+                         "graded grid (SGD-type laws: steps growing 2 % of t up to gamma / 4) and, if still long, "
+                         "solver.response_window = 30; only where dynamics.growth and solver.response_window are 0; "
+                         "the plan, the attrs 'compressed' and the result's config say what ran"),
     },
 }
 

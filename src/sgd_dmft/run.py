@@ -17,7 +17,7 @@ passes ``click.echo``) or True for ``print``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import xarray as xr
@@ -41,6 +41,7 @@ class Experiment:
     config: Config
     problem: Problem
     law: Law | None  # None for one-pass (online) SGD, which has no step-multiplier law
+    compressed: str = ""  # what solver.compress = 'auto' set for a long run ('' when nothing)
 
     @property
     def algorithm(self) -> str:
@@ -48,7 +49,12 @@ class Experiment:
 
 
 def experiment(cfg: Config) -> Experiment:
-    """The problem and law of a configuration."""
+    """The problem and law of a configuration; a long run with ``solver.compress = 'auto'`` gets the
+    compressed plan (:func:`compress`), its ``config`` the keys that run."""
+    return compress(_compile(cfg))
+
+
+def _compile(cfg: Config) -> Experiment:
     law = None if cfg.dynamics["algorithm"] == "online" else cfg.make_law()
     return Experiment(config=cfg, problem=cfg.make_problem(), law=law)
 
@@ -71,6 +77,7 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     past ``solver.max_memory_gb`` (MemoryLimitExceeded), past a stability condition (SolverDiverged).
     """
     exp = experiment(cfg)
+    cfg = exp.config  # the keys that run (a long run compressed)
     dy = cfg.dynamics
     ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
     check_theory(exp, bool(ex and exp.law is not None and extrapolable(exp.law, cfg)), force)
@@ -124,34 +131,80 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
     return cost
 
 
-HINT_WINDOW = 30.0  # the response window a long run's plan suggests (time units; docs/theory.md 4d)
-HINT_GROWTH = 0.02  # ... and the growth of a graded grid (steps up to gamma / 4), as the horizon bench runs
+COMPRESS_AFTER_S = 60.0  # solver.compress = 'auto': runs estimated past a minute on one core are compressed
+LONG_GROWTH = 0.02  # the graded grid of a long run: steps growing 2 % of t up to gamma / 4 (the horizon bench)
+LONG_WINDOW = 30.0  # ... and, if still long, tangents over this much past (time units; docs/theory.md 4d)
+
+
+def compress(exp: Experiment) -> Experiment:
+    """``solver.compress = 'auto'``: a run estimated past :data:`COMPRESS_AFTER_S` on one core (the
+    whole past on the config's grid) is run on :func:`compressed_plan`'s keys where that at least halves
+    the estimate; ``exp.compressed`` says what was set and why. Keys the user set (a graded grid, a
+    response window) are kept; 'off', a short run or the online ODEs are returned as they are."""
+    cfg = exp.config
+    if exp.law is None or cfg.solver["compress"] != "auto":
+        return exp
+    extrapolate = bool(cfg.solver["extrapolate"] and extrapolable(exp.law, cfg))
+    seconds = _seconds(exp, exp.law, cfg.solver["response_window"] or None, extrapolate)
+    if seconds < COMPRESS_AFTER_S:
+        return exp
+    over, est = compressed_plan(exp, extrapolate, seconds)
+    if not over:
+        return exp
+    from .dmft import duration
+
+    keys = ", ".join(f"{k} = {v:g}" for k, v in over.items())
+    note = f"{keys} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
+    return replace(_compile(cfg.with_overrides(over)), compressed=note)
+
+
+def _seconds(exp: Experiment, law, window: float | None, extrapolate: bool, workers: int = 1) -> float:
+    """The estimated wall time of the config's solve of ``law`` with tangents over ``window``."""
+    from . import dmft
+
+    so = exp.config.solver
+    proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], window)
+    return dmft.estimate_seconds(exp.problem, law, exp.config.dynamics["t_max"], so["paths"], so["replicas"], proc,
+                                 extrapolate=extrapolate, workers=workers)
+
+
+def compressed_plan(exp: Experiment, extrapolate: bool, seconds: float, workers: int = 1) -> tuple[dict, float]:
+    """For a run estimated at ``seconds`` (on ``workers``): the config overrides of a compressed past and
+    their estimate, or ``({}, seconds)`` where they do not halve it. A graded grid for SGD-type laws on a
+    uniform one (steps growing :data:`LONG_GROWTH` of t up to gamma / 4: the nested Richardson levels
+    exist), then, where still long, a response window of :data:`LONG_WINDOW` (its error is stated and
+    warned about). Only keys left at 0 are set."""
+    cfg, law = exp.config, exp.law
+    so = cfg.solver
+    if law is None:
+        return {}, seconds
+    over, est = {}, seconds
+    gamma = getattr(law, "jump_size", None)
+    graded_ok = not extrapolate or so["extrapolate_graded"]  # a graded grid keeps the dt -> 0 limit
+    if not law.graded and gamma and gamma / 4 > law.dt and graded_ok:
+        law = replace(law, growth=LONG_GROWTH, dt_max=gamma / 4)
+        over = {"dynamics.growth": LONG_GROWTH, "dynamics.dt_max": gamma / 4}
+        est = _seconds(exp, law, so["response_window"] or None, extrapolate, workers)
+    if not so["response_window"] and est >= COMPRESS_AFTER_S:
+        windowed = _seconds(exp, law, LONG_WINDOW, extrapolate, workers)
+        if windowed < est:  # (the sample process has a window: pathwise tangents)
+            over["solver.response_window"], est = LONG_WINDOW, windowed
+    return (over, est) if over and est <= 0.5 * seconds else ({}, seconds)
 
 
 def window_hint(exp: Experiment, extrapolate: bool, seconds: float, workers: int = 1) -> str:
-    """For a long run with tangents over the whole past (estimated ``seconds`` on ``workers``): what
-    ``solver.response_window`` would save, and (SGD-type laws on a uniform grid) with a graded grid too."""
-    from dataclasses import replace
-
+    """For a long run estimated at ``seconds`` on ``workers`` that was not compressed (``solver.compress =
+    'off'``, or keys set by the user): the keys of :func:`compressed_plan` and what they would take."""
     from . import dmft
 
-    so, law, t_max = exp.config.solver, exp.law, exp.config.dynamics["t_max"]
-    if law is None or so["response_window"] or seconds < 60:  # (suggested only where it halves the estimate)
+    if exp.law is None or seconds < COMPRESS_AFTER_S:
         return ""
-    proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], HINT_WINDOW)
-    if getattr(getattr(proc, "responses", None), "window", None) is None:
+    over, est = compressed_plan(exp, extrapolate, seconds, workers)
+    if not over:
         return ""
-    keys = f"solver.response_window = {HINT_WINDOW:g}"
-    gamma = getattr(law, "jump_size", None)
-    if not law.graded and gamma and gamma / 4 > law.dt:  # steps growing to gamma / 4: the nested levels exist
-        law, keys = replace(law, growth=HINT_GROWTH, dt_max=gamma / 4), (
-            f"{keys}, dynamics.growth = {HINT_GROWTH:g}, dynamics.dt_max = {gamma / 4:g}")
-    est = dmft.estimate_seconds(exp.problem, law, t_max, so["paths"], so["replicas"], proc, extrapolate=extrapolate,
-                                workers=workers)
-    if est > 0.5 * seconds:
-        return ""
-    return (f"{keys} (tangents over that much past, its error stated and warned about; docs/theory.md 4d) would "
-            f"take ~{dmft.duration(est)}")
+    keys = ", ".join(f"{k} = {v:g}" for k, v in over.items())
+    return (f"{keys} (a graded grid / tangents over that much past, the error stated and warned about; "
+            f"docs/theory.md 4d) would take ~{dmft.duration(est)}")
 
 
 def _process(exp: Experiment):
@@ -220,6 +273,8 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
         say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
             f"{R} replicas{chunked}, up to {W} at a time{capped}, estimated memory <= {mem / 2**20:.0f} MiB, "
             f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(law, extrapolate, exp.problem)}")
+        if exp.compressed:
+            say(f"long run, compressed: {exp.compressed}")
         hint = window_hint(exp, extrapolate, est, W)
         if hint:
             say(f"hint: {hint}")
@@ -231,6 +286,8 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
                     extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
                     tail=so["tail"], response_window=so["response_window"] or None)
     ds.attrs["estimated_time_s"] = float(est)
+    if exp.compressed:
+        ds.attrs["compressed"] = exp.compressed
     return results.thin_kernels(ds)
 
 
@@ -244,6 +301,7 @@ def run_simulation(cfg: Config, progress: bool = False, announce: Announce = Fal
     from . import simulate as sim_mod
 
     exp = experiment(cfg)
+    cfg = exp.config  # the keys that run (a long run's records on the theory's compressed grid)
     plan = check_simulation(exp, force)
     say = _announcer(announce)
     if say is not None:
@@ -265,6 +323,8 @@ def run_simulation(cfg: Config, progress: bool = False, announce: Announce = Fal
         batching=sm["batching"], seeds=sm["seeds"], seed=sm["seed"], law=law, progress=progress, **grid,
     )
     _stamp(ds, "simulation", t0)
+    if exp.compressed:
+        ds.attrs["compressed"] = exp.compressed
     if "train_loss" in ds and bool(ds["train_loss"].isnull().all()):
         # online SGD has no training set: the simulator fills train_loss with NaN
         ds = ds.drop_vars("train_loss")
