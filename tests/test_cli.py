@@ -76,7 +76,7 @@ def fakes(monkeypatch):
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
 
     def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1, extrapolate=None,
-              rtol=None, max_time_s=None, tail=0.0, response_window=None):
+              rtol=None, max_time_s=None, tail=0.0, response_window=None, keep_kernels=True):
         calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed,
                               extrapolate=extrapolate, rtol=rtol, max_time_s=max_time_s, tail=tail)
         if calls.get("diverge") == "theory":

@@ -15,8 +15,8 @@ BASE = {"problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1, "init_scale
 
 
 def _exp(t_max, **solver):
-    return run.experiment(parse_config({**BASE, "dynamics": {**BASE["dynamics"], "t_max": t_max},
-                                        "solver": solver}))
+    cfg = parse_config({**BASE, "dynamics": {**BASE["dynamics"], "t_max": t_max}, "solver": solver})
+    return run.compress(run.experiment(cfg))
 
 
 def test_short_runs_are_left_alone():
@@ -76,6 +76,11 @@ def test_compressed_run_agrees_with_the_uniform_one_within_the_stated_errors(eag
         dte = np.abs(auto[f"{v}_dt_error"].values) + np.abs(uniform[f"{v}_dt_error"].interp(time=t).values)
         gap = np.abs(auto[v].values - ref)
         assert np.all(gap <= 3 * se + dte + 1e-12), f"{v}: worst {np.max(gap / (3 * se + dte + 1e-12)):.2f}"
+
+
+def test_a_simulation_alone_keeps_the_configured_records():
+    cfg = parse_config({**BASE, "dynamics": {**BASE["dynamics"], "t_max": 25.0}})
+    assert not run.experiment(cfg).law.graded and run.compress(run.experiment(cfg)).law.graded
 
 
 def test_compare_records_the_simulation_on_the_compressed_grid(eager):

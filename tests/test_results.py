@@ -272,3 +272,26 @@ def test_inaccurate_theory_is_flagged_and_warned():
     with pytest.warns(RuntimeWarning, match="inaccurate theory curves"):  # solve itself warns
         far = solve(literal, laws.SGD(5.0, 50.0), t_max=50.0, paths=2000, replicas=4, seed=1, keep_kernels=False)
     assert far.attrs["rtol_achieved"] > 0.1 and far.attrs["dt_error_rel_max"] > 0.1
+
+
+@pytest.mark.parametrize("extrapolate", [False, True])
+def test_solve_keeps_the_kernels_a_file_keeps(extrapolate):
+    """``keep_kernels=n``: the replicas send back only every stride-th time, the very kernels
+    ``thin_kernels`` would keep of the dense solve (the same random numbers), and the memory plan counts
+    only those."""
+    from sgd_dmft import dmft, laws
+    from sgd_dmft.dmft import planning
+    from sgd_dmft.models import Problem, make_model
+    from sgd_dmft.results import thin_kernels
+
+    prob, law = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5), laws.SGD(0.05, 0.5)
+    kw = dict(t_max=5.0, paths=200, replicas=2, seed=3, extrapolate=extrapolate)
+    dense, thin = dmft.solve(prob, law, keep_kernels=True, **kw), dmft.solve(prob, law, keep_kernels=11, **kw)
+    ref = thin_kernels(dense, 11)
+    assert thin.attrs["kernel_stride"] == ref.attrs["kernel_stride"] == 10 and "time2" not in thin.dims
+    for v in ("C_theta", "R_theta", "C_F", "R_F", "mu"):
+        np.testing.assert_allclose(thin[v].values, ref[v].values, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(thin.kernel_time.values, ref.kernel_time.values)
+    np.testing.assert_array_equal(thin.test_loss.values, dense.test_loss.values)
+    full, kept = (planning.estimate_memory(prob, law, 200.0, 8000, 8, keep) for keep in (True, 501))
+    assert full - kept > 0.9 * 8 * 4 * 4001**2

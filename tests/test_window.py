@@ -79,7 +79,7 @@ def test_long_run_refusal_and_plan_suggest_the_window():
     solver.response_window and what it would take; with the window the estimate is many times smaller."""
     from sgd_dmft.config import parse_config
     from sgd_dmft.errors import CostLimitExceeded
-    from sgd_dmft.run import check_theory, experiment, window_hint
+    from sgd_dmft.run import check_theory, compress, experiment, window_hint
 
     base = {"problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1, "init_scale": 0.5},
             "dynamics": {"algorithm": "sgd", "gamma": 0.5, "dt": 0.01, "growth": 0.02, "dt_max": 0.125, "t_max": 500.0},
@@ -92,5 +92,5 @@ def test_long_run_refusal_and_plan_suggest_the_window():
     windowed = experiment(parse_config({**base, "solver": {"response_window": 30.0, "compress": "off"}}))
     cost = check_theory(windowed, True)  # within the limit: not refused
     assert cost / planning.RATE < whole / 10 and window_hint(windowed, True, cost / planning.RATE) == ""
-    auto = experiment(parse_config({**base, "solver": {}}))
+    auto = compress(experiment(parse_config({**base, "solver": {}})))
     assert auto.config.solver["response_window"] == 30.0 and "response_window = 30" in auto.compressed

@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 
-__all__ = ["number", "integer", "seed", "flag", "problem", "law", "optional", "rule", "checked", "SOLVE"]
+__all__ = ["number", "integer", "seed", "flag", "kernels", "problem", "law", "optional", "rule", "checked", "SOLVE"]
 
 
 def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
@@ -103,6 +103,17 @@ def flag(name: str, value: Any, allow_none: bool = False) -> bool | None:
                       key=name)
 
 
+def kernels(name: str, value: Any) -> bool | int:
+    """Which two-time kernels to keep: a bool (all or none), or an integer >= 2 (at most that many times per
+    axis, every stride-th)."""
+    if isinstance(value, bool) or type(value).__name__ == "bool_":
+        return bool(value)
+    if isinstance(value, numbers.Integral) and int(value) >= 2:
+        return int(value)
+    raise ConfigError(f"{name}={value!r} is not allowed: must be True, False or an integer >= 2 (at most that many "
+                      f"kernel times per axis){_typed(value)}", key=name)
+
+
 def problem(value: Any):
     """``value`` if it is a :class:`~sgd_dmft.models.Problem` (a model name or a Model is refused with
     the call that builds a Problem)."""
@@ -171,7 +182,7 @@ SOLVE: dict[str, Rule] = dict(
     problem=lambda name, v: problem(v), law=lambda name, v: law(v), t_max=POSITIVE,
     paths=rule(integer, 1, 2**53), replicas=rule(integer, 1, 2**53), seed=seed,
     max_memory_gb=rule(number, 0.0, lo_open=True, finite=False),  # inf: no budget; NaN never
-    snapshots=rule(integer, 0, 10**6), progress=flag, keep_kernels=flag, rao_blackwell=rule(flag, True),
+    snapshots=rule(integer, 0, 10**6), progress=flag, keep_kernels=kernels, rao_blackwell=rule(flag, True),
     blas_threads=rule(integer, 1, none=True), workers=rule(integer, 0), extrapolate=rule(flag, True),
     rtol=rule(number, 0.0, lo_open=True, none=True), max_time_s=rule(number, 0.0, lo_open=True, none=True),
     tail=rule(number, 0.0, 1.0), response_window=rule(number, 0.0, lo_open=True, none=True))

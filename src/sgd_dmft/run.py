@@ -24,6 +24,7 @@ import xarray as xr
 
 from .config import Config
 from .parallel import cores
+from .results import KERNEL_POINTS  # a run keeps its two-time kernels on at most this many times per axis
 
 if TYPE_CHECKING:
     from .laws import Law
@@ -49,12 +50,8 @@ class Experiment:
 
 
 def experiment(cfg: Config) -> Experiment:
-    """The problem and law of a configuration; a long run with ``solver.compress = 'auto'`` gets the
-    compressed plan (:func:`compress`), its ``config`` the keys that run."""
-    return compress(_compile(cfg))
-
-
-def _compile(cfg: Config) -> Experiment:
+    """The problem and law of a configuration (as configured: a theory run compresses a long one,
+    :func:`compress`)."""
     law = None if cfg.dynamics["algorithm"] == "online" else cfg.make_law()
     return Experiment(config=cfg, problem=cfg.make_problem(), law=law)
 
@@ -76,7 +73,10 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     anything runs (:func:`check_theory`): past the cost limit (CostLimitExceeded, unless ``force``),
     past ``solver.max_memory_gb`` (MemoryLimitExceeded), past a stability condition (SolverDiverged).
     """
-    exp = experiment(cfg)
+    return _theory(compress(experiment(cfg)), progress, announce, extrapolate, force)
+
+
+def _theory(exp: Experiment, progress: bool, announce: Announce, extrapolate: bool | None, force: bool) -> xr.Dataset:
     cfg = exp.config  # the keys that run (a long run compressed)
     dy = cfg.dynamics
     ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
@@ -127,7 +127,7 @@ def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> flo
         finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
         # refused up front, exact path included (the finest level is the largest)
         planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
-                               process=proc)
+                               KERNEL_POINTS, process=proc)
     return cost
 
 
@@ -155,7 +155,7 @@ def compress(exp: Experiment) -> Experiment:
 
     keys = ", ".join(f"{k} = {v:g}" for k, v in over.items())
     note = f"{keys} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
-    return replace(_compile(cfg.with_overrides(over)), compressed=note)
+    return replace(experiment(cfg.with_overrides(over)), compressed=note)
 
 
 def _seconds(exp: Experiment, law, window: float | None, extrapolate: bool, workers: int = 1) -> float:
@@ -254,7 +254,7 @@ def _announcer(announce: Announce) -> Callable[[str], Any] | None:
 
 
 def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None, extrapolate: bool) -> xr.Dataset:
-    from . import dmft, results
+    from . import dmft
 
     cfg, law = exp.config, exp.law
     dy, so = cfg.dynamics, cfg.solver
@@ -264,7 +264,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     proc = _process(exp)
     finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
     R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
-                                 True, workers, proc)
+                                 KERNEL_POINTS, workers, proc)
     est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], proc,
                                 extrapolate=extrapolate, workers=W)  # the workers the memory budget allows
     if say is not None:  # what the run will take, before it starts
@@ -284,11 +284,11 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     ds = dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
                     seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
                     extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
-                    tail=so["tail"], response_window=so["response_window"] or None)
+                    tail=so["tail"], response_window=so["response_window"] or None, keep_kernels=KERNEL_POINTS)
     ds.attrs["estimated_time_s"] = float(est)
     if exp.compressed:
         ds.attrs["compressed"] = exp.compressed
-    return results.thin_kernels(ds)
+    return ds
 
 
 def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,
@@ -298,10 +298,13 @@ def run_simulation(cfg: Config, progress: bool = False, announce: Announce = Fal
     Refused before anything runs (:func:`check_simulation`): past ``simulation.max_memory_gb``, past the
     cost limit (unless ``force``), past a stability condition (SimulationDiverged, the solver's rule).
     ``announce`` is told the plan (steps, memory, cost)."""
+    return _simulation(experiment(cfg), progress, announce, force)
+
+
+def _simulation(exp: Experiment, progress: bool, announce: Announce, force: bool) -> xr.Dataset:
     from . import simulate as sim_mod
 
-    exp = experiment(cfg)
-    cfg = exp.config  # the keys that run (a long run's records on the theory's compressed grid)
+    cfg = exp.config  # (compare: the theory's compressed grid for the records)
     plan = check_simulation(exp, force)
     say = _announcer(announce)
     if say is not None:
@@ -409,13 +412,13 @@ def compare(cfg: Config, progress: bool = False, announce: Announce = False, for
 
     # the theory of the algorithm the simulation runs: the dt -> 0 limit against true mini-batch SGD or
     # reshuffling, the raw grid recursion against a simulation of that recursion
-    exp = experiment(cfg)
+    exp = compress(experiment(cfg))  # a long run: the simulation records on the theory's compressed grid
     continuous = simulation_is_continuous(cfg)
     check_simulation(exp, force)  # both refused before either runs
-    check_theory(exp, bool(continuous and exp.law is not None and extrapolable(exp.law, cfg)), force)
-    theory = run_theory(cfg, progress, announce=announce, extrapolate=continuous, force=force)
+    check_theory(exp, bool(continuous and exp.law is not None and extrapolable(exp.law, exp.config)), force)
+    theory = _theory(exp, progress, announce, continuous, force)
     check_finite(theory, "theory")
-    sim = run_simulation(cfg, progress, announce=announce, force=force)
+    sim = _simulation(exp, progress, announce, force)
     check_finite(sim, "simulation")
     disc = compare_datasets(theory, sim)
     check_discrepancy(disc)

@@ -93,7 +93,7 @@ def coupled_levels(law, t_max: float, problem=None) -> Coupled | None:
     return Coupled(lv, (sf, sm, sc), sh.T)
 
 
-def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernels: bool, blas_threads,
+def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernels: bool | int, blas_threads,
                     seq: np.random.SeedSequence, pbar=None) -> dict:
     """One coupled replica: ``{"fine", "mid", "coarse"}`` summaries (runs in a worker process too); an
     internal level that diverges is ``None`` with its message in ``"failed"``."""
@@ -118,7 +118,7 @@ def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernel
                     raise
                 out[name], out["failed"][name] = None, str(e)
                 continue
-            out[name] = summarize(*res, problem, keep_kernels and user)
+            out[name] = summarize(*res, problem, keep_kernels if user else False)
     return out
 
 

@@ -24,7 +24,7 @@ from .accuracy import Target
 from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
-from .planning import plan_run
+from .planning import kernel_index, plan_run
 from .processes import SampleProcess, choose_process
 from .responses import PathwiseTangents
 from .replicas import KERNELS, Reduction, replica, replica_curves, run_replicas
@@ -50,25 +50,35 @@ def _check_request(law, t_max: float, process: SampleProcess, paths: int, replic
     return schedule
 
 
-def _dataset(problem, law, schedule, process, red: Reduction, keep_kernels: bool, snap_idx) -> xr.Dataset:
-    """Means and standard errors over replicas, the averaged kernels and the snapshots, on ``time``."""
+def _dataset(problem, law, schedule, process, red: Reduction, keep_kernels: bool | int, snap_idx) -> xr.Dataset:
+    """Means and standard errors over replicas, the averaged kernels and the snapshots, on ``time``; kernels
+    thinned by ``keep_kernels`` (replicas.kernel_index) on ``kernel_time``, ``kernel_time2`` (attr
+    ``kernel_stride``, as results.thin_kernels writes them)."""
     R = len(red.Q)
     Qr, Mr = np.stack(red.Q), np.stack(red.M)  # (R, T1, k, k), (R, T1, k, ks)
     trr, ter = replica_curves(problem, process, red)
     data = theory_vars({"train_loss": trr, "test_loss": ter, "M": Mr, "Q": Qr})
-    if keep_kernels:
-        kd = ("time", "time2", "k", "k2")
+    time = schedule.times
+    idx = kernel_index(len(time), keep_kernels)
+    thin = idx is not None and len(idx) < len(time)
+    t1, t2 = ("kernel_time", "kernel_time2") if thin else ("time", "time2")
+    if idx is not None:
         for var, _ in KERNELS:
-            data[var] = (kd, red.sums[var] / R)
+            data[var] = ((t1, t2, "k", "k2"), red.sums[var] / R)
         data["mu"] = (("time", "k", "kstar"), red.sums["mu"] / R)
     if process.monte_carlo:
         data["r_samples"] = (("snap_time", "path", "k"), np.concatenate(red.snaps, axis=1))
-    time = schedule.times
     coords = {"time": time}
-    if keep_kernels or process.monte_carlo:
-        coords.update(time2=time, snap_time=time[snap_idx])
+    if thin:
+        coords.update(kernel_time=time[idx], kernel_time2=time[idx])
+    if not thin and (idx is not None or process.monte_carlo):
+        coords.update(time2=time)
+    if process.monte_carlo:
+        coords.update(snap_time=time[snap_idx])
     ds = xr.Dataset(data, coords=coords)
     ds["time"].attrs.update(units=TIME_UNITS)
+    if thin:
+        ds.attrs["kernel_stride"] = int(idx[1] - idx[0])
     return ds
 
 
@@ -159,6 +169,9 @@ def _trim(ds: xr.Dataset, T: int) -> xr.Dataset:
     sel = {"time": slice(0, T + 1)}
     if "time2" in ds.dims:
         sel["time2"] = slice(0, T + 1)
+    if "kernel_time" in ds.dims:  # thinned kernels: those up to the user's last time
+        n = int(np.searchsorted(ds.kernel_time.values, ds.time.values[T], side="right"))
+        sel.update(kernel_time=slice(0, n), kernel_time2=slice(0, n))
     return ds.isel(sel)
 
 
@@ -367,7 +380,7 @@ def solve(
     max_memory_gb: float = 8.0,
     snapshots: int = 5,
     progress: bool = False,
-    keep_kernels: bool = True,
+    keep_kernels: bool | int = True,
     rao_blackwell: bool | None = None,
     blas_threads: int | None = 1,
     responses: str = "auto",
@@ -397,6 +410,9 @@ def solve(
     max_memory_gb: paths split into more replicas to fit, or refused up front (MemoryLimitExceeded). workers:
     replicas in spawn processes (same numbers). blas_threads: BLAS threads in the march (1: fastest on 2 cores).
     Closed forms first (closed.py): the linear model's GD / GF / SGD-limit curves without kernels, process.
+
+    keep_kernels: kernels on every time (True), none (False), or at most this many times per axis (an int >= 2:
+    every stride-th time on ``kernel_time``, ``kernel_time2``, attr ``kernel_stride``; replicas send only those).
 
     Returns an xarray.Dataset on ``time`` (T+1 points): ``train_loss``, ``test_loss``, ``M`` (time, k,
     kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``; the kernels ``C_theta``, ``R_theta``, ``C_F``,

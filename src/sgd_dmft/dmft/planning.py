@@ -54,7 +54,18 @@ def _visit_probability(law, n: int) -> np.ndarray:
     return m1**2 / m2
 
 
-def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, keep_kernels: bool = True,
+def kernel_index(T1: int, keep: bool | int) -> np.ndarray | None:
+    """The indices of the ``T1`` grid times whose two-time kernels a solve keeps: none (``keep`` False),
+    all (True), or every ``stride``-th from 0 where there are more than ``keep`` (an int >= 2), so that at
+    most ``keep`` are kept per axis (results.thin_kernels' rule)."""
+    if isinstance(keep, bool) or keep is None:
+        return np.arange(T1) if keep else None
+    if T1 <= keep:
+        return np.arange(T1)
+    return np.arange(0, T1, -(-(T1 - 1) // (int(keep) - 1)))
+
+
+def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, keep_kernels: bool | int = True,
                     process=None) -> float:
     """Peak memory in bytes of one replica of :func:`~sgd_dmft.dmft.solve` (plus the kept kernel sums).
 
@@ -65,7 +76,8 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     sparse ones, :func:`max_visits`) and the float32 tangent store, triangular (:func:`store_rows`
     rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents; with a
     ``window``, :func:`window_store`: a ring of slots of the window's rows);
-    with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2``. The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
+    with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2`` (on the kept times,
+    :func:`kernel_index`). The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
     proc = choose_process(problem, law, process)
     k, ks = problem.k, problem.kstar
@@ -89,11 +101,13 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
                 store += 8 * (nv + 1) + T1
         per_path = 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + store
         mc = P * per_path
-    return float(det + mc + (8 * 4 * K * K if keep_kernels else 0))
+    kept = kernel_index(T1, keep_kernels)
+    Kk = 0 if kept is None else len(kept) * k
+    return float(det + mc + 8 * 4 * Kk * Kk)
 
 
 def plan_replicas(problem, law, t_max: float, paths: int, replicas: int, max_memory_gb: float,
-                  keep_kernels: bool = True, workers: int = 1, process=None) -> tuple[int, int, float]:
+                  keep_kernels: bool | int = True, workers: int = 1, process=None) -> tuple[int, int, float]:
     """``(replicas, paths_per_replica, memory_bytes)`` of a run: chunking over paths.
 
     When ``paths / replicas`` paths do not fit in ``max_memory_gb``, the paths are split into more
@@ -142,7 +156,7 @@ def plan_replicas(problem, law, t_max: float, paths: int, replicas: int, max_mem
 
 
 def plan_run(problem, law, t_max: float, paths: int, replicas: int, max_memory_gb: float,
-             keep_kernels: bool = True, workers: int = 1, process=None) -> tuple[int, int, int, float]:
+             keep_kernels: bool | int = True, workers: int = 1, process=None) -> tuple[int, int, int, float]:
     """``(replicas, paths_per_replica, workers, memory_bytes)`` of a solve.
 
     The replicas (hence the results) do not depend on ``workers``: they are planned for one replica at

@@ -14,27 +14,32 @@ from .. import parallel
 from ..models.population import population_loss
 from .accuracy import Target, extra_replicas, relative_error
 from .march import march
+from .planning import kernel_index
 
 KERNELS = (("C_theta", "C"), ("R_theta", "R"), ("C_F", "CF"), ("R_F", "RF"))
 
 
-def summarize(K, snaps, clip, problem, keep_kernels: bool) -> dict:
+def summarize(K, snaps, clip, problem, keep_kernels: bool | int) -> dict:
     """A replica's kernels reduced to what ``solve`` keeps: Q (T1, k, k), M (T1, k, ks), the train
-    estimate and the test loss (T1,), snapshots, clip, and (``keep_kernels``) the two-time kernels."""
+    estimate and the test loss (T1,), snapshots, clip, and (``keep_kernels``) the two-time kernels on
+    the times of :func:`kernel_index`."""
     Ct = K.blocks("C")
     Q = np.diagonal(Ct, axis1=0, axis2=1).transpose(2, 0, 1).copy()  # (T1, k, k)
     M = K.M.reshape(len(K.train), problem.k, problem.kstar).copy()
     # the test loss once per replica (the sample process may have computed it already)
     test = K.test if K.test is not None else population_loss(problem.model, Q, M)
     out = dict(Q=Q, M=M, train=K.train, test=test, r_snap=snaps, clip=clip, window_edge=K.window_edge)
-    if keep_kernels:
-        kern = {name: np.ascontiguousarray(K.blocks(attr)) for name, attr in KERNELS}
-        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))
+    idx = kernel_index(len(K.train), keep_kernels)
+    if idx is not None:
+        every = len(idx) == len(K.train)
+        kern = {name: np.ascontiguousarray(b if every else b[np.ix_(idx, idx)])
+                for name, b in ((name, K.blocks(attr)) for name, attr in KERNELS)}
+        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))  # (one time: T k k*)
         out["kernels"] = kern
     return out
 
 
-def replica(problem, law, schedule, process, P: int, snap_idx: np.ndarray, keep_kernels: bool, blas_threads,
+def replica(problem, law, schedule, process, P: int, snap_idx: np.ndarray, keep_kernels: bool | int, blas_threads,
             seq: np.random.SeedSequence, pbar=None) -> dict:
     """One replica (a chunk of ``P`` paths) reduced by :func:`summarize`; runs in a worker process too."""
     with threadpool_limits(limits=blas_threads, user_api="blas"):
