@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench figures clean
+.PHONY: venv demo test test-slow bench figures docs clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -28,5 +28,9 @@ bench: $(STAMP)
 figures: $(STAMP)
 	for f in examples/fig_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
+# reference site (README, docs/*.md, API pages from the docstrings) -> site/; any warning fails
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out site .pytest_cache
