@@ -24,9 +24,10 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/run.py
 
-# one script per claim of the paper: out/figures/<name>/ (PNG + netCDF data), PNG copies in docs/figures/
+# one script per claim of the paper: out/figures/<name>/ (PNG + netCDF data + summary.json) only;
+# `make figures PUBLISH=1` also replaces the tracked PNGs in docs/figures/
 figures: $(STAMP)
-	for f in examples/fig_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	for f in examples/fig_*.py; do echo "== $$f"; $(PY) $$f $(if $(PUBLISH),--publish) || exit 1; done
 
 # reference site (README, docs/*.md, API pages from the docstrings) -> site/; any warning fails
 docs: $(STAMP)
