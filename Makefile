@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: venv demo test test-slow bench figures docs clean
+.PHONY: venv demo test test-slow bench figures docs readme-numbers clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -32,6 +32,10 @@ figures: $(STAMP)
 # reference site (README, docs/*.md, API pages from the docstrings) -> site/; any warning fails
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
+# the README's numbers about runs vs the latest outputs (out/demo, out/figures, benchmarks/results.json)
+readme-numbers: $(STAMP)
+	$(PY) benchmarks/readme_numbers.py --check
 
 clean:
 	rm -rf out site .pytest_cache
