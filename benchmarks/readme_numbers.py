@@ -36,13 +36,18 @@ def _sci(x: float) -> str:
 class Claim:
     """A README number: ``pattern`` (spaces match any whitespace; each group is one number), the output
     ``source`` (relative to the out directory, or ``bench:`` for benchmarks/results.json), ``read``
-    (the JSON -> one value per group, None when the output does not measure it) and ``fmt``."""
+    (the JSON -> one value per group, None when the output does not measure it) and ``fmt`` (one
+    formatter, or one per group)."""
 
     name: str
     pattern: str
     source: str
     read: Callable[[dict], Any]
-    fmt: Callable[[float], str] = "{:.2f}".format
+    fmt: Callable[[float], str] | tuple[Callable[[float], str], ...] = "{:.2f}".format
+
+    def format(self, values: tuple) -> tuple[str, ...]:
+        fmts = self.fmt if isinstance(self.fmt, tuple) else (self.fmt,) * len(values)
+        return tuple(f(v) for f, v in zip(fmts, values))
 
     def regex(self) -> re.Pattern:
         return re.compile(r"\s+".join(self.pattern.split(" ")))
@@ -56,8 +61,20 @@ def _bi_max(s: dict) -> float:  # kappa = 1 and n^0.5 (not n^0.8, which the READ
     return max(v for k, v in s["max_z"].items() if not k.endswith("n^0.8"))
 
 
+def _sme(var: str) -> Callable[[dict], tuple]:
+    return lambda s: (s["logistic"][var]["dmft_sgd_vs_sme_max_z"], s["logistic"][var]["sim_sgd_vs_sme_max_z"])
+
+
+def _long_example(s: dict) -> tuple:
+    d = s["discrepancy"]
+    return (s["wall_time_s"]["theory"], s["wall_time_s"]["simulation"], d["train_loss"]["max_z"],
+            d["test_loss"]["max_z"], d["test_loss"]["z_t"])
+
+
 DEMO, BI = "demo/summary.json", "figures/fig_batch_invariance/summary.json"
 LH, AN = "figures/fig_long_horizon/summary.json", "figures/fig_annealing/summary.json"
+SSG, PT = "figures/fig_sgd_sme_gf/summary.json", "figures/fig_pytorch/summary.json"
+_F0, _F1 = "{:.0f}".format, "{:.1f}".format
 CLAIMS = (
     Claim("demo theory wall time [s]", r"theory (\d+\.\d) s, simulation", DEMO, lambda s: s["wall_time_s"]["theory"],
           "{:.1f}".format),
@@ -85,6 +102,14 @@ CLAIMS = (
           lambda s: tuple(s["final_test_sim"][s["decay_times"].index(t)] for t in (0.48, 2.0, 8.0)),
           "{:.3f}".format),
     Claim("annealing max |z|", r"max \|z\| (\d+\.\d\d) over seven", AN, lambda s: s["max_abs_z"]),
+    Claim("long-horizon example (out/long): wall times [s], max z, z_t",
+          r"nested levels\) (\d+) s and d = 1000 simulation (\d+) s; max z (\d+\.\d) train, (\d+\.\d) test "
+          r"\(Student-t (\d+\.\d)\)\)", "long/summary.json", _long_example, (_F0, _F0, _F1, _F1, _F1)),
+    Claim("SGD vs SME test loss [s.e.: DMFT, sims]", r"SGD and SME differs by (\d+) combined s\.e\. in the DMFT and "
+          r"(\d+) in the simulations", SSG, _sme("test_loss"), _F0),
+    Claim("SGD vs SME overlap M [s.e.: DMFT, sims]", r"the overlap M by (\d+) and (\d+) \(", SSG, _sme("M"), _F0),
+    Claim("PyTorch loop vs theory max z", r"skipped without torch\): largest gap (\d+\.\d) combined", PT,
+          lambda s: max(s["max_z"].values()), _F1),
     Claim("make bench wall time [min]", r"results\.json \(about (\d+) min", "bench:",
           lambda s: None if s.get("quick") else s["wall_s"] / 60, "{:.0f}".format),
 )
@@ -112,7 +137,7 @@ def evaluate(readme: str, out: Path, bench: Path) -> list[dict]:
         except (KeyError, ValueError, IndexError, TypeError):
             value = None
         values = value if isinstance(value, tuple) else (value,)
-        latest = None if value is None else tuple(c.fmt(v) for v in values)
+        latest = None if value is None else c.format(values)
         status = "no output" if latest is None else "ok" if latest == m.groups() else "differs"
         rows.append(dict(name=c.name, readme=m.groups(), latest=latest, status=status, match=m))
     return rows
