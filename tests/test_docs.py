@@ -3,6 +3,7 @@ any warning (a broken link, a docstring mkdocstrings cannot render, a page outsi
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import subprocess
@@ -12,10 +13,9 @@ from pathlib import Path
 import sgd_dmft
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "docs"))
-import hooks  # noqa: E402  (docs/hooks.py, the mkdocs hook)
-
-sys.path.remove(str(ROOT / "docs"))
+_spec = importlib.util.spec_from_file_location("sgd_dmft_docs_hooks", ROOT / "docs" / "hooks.py")
+hooks = importlib.util.module_from_spec(_spec)  # docs/hooks.py, the mkdocs hook
+_spec.loader.exec_module(hooks)
 
 
 def test_site_builds_strict_without_warnings(tmp_path):
