@@ -261,7 +261,8 @@ def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str
 
 def _debug_run(ds, kind: str) -> None:
     """-v: what a run chose (levels, process, replicas, paths, workers), from its attrs."""
-    keys = ("closed_form", "process", "extrapolated", "levels", "replicas", "paths", "workers", "seeds", "d")
+    keys = ("closed_form", "process", "extrapolated", "levels", "replicas", "paths", "workers", "algorithm", "batch",
+            "seeds", "d")
     chosen = ", ".join(f"{k} = {ds.attrs[k]}" for k in keys if k in ds.attrs)
     log.debug("%s: %s", kind, chosen or "no attrs")
 
