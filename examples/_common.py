@@ -1,7 +1,9 @@
 """Shared helpers for the figure scripts ``examples/fig_*.py`` (one script per claim of the paper).
 
 Every script writes ``out/figures/<name>/<name>.png`` plus its data (netCDF, one file per theory or
-simulation dataset) next to it, and copies the PNG to ``docs/figures/<name>.png`` for the README.
+simulation dataset) and a ``summary.json`` next to it, and nothing else: the tracked copies in
+``docs/figures/<name>.png`` (shown by the README) are replaced only on request, ``--publish`` on the
+command line or ``FIG_PUBLISH=1`` (``make figures PUBLISH=1``). ``FIG_OUT`` moves ``out/figures``.
 Bands: theory = mean +- 2 s.e. over the DMFT's independent Monte Carlo replicas (zero for the exact
 paths); simulations = mean +- 2 s.e. over seeds.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import time
@@ -25,8 +28,13 @@ import xarray as xr  # noqa: E402
 from sgd_dmft.results import sim_mean_stderr, theory_mean_stderr, write_dataset, write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "out" / "figures"
+OUT = Path(os.environ.get("FIG_OUT", ROOT / "out" / "figures"))
 DOCS = ROOT / "docs" / "figures"
+
+
+def publish_requested(argv: list[str] | None = None) -> bool:
+    """Whether the PNG goes to the tracked ``docs/figures/`` too: ``--publish`` or ``FIG_PUBLISH=1``."""
+    return "--publish" in (sys.argv[1:] if argv is None else argv) or os.environ.get("FIG_PUBLISH", "") == "1"
 
 
 class Figure:
@@ -46,11 +54,15 @@ class Figure:
         return write_dataset(ds, self.dir / f"{label}.nc", attrs=attrs or None)
 
     def finish(self, fig) -> Path:
+        """Save the figure and ``summary.json`` under ``out/figures/<name>/``; copy the PNG to
+        ``docs/figures/`` only when publishing was requested."""
         png = self.dir / f"{self.name}.png"
         fig.savefig(png, dpi=110)
         plt.close(fig)
-        DOCS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(png, DOCS / f"{self.name}.png")
+        if publish_requested():
+            DOCS.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(png, DOCS / f"{self.name}.png")
+            print(f"published {DOCS / (self.name + '.png')}", file=sys.stderr)
         self.summary["run_time_s"] = round(time.time() - self.t0, 1)
         write_json(self.summary, self.dir / "summary.json")
         print(json.dumps(self.summary, indent=1, default=float))

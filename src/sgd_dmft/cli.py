@@ -10,11 +10,18 @@ written into a staging directory and replace the previous set as a whole (result
 and ``show`` refuses a set whose files come from different runs. A config with a custom model
 (``problem.model = 'module:function'`` or ``'file.py:function'``: Python code) is refused (exit 2) unless
 the command is given ``--trust-code``.
+
+Verbosity (global options, before the command): the plan and progress lines go through the standard
+``logging`` module, logger ``"sgd_dmft"`` (level INFO, printed on stdout as before; a sweep's on stderr);
+``-q/--quiet`` silences them and the progress bars (results, ``wrote`` lines and errors stay),
+``-v/--verbose`` adds DEBUG lines on stderr (``debug: ...``: the config and overrides, the output
+directory, the levels / process / replicas a run chose, the size of each file written).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import sys
 import threading
@@ -28,6 +35,44 @@ from .errors import Diverged, MemoryLimitExceeded, SgdDmftError
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+log = logging.getLogger("sgd_dmft")
+
+
+class _EchoHandler(logging.Handler):
+    """The package's log records on the terminal through click: INFO as plain lines on stdout (on stderr
+    for a record with ``extra={"err": True}``), other levels on stderr as ``<level>: message``."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        msg = self.format(record)
+        if record.levelno == logging.INFO:
+            click.echo(msg, err=bool(getattr(record, "err", False)))
+        else:
+            click.echo(f"{record.levelname.lower()}: {msg}", err=True)
+
+
+def _configure_logging(ctx: click.Context, verbose: bool, quiet: bool) -> None:
+    """Level of the ``sgd_dmft`` logger for this invocation (-q WARNING, default INFO, -v DEBUG) and a
+    handler printing it, both undone when the command ends (CliRunner invokes several in one process)."""
+    if verbose and quiet:
+        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
+    handler, old_level = _EchoHandler(), log.level
+    log.addHandler(handler)
+    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
+
+    def restore() -> None:
+        log.removeHandler(handler)
+        log.setLevel(old_level)
+    ctx.call_on_close(restore)
+
+
+def _say(line: str) -> None:
+    """A plan / progress line (INFO on stdout; silenced by -q)."""
+    log.info(line)
+
+
+def _say_err(line: str) -> None:
+    """A plan / progress line on stderr (INFO; silenced by -q)."""
+    log.info(line, extra={"err": True})
 
 
 class Terminated(KeyboardInterrupt):
@@ -166,6 +211,8 @@ def _load(config_path: str, overrides: tuple[str, ...], trust_code: bool = False
 def _progress(flag: bool | None) -> bool:
     if flag is not None:
         return flag
+    if not log.isEnabledFor(logging.INFO):  # -q
+        return False
     try:
         return sys.stderr.isatty()
     except (AttributeError, ValueError):
@@ -191,11 +238,14 @@ _trust_option = click.option("--trust-code", "trust_code", is_flag=True,
 
 @click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--traceback", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.option("-v", "--verbose", is_flag=True, help="Debug lines on stderr (config, levels chosen, files written).")
+@click.option("-q", "--quiet", is_flag=True, help="No plan lines and no progress bars (results and errors stay).")
 @click.version_option(package_name="sgd-dmft")
 @click.pass_context
-def main(ctx: click.Context, traceback: bool) -> None:
+def main(ctx: click.Context, traceback: bool, verbose: bool, quiet: bool) -> None:
     """Exact high-dimensional learning curves (DMFT) of SGD on multi-index models, and simulations."""
     ctx.obj = {"traceback": traceback}
+    _configure_logging(ctx, verbose, quiet)
 
 
 def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str, ...]) -> tuple[Config, Path]:
@@ -204,7 +254,22 @@ def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str
 
     out_dir = _run(check_out_dir, out, names)
     trust = bool(click.get_current_context().params.get("trust_code"))
-    return _run(_load, config, overrides, trust), out_dir
+    cfg = _run(_load, config, overrides, trust)
+    log.debug("config %s%s; output directory %s", config, "".join(f" -s {o}" for o in overrides), out_dir)
+    return cfg, out_dir
+
+
+def _debug_run(ds, kind: str) -> None:
+    """-v: what a run chose (levels, process, replicas, paths, workers), from its attrs."""
+    keys = ("closed_form", "process", "extrapolated", "levels", "replicas", "paths", "workers", "algorithm", "batch",
+            "seeds", "d")
+    chosen = ", ".join(f"{k} = {ds.attrs[k]}" for k in keys if k in ds.attrs)
+    log.debug("%s: %s", kind, chosen or "no attrs")
+
+
+def _debug_written(written) -> None:
+    for path in written.values():
+        log.debug("%s: %d bytes", path, Path(path).stat().st_size)
 
 
 @main.command()
@@ -217,7 +282,7 @@ def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str
 def simulate(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
              trust_code: bool) -> None:
     """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
-    _single_run("simulation", lambda cfg, prog: run.run_simulation(cfg, prog, announce=click.echo, force=force),
+    _single_run("simulation", lambda cfg, prog: run.run_simulation(cfg, prog, announce=_say, force=force),
                 config, out, progress, overrides)
 
 
@@ -236,8 +301,10 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
         "figure.png": lambda p: plot_curves(sim, theory, p),
     })
     click.echo(f"{kind}: {ds.attrs['wall_time_s']:.1f} s")
+    _debug_run(ds, kind)
     for path in written.values():
         click.echo(f"wrote {path}")
+    _debug_written(written)
 
 
 @main.command()
@@ -250,7 +317,7 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
 def solve(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
           trust_code: bool) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
-    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=click.echo, force=force), config,
+    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=_say, force=force), config,
                 out, progress, overrides)
 
 
@@ -284,7 +351,7 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
 
     names = ("theory.nc", "simulation.nc", "figure.png", "summary.json")
     cfg, out_dir = _prepare(config, out, overrides, names)
-    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=click.echo, force=force)
+    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=_say, force=force)
     set_id = new_set_id()
     for ds in (theory, sim):
         ds.attrs["result_set"] = set_id
@@ -309,8 +376,11 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
                    f"Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')}, df {_fmt(dd['df'], '.3g')}; "
                    f"theory relative s.e. <= {dd['theory_rel_se']:.2g})")
         click.echo(f"{v}: {power_statement(dd)}")
+    _debug_run(theory, "theory")
+    _debug_run(sim, "simulation")
     for path in written.values():
         click.echo(f"wrote {path}")
+    _debug_written(written)
 
 
 @main.command()
@@ -448,7 +518,7 @@ def sweep(ctx: click.Context, config: str, out: str, sweeps: tuple[str, ...], si
     ctx.obj["interrupt_note"] = (f"finished tasks are cached in {out_dir / 'cache'}; rerun the same command to "
                                  f"resume")
     ds = _run(sweep_mod.run_sweep, cfg, grid, out_dir, simulate=simulate, scheduler=scheduler,
-              workers=workers, progress=_progress(progress), force=force, announce=lambda m: click.echo(m, err=True))
+              workers=workers, progress=_progress(progress), force=force, announce=_say_err)
     n, nd = int(ds.attrs["n_points"]), int(ds.attrs["n_diverged"])
     click.echo(f"sweep: {n} grid points over {', '.join(json.loads(ds.attrs['sweep_keys']))}"
                + (f", {nd} diverged (NaN; see attribute diverged_points)" if nd else ""))
