@@ -14,6 +14,7 @@ from dataclasses import replace
 import numpy as np
 import xarray as xr
 
+from .. import defaults as _defaults
 from .._version import __version__
 from ..curves import TIME_UNITS, theory_vars
 from ..arguments import SOLVE, checked
@@ -361,10 +362,10 @@ def solve(
     law,
     *,
     t_max: float,
-    paths: int = 4000,
-    replicas: int = 4,
-    seed: int = 0,
-    max_memory_gb: float = 8.0,
+    paths: int = _defaults.PATHS,
+    replicas: int = _defaults.REPLICAS,
+    seed: int = _defaults.SEED,
+    max_memory_gb: float = _defaults.MAX_MEMORY_GB,
     snapshots: int = 5,
     progress: bool = False,
     keep_kernels: bool = True,

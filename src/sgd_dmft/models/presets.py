@@ -25,7 +25,8 @@ from functools import partial
 
 import numpy as np
 
-from ..errors import ConfigError
+from .. import defaults as _defaults
+from ..errors import ConfigError, did_you_mean
 from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
 from .base import Array, Model
 from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, softplus
@@ -362,19 +363,21 @@ def logistic(noise: float = 0.0) -> Logistic:
     return Logistic(noise=noise)
 
 
-def committee(k: int = 2, kstar: int = 2, activation: str | Activation = "erf", noise: float = 0.0) -> Committee:
+def committee(k: int = 2, kstar: int = 2, activation: str | Activation = _defaults.ACTIVATION,
+              noise: float = _defaults.NOISE) -> Committee:
     """Soft committee of ``k`` student and ``kstar`` teacher units (see :class:`Committee`)."""
     return Committee(k=k, kstar=kstar, activation=get_activation(activation), noise=noise)
 
 
-def two_layer(k: int = 2, kstar: int = 1, activation: str | Activation = "tanh", teacher=None,
+def two_layer(k: int = 2, kstar: int = 1, activation: str | Activation = _defaults.ACTIVATION, teacher=None,
               second_layer=None, bias=None, loss: str = "square", noise: float = 0.0) -> TwoLayer:
     """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on the link ``teacher`` (see :class:`TwoLayer`)."""
     return TwoLayer(k=k, kstar=kstar, activation=get_activation(activation), teacher=teacher,
                     second_layer=second_layer, bias=bias, loss_name=loss, noise=noise)
 
 
-def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf", noise: float = 0.0,
+def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = _defaults.ACTIVATION,
+               noise: float = _defaults.NOISE,
                **two_layer_args) -> Model:
     """Build a preset model by name (``linear | logistic | phase_retrieval | committee | two_layer``);
     ``two_layer_args`` (``teacher``, ``second_layer``, ``bias``, ``loss``) go to :func:`two_layer`."""
@@ -390,5 +393,5 @@ def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf"
         return phase_retrieval(noise)
     if name == "committee":
         return committee(k, kstar, activation, noise)
-    raise ValueError(f"model={name!r} is not one of {MODELS}")
+    raise ValueError(f"model={name!r} is not one of {MODELS}{did_you_mean(name, MODELS)}")
 

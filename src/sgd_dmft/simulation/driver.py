@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .. import defaults as _defaults
 from ..curves import simulation_dataset
 from .. import arguments
 from ..errors import ConfigError
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
     from ..models import Problem
 
 
-def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int, seeds: int | Sequence[int] = 1,
-             seed: int = 0, grid: TimeGrid | None = None, progress: bool = False,
-             max_memory_gb: float = 8.0) -> xr.Dataset:
+def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int,
+             seeds: int | Sequence[int] = _defaults.SEEDS, seed: int = _defaults.SEED, grid: TimeGrid | None = None,
+             progress: bool = False, max_memory_gb: float = _defaults.MAX_MEMORY_GB) -> xr.Dataset:
     """Finite-d simulation of ``algorithm`` on ``problem`` (algorithms.py has the recursions).
 
     Parameters
