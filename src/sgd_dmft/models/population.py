@@ -57,7 +57,7 @@ from .base import Array, Model
 from .closed_forms import softplus
 from .gaussian import gh_nodes, population_expectation, sqrtm_psd
 
-__all__ = ["population_loss", "population_loss_error", "two_layer_loss", "label_uses_eps", "uses_qmc", "GH_MAX_DIM"]
+__all__ = ["population_loss", "zero_one_error", "classifies", "population_loss_error", "two_layer_loss", "label_uses_eps", "uses_qmc", "GH_MAX_DIM"]
 
 GH_MAX_DIM = 4
 N_OUTER = 24
@@ -97,6 +97,24 @@ def _batched(model: Model, Q, M, Sstar):
         Q, M = Q[None], M[None]
     S = np.eye(model.kstar) if Sstar is None else np.asarray(Sstar, dtype=np.float64)
     return Q, M, S, squeeze
+
+
+def classifies(model: Model) -> bool:
+    """Whether ``model`` is a classifier with a test 0-1 error rule (:func:`zero_one_error`): the logistic
+    preset (``y = sign(r* + noise eps)``, prediction ``sign(r)``)."""
+    return model.zero_one_error is not None
+
+
+def zero_one_error(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array | None:
+    """Test 0-1 error ``P(sign f(r) != y)`` on a fresh Gaussian ``x`` (a probability in [0, 1]), labels
+    drawn as the model draws them (noise included), as a function of the overlaps; None for a model that
+    does not classify. Shapes as :func:`population_loss`. The theory (from the DMFT ``M``, ``Q``) and the
+    simulations (from their empirical ``M``, ``Q`` and teacher ``S*``) use this one function."""
+    if not classifies(model):
+        return None
+    Q, M, S, squeeze = _batched(model, Q, M, Sstar)
+    out = np.asarray(model.zero_one_error(Q, M, S), dtype=np.float64)
+    return out[0] if squeeze else out
 
 
 def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array:

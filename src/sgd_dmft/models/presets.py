@@ -29,7 +29,8 @@ from .. import defaults as _defaults
 from ..errors import ConfigError, did_you_mean
 from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
 from .base import Array, Model
-from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, softplus
+from .closed_forms import (LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement,
+                           softplus)
 from .teachers import ActivationMean, Expression, finite_variance_problem
 
 __all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
@@ -339,6 +340,13 @@ class Logistic(_Preset):
     def pop_loss(self, Q: Array, M: Array, S: Array) -> Array:
         """Split quadrature (2 x 100 Legendre x 48 Hermite, see :class:`.closed_forms.LogisticSplitRule`)."""
         return LogisticSplitRule.for_loss(self.noise).loss(Q, M, S)
+
+    def zero_one_error(self, Q: Array, M: Array, S: Array) -> Array:
+        """Test 0-1 error ``P(sign r != y)`` (probability) of the classifier ``sign(r)`` on labels
+        ``y = sign(r* + noise eps)``: ``(r, r* + noise eps)`` is Gaussian with variances ``Q``, ``S* + noise^2``
+        and covariance ``M``, so it is ``arccos(M / sqrt(Q (S* + noise^2))) / pi`` (exact at every d for
+        Gaussian inputs, given the overlaps)."""
+        return sign_disagreement(Q[:, 0, 0], M[:, 0, 0], S[0, 0] + self.noise**2)
 
     @property
     def kernel_spec(self) -> tuple[int, int]:
