@@ -91,3 +91,21 @@ def test_online_reports_it_per_replica():
     assert "test_error" in ds and "test_error_stderr" in ds
     np.testing.assert_allclose(ds["test_error"].values,
                                P.zero_one_error(prob.model, ds["Q"].values, ds["M"].values), atol=1e-12)
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.5])
+def test_two_layer_logistic_rule_matches_the_closed_form(noise):
+    """The two-layer logistic model's quadrature (QMC, the noise in closed form) on a linear unit and the link
+    z1 is the logistic preset: within the rule's error (ZERO_ONE_POINTS Sobol points, ~1e-3)."""
+    m = P.two_layer(1, 1, "linear", teacher="z1", second_layer=[1.0], loss="logistic", noise=noise)
+    Q = np.linspace(0.2, 2.0, 40)[:, None, None]
+    M = np.linspace(-0.9, 0.9, 40)[:, None, None] * np.sqrt(Q)
+    got, want = P.zero_one_error(m, Q, M), P.zero_one_error(P.logistic(noise), Q, M)
+    assert np.max(np.abs(got - want)) < 3e-3
+    assert P.classifies(m) and not P.classifies(P.two_layer(loss="square"))
+
+
+def test_two_layer_logistic_simulation_records_it():
+    m = P.two_layer(2, 1, "tanh", teacher="sign(z1)", loss="logistic")
+    sim = simulate(P.Problem(m, delta=2.0, ridge=0.1), "gd", t_max=0.4, dt=0.2, d=40, seeds=2)
+    assert sim["test_error"].shape == (2, 3) and np.all((sim["test_error"] >= 0) & (sim["test_error"] <= 1))

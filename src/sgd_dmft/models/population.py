@@ -57,7 +57,7 @@ from .base import Array, Model
 from .closed_forms import softplus
 from .gaussian import gh_nodes, population_expectation, sqrtm_psd
 
-__all__ = ["population_loss", "zero_one_error", "classifies", "population_loss_error", "two_layer_loss", "label_uses_eps", "uses_qmc", "GH_MAX_DIM"]
+__all__ = ["population_loss", "zero_one_error", "classifies", "two_layer_zero_one", "ZERO_ONE_POINTS", "population_loss_error", "two_layer_loss", "label_uses_eps", "uses_qmc", "GH_MAX_DIM"]
 
 GH_MAX_DIM = 4
 N_OUTER = 24
@@ -101,7 +101,8 @@ def _batched(model: Model, Q, M, Sstar):
 
 def classifies(model: Model) -> bool:
     """Whether ``model`` is a classifier with a test 0-1 error rule (:func:`zero_one_error`): the logistic
-    preset (``y = sign(r* + noise eps)``, prediction ``sign(r)``)."""
+    preset (``y = sign(r* + noise eps)``, prediction ``sign(r)``) and the two-layer model with the logistic
+    loss (``y = sign(g(r*) + noise eps)``, prediction ``sign f(r)``)."""
     return model.zero_one_error is not None
 
 
@@ -115,6 +116,26 @@ def zero_one_error(model: Model, Q: Array, M: Array, Sstar: Array | None = None)
     Q, M, S, squeeze = _batched(model, Q, M, Sstar)
     out = np.asarray(model.zero_one_error(Q, M, S), dtype=np.float64)
     return out[0] if squeeze else out
+
+
+ZERO_ONE_POINTS = 2**15  # scrambled Sobol points of two_layer_zero_one (an indicator: error ~ 1e-3 or below)
+
+
+def two_layer_zero_one(model, Q: Array, M: Array, S: Array, seed: int = 12345) -> Array:
+    """``P(sign f(r) != y)`` (a probability) of the two-layer logistic model, ``y = sign(g(r*) + noise eps)``:
+    quasi-Monte Carlo over ``(r, r*)`` (``ZERO_ONE_POINTS`` scrambled Sobol points, scrambling ``seed``: one
+    fixed rule, so theory and simulations share its error), the label noise in closed form,
+    ``P(y = +1 | r*) = Phi(g(r*) / noise)`` (``[g >= 0]`` without noise). ``Q`` (T, k, k), ``M`` (T, k, k*),
+    ``S`` (k*, k*); returns (T,)."""
+    noise = float(model.noise)
+
+    def wrong(r: Array, rs: Array, eps: Array) -> Array:
+        g = model.target(rs)
+        plus = ndtr(g / noise) if noise > 0 else (g >= 0.0).astype(np.float64)
+        return np.where(model.predictor(r) >= 0.0, 1.0 - plus, plus)
+
+    return population_expectation(model, Q, M, S, wrong, noise_dim=False, method="qmc", seed=seed,
+                                  qmc_points=ZERO_ONE_POINTS)
 
 
 def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array:

@@ -308,6 +308,17 @@ class TwoLayer(_SquareLoss):
         return partial(two_layer_loss, self)
 
     @property
+    def zero_one_error(self):
+        """The logistic loss's classifier ``sign f(r)``: the test 0-1 error rule
+        (:func:`.population.two_layer_zero_one`, ``(Q, M, S) -> (T,)``, a probability); None for the square
+        loss (a regression)."""
+        if self.loss_name != "logistic":
+            return None
+        from .population import two_layer_zero_one
+
+        return partial(two_layer_zero_one, self)
+
+    @property
     def kernel_spec(self) -> tuple[int, int]:
         return (4 if self.loss_name == "square" else 5, self.activation.code)
 
