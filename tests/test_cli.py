@@ -273,3 +273,24 @@ def test_cli_aliases_of_run():
 
     assert cli.run_theory is run.run_theory and cli.run_simulation is run.run_simulation
     assert cli.compare_datasets is run.compare_datasets
+
+
+def test_set_short_keys_mean_the_same_in_every_command(tmp_path, tiny, fakes):
+    """Issue 21: ``-s gamma=...`` resolves a short key to its unique section in compare / solve / simulate as
+    in sweep; an ambiguous one (seed) is refused with its candidates, an unknown one with the nearest name."""
+    for cmd in ("compare", "solve", "simulate"):
+        r = _run(cmd, tiny(), "--out", tmp_path / cmd, "--no-progress", "-s", "gamma=0.25", "-s", "simulation.seeds=2")
+        assert r.exit_code == 0, r.output + r.stderr
+        got = fakes.get("solve", fakes.get("simulate"))
+        assert got is not None
+        if "simulate" in fakes and cmd != "solve":
+            assert fakes["simulate"]["gamma"] == 0.25
+        if "solve" in fakes and cmd != "simulate":
+            assert fakes["solve"]["law"].gamma == 0.25
+        fakes.pop("solve", None), fakes.pop("simulate", None)
+    r = _run("compare", tiny(), "--out", tmp_path / "amb", "-s", "seed=1")
+    assert r.exit_code == 2 and "ambiguous" in r.stderr and "simulation.seed, solver.seed" in r.stderr
+    r = _run("solve", tiny(), "--out", tmp_path / "typo", "-s", "gama=1")
+    assert r.exit_code == 2 and "did you mean 'gamma'" in r.stderr
+    r = _run("solve", tiny(), "--out", tmp_path / "case", "-s", "algorithm='SGD'")
+    assert r.exit_code == 2 and "did you mean 'sgd'" in r.stderr

@@ -1,6 +1,7 @@
 """Configuration: defaults, round trips, validation messages (unknown keys, types, ranges, cross-keys)."""
 
 import math
+import re
 
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -254,3 +255,37 @@ def test_solver_accuracy_keys():
     for key, bad in (("extrapolate", 1), ("extrapolate", "no"), ("rtol", -0.1), ("max_time_s", float("inf"))):
         msg = _err({"solver": {key: bad}})
         assert f"solver.{key}" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("mapping, expected", [
+    ({"dynamics": {"algorithm": "SGD"}}, "did you mean 'sgd'?"),
+    ({"dynamics": {"algorithm": "resuffle"}}, "did you mean 'reshuffle'?"),
+    ({"problem": {"model": "Logistic"}}, "did you mean 'logistic'?"),
+    ({"problem": {"activation": "ReLU"}}, "did you mean 'relu'?"),
+    ({"simulation": {"batching": "Uniform"}}, "did you mean 'uniform'?"),
+])
+def test_enumerated_values_get_a_suggestion(mapping, expected):
+    """Issue 21: did-you-mean for values too, case-insensitive (keys had it already)."""
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        parse_config(mapping)
+
+
+def test_overrides_take_short_keys_like_the_sweeps():
+    c = parse_config({})
+    assert c.with_overrides({"gamma": 0.3}).dynamics["gamma"] == 0.3
+    with pytest.raises(ConfigError, match="ambiguous: write one of simulation.seed, solver.seed"):
+        c.with_overrides({"seed": 1})
+    with pytest.raises(ConfigError, match="did you mean 'gamma'"):
+        c.with_overrides({"gama": 1})
+
+
+def test_api_names_get_a_suggestion():
+    from sgd_dmft import make_model
+    from sgd_dmft.simulate import algorithm_for
+
+    with pytest.raises(ConfigError, match="did you mean 'sgd'"):
+        algorithm_for("SGD", dt=0.1)
+    with pytest.raises(ValueError, match="did you mean 'logistic'"):
+        make_model("Logistic")
+    with pytest.raises(ValueError, match="did you mean 'tanh'"):
+        make_model("committee", activation="Tanh")

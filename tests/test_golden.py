@@ -34,9 +34,14 @@ STRICT_EXEMPT = {
 }
 
 
+# Variables added after the recording, left out of the comparison: functions of the recorded M, Q (the
+# classifiers' test 0-1 error, issue 21; checked by tests/test_zero_one.py).
+ADDED = {"test_error", "test_error_stderr"}
+
+
 @pytest.mark.parametrize("name", list(record.cases()))
 def test_golden(name):
-    got = record.arrays(record.cases()[name]())
+    got = {v: a for v, a in record.arrays(record.cases()[name]()).items() if v not in ADDED}
     want = {f.split("/", 1)[1]: GOLDEN[f] for f in GOLDEN.files if f.split("/", 1)[0] == name}
     assert want, f"no golden output recorded for {name}"
     assert sorted(got) == sorted(want), f"{name}: variables {sorted(got)} != recorded {sorted(want)}"

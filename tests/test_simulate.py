@@ -309,4 +309,4 @@ def test_divergence_raises(algo, kw):
     with pytest.raises(SimulationDiverged, match=r"algorithm=sgd, gamma=3.*t="):
         simulate(prob, algo, t_max=200.0, dt=0.5, d=50, gamma=3.0, **kw)
     # and a stable gamma does not
-    simulate(prob, algo, t_max=5.0, dt=0.5, d=50, gamma=1.0, **kw)
+    simulate(prob, algo, t_max=5.0, dt=0.5, d=50, gamma=1.0, seeds=1, **kw)  # (seed 0; d = 50 is small)

@@ -201,7 +201,7 @@ def _load(config_path: str, overrides: tuple[str, ...], trust_code: bool = False
         ov = {}
         for item in overrides:
             if "=" not in item:
-                raise ConfigError(f"--set {item!r}: expected section.key=value")
+                raise ConfigError(f"--set {item!r}: expected key=value (section.key, or a short key such as gamma)")
             k, v = item.split("=", 1)
             ov[k.strip()] = parse_value(v.strip())
         cfg = cfg.with_overrides(ov)
@@ -223,7 +223,8 @@ def _progress(flag: bool | None) -> bool:
 # Commands
 # --------------------------------------------------------------------------------------------
 _set_option = click.option("--set", "-s", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-                           help="Override a config value (TOML syntax), e.g. -s dynamics.gamma=0.3. Repeatable.")
+                           help="Override a config value (TOML syntax), e.g. -s dynamics.gamma=0.3 or -s gamma=0.3 "
+                           "(a short key names its unique section). Repeatable.")
 _progress_option = click.option("--progress/--no-progress", default=None,
                                  help="Progress bar (default: on when stderr is a terminal).")
 _out_option = click.option("--out", "out", required=True, type=click.Path(),

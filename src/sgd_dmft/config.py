@@ -20,7 +20,6 @@ concern a configuration (widths vs model, ``batch <= n``, online SGD on a unifor
 
 from __future__ import annotations
 
-import difflib
 import math
 import tomllib
 from dataclasses import dataclass, field
@@ -29,16 +28,17 @@ from typing import Any, Callable, Mapping
 
 import tomli_w
 
+from . import defaults as D
 from . import laws
 from . import models as problem  # the models package, under the name this module has always used
-from .errors import ConfigError
+from .errors import ConfigError, did_you_mean
 from .grid import TimeGrid
 from .models.loading import is_entry, load_model, resolve_entry, trust_error
 from .models.problem import check_model
 from .models.presets import LOSSES
 
 __all__ = ["ALGORITHMS", "Config", "ConfigError", "SCHEMA", "defaults", "load_config", "parse_config",
-           "config_from_dataset", "parse_value"]
+           "config_from_dataset", "parse_value", "resolve_key", "suggest"]
 
 MODELS = problem.MODELS
 ACTIVATIONS = problem.ACTIVATIONS
@@ -89,18 +89,18 @@ MAX_INIT = 1e6  # |init_scale|, |init_overlap| (their trace Q_0 is bounded by Pr
 
 SCHEMA: dict[str, dict[str, _Key]] = {
     "problem": {
-        "model": _Key("str", "logistic", _fmt_choices(MODELS) + ", or a custom model 'package.module:function' or "
+        "model": _Key("str", D.MODEL, _fmt_choices(MODELS) + ", or a custom model 'package.module:function' or "
                       "'path/to/file.py:function' returning a Model (runs code: needs --trust-code / trust_code=True)",
                       lambda v: v in MODELS or is_entry(v),
                       "teacher-student model (a preset, or a custom model 'package.module:function' or "
                       "'path/to/file.py:function': Python code, loaded only from a trusted config)"),
-        "delta": _Key("float", 2.0, "a finite number > 0", lambda v: v > 0, "sample ratio n / d"),
-        "noise": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0, "std of additive label noise"),
-        "ridge": _Key("float", 0.1, "a finite number >= 0", lambda v: v >= 0,
+        "delta": _Key("float", D.DELTA, "a finite number > 0", lambda v: v > 0, "sample ratio n / d"),
+        "noise": _Key("float", D.NOISE, "a finite number >= 0", lambda v: v >= 0, "std of additive label noise"),
+        "ridge": _Key("float", D.RIDGE, "a finite number >= 0", lambda v: v >= 0,
                       "ridge lambda in G(theta_j) = lambda |theta_j|^2 / 2"),
         "student_width": _Key("int", 1, "an integer >= 1", lambda v: v >= 1, "student width k"),
         "teacher_width": _Key("int", 1, "an integer >= 1", lambda v: v >= 1, "teacher width k*"),
-        "activation": _Key("str", "erf", _fmt_choices(ACTIVATIONS), _choice(ACTIVATIONS),
+        "activation": _Key("str", D.ACTIVATION, _fmt_choices(ACTIVATIONS), _choice(ACTIVATIONS),
                            "the student's activation s (committee, two_layer)"),
         "teacher": _Key("str", "", "a link in z1..zK, numbers, + - * / ^, he1..he6, tanh, erf, relu, sign, "
                         "sqrt(constant) ('' = mean_b s(z_b))", lambda v: True,
@@ -111,7 +111,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                      "two_layer: the biases b"),
         "loss": _Key("str", "square", _fmt_choices(LOSSES), _choice(LOSSES),
                      "two_layer: square (f - y)^2 / 2, or logistic log(1 + exp(-y f)) with y = sign(g + noise eps)"),
-        "init_scale": _Key("float", 0.5, "a finite number >= 0", lambda v: v >= 0,
+        "init_scale": _Key("float", D.INIT_SCALE, "a finite number >= 0", lambda v: v >= 0,
                            "theta_0 = init_overlap theta* + init_scale Z"),
         "init_overlap": _Key("matrix", 0.0, "a finite number, or a student_width x teacher_width matrix (list of rows)",
                              lambda v: True, "initial alignment theta_0 = theta* B^T + init_scale Z: a number c "
@@ -123,11 +123,11 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                        lambda v: True, "with init_q: M_0 = theta_0^T theta* / d"),
     },
     "dynamics": {
-        "algorithm": _Key("str", "sgd", _fmt_choices(ALGORITHMS), _choice(ALGORITHMS), "training algorithm"),
-        "gamma": _Key("float", 0.5, "a finite number > 0", lambda v: v > 0,
+        "algorithm": _Key("str", D.ALGORITHM, _fmt_choices(ALGORITHMS), _choice(ALGORITHMS), "training algorithm"),
+        "gamma": _Key("float", D.GAMMA, "a finite number > 0", lambda v: v > 0,
                       "per-visit step; SGD learning rate eta = gamma * batch / n"),
-        "t_max": _Key("float", 4.0, "a finite number > 0", lambda v: v > 0, "final time t = steps * eta"),
-        "dt": _Key("float", 0.01, "a finite number > 0", lambda v: v > 0, "time-grid step"),
+        "t_max": _Key("float", D.T_MAX, "a finite number > 0", lambda v: v > 0, "final time t = steps * eta"),
+        "dt": _Key("float", D.DT, "a finite number > 0", lambda v: v > 0, "time-grid step"),
         "growth": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0,
                        "graded grid for long horizons: step clip(growth * t, dt, dt_max); 0 = uniform"),
         "dt_max": _Key("float", 0.0, "a finite number >= 0", lambda v: v >= 0,
@@ -148,21 +148,21 @@ SCHEMA: dict[str, dict[str, _Key]] = {
                             "over [0, lr_times[0]], in 16 pieces"),
     },
     "simulation": {
-        "d": _Key("int", 2000, f"an integer in [10, {MAX_D}]", lambda v: 10 <= v <= MAX_D, "dimension"),
-        "batch": _Key("int", 1, "an integer >= 1 (and <= n)", lambda v: v >= 1, "mini-batch size kappa"),
-        "batching": _Key("str", "uniform", _fmt_choices(BATCHINGS), _choice(BATCHINGS),
+        "d": _Key("int", D.D, f"an integer in [10, {MAX_D}]", lambda v: 10 <= v <= MAX_D, "dimension"),
+        "batch": _Key("int", D.BATCH, "an integer >= 1 (and <= n)", lambda v: v >= 1, "mini-batch size kappa"),
+        "batching": _Key("str", D.BATCHING, _fmt_choices(BATCHINGS), _choice(BATCHINGS),
                          "uniform batches of size kappa, or Bernoulli(dt/gamma) membership"),
-        "seeds": _Key("int", 8, f"an integer in [1, {MAX_SEEDS}]", lambda v: 1 <= v <= MAX_SEEDS, "independent runs"),
-        "seed": _Key("int", 0, "an integer in [0, 2^63)", lambda v: 0 <= v < 2**63, "base random seed"),
-        "max_memory_gb": _Key("float", 8.0, "a finite number > 0", lambda v: v > 0,
+        "seeds": _Key("int", D.SEEDS, f"an integer in [1, {MAX_SEEDS}]", lambda v: 1 <= v <= MAX_SEEDS, "independent runs"),
+        "seed": _Key("int", D.SEED, "an integer in [0, 2^63)", lambda v: 0 <= v < 2**63, "base random seed"),
+        "max_memory_gb": _Key("float", D.MAX_MEMORY_GB, "a finite number > 0", lambda v: v > 0,
                               "memory budget of a simulation (GiB; refused up front past it)"),
     },
     "solver": {
-        "paths": _Key("int", 8000, "an integer in [10, 2^53]", lambda v: 10 <= v <= 2**53, "Monte Carlo paths of the sample process (in total, split over replicas)"),
-        "replicas": _Key("int", 8, "an integer in [2, 2^53]", lambda v: 2 <= v <= 2**53,
+        "paths": _Key("int", D.PATHS, "an integer in [10, 2^53]", lambda v: 10 <= v <= 2**53, "Monte Carlo paths of the sample process (in total, split over replicas)"),
+        "replicas": _Key("int", D.REPLICAS, "an integer in [2, 2^53]", lambda v: 2 <= v <= 2**53,
                          "independent replicas (for stderr)"),
-        "seed": _Key("int", 0, "an integer in [0, 2^63)", lambda v: 0 <= v < 2**63, "solver random seed"),
-        "max_memory_gb": _Key("float", 8.0, "a finite number > 0", lambda v: v > 0,
+        "seed": _Key("int", D.SEED, "an integer in [0, 2^63)", lambda v: 0 <= v < 2**63, "solver random seed"),
+        "max_memory_gb": _Key("float", D.MAX_MEMORY_GB, "a finite number > 0", lambda v: v > 0,
                               "memory budget (paths are split into more replicas to fit)"),
         "workers": _Key("int", 0, "an integer in [0, 1024]", lambda v: 0 <= v <= 1024,
                         "replicas run in this many processes at once (0 = one per CPU core, up to replicas)"),
@@ -203,9 +203,32 @@ def defaults() -> dict[str, dict[str, Any]]:
 # Validation
 # --------------------------------------------------------------------------------------------
 def suggest(word: str, options: list[str]) -> str:
-    """`` (did you mean 'x'?)`` for the option closest to a misspelt ``word``, or '' if none is close."""
-    m = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
-    return f" (did you mean '{m[0]}'?)" if m else ""
+    """`` (did you mean 'x'?)`` for the option closest to a misspelt ``word`` (case-insensitive), or '' if none
+    is close (:func:`sgd_dmft.errors.did_you_mean`)."""
+    return did_you_mean(word, options)
+
+
+def resolve_key(name: str, what: str = "key") -> str:
+    """The ``section.key`` a command-line key names, the one rule of every ``-s/--set`` (``compare``, ``solve``,
+    ``simulate``, ``sweep``): ``gamma`` -> ``dynamics.gamma`` (a short name resolves to the unique section that
+    has it); ``dynamics.gamma`` stays. An ambiguous short name (``seed``: ``simulation.seed``,
+    ``solver.seed``) is refused with its candidates; an unknown one with the nearest name. ``what`` names the
+    key in the message (``"sweep key"``)."""
+    name = name.strip()
+    if "." in name:
+        s, k = name.split(".", 1)
+        if s in SCHEMA and k in SCHEMA[s]:
+            return name
+        elsewhere = [f"{s2}.{k}" for s2, keys in SCHEMA.items() if k in keys]
+        sugg = f" (did you mean '{elsewhere[0]}'?)" if elsewhere else suggest(name, _all_dotted())
+        raise ConfigError(f"{what} {name!r} is not a config key{sugg}", key=name)
+    hits = [f"{s}.{name}" for s, keys in SCHEMA.items() if name in keys]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise ConfigError(f"{what} {name!r} is ambiguous: write one of {', '.join(hits)}", key=name)
+    shorts = sorted({k for keys in SCHEMA.values() for k in keys})
+    raise ConfigError(f"{what} {name!r} is not a config key{suggest(name, shorts)}", key=name)
 
 
 def _all_dotted() -> list[str]:
@@ -249,8 +272,8 @@ def _coerce(section: str, key: str, value: Any) -> Any:
         v = value
     if not spec.check(v):
         extra = ""
-        if spec.kind == "str":
-            extra = suggest(v, [o for o in spec.allowed.removeprefix("one of ").split(" | ")])
+        if spec.kind == "str":  # the enumerated values: 'one of a | b | c[, or ...]'
+            extra = suggest(v, spec.allowed.removeprefix("one of ").split(",")[0].split(" | "))
         raise ConfigError(f"{name} = {value!r}: must be {spec.allowed}{extra}")
     return v
 
@@ -503,13 +526,12 @@ class Config:
         return {f"{s}.{k}": v for s, body in self.to_dict().items() for k, v in body.items()}
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
-        """A new config with ``{"section.key": value}`` overrides applied (validated again)."""
+        """A new config with ``{"section.key": value}`` overrides applied (validated again); a key may be short
+        (``gamma``) as in :func:`resolve_key`."""
         d = self.to_dict()
-        for dotted, value in overrides.items():
-            if "." not in dotted:
-                raise ConfigError(f"override key {dotted!r} must be 'section.key'{suggest(dotted, _all_dotted())}")
-            s, k = dotted.split(".", 1)
-            d.setdefault(s, {})[k] = value
+        for name, value in overrides.items():
+            s, k = resolve_key(name, "override key").split(".", 1)
+            d[s][k] = value
         return parse_config(d, trust_code=self.trust_code)
 
     # ---- derived quantities ----

@@ -16,7 +16,9 @@ import numpy as np
 import xarray as xr
 
 CURVES = ("train_loss", "test_loss", "M", "Q")
-DIMS = {"train_loss": ("time",), "test_loss": ("time",), "M": ("time", "k", "kstar"), "Q": ("time", "k", "k2")}
+DIMS = {"train_loss": ("time",), "test_loss": ("time",), "M": ("time", "k", "kstar"), "Q": ("time", "k", "k2"),
+        "test_error": ("time",)}
+TEST_ERROR_UNITS = "probability: P(sign f(r) != y) on a fresh Gaussian sample (test 0-1 error)"
 TIME_UNITS = "t = steps x eta (gradient-flow time; one epoch = gamma)"
 
 
@@ -64,7 +66,35 @@ def simulation_dataset(times: np.ndarray, seeds, per_seed: Mapping[str, np.ndarr
     """A simulation Dataset from per-seed arrays ``(S, T+1, ...)``."""
     ds = xr.Dataset({name: (("seed",) + DIMS[name], arr) for name, arr in per_seed.items()},
                     coords={"seed": np.asarray(seeds, dtype=np.int64), "time": times}, attrs=dict(attrs))
+    if "test_error" in ds:
+        ds["test_error"].attrs["units"] = TEST_ERROR_UNITS
     return ds
+
+
+def add_overlap_function(ds: xr.Dataset, name: str, f, units: str = "") -> xr.Dataset:
+    """``ds`` with ``name = f(Q (T, k, k), M (T, k, k*)) -> (T,)`` on ``time`` (a function of the overlap
+    curves, e.g. the test 0-1 error) and, where ``ds`` has ``M_stderr`` and ``Q_stderr``, ``<name>_stderr``:
+    the delta method's ``sum_e |f(x + se_e) - f(x - se_e)| / 2`` over the entries ``e`` of ``M`` and of ``Q``'s
+    upper triangle, an upper bound on the standard error whatever the correlations between the entries (the
+    replica means do not keep them). ``units``: the variable's ``units`` attribute."""
+    Q, M = ds["Q"].values, ds["M"].values
+    out = ds.assign({name: (("time",), np.asarray(f(Q, M), dtype=np.float64))})
+    out[name].attrs["units"] = units
+    if "M_stderr" not in ds or "Q_stderr" not in ds:
+        return out
+    se = np.zeros(len(ds["time"]))
+    sM, sQ = ds["M_stderr"].values, ds["Q_stderr"].values
+    for i, j in np.ndindex(M.shape[1:]):
+        step = np.zeros_like(M)
+        step[:, i, j] = sM[:, i, j]
+        se += np.abs(f(Q, M + step) - f(Q, M - step)) / 2
+    for i, j in zip(*np.triu_indices(Q.shape[1])):
+        step = np.zeros_like(Q)
+        step[:, i, j] = step[:, j, i] = sQ[:, i, j]
+        se += np.abs(f(Q + step, M) - f(Q - step, M)) / 2
+    out[name + "_stderr"] = (("time",), se)
+    out[name + "_stderr"].attrs["units"] = units
+    return out
 
 
 # --------------------------------------------------------------------------------------------

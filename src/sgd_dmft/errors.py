@@ -13,6 +13,22 @@ exceptions keeps working.
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
+
+def did_you_mean(word: object, options: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` for the option closest to a misspelt ``word`` (case-insensitive: ``'SGD'`` ->
+    ``'sgd'``), or '' if none is close (or ``word`` is no string)."""
+    if not isinstance(word, str):
+        return ""
+    low = {o.lower(): o for o in options}
+    hit = low.get(word.strip().lower())
+    if hit is None:
+        close = difflib.get_close_matches(word.strip().lower(), list(low), n=1, cutoff=0.6)
+        hit = low[close[0]] if close else None
+    return f" (did you mean '{hit}'?)" if hit is not None else ""
+
 
 class SgdDmftError(Exception):
     """Base class of every error raised on purpose by sgd-dmft."""

@@ -46,9 +46,9 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 from ._version import __version__
-from .curves import exact_vars, theory_vars
+from .curves import TEST_ERROR_UNITS, exact_vars, theory_vars
 from .errors import ConfigError, SolverDiverged
-from .models import Model, Problem, population_loss
+from .models import Model, Problem, classifies, population_loss, zero_one_error
 from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
 from .models.gaussian import gh_nodes, joint_cov, sqrtm_psd
 from .models.population import label_uses_eps
@@ -292,9 +292,13 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, 
     data = theory_vars({"test_loss": Lr, "M": Mr, "Q": Qr})
     data["train_loss"] = data["test_loss"]
     data["train_loss_stderr"] = data["test_loss_stderr"]
+    if classifies(problem.model):  # the test 0-1 error of each replica's overlaps (probability)
+        data.update(theory_vars({"test_error": np.stack([zero_one_error(problem.model, q, m) for q, m in zip(Qr, Mr)])}))
     ds = xr.Dataset(data, coords={"time": times, "tau": ("time", taus)})
     ds["time"].attrs.update(units="t = steps x eta (gradient-flow time; one epoch = gamma)")
     ds["tau"].attrs.update(units="fresh samples per dimension, tau = delta t / gamma")
+    if "test_error" in ds:
+        ds["test_error"].attrs["units"] = ds["test_error_stderr"].attrs["units"] = TEST_ERROR_UNITS
     ds.attrs.update(
         kind="theory",
         solver="online-ode",

@@ -1,8 +1,8 @@
 """Figures: learning curves and overlaps, simulations (mean +- 2 stderr over seeds) vs theory; sweeps.
 
 :func:`curves_figure` / :func:`plot_curves`: one panel per quantity, lettered (a), (b), ...: train
-and test loss, the 0-1 test error when a dataset carries ``test_error`` (the simulators do not
-record it and the theory cannot give it: it is drawn only where present), every entry ``M_ab`` of the
+and test loss, the 0-1 test error when a dataset carries ``test_error`` (the classifiers' theory and
+simulations do, a probability: models.zero_one_error; drawn only where present), every entry ``M_ab`` of the
 teacher overlap and every ``Q_ab`` (``a <= b``) of the self-overlap. Theory: a line with a filled
 +-2 s.e. band; simulation: open markers with +-2 s.e. bars (and thin per-seed lines). One legend for
 the figure; colour tells the entries of M and Q apart, each labelled at its right end. For SGD-type

@@ -17,8 +17,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Sequence
 
+from . import defaults as _defaults
 from . import laws as _laws
-from .errors import ConfigError, SimulationDiverged
+from .errors import ConfigError, SimulationDiverged, did_you_mean
 from .grid import TimeGrid
 from .laws import Law
 from .simulation import (Q_MAX, Algorithm, Instance, LawRecursion, MiniBatchSGD, OnlineSGD, ReshuffleStream,
@@ -41,11 +42,12 @@ ALGORITHMS = ("gf", "gd", "sgd", "sme", "reshuffle", "online", "law")
 BATCHINGS = ("uniform", "bernoulli")
 
 
-def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: int, gamma: float = 1.0,
-             batch: int = 1, batching: str = "uniform", seeds: int | Sequence[int] = 1, seed: int = 0,
+def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: int, gamma: float = _defaults.GAMMA,
+             batch: int = _defaults.BATCH, batching: str = _defaults.BATCHING,
+             seeds: int | Sequence[int] = _defaults.SEEDS, seed: int = _defaults.SEED,
              law: Law | None = None, progress: bool = False, growth: float = 0.0,
              dt_max: float | None = None, lr: _laws.LRSchedule | None = None,
-             max_memory_gb: float = 8.0) -> xr.Dataset:
+             max_memory_gb: float = _defaults.MAX_MEMORY_GB) -> xr.Dataset:
     """Finite-d simulation of the named ``algorithm`` (``gf | gd | sgd | sme | reshuffle | online | law``).
 
     ``t_max``, ``dt``: records at ``t_m = m dt`` up to t_max (gradient-flow time); for the law paths
@@ -69,14 +71,17 @@ def simulate(problem: Problem, algorithm: str, *, t_max: float, dt: float, d: in
     return ds
 
 
-def algorithm_for(algorithm: str, *, dt: float, gamma: float = 1.0, batch: int = 1, batching: str = "uniform",
+def algorithm_for(algorithm: str, *, dt: float, gamma: float = _defaults.GAMMA, batch: int = _defaults.BATCH,
+                  batching: str = _defaults.BATCHING,
                   law: Law | None = None, growth: float = 0.0, dt_max: float | None = None,
                   lr: _laws.LRSchedule | None = None) -> tuple[Algorithm, TimeGrid | None]:
     """The algorithm object and record grid (None: the law's) of a named call of :func:`simulate`."""
     if algorithm not in ALGORITHMS:
-        raise ConfigError(f"algorithm={algorithm!r} is not allowed: must be one of {ALGORITHMS}", key="algorithm")
+        raise ConfigError(f"algorithm={algorithm!r} is not allowed: must be one of {ALGORITHMS}"
+                          f"{did_you_mean(algorithm, ALGORITHMS)}", key="algorithm")
     if batching not in BATCHINGS:
-        raise ConfigError(f"batching={batching!r} is not allowed: must be one of {BATCHINGS}", key="batching")
+        raise ConfigError(f"batching={batching!r} is not allowed: must be one of {BATCHINGS}"
+                          f"{did_you_mean(batching, BATCHINGS)}", key="batching")
     if lr is not None and algorithm == "law":
         raise ConfigError("lr is not allowed with algorithm='law': give the law its own (Law(..., lr=))", key="lr")
     named_law = _named_law(algorithm, batching, dt, gamma, law, dict(growth=float(growth), dt_max=dt_max, lr=lr))

@@ -68,7 +68,8 @@ import xarray as xr
 
 from . import parallel, run
 from ._version import __version__
-from .config import SCHEMA, Config, ConfigError, parse_value, suggest
+from .config import SCHEMA, Config, ConfigError, parse_value
+from .config import resolve_key as config_resolve_key
 from .models.loading import is_entry, source_hash
 from .errors import Diverged, SgdDmftError
 
@@ -82,23 +83,9 @@ _DROP_DIMS = {"time2", "snap_time", "path"}
 # Grid
 # --------------------------------------------------------------------------------------------
 def resolve_key(name: str) -> str:
-    """``gamma`` -> ``dynamics.gamma``; ``dynamics.gamma`` stays; unknown or ambiguous -> ConfigError."""
-    name = name.strip()
-    if "." in name:
-        s, k = name.split(".", 1)
-        if s in SCHEMA and k in SCHEMA[s]:
-            return name
-        allk = [f"{s2}.{k2}" for s2, keys in SCHEMA.items() for k2 in keys]
-        elsewhere = [f"{s2}.{k}" for s2, keys in SCHEMA.items() if k in keys]
-        sugg = f" (did you mean '{elsewhere[0]}'?)" if elsewhere else suggest(name, allk)
-        raise ConfigError(f"sweep key {name!r} is not a config key{sugg}")
-    hits = [f"{s}.{name}" for s, keys in SCHEMA.items() if name in keys]
-    if len(hits) == 1:
-        return hits[0]
-    if len(hits) > 1:
-        raise ConfigError(f"sweep key {name!r} is ambiguous: write one of {', '.join(hits)}")
-    shorts = sorted({k for keys in SCHEMA.values() for k in keys})
-    raise ConfigError(f"sweep key {name!r} is not a config key{suggest(name, shorts)}")
+    """``gamma`` -> ``dynamics.gamma``; ``dynamics.gamma`` stays; unknown or ambiguous -> ConfigError (the rule of
+    every ``-s/--set``: :func:`sgd_dmft.config.resolve_key`)."""
+    return config_resolve_key(name, "sweep key")
 
 
 def _dim_names(keys: Sequence[str]) -> list[str]:

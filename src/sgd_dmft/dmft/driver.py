@@ -14,8 +14,10 @@ from dataclasses import replace
 import numpy as np
 import xarray as xr
 
+from .. import defaults as _defaults
 from .._version import __version__
-from ..curves import TIME_UNITS, theory_vars
+from ..curves import TEST_ERROR_UNITS, TIME_UNITS, add_overlap_function, theory_vars
+from ..models import classifies, zero_one_error
 from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged, SolverDiverged
 from .applicability import check_estimator
@@ -52,12 +54,14 @@ def _check_request(law, t_max: float, process: SampleProcess, paths: int, replic
 
 def _dataset(problem, law, schedule, process, red: Reduction, keep_kernels: bool | int, snap_idx) -> xr.Dataset:
     """Means and standard errors over replicas, the averaged kernels and the snapshots, on ``time``; kernels
-    thinned by ``keep_kernels`` (replicas.kernel_index) on ``kernel_time``, ``kernel_time2`` (attr
+    thinned by ``keep_kernels`` (planning.kernel_index) on ``kernel_time``, ``kernel_time2`` (attr
     ``kernel_stride``, as results.thin_kernels writes them)."""
     R = len(red.Q)
     Qr, Mr = np.stack(red.Q), np.stack(red.M)  # (R, T1, k, k), (R, T1, k, ks)
     trr, ter = replica_curves(problem, process, red)
     data = theory_vars({"train_loss": trr, "test_loss": ter, "M": Mr, "Q": Qr})
+    if classifies(problem.model):  # each replica's test 0-1 error: its spread is the standard error
+        data.update(theory_vars({"test_error": np.stack([zero_one_error(problem.model, q, m) for q, m in zip(Qr, Mr)])}))
     time = schedule.times
     idx = kernel_index(len(time), keep_kernels)
     thin = idx is not None and len(idx) < len(time)
@@ -374,10 +378,10 @@ def solve(
     law,
     *,
     t_max: float,
-    paths: int = 4000,
-    replicas: int = 4,
-    seed: int = 0,
-    max_memory_gb: float = 8.0,
+    paths: int = _defaults.PATHS,
+    replicas: int = _defaults.REPLICAS,
+    seed: int = _defaults.SEED,
+    max_memory_gb: float = _defaults.MAX_MEMORY_GB,
     snapshots: int = 5,
     progress: bool = False,
     keep_kernels: bool | int = True,
@@ -421,10 +425,26 @@ def solve(
     proc = choose_process(problem, law, process, responses, rao_blackwell, tail, response_window)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
-        return ds
+        return with_test_error(ds, problem)
     target = Target.make(rtol, max_time_s, max_memory_gb)
     kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
               progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
     ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)
     _record_accuracy(ds, target, rtol, max_time_s)
+    return with_test_error(ds, problem)
+
+
+def with_test_error(ds: xr.Dataset, problem) -> xr.Dataset:
+    """For a classifier (:func:`~sgd_dmft.models.classifies`): ``ds`` with ``test_error`` (probability: the
+    test 0-1 error of the overlaps by :func:`~sgd_dmft.models.zero_one_error`, teacher covariance ``S* = I``)
+    and ``test_error_stderr``. A raw Monte Carlo solve has it per replica already (``_dataset``: mean and
+    spread over replicas); an extrapolated or closed-form one gets it from its final ``M``, ``Q``, with the
+    delta-method bound of :func:`~sgd_dmft.curves.add_overlap_function` as standard error. Other models:
+    ``ds`` unchanged."""
+    model = problem.model
+    if not classifies(model):
+        return ds
+    if "test_error" not in ds or "M_dt_error" in ds:
+        ds = add_overlap_function(ds, "test_error", lambda Q, M: zero_one_error(model, Q, M), TEST_ERROR_UNITS)
+    ds["test_error"].attrs["units"] = ds["test_error_stderr"].attrs["units"] = TEST_ERROR_UNITS
     return ds

@@ -19,7 +19,7 @@ from .activations import ACTIVATIONS, ERF, LINEAR, QUADRATIC, RELU, TANH, Activa
 from .base import CustomModel, Model, custom
 from .gaussian import gh_nodes, joint_cov, population_expectation, sqrtm_psd
 from .loading import load_model
-from .population import population_loss, population_loss_error
+from .population import classifies, population_loss, population_loss_error, zero_one_error
 from .presets import (LOSSES, MODELS, Committee, Linear, Logistic, PhaseRetrieval, TwoLayer, committee, linear,
                       logistic, make_model, phase_retrieval, two_layer)
 from .problem import Problem, check_model
@@ -30,5 +30,5 @@ __all__ = [
     "Model", "CustomModel", "custom", "gh_nodes", "joint_cov", "population_expectation", "sqrtm_psd",
     "population_loss", "MODELS", "Linear", "Logistic", "PhaseRetrieval", "Committee", "linear", "logistic",
     "phase_retrieval", "committee", "make_model", "Problem", "LOSSES", "TwoLayer", "two_layer", "Expression",
-    "ActivationMean", "load_model", "check_model", "population_loss_error",
+    "ActivationMean", "load_model", "check_model", "population_loss_error", "zero_one_error", "classifies",
 ]

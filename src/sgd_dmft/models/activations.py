@@ -31,6 +31,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import erf as _erf_fn
 
+from ..errors import did_you_mean
 from .closed_forms import (I2, arccos_pair_moment, committee_erf_expectations, erf_gauss_mean, isserlis_pair_moment,
                            linear_gauss_mean, linear_pair_moment, quadratic_gauss_mean, relu_gauss_mean)
 
@@ -140,7 +141,8 @@ def get_activation(activation: str | Activation) -> Activation:
     try:
         return _REGISTRY[activation]
     except (KeyError, TypeError):
-        raise ValueError(f"activation={activation!r} is not one of {ACTIVATIONS}") from None
+        raise ValueError(f"activation={activation!r} is not one of {ACTIVATIONS}"
+                         f"{did_you_mean(activation, ACTIVATIONS)}") from None
 
 
 def pair_moment(activation: str | Activation, q1: Array, q2: Array, c: Array) -> Array | None:

@@ -51,7 +51,8 @@ class Model:
 
     Capabilities (None / False unless a subclass has them): ``predictor(r) -> (...)`` and
     ``target(rstar) -> (...)`` (square-loss models), ``pop_loss(Q (T, k, k), M (T, k, k*), S (k*, k*))
-    -> (T,)`` (closed-form population loss), ``online_expectations()`` (closed-form online ODE
+    -> (T,)`` (closed-form population loss), ``zero_one_error(Q, M, S) -> (T,)`` (classifiers: the test 0-1
+    error ``P(sign f(r) != y)``, a probability), ``online_expectations()`` (closed-form online ODE
     expectations), ``kernel_spec`` (the simulator's numba gradient kernel codes), ``meta``.
     """
 
@@ -66,6 +67,7 @@ class Model:
     predictor = None
     target = None
     pop_loss = None
+    zero_one_error = None  # classifiers: (Q (T, k, k), M (T, k, k*), S (k*, k*)) -> (T,) the test 0-1 error
 
     @property
     def meta(self) -> dict:

@@ -36,8 +36,19 @@ __all__ = [
     "I2", "J2", "I3", "I4", "arccos_pair_moment", "isserlis_pair_moment", "linear_pair_moment", "erf_gauss_mean",
     "relu_gauss_mean", "quadratic_gauss_mean", "linear_gauss_mean", "committee_loss",
     "committee_erf_loss", "committee_erf_expectations", "linear_expectations", "LogisticSplitRule",
-    "sigmoid", "softplus",
+    "sigmoid", "softplus", "sign_disagreement",
 ]
+
+
+def sign_disagreement(Q: Array, M: Array, rho: Array | float) -> Array:
+    """``P(sign r != sign z)`` for centred jointly Gaussian ``(r, z)`` with ``var r = Q``, ``var z = rho``,
+    ``cov(r, z) = M``: ``arccos(M / sqrt(Q rho)) / pi`` (a probability in [0, 1]; 1/2 where ``Q rho = 0``).
+    The test 0-1 error of a linear classifier ``sign(r)`` on labels ``sign(z)`` (Sheppard's formula)."""
+    Q, M = np.asarray(Q, dtype=np.float64), np.asarray(M, dtype=np.float64)
+    scale = np.sqrt(np.maximum(Q * rho, 0.0))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        c = np.where(scale > 0, M / np.where(scale > 0, scale, 1.0), 0.0)
+    return np.arccos(np.clip(c, -1.0, 1.0)) / np.pi
 
 
 def sigmoid(z: Array) -> Array:

@@ -57,7 +57,7 @@ from .base import Array, Model
 from .closed_forms import softplus
 from .gaussian import gh_nodes, population_expectation, sqrtm_psd
 
-__all__ = ["population_loss", "population_loss_error", "two_layer_loss", "label_uses_eps", "uses_qmc", "GH_MAX_DIM"]
+__all__ = ["population_loss", "zero_one_error", "classifies", "two_layer_zero_one", "ZERO_ONE_POINTS", "population_loss_error", "two_layer_loss", "label_uses_eps", "uses_qmc", "GH_MAX_DIM"]
 
 GH_MAX_DIM = 4
 N_OUTER = 24
@@ -97,6 +97,45 @@ def _batched(model: Model, Q, M, Sstar):
         Q, M = Q[None], M[None]
     S = np.eye(model.kstar) if Sstar is None else np.asarray(Sstar, dtype=np.float64)
     return Q, M, S, squeeze
+
+
+def classifies(model: Model) -> bool:
+    """Whether ``model`` is a classifier with a test 0-1 error rule (:func:`zero_one_error`): the logistic
+    preset (``y = sign(r* + noise eps)``, prediction ``sign(r)``) and the two-layer model with the logistic
+    loss (``y = sign(g(r*) + noise eps)``, prediction ``sign f(r)``)."""
+    return model.zero_one_error is not None
+
+
+def zero_one_error(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array | None:
+    """Test 0-1 error ``P(sign f(r) != y)`` on a fresh Gaussian ``x`` (a probability in [0, 1]), labels
+    drawn as the model draws them (noise included), as a function of the overlaps; None for a model that
+    does not classify. Shapes as :func:`population_loss`. The theory (from the DMFT ``M``, ``Q``) and the
+    simulations (from their empirical ``M``, ``Q`` and teacher ``S*``) use this one function."""
+    if not classifies(model):
+        return None
+    Q, M, S, squeeze = _batched(model, Q, M, Sstar)
+    out = np.asarray(model.zero_one_error(Q, M, S), dtype=np.float64)
+    return out[0] if squeeze else out
+
+
+ZERO_ONE_POINTS = 2**15  # scrambled Sobol points of two_layer_zero_one (an indicator: error ~ 1e-3 or below)
+
+
+def two_layer_zero_one(model, Q: Array, M: Array, S: Array, seed: int = 12345) -> Array:
+    """``P(sign f(r) != y)`` (a probability) of the two-layer logistic model, ``y = sign(g(r*) + noise eps)``:
+    quasi-Monte Carlo over ``(r, r*)`` (``ZERO_ONE_POINTS`` scrambled Sobol points, scrambling ``seed``: one
+    fixed rule, so theory and simulations share its error), the label noise in closed form,
+    ``P(y = +1 | r*) = Phi(g(r*) / noise)`` (``[g >= 0]`` without noise). ``Q`` (T, k, k), ``M`` (T, k, k*),
+    ``S`` (k*, k*); returns (T,)."""
+    noise = float(model.noise)
+
+    def wrong(r: Array, rs: Array, eps: Array) -> Array:
+        g = model.target(rs)
+        plus = ndtr(g / noise) if noise > 0 else (g >= 0.0).astype(np.float64)
+        return np.where(model.predictor(r) >= 0.0, 1.0 - plus, plus)
+
+    return population_expectation(model, Q, M, S, wrong, noise_dim=False, method="qmc", seed=seed,
+                                  qmc_points=ZERO_ONE_POINTS)
 
 
 def population_loss(model: Model, Q: Array, M: Array, Sstar: Array | None = None) -> Array:

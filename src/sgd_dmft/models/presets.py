@@ -25,10 +25,12 @@ from functools import partial
 
 import numpy as np
 
-from ..errors import ConfigError
+from .. import defaults as _defaults
+from ..errors import ConfigError, did_you_mean
 from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
 from .base import Array, Model
-from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, softplus
+from .closed_forms import (LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement,
+                           softplus)
 from .teachers import ActivationMean, Expression, finite_variance_problem
 
 __all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
@@ -306,6 +308,17 @@ class TwoLayer(_SquareLoss):
         return partial(two_layer_loss, self)
 
     @property
+    def zero_one_error(self):
+        """The logistic loss's classifier ``sign f(r)``: the test 0-1 error rule
+        (:func:`.population.two_layer_zero_one`, ``(Q, M, S) -> (T,)``, a probability); None for the square
+        loss (a regression)."""
+        if self.loss_name != "logistic":
+            return None
+        from .population import two_layer_zero_one
+
+        return partial(two_layer_zero_one, self)
+
+    @property
     def kernel_spec(self) -> tuple[int, int]:
         return (4 if self.loss_name == "square" else 5, self.activation.code)
 
@@ -339,6 +352,13 @@ class Logistic(_Preset):
         """Split quadrature (2 x 100 Legendre x 48 Hermite, see :class:`.closed_forms.LogisticSplitRule`)."""
         return LogisticSplitRule.for_loss(self.noise).loss(Q, M, S)
 
+    def zero_one_error(self, Q: Array, M: Array, S: Array) -> Array:
+        """Test 0-1 error ``P(sign r != y)`` (probability) of the classifier ``sign(r)`` on labels
+        ``y = sign(r* + noise eps)``: ``(r, r* + noise eps)`` is Gaussian with variances ``Q``, ``S* + noise^2``
+        and covariance ``M``, so it is ``arccos(M / sqrt(Q (S* + noise^2))) / pi`` (exact at every d for
+        Gaussian inputs, given the overlaps)."""
+        return sign_disagreement(Q[:, 0, 0], M[:, 0, 0], S[0, 0] + self.noise**2)
+
     @property
     def kernel_spec(self) -> tuple[int, int]:
         return (1, 0)
@@ -362,19 +382,21 @@ def logistic(noise: float = 0.0) -> Logistic:
     return Logistic(noise=noise)
 
 
-def committee(k: int = 2, kstar: int = 2, activation: str | Activation = "erf", noise: float = 0.0) -> Committee:
+def committee(k: int = 2, kstar: int = 2, activation: str | Activation = _defaults.ACTIVATION,
+              noise: float = _defaults.NOISE) -> Committee:
     """Soft committee of ``k`` student and ``kstar`` teacher units (see :class:`Committee`)."""
     return Committee(k=k, kstar=kstar, activation=get_activation(activation), noise=noise)
 
 
-def two_layer(k: int = 2, kstar: int = 1, activation: str | Activation = "tanh", teacher=None,
+def two_layer(k: int = 2, kstar: int = 1, activation: str | Activation = _defaults.ACTIVATION, teacher=None,
               second_layer=None, bias=None, loss: str = "square", noise: float = 0.0) -> TwoLayer:
     """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on the link ``teacher`` (see :class:`TwoLayer`)."""
     return TwoLayer(k=k, kstar=kstar, activation=get_activation(activation), teacher=teacher,
                     second_layer=second_layer, bias=bias, loss_name=loss, noise=noise)
 
 
-def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf", noise: float = 0.0,
+def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = _defaults.ACTIVATION,
+               noise: float = _defaults.NOISE,
                **two_layer_args) -> Model:
     """Build a preset model by name (``linear | logistic | phase_retrieval | committee | two_layer``);
     ``two_layer_args`` (``teacher``, ``second_layer``, ``bias``, ``loss``) go to :func:`two_layer`."""
@@ -390,5 +412,5 @@ def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = "erf"
         return phase_retrieval(noise)
     if name == "committee":
         return committee(k, kstar, activation, noise)
-    raise ValueError(f"model={name!r} is not one of {MODELS}")
+    raise ValueError(f"model={name!r} is not one of {MODELS}{did_you_mean(name, MODELS)}")
 

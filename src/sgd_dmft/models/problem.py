@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import defaults as _defaults
 from ..arguments import number
 from ..errors import ConfigError
 from .base import Model
@@ -67,7 +68,7 @@ class Problem:
     model: Model
     delta: float
     ridge: float = 0.0
-    init_scale: float = 0.5
+    init_scale: float = _defaults.INIT_SCALE
     init_overlap: float = 0.0
     init_direction: tuple[tuple[float, ...], ...] | None = None
     init_noise: tuple[tuple[float, ...], ...] | None = None

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .. import defaults as _defaults
 from ..curves import simulation_dataset
 from .. import arguments
 from ..errors import ConfigError
 from ..grid import TimeGrid
-from ..models import population_loss
+from ..models import population_loss, zero_one_error
 from . import cost
 from .algorithms import Algorithm
 from .instance import Instance, make_instance, n_samples, seed_rngs
@@ -31,9 +32,9 @@ if TYPE_CHECKING:
     from ..models import Problem
 
 
-def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int, seeds: int | Sequence[int] = 1,
-             seed: int = 0, grid: TimeGrid | None = None, progress: bool = False,
-             max_memory_gb: float = 8.0) -> xr.Dataset:
+def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int,
+             seeds: int | Sequence[int] = _defaults.SEEDS, seed: int = _defaults.SEED, grid: TimeGrid | None = None,
+             progress: bool = False, max_memory_gb: float = _defaults.MAX_MEMORY_GB) -> xr.Dataset:
     """Finite-d simulation of ``algorithm`` on ``problem`` (algorithms.py has the recursions).
 
     Parameters
@@ -80,17 +81,22 @@ def run_seed(problem: Problem, algorithm: Algorithm, times: np.ndarray, d: int, 
 
 
 def _run_seeds(problem, algorithm, times, d, seed_values, seed, pbar) -> dict[str, np.ndarray]:
-    """Per-seed curves ``{train_loss, test_loss: (S, R), M: (S, R, k, k*), Q: (S, R, k, k)}``."""
+    """Per-seed curves ``{train_loss, test_loss: (S, R), M: (S, R, k, k*), Q: (S, R, k, k)}``, and for a
+    classifier ``test_error`` (S, R): the test 0-1 error of the seed's overlaps and teacher (exact for Gaussian
+    inputs: :func:`~sgd_dmft.models.zero_one_error`, the theory's function)."""
     model = problem.model
     k, ks, S_, R = model.k, model.kstar, len(seed_values), len(times)
-    train, test = np.empty((S_, R)), np.empty((S_, R))
+    train, test, err = np.empty((S_, R)), np.empty((S_, R)), np.empty((S_, R))
     Qa, Ma = np.empty((S_, R, k, k)), np.empty((S_, R, k, ks))
     for j, s in enumerate(seed_values):
         rec, _, inst = run_seed(problem, algorithm, times, d, s, seed, pbar)
         Sstar = inst.theta_star.T @ inst.theta_star / d
         train[j], Qa[j], Ma[j] = rec.train, rec.Q, rec.M
         test[j] = population_loss(model, rec.Q, rec.M, Sstar)
-    return {"train_loss": train, "test_loss": test, "M": Ma, "Q": Qa}
+        e = zero_one_error(model, rec.Q, rec.M, Sstar)
+        err[j] = np.nan if e is None else e
+    out = {"train_loss": train, "test_loss": test, "M": Ma, "Q": Qa}
+    return out if np.isnan(err).all() else {**out, "test_error": err}
 
 
 MAX_SEEDS = 10**6  # seeds of one call (config.py: simulation.seeds)
