@@ -47,6 +47,11 @@ def test_off_and_user_keys_are_kept_and_the_hint_names_the_keys():
     assert own.config.solver["response_window"] == 50.0 and own.law.graded
 
 
+def test_laws_whose_grid_stays_uniform_are_not_graded():
+    cfg = parse_config({**BASE, "dynamics": {**BASE["dynamics"], "algorithm": "reshuffle", "t_max": 100.0}})
+    assert not run.compress(run.experiment(cfg)).law.graded  # (epochs need a uniform grid)
+
+
 def test_no_grading_where_the_graded_grid_would_lose_the_limit():
     exp = _exp(25.0, extrapolate_graded=False)  # a graded grid would run its raw recursion
     assert not exp.law.graded

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 import xarray as xr
 
 from .config import Config
+from .errors import ConfigError
 from .parallel import cores
 from .results import KERNEL_POINTS  # a run keeps its two-time kernels on at most this many times per axis
 
@@ -182,9 +183,13 @@ def compressed_plan(exp: Experiment, extrapolate: bool, seconds: float, workers:
     gamma = getattr(law, "jump_size", None)
     graded_ok = not extrapolate or so["extrapolate_graded"]  # a graded grid keeps the dt -> 0 limit
     if not law.graded and gamma and gamma / 4 > law.dt and graded_ok:
-        law = replace(law, growth=LONG_GROWTH, dt_max=gamma / 4)
-        over = {"dynamics.growth": LONG_GROWTH, "dynamics.dt_max": gamma / 4}
-        est = _seconds(exp, law, so["response_window"] or None, extrapolate, workers)
+        try:
+            law = replace(law, growth=LONG_GROWTH, dt_max=gamma / 4)
+        except ConfigError:  # a law whose grid must stay uniform (reshuffling's epochs)
+            pass
+        else:
+            over = {"dynamics.growth": LONG_GROWTH, "dynamics.dt_max": gamma / 4}
+            est = _seconds(exp, law, so["response_window"] or None, extrapolate, workers)
     if not so["response_window"] and est >= COMPRESS_AFTER_S:
         windowed = _seconds(exp, law, LONG_WINDOW, extrapolate, workers)
         if windowed < est:  # (the sample process has a window: pathwise tangents)
