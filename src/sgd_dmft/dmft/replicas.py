@@ -78,10 +78,11 @@ def replica_curves(problem, process, red: Reduction) -> tuple[np.ndarray, np.nda
 
 
 def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: int, W: int, progress: bool,
-                 desc: str, red, target: Target | None = None, curves=None) -> int:
+                 desc: str, red, target: Target | None = None, curves=None, pool: parallel.Pool | None = None) -> int:
     """Run ``R`` replicas ``fn(*args, seq)`` (``W`` processes at most) into ``red`` (``.add``, ``.count``)
     as they arrive, then more in batches until ``target`` is met (``curves(red) -> (train, test)`` per
-    replica); returns the workers used. ``T`` steps per replica (progress bar units)."""
+    replica); returns the workers used. ``T`` steps per replica (progress bar units). ``pool``: the solve's
+    :class:`~sgd_dmft.parallel.Pool`, whose workers every batch (and every level) reuses; None: one per batch."""
     pbar = None
     if progress:
         from tqdm.auto import tqdm
@@ -101,8 +102,8 @@ def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: in
         n_new = R
         while n_new > 0:
             tasks = [args + (sq,) for sq in entropy.spawn(n_new)]
-            used = max(used, parallel.map_ordered(fn, tasks, workers=W, on_result=on_result,
-                                                  local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S))
+            used = max(used, parallel.map_ordered(fn, tasks, workers=W, on_result=on_result, local_kwargs={"pbar": pbar},
+                                                  spawn_cost_s=parallel.SPAWN_COST_S, pool=pool))
             n_new = 0 if target is None else extra_replicas(target, red.count, relative_error(*curves(red)),
                                                             time.perf_counter() - t0, kept[0])
             if pbar is not None and n_new:
