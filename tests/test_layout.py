@@ -60,7 +60,8 @@ def test_readme_layout_matches_the_tree():
 # package root (`from .. import __version__` imports sgd_dmft/__init__.py, the top layer). The same table is
 # in docs/architecture.md.
 LAYERS = (
-    ("_version", "errors", "budget", "provenance", "parallel", "publish"),  # 0 leaves: import nothing of the package
+    # 0 leaves: import nothing of the package
+    ("_version", "errors", "budget", "provenance", "parallel", "publish", "progress"),
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
     ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits

@@ -134,3 +134,4 @@ def test_pool_is_reused_across_maps_and_terminated_on_error(tmp_path):
         alive = {p.pid for p in multiprocessing.active_children()}
         assert not (first & alive)  # terminated
     assert not (first & {p.pid for p in multiprocessing.active_children()})
+

@@ -25,6 +25,7 @@ import click
 from . import run
 from .config import Config, ConfigError, load_config, parse_value
 from .errors import Diverged, MemoryLimitExceeded, SgdDmftError
+from .progress import enabled as _progress
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -161,15 +162,6 @@ def _load(config_path: str, overrides: tuple[str, ...], trust_code: bool = False
             ov[k.strip()] = parse_value(v.strip())
         cfg = cfg.with_overrides(ov)
     return cfg
-
-
-def _progress(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 # --------------------------------------------------------------------------------------------

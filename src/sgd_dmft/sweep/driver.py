@@ -13,6 +13,7 @@ import xarray as xr
 from .. import parallel, run
 from ..config import Config, ConfigError
 from ..errors import Diverged, SgdDmftError
+from ..progress import enabled as progress_enabled
 from .backends import Task, run_dask, run_local
 from .cache import cache_path, read_cache, remove_temporaries, write_cache
 from .gathering import gather, publish_sweep
@@ -124,7 +125,8 @@ def _execute(todo: list[Task], results: dict[str, list[Any]], total: int, schedu
     """Run the tasks (Dask, a local pool or this process), filling ``results`` and the cache."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="task", disable=not progress)
+    bar = tqdm(total=total, initial=total - len(todo), desc="sweep", unit="task",
+               disable=not progress_enabled(progress))
     n_done = [0]
 
     def done(t: Task, res: dict) -> None:
