@@ -4,7 +4,6 @@ one set."""
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -80,18 +79,9 @@ def _jsonable(v: Any) -> Any:
 
 def write_sweep(ds: xr.Dataset, path: Path, config: Config) -> Path:
     """A gathered sweep Dataset as netCDF, atomically, with the config and provenance attributes."""
-    from ..provenance import provenance_attrs
-    from ..results import atomic_write, clean_attrs
+    from ..results import write_netcdf
 
-    out = ds.copy(deep=False)
-    a = dict(ds.attrs)
-    a["config_toml"] = config.to_toml()
-    a.update(provenance_attrs())
-    a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    out.attrs = clean_attrs(a)
-    for name in list(out.variables):
-        out[name].attrs = clean_attrs(out[name].attrs)
-    return atomic_write(path, lambda tmp: out.to_netcdf(tmp, mode="w", engine="netcdf4"))
+    return write_netcdf(ds, path, {**ds.attrs, "config_toml": config.to_toml()})
 
 
 def plot_sweep(theory: xr.Dataset, sim: xr.Dataset | None, path: str | Path, var: str = "test_loss") -> Path:
