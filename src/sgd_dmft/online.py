@@ -46,7 +46,7 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 from ._version import __version__
-from .curves import exact_vars, theory_vars
+from .curves import TIME_UNITS, exact_vars, theory_vars
 from .errors import ConfigError, SolverDiverged
 from .models import Model, Problem, population_loss
 from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
@@ -293,7 +293,7 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, 
     data["train_loss"] = data["test_loss"]
     data["train_loss_stderr"] = data["test_loss_stderr"]
     ds = xr.Dataset(data, coords={"time": times, "tau": ("time", taus)})
-    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time; one epoch = gamma)")
+    ds["time"].attrs.update(units=TIME_UNITS)
     ds["tau"].attrs.update(units="fresh samples per dimension, tau = delta t / gamma")
     ds.attrs.update(
         kind="theory",
