@@ -176,9 +176,9 @@ def test_sweep_cache_key_includes_the_code(monkeypatch):
 
     cfg = parse_config({})
     a = sweep.task_hash(cfg, "theory")
-    monkeypatch.setattr(sweep, "_CODE_HASH", "another solver")
+    monkeypatch.setattr(sweep.cache, "_CODE_HASH", "another solver")
     assert sweep.task_hash(cfg, "theory") != a
-    monkeypatch.setattr(sweep, "_CODE_HASH", None)
+    monkeypatch.setattr(sweep.cache, "_CODE_HASH", None)
     assert sweep.task_hash(cfg, "theory") == a and len(sweep.code_hash()) == 64
 
 

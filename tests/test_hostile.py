@@ -119,7 +119,7 @@ def test_ctrl_c_exit_130_nothing_written(tmp_path, tiny, monkeypatch):
 def test_ctrl_c_during_sweep_exit_130_names_the_cache(tmp_path, tiny, monkeypatch):
     from sgd_dmft import sweep
 
-    monkeypatch.setattr(sweep, "_compute", _interrupt)
+    monkeypatch.setattr(sweep.tasks, "compute", _interrupt)
     r = _cli("sweep", tiny, "--out", tmp_path / "sw", "-s", "gamma=0.3,0.5", "--workers", "1")
     _one_line_error(r, 130, "interrupted", str(tmp_path / "sw" / "cache"), "resume")
 
@@ -510,7 +510,7 @@ def test_sweep_workers_capped_at_the_cores_with_a_note(tmp_path, tiny, monkeypat
         raise KeyboardInterrupt
 
     monkeypatch.setattr(parallel, "cores", lambda: 2)
-    monkeypatch.setattr(sweep, "_execute", execute)
+    monkeypatch.setattr(sweep.driver, "_execute", execute)
     r = _cli("sweep", tiny, "--out", tmp_path / "sw", "-s", "gamma=0.3,0.5", "--workers", "64")
     assert r.exit_code == 130 and got == [2]
     assert "note: --workers 64 capped at the 2 CPU cores" in r.stderr

@@ -54,20 +54,21 @@ def test_readme_layout_matches_the_tree():
 
 
 # The layers, bottom (0) to top. A module's layer is that of its top-level name (a package, dmft/, models/,
-# simulation/, is one unit with all its modules; "" is the package root). A module imports from its own layer
+# simulation/, sweep/, is one unit with all its modules; "" is the package root). A module imports from its own layer
 # (sideways: the import graph stays acyclic, test below) or from layers below, never from a layer above.
 # Every import counts: module level, inside functions, under TYPE_CHECKING, `from .. import name`, and the
 # package root (`from .. import __version__` imports sgd_dmft/__init__.py, the top layer). The same table is
 # in docs/architecture.md.
 LAYERS = (
-    ("_version", "errors", "budget", "provenance", "parallel", "publish", "defaults"),  # 0 leaves: import nothing of the package
+    # 0 leaves: import nothing of the package
+    ("_version", "errors", "budget", "provenance", "parallel", "publish", "defaults", "progress"),
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
     ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
     ("results", "plot"),  # 4 result files and figures
     ("config",),  # 5 TOML -> Problem, Law
     ("run",),  # 6 config -> theory / simulation / compare
-    ("sweep",),  # 7 product grids
+    ("sweep",),  # 7 product grids (the package sweep/: keys, cache, tasks, backends, gathering, driver)
     ("cli",),  # 8 the command line
     ("", "problem"),  # 9 for users only: the package root (lazy re-exports), the legacy alias of models/
 )
@@ -143,7 +144,8 @@ def test_no_import_cycle_and_one_way_flow():
     for m in sorted(graph):
         if m not in state:
             visit(m, [m])
-    for low in ("sgd_dmft.run", "sgd_dmft.sweep", "sgd_dmft.dmft.driver", "sgd_dmft.simulation.driver"):
+    sweep = [m for m in mods if m == "sgd_dmft.sweep" or m.startswith("sgd_dmft.sweep.")]
+    for low in ("sgd_dmft.run", *sweep, "sgd_dmft.dmft.driver", "sgd_dmft.simulation.driver"):
         src = mods[low].read_text()
         assert "from .cli" not in src and "from ..cli" not in src and "import click" not in src, low
 

@@ -107,3 +107,31 @@ def test_map_as_completed_matches_inline():
     assert parallel.map_as_completed(affine, TASKS, workers=2, on_result=pooled.__setitem__) == 2
     assert inline == pooled == dict(enumerate(EXPECTED))
     assert list(inline) == list(range(len(TASKS)))  # inline: in task order
+
+
+def worker_pid(i):
+    return os.getpid()
+
+
+def test_pool_is_reused_across_maps_and_terminated_on_error(tmp_path):
+    """One Pool for several maps (a solve's levels and rtol batches): the later maps use the started workers,
+    every task in them; an error terminates the workers and the next map starts fresh ones."""
+    pids: list[tuple[int, bool]] = []
+    with parallel.Pool(2) as pool:
+        assert not pool.started
+        parallel.map_ordered(worker_pid, [(i,) for i in range(4)], workers=2, spawn_cost_s=0.0, pool=pool,
+                             on_result=lambda i, r, here: pids.append((r, here)))
+        first = {p.pid for p in multiprocessing.active_children()}  # the pool's workers
+        assert pool.started and pids[0] == (os.getpid(), True) and {p for p, _ in pids[1:]} <= first
+        pids.clear()
+        assert parallel.map_ordered(worker_pid, [(i,) for i in range(3)], workers=2, spawn_cost_s=1e9, pool=pool,
+                                    on_result=lambda i, r, here: pids.append((r, here))) == 2
+        assert all(not here for _, here in pids) and {p for p, _ in pids} <= first  # no new workers
+        with pytest.raises(ValueError, match="task 1 failed"):
+            parallel.map_ordered(fails_at, [(i, 1, str(tmp_path), 0.0) for i in range(4)], workers=2,
+                                 spawn_cost_s=0.0, pool=pool, on_result=lambda i, r, here: None)
+        assert not pool.started
+        alive = {p.pid for p in multiprocessing.active_children()}
+        assert not (first & alive)  # terminated
+    assert not (first & {p.pid for p in multiprocessing.active_children()})
+

@@ -122,4 +122,4 @@ def test_written_sweep_carries_revision_and_versions(tmp_path):
     cfg = parse_config({"problem": {"model": "linear"}})
     ds = xr.Dataset({"test_loss": (("gamma", "time"), np.ones((2, 3)))},
                     coords={"gamma": [0.2, 0.5], "time": [0.0, 0.1, 0.2]}, attrs={"sgd_dmft_version": "0.1.0"})
-    _check(read_dataset(sweep._write_sweep(ds, tmp_path / "sweep.nc", cfg)))
+    _check(read_dataset(sweep.write_sweep(ds, tmp_path / "sweep.nc", cfg)))

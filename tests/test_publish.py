@@ -140,18 +140,18 @@ def test_failed_sweep_png_keeps_the_previous_pair(tmp_path, monkeypatch):
     for n in ("sweep.nc", "sweep.png"):
         (out / n).write_text("old")
     (out / "cache").mkdir()
-    monkeypatch.setattr(sweep, "_write_sweep", lambda ds, p, cfg: Path(p).write_text("new"))
+    monkeypatch.setattr(sweep.gathering, "write_sweep", lambda ds, p, cfg: Path(p).write_text("new"))
 
     def no_space(*a):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(sweep, "plot_sweep", no_space)
+    monkeypatch.setattr(sweep.gathering, "plot_sweep", no_space)
     with pytest.raises(OSError):
-        sweep._publish_sweep(out, None, None, None)
+        sweep.publish_sweep(out, None, None, None)
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == {"sweep.nc": "old", "sweep.png": "old"}
-    monkeypatch.setattr(sweep, "plot_sweep", lambda th, sim, p: Path(p).write_text("new"))
+    monkeypatch.setattr(sweep.gathering, "plot_sweep", lambda th, sim, p: Path(p).write_text("new"))
     (out / "sweep_sim.nc").write_text("old")  # a stale simulation file of an earlier --simulate sweep goes
-    sweep._publish_sweep(out, None, None, None)
+    sweep.publish_sweep(out, None, None, None)
     assert {p.name: p.read_text() for p in out.iterdir() if p.is_file()} == {"sweep.nc": "new", "sweep.png": "new"}
     assert (out / "cache").is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["sw"]
 

@@ -35,13 +35,13 @@ def cfg():
 def counter(monkeypatch):
     """Count the computations actually run (inline execution: workers=1)."""
     calls = []
-    real = sweep._compute
+    real = sweep.tasks.compute
 
     def counted(c, kind):
         calls.append((c.dynamics["gamma"], c.problem["delta"], kind))
         return real(c, kind)
 
-    monkeypatch.setattr(sweep, "_compute", counted)
+    monkeypatch.setattr(sweep.tasks, "compute", counted)
     return calls
 
 
@@ -117,7 +117,7 @@ def test_cache_rerun_and_resume(cfg, counter, tmp_path):
 
 
 def test_interrupted_sweep_resumes(cfg, monkeypatch, tmp_path):
-    real = sweep._compute
+    real = sweep.tasks.compute
     calls = []
 
     def interrupted(c, kind):
@@ -126,14 +126,14 @@ def test_interrupted_sweep_resumes(cfg, monkeypatch, tmp_path):
         calls.append(1)
         return real(c, kind)
 
-    monkeypatch.setattr(sweep, "_compute", interrupted)
+    monkeypatch.setattr(sweep.tasks, "compute", interrupted)
     grid = {"gamma": [0.2, 0.5, 1.0], "delta": [1, 2]}
     with pytest.raises(KeyboardInterrupt):
         sweep.run_sweep(cfg, grid, tmp_path, workers=1)
     assert len(list((tmp_path / "cache").glob("*.nc"))) == 3
     assert not (tmp_path / "sweep.nc").exists()
     calls.clear()
-    monkeypatch.setattr(sweep, "_compute", lambda c, kind: (calls.append(1), real(c, kind))[1])
+    monkeypatch.setattr(sweep.tasks, "compute", lambda c, kind: (calls.append(1), real(c, kind))[1])
     ds = sweep.run_sweep(cfg, grid, tmp_path, workers=1)
     assert len(calls) == 3  # only the unfinished ones
     assert bool(np.isfinite(ds["test_loss"]).all())

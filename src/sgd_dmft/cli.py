@@ -32,6 +32,7 @@ import click
 from . import run
 from .config import Config, ConfigError, load_config, parse_value
 from .errors import Diverged, MemoryLimitExceeded, SgdDmftError
+from .progress import enabled as progress_enabled
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
@@ -209,14 +210,10 @@ def _load(config_path: str, overrides: tuple[str, ...], trust_code: bool = False
 
 
 def _progress(flag: bool | None) -> bool:
-    if flag is not None:
-        return flag
-    if not log.isEnabledFor(logging.INFO):  # -q
+    """The progress rule (progress.enabled), silenced by -q unless asked for."""
+    if flag is None and not log.isEnabledFor(logging.INFO):  # -q
         return False
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
+    return progress_enabled(flag)
 
 
 # --------------------------------------------------------------------------------------------

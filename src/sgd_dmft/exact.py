@@ -53,9 +53,9 @@ from scipy.interpolate import CubicSpline
 from scipy.linalg import eigh_tridiagonal
 
 from ._version import __version__
-from .curves import exact_vars
+from .curves import TIME_UNITS, exact_vars
 from .errors import SolverDiverged
-from .models import Problem
+from .models import Problem, population_loss
 
 __all__ = [
     "mp_support",
@@ -158,6 +158,13 @@ def _check_linear(problem: Problem) -> None:
         raise ValueError(f"exact closed forms need the linear model (models.linear(noise)); got {m.name!r}")
 
 
+def _test_loss(problem: Problem, Q: np.ndarray, M: np.ndarray, teacher_norm: float | None = None) -> np.ndarray:
+    """The linear model's test loss ``(Q - 2 M + |theta*|^2 / d + noise^2) / 2`` on (T,) overlaps: its
+    population loss (models/population.py, the one home of the formula); ``teacher_norm`` 1 by default."""
+    S = None if teacher_norm is None else np.array([[teacher_norm]])
+    return population_loss(problem.model, Q[:, None, None], M[:, None, None], S)
+
+
 def _curves_from_EP(problem: Problem, s: np.ndarray, w: np.ndarray, E: np.ndarray, phi: np.ndarray):
     """Integrate the closed forms; ``E``, ``phi`` of shape (T, N) on nodes ``s`` (N,), weights ``w``."""
     a, c, sig2 = problem.init_overlap, problem.init_scale, problem.model.noise ** 2
@@ -167,8 +174,7 @@ def _curves_from_EP(problem: Problem, s: np.ndarray, w: np.ndarray, E: np.ndarra
     Q = (g * g + (E * E) * c * c + phi * phi * sig2 * s) @ w
     res = (s * ((g - 1.0) ** 2 + (E * E) * c * c + phi * phi * sig2 * s)) @ w - 2 * sig2 * ((s * phi) @ w) + sig2 * delta
     train = res / (2 * delta)
-    test = 0.5 * (Q - 2 * M + 1.0 + sig2)
-    return train, test, M, Q
+    return train, _test_loss(problem, Q, M), M, Q
 
 
 def n_nodes_gf(problem: Problem, t_max: float) -> int:
@@ -181,7 +187,7 @@ def n_nodes_gf(problem: Problem, t_max: float) -> int:
 def _dataset(problem: Problem, times: np.ndarray, train, test, M, Q, algorithm: str, dt: float, n_nodes: int):
     data = exact_vars({"train_loss": train, "test_loss": test, "M": M[:, None, None], "Q": Q[:, None, None]})
     ds = xr.Dataset(data, coords={"time": np.asarray(times, dtype=np.float64)})
-    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time)")
+    ds["time"].attrs.update(units=TIME_UNITS)
     ds.attrs.update(
         kind="theory",
         solver="exact-marchenko-pastur",
@@ -293,7 +299,7 @@ def _poisson_level(problem: Problem, gamma: float, n: int, h: float, s: np.ndarr
     L = _volterra(gf.train_loss.values, K2, h)
     Q = gf.Q.values[:, 0, 0] + _convolve(K1, L, h)
     M = gf.M.values[:, 0, 0]
-    return tg, L, 0.5 * (Q - 2 * M + 1.0 + problem.model.noise**2), M, Q
+    return tg, L, _test_loss(problem, Q, M), M, Q
 
 
 def sgd_linear_poisson(problem: Problem, gamma: float, times, *, h: float | None = None,
@@ -390,6 +396,6 @@ def sgd_linear_second_moment(problem: Problem, law, X: np.ndarray, y: np.ndarray
         inner[:d, :d] = c1**2 * (X.T @ WSW @ X) + (c2 - c1**2) * (X.T * np.diagonal(WSW)) @ X
         Sig = new + inner
         Sig = 0.5 * (Sig + Sig.T)
-    test = 0.5 * (Q - 2 * M + float(ts @ ts) / d + problem.model.noise**2)
+    test = _test_loss(problem, Q, M, float(ts @ ts) / d)
     times = np.concatenate([[0.0], np.cumsum(law.steps(n_steps))])
     return _dataset(problem, times, tr, test, M, Q, getattr(law, "name", "law"), law.dt, 0)

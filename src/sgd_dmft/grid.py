@@ -64,6 +64,21 @@ class TimeGrid:
         base = self.dt if not self.graded else (math.inf if self.dt_max is None else float(self.dt_max))
         return base * 2.0 ** (-self.refine)
 
+    def largest_step_until(self, t_max: float | None = None) -> float:
+        """The largest step taken up to ``t_max`` (without it: the cap :attr:`largest_step`, or ``dt`` for an
+        uncapped graded grid); the step only grows along a graded grid."""
+        scale = 2.0 ** (-self.refine)  # nested grids: steps split or merged
+        if not self.graded:
+            return float(self.dt) * scale
+        cap = float(self.largest_step) / scale  # the unrefined grid's
+        if t_max is None or not math.isfinite(t_max):
+            return (cap if math.isfinite(cap) else float(self.dt)) * scale
+        t, h = 0.0, float(self.dt)
+        while t + 0.5 * h <= t_max and h < cap:
+            t += h
+            h = graded_step(t, self.dt, self.growth, self.dt_max)
+        return float(min(h, cap)) * scale
+
     def times(self, t_max: float) -> np.ndarray:
         """Grid times ``t_0 = 0, ..., t_T`` (nearest grid point to ``t_max`` last)."""
         t = graded_times(t_max, self.dt, self.growth if self.graded else 0.0, self.dt_max)

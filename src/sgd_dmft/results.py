@@ -181,12 +181,21 @@ def write_dataset(ds: xr.Dataset, path: str | Path, config: Any = None, attrs: M
     """
     ds = _drop_online_train(ds)
     check_finite(ds, what=f"dataset for {Path(path).name}")
-    out = ds.copy(deep=False)
     a = dict(ds.attrs)
     if config is not None:
         a.update(config_attrs(config))
     if attrs:
         a.update(attrs)
+    return write_netcdf(ds, path, a)
+
+
+def write_netcdf(ds: xr.Dataset, path: str | Path, attrs: Mapping[str, Any]) -> Path:
+    """``ds`` as netCDF (netcdf4), atomically (:func:`atomic_write`), with the global attributes ``attrs``
+    followed by ``sgd_dmft_version``, the provenance (:mod:`sgd_dmft.provenance`) and ``created`` (UTC ISO
+    timestamp); these and every variable's attributes cleaned (:func:`clean_attrs`). No finiteness check
+    (:func:`write_dataset` makes it; a sweep's diverged points are NaN on purpose)."""
+    out = ds.copy(deep=False)
+    a = dict(attrs)
     a["sgd_dmft_version"] = __version__
     a.update(provenance_attrs())
     a["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

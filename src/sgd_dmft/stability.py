@@ -105,23 +105,7 @@ def diverged(law, t: float, what: str) -> SolverDiverged:
 def largest_step(law, t_max: float | None = None) -> float:
     """The largest step ``f dt_m`` (units of t) used up to ``t_max`` (the grid's cap without one; ``f``: the
     largest learning-rate factor)."""
-    return _largest_grid_step(law, t_max) * getattr(law, "lr_peak", 1.0)
-
-
-def _largest_grid_step(law, t_max: float | None) -> float:
-    scale = 2.0 ** -getattr(law, "refine", 0)  # nested grids (Law.refined): steps split or merged
-    if not law.graded:
-        return float(law.dt) * scale
-    cap = float(law.largest_step) / scale  # the unrefined grid's
-    if t_max is None or not math.isfinite(t_max):  # the cap; an uncapped grid without t_max: unknown, dt
-        return (cap if math.isfinite(cap) else float(law.dt)) * scale
-    from . import grid as _grid
-
-    t, h = 0.0, float(law.dt)
-    while t + 0.5 * h <= t_max and h < cap:  # the step only grows along a graded grid
-        t += h
-        h = _grid.graded_step(t, law.dt, law.growth, law.dt_max)
-    return float(min(h, cap)) * scale
+    return law.grid.largest_step_until(t_max) * getattr(law, "lr_peak", 1.0)
 
 
 def gd_edge(problem) -> float | None:

@@ -15,6 +15,7 @@ import numpy as np
 import xarray as xr
 
 from .. import defaults as _defaults
+from .. import parallel
 from .._version import __version__
 from ..curves import TEST_ERROR_UNITS, TIME_UNITS, add_overlap_function, theory_vars
 from ..models import classifies, zero_one_error
@@ -117,7 +118,7 @@ def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: in
 
 
 def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, snapshots, progress, keep_kernels,
-               blas_threads, workers, target: Target | None = None) -> xr.Dataset:
+               blas_threads, workers, target: Target | None = None, pool: parallel.Pool | None = None) -> xr.Dataset:
     """The raw recursion on the law's grid: plan, run the replicas, reduce, build the Dataset."""
     schedule = _check_request(law, t_max, proc, paths, replicas)
     check_stability(problem, law, t_max)
@@ -128,7 +129,7 @@ def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, 
     target = target if proc.monte_carlo else None
     red = Reduction()
     W = run_replicas(replica, args, entropy, R, schedule.T, W, progress, f"DMFT {law.name} dt={law.dt:g}", red,
-                     target, lambda r: replica_curves(problem, proc, r))
+                     target, lambda r: replica_curves(problem, proc, r), pool)
     ds = _dataset(problem, law, schedule, proc, red, keep_kernels, snap_idx)
     seed_attr = seed if not isinstance(seed, np.random.SeedSequence) else np.atleast_1d(seed.entropy)[0]
     ds.attrs.update(_attrs(problem, law, schedule, proc, len(red.Q), P, W, replicas, seed_attr, max(red.clips), mem))
@@ -218,7 +219,7 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
     args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"])
     W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(), W, kw["progress"],
                      f"DMFT {law.name} dt={law.dt:g} ({lv.names()} coupled)", red, target,
-                     coupled.target_curves(problem, proc, sf.times))
+                     coupled.target_curves(problem, proc, sf.times), kw["pool"])
     ds = _dataset(problem, law, sraw, proc, red.raw, kw["keep_kernels"], snap_idx)
     ds.attrs.update(_attrs(problem, law, law.schedule(t_max), proc, red.count, P, W, kw["replicas"], seed,
                            max(red.raw.clips), mem))
@@ -427,9 +428,10 @@ def solve(
     if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
         return with_test_error(ds, problem)
     target = Target.make(rtol, max_time_s, max_memory_gb)
-    kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots,
-              progress=progress, keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers)
-    ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)
+    with parallel.Pool(workers) as pool:  # one set of workers for every level and batch (parallel.Pool)
+        kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
+                  keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers, pool=pool)
+        ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)
     _record_accuracy(ds, target, rtol, max_time_s)
     return with_test_error(ds, problem)
 

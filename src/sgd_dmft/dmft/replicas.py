@@ -11,6 +11,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from .. import parallel
+from ..progress import enabled as progress_enabled
 from ..models.population import population_loss
 from .accuracy import Target, extra_replicas, relative_error
 from .march import march
@@ -83,12 +84,13 @@ def replica_curves(problem, process, red: Reduction) -> tuple[np.ndarray, np.nda
 
 
 def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: int, W: int, progress: bool,
-                 desc: str, red, target: Target | None = None, curves=None) -> int:
+                 desc: str, red, target: Target | None = None, curves=None, pool: parallel.Pool | None = None) -> int:
     """Run ``R`` replicas ``fn(*args, seq)`` (``W`` processes at most) into ``red`` (``.add``, ``.count``)
     as they arrive, then more in batches until ``target`` is met (``curves(red) -> (train, test)`` per
-    replica); returns the workers used. ``T`` steps per replica (progress bar units)."""
+    replica); returns the workers used. ``T`` steps per replica (progress bar units). ``pool``: the solve's
+    :class:`~sgd_dmft.parallel.Pool`, whose workers every batch (and every level) reuses; None: one per batch."""
     pbar = None
-    if progress:
+    if progress_enabled(progress):
         from tqdm.auto import tqdm
 
         pbar = tqdm(total=R * T, desc=desc, unit="step", leave=False)
@@ -107,7 +109,8 @@ def run_replicas(fn, args: tuple, entropy: np.random.SeedSequence, R: int, T: in
         while n_new > 0:
             tasks = [args + (sq,) for sq in entropy.spawn(n_new)]
             used = max(used, parallel.map_ordered(fn, tasks, workers=W, on_result=on_result,
-                                                  local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S))
+                                                  local_kwargs={"pbar": pbar}, spawn_cost_s=parallel.SPAWN_COST_S,
+                                                  pool=pool))
             n_new = 0 if target is None else extra_replicas(target, red.count, relative_error(*curves(red)),
                                                             time.perf_counter() - t0, kept[0])
             if pbar is not None and n_new:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import numbers
-import sys
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
@@ -21,6 +20,7 @@ from .. import arguments
 from ..errors import ConfigError
 from ..grid import TimeGrid
 from ..models import population_loss, zero_one_error
+from ..progress import enabled as progress_enabled
 from . import cost
 from .algorithms import Algorithm
 from .instance import Instance, make_instance, n_samples, seed_rngs
@@ -47,7 +47,7 @@ def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int,
     seed: base seed; seed value ``s`` uses ``SeedSequence([seed, s])``.
     grid: the record grid (:class:`~sgd_dmft.grid.TimeGrid`); LawRecursion records on ``law.grid``
         (pass None), the others need one.
-    progress: tqdm bar over seeds x steps (shown only when stderr is a terminal).
+    progress: tqdm bar over seeds x steps (progress.enabled: True shows it, None when stderr is a terminal).
     max_memory_gb: the run's memory estimate (cost.py) past it is refused before anything is allocated
         (:class:`~sgd_dmft.errors.MemoryLimitExceeded`; ``inf``: no budget).
 
@@ -59,7 +59,7 @@ def simulate(problem: Problem, algorithm: Algorithm, *, t_max: float, d: int,
     seed = arguments.integer("seed", seed, 0)
     _check_memory(problem, algorithm, record_grid, float(t_max), int(d), n, len(seed_values), max_memory_gb)
     times = record_grid.times(t_max)
-    show = progress and sys.stderr.isatty()
+    show = progress_enabled(progress)
     total = algorithm.n_steps(times, n) * len(seed_values) if show else 0
     with _progress_bar(show, total, f"simulate {algorithm.name} d={d}") as pbar:
         per_seed = _run_seeds(problem, algorithm, times, d, seed_values, seed, pbar)
