@@ -121,19 +121,19 @@ def package_problem(case: str, d: int):
 
 
 def torch_dataset(case: str, d: int, seeds: int, gamma: float):
-    """The torch runs as a simulation-schema Dataset (time = gamma x epochs; test loss exact from M, Q)."""
+    """The torch runs through the public own-curves path, ``sgd_dmft.from_arrays`` (time = gamma x epochs;
+    test loss exact from M, Q)."""
+    import sgd_dmft
     from sgd_dmft import population_loss
-    from sgd_dmft.curves import simulation_dataset
 
     prob, _ = package_problem(case, d)
     runs = [train_one(case, d, s) for s in range(seeds)]
-    per_seed = {"train_loss": np.stack([r["train_loss"] for r in runs]),
-                "test_loss": np.stack([population_loss(prob.model, r["Q"], r["M"], r["Sstar"]) for r in runs]),
-                "M": np.stack([r["M"] for r in runs]), "Q": np.stack([r["Q"] for r in runs])}
-    times = gamma * runs[0]["epochs"]
-    attrs = dict(kind="simulation", algorithm="pytorch-dataloader-sgd", d=d, torch_version=torch.__version__,
+    attrs = dict(algorithm="pytorch-dataloader-sgd", d=d, torch_version=torch.__version__,
                  **{key: str(v) for key, v in CASES[case].items()})
-    return simulation_dataset(times, list(range(seeds)), per_seed, attrs)
+    return sgd_dmft.from_arrays(
+        gamma * runs[0]["epochs"], train_loss=np.stack([r["train_loss"] for r in runs]),
+        test_loss=np.stack([population_loss(prob.model, r["Q"], r["M"], r["Sstar"]) for r in runs]),
+        M=np.stack([r["M"] for r in runs]), Q=np.stack([r["Q"] for r in runs]), attrs=attrs)
 
 
 def theories(case: str, d: int) -> dict:
@@ -158,7 +158,7 @@ def main():
     import matplotlib.pyplot as plt
 
     from _common import Figure, plot_sim, plot_theory
-    from sgd_dmft.results import discrepancy
+    from sgd_dmft.results import discrepancy, power_statement
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     f = Figure(NAME)
@@ -176,6 +176,10 @@ def main():
         for var in ("train_loss", "test_loss", "M"):
             dz = discrepancy(th["theory"], sim, var)
             f.summary["max_z"][f"{case}_{var}"] = round(float(dz["max_z"]), 2)
+            f.summary.setdefault("power", {})[f"{case}_{var}"] = power_statement(dz)
+            if "naive" in th:  # the mistaken mapping, judged by the same seeds
+                f.summary["max_z"][f"{case}_{var}_wrong_mapping"] = round(
+                    float(discrepancy(th["naive"], sim, var)["max_z"]), 2)
         _panels(case, axs, th, sim, p, plot_sim, plot_theory)
     for ax in axs:
         ax.set(xlabel="epochs")
