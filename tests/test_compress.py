@@ -95,3 +95,17 @@ def test_compare_records_the_simulation_on_the_compressed_grid(eager):
     assert "dynamics.growth" in res.theory.attrs["compressed"]
     np.testing.assert_allclose(res.simulation.time.values, res.theory.time.values)
     assert res.simulation.attrs["compressed"] == res.theory.attrs["compressed"]
+
+
+def test_sweep_points_share_one_graded_grid():
+    """A gamma sweep of long runs: each point alone would be graded up to its own gamma / 4; the sweep puts
+    every point on the smallest cap, so that the gathered curves share their times."""
+    from sgd_dmft.sweep import build_grid
+
+    cfg = parse_config({**BASE, "dynamics": {**BASE["dynamics"], "t_max": 50.0}})
+    g = build_grid(cfg, {"gamma": [0.5, 1.0], "delta": [2.0, 3.0]})
+    times = [run.compress(run.experiment(c)).law.times(50.0) for c in g.configs]
+    assert all(c.dynamics["dt_max"] == 0.125 and c.dynamics["growth"] == run.LONG_GROWTH for c in g.configs)
+    assert all(np.array_equal(t, times[0]) for t in times)
+    short = build_grid(parse_config(BASE), {"gamma": [0.5, 1.0]})  # short runs: the configured grid
+    assert all(c.dynamics["growth"] == 0.0 for c in short.configs)

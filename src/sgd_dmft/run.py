@@ -159,6 +159,27 @@ def compress(exp: Experiment) -> Experiment:
     return replace(experiment(cfg.with_overrides(over)), compressed=note)
 
 
+def shared_grid(configs: list[Config]) -> list[Config]:
+    """The points of a sweep on one time grid: where :func:`compress` grades any point's grid, every point
+    left on a uniform grid with ``solver.compress = 'auto'`` gets the same graded grid (:data:`LONG_GROWTH`,
+    the smallest of the points' caps), so that their curves share their times; each point then keeps its
+    own response-window decision. Points whose law cannot be graded are left as they are."""
+    caps = [e.config.dynamics["dt_max"] for c in configs
+            if (e := compress(experiment(c))).compressed and e.law.graded and not c.dynamics["growth"]]
+    if not caps:
+        return configs
+    out = []
+    for c in configs:
+        if c.solver["compress"] != "auto" or c.dynamics["growth"] or c.dynamics["algorithm"] == "online":
+            out.append(c)
+            continue
+        try:
+            out.append(c.with_overrides({"dynamics.growth": LONG_GROWTH, "dynamics.dt_max": min(caps)}))
+        except ConfigError:  # (a law whose grid must stay uniform)
+            out.append(c)
+    return out
+
+
 def _seconds(exp: Experiment, law, window: float | None, extrapolate: bool, workers: int = 1) -> float:
     """The estimated wall time of the config's solve of ``law`` with tangents over ``window``."""
     from . import dmft

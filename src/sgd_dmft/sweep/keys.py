@@ -84,6 +84,9 @@ def build_grid(config: Config, grid: Mapping[str, Sequence[Any]], simulate: bool
         except ConfigError as e:
             raise ConfigError(f"grid point {label(keys, raw)}: {e}") from None
         configs.append(cfg)
+    from .. import run
+
+    configs = run.shared_grid(configs)  # long points compressed: one graded grid for all (run.compress)
     # normalised coordinates (e.g. 1 -> 1.0 for float keys) from the validated configs
     coords: list[list[Any]] = []
     for j, dotted in enumerate(keys):
