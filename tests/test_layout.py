@@ -66,7 +66,7 @@ LAYERS = (
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
     ("results", "plot"),  # 4 result files and figures
     ("config",),  # 5 TOML -> Problem, Law
-    ("run",),  # 6 config -> theory / simulation / compare
+    ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
     ("sweep",),  # 7 product grids
     ("cli",),  # 8 the command line
     ("", "problem"),  # 9 for users only: the package root (lazy re-exports), the legacy alias of models/
