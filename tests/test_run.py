@@ -119,3 +119,30 @@ def test_solve_takes_options_or_flags():
         solve(prob, law, t_max=0.5, paths=40, options=TheoryOptions())
     with pytest.raises(ConfigError, match="options.replicas|replicas"):
         TheoryOptions(replicas=0)
+
+
+def test_experiment_errors_name_the_config_key(cfg):
+    """A value the objects refuse is named by the key it was read from (the config bypassed here)."""
+    import dataclasses
+
+    from sgd_dmft.errors import ConfigError
+
+    bad = dataclasses.replace(cfg, solver={**cfg.solver, "rtol": -1.0})
+    with pytest.raises(ConfigError, match=r"^solver\.rtol: ") as e:
+        run.experiment(bad)
+    assert e.value.key == "solver.rtol"
+    bad = dataclasses.replace(cfg, simulation={**cfg.simulation, "batch": 0})
+    with pytest.raises(ConfigError, match=r"^simulation\.batch: "):
+        run.experiment(bad)
+
+
+def test_one_answer_per_question(cfg):
+    """Which algorithm is simulated and which limit the theory takes: the experiment's objects."""
+    from sgd_dmft.simulation import LawRecursion, MiniBatchSGD
+
+    exp = run.experiment(cfg)
+    assert isinstance(exp.simulator, MiniBatchSGD) and exp.continuous and exp.extrapolate
+    bern = run.experiment(cfg.with_overrides({"simulation.batching": "bernoulli"}))
+    assert isinstance(bern.simulator, LawRecursion) and bern.simulator.law is bern.law and not bern.continuous
+    assert not bern.with_limit(bern.continuous).extrapolate and exp.with_limit(False).options.richardson is False
+    assert run.experiment(cfg.with_overrides({"dynamics.algorithm": "gd"})).extrapolate is False  # no limit

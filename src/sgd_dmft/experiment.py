@@ -12,17 +12,19 @@
   ``cost`` (multiply-adds of a one-core solve, the cost limit's unit) and ``plan`` (:class:`Plan`: replicas,
   paths per replica, workers, memory, estimated wall time).
 
-A value read from the config keeps its key: errors of these parts name ``section.key``. Importing this module
+A value read from the config keeps its key: errors of these parts name ``section.key`` (:func:`keyed`). Importing this module
 is cheap (the solver and the simulators are imported when an experiment is compiled).
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .config import Config, lr_schedule
+from .errors import ConfigError
 from .grid import TimeGrid
 from .parallel import cores
 from .results import KERNEL_POINTS  # a run keeps its two-time kernels on at most this many times per axis
@@ -46,6 +48,26 @@ class Plan(NamedTuple):
     workers: int
     memory: float
     seconds: float
+
+
+# the config key each argument of the simulator's and the solver's objects is read from
+CONFIG_KEYS = {"gamma": "dynamics.gamma", "batch": "simulation.batch", "lr": "dynamics.lr_schedule",
+               "law": "dynamics.algorithm", "grid": "dynamics.dt", "paths": "solver.paths",
+               "replicas": "solver.replicas", "seed": "solver.seed", "max_memory_gb": "solver.max_memory_gb",
+               "workers": "solver.workers", "rtol": "solver.rtol", "max_time_s": "solver.max_time_s",
+               "tail": "solver.tail", "response_window": "solver.response_window"}
+
+
+@contextmanager
+def keyed():
+    """An object's ConfigError (naming its argument) as one naming the config key the value was read from."""
+    try:
+        yield
+    except ConfigError as e:
+        key = CONFIG_KEYS.get(e.key or "")
+        if key is None:
+            raise
+        raise ConfigError(f"{key}: {e}", key=key) from None
 
 
 def record_grid(cfg: Config) -> TimeGrid:
@@ -131,7 +153,8 @@ class Experiment:
         want = wants_limit(self.law, self.config, asked)
         if want == self.extrapolate:
             return self
-        return replace(self, options=theory_options(self.config, want))
+        with keyed():
+            return replace(self, options=theory_options(self.config, want))
 
     # ---- the plan, computed once (the DMFT side; not for the online ODEs) ----
     @cached_property
@@ -182,7 +205,8 @@ def experiment(cfg: Config, problem: Problem | None = None, extrapolate: bool | 
     asked for (default ``solver.extrapolate``; :func:`wants_limit` decides)."""
     law = None if cfg.dynamics["algorithm"] == "online" else cfg.make_law()
     problem = cfg.make_problem() if problem is None else problem
-    sim, grid = simulator(cfg, law)
     asked = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
-    return Experiment(config=cfg, problem=problem, law=law, simulator=sim, record_grid=grid,
-                      options=theory_options(cfg, wants_limit(law, cfg, asked)))
+    with keyed():
+        sim, grid = simulator(cfg, law)
+        options = theory_options(cfg, wants_limit(law, cfg, asked))
+    return Experiment(config=cfg, problem=problem, law=law, simulator=sim, record_grid=grid, options=options)
