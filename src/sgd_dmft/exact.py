@@ -53,7 +53,7 @@ from scipy.interpolate import CubicSpline
 from scipy.linalg import eigh_tridiagonal
 
 from ._version import __version__
-from .curves import exact_vars
+from .curves import TIME_UNITS, exact_vars
 from .errors import SolverDiverged
 from .models import Problem
 
@@ -181,7 +181,7 @@ def n_nodes_gf(problem: Problem, t_max: float) -> int:
 def _dataset(problem: Problem, times: np.ndarray, train, test, M, Q, algorithm: str, dt: float, n_nodes: int):
     data = exact_vars({"train_loss": train, "test_loss": test, "M": M[:, None, None], "Q": Q[:, None, None]})
     ds = xr.Dataset(data, coords={"time": np.asarray(times, dtype=np.float64)})
-    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time)")
+    ds["time"].attrs.update(units=TIME_UNITS)
     ds.attrs.update(
         kind="theory",
         solver="exact-marchenko-pastur",

@@ -46,7 +46,7 @@ import xarray as xr
 from scipy.integrate import solve_ivp
 
 from ._version import __version__
-from .curves import TEST_ERROR_UNITS, exact_vars, theory_vars
+from .curves import TEST_ERROR_UNITS, TIME_UNITS, exact_vars, theory_vars
 from .errors import ConfigError, SolverDiverged
 from .models import Model, Problem, classifies, population_loss, zero_one_error
 from .models.closed_forms import I2, I3, I4, J2, committee_erf_expectations, committee_erf_loss
@@ -295,7 +295,7 @@ def solve_online(problem: Problem, *, gamma: float, t_max: float | None = None, 
     if classifies(problem.model):  # the test 0-1 error of each replica's overlaps (probability)
         data.update(theory_vars({"test_error": np.stack([zero_one_error(problem.model, q, m) for q, m in zip(Qr, Mr)])}))
     ds = xr.Dataset(data, coords={"time": times, "tau": ("time", taus)})
-    ds["time"].attrs.update(units="t = steps x eta (gradient-flow time; one epoch = gamma)")
+    ds["time"].attrs.update(units=TIME_UNITS)
     ds["tau"].attrs.update(units="fresh samples per dimension, tau = delta t / gamma")
     if "test_error" in ds:
         ds["test_error"].attrs["units"] = ds["test_error_stderr"].attrs["units"] = TEST_ERROR_UNITS

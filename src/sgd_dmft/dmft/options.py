@@ -4,8 +4,7 @@
 an object already) and the progress bar; the limit is an object too: :class:`Richardson` (the ``dt -> 0``
 limit, extrapolate.py) or :class:`Raw` (the recursion at ``dt``), None letting the law decide (continuous-time
 laws: Richardson). The keyword flags of ``solve`` (``paths=``, ``extrapolate=True``, ...) build the same object
-(:meth:`TheoryOptions.from_flags`); the two are not mixed in one call. Also here, the one home of
-``paths >= 2 replicas`` (:func:`check_paths`), which ``config`` calls too.
+(:meth:`TheoryOptions.from_flags`); the two are not mixed in one call.
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from .. import defaults as _defaults
 from ..arguments import SOLVE, flag
 from ..errors import ConfigError
 
-__all__ = ["Richardson", "Raw", "Limit", "TheoryOptions", "limit", "check_paths"]
+__all__ = ["Richardson", "Raw", "Limit", "TheoryOptions", "limit"]
 
 
 @dataclass(frozen=True)
@@ -44,14 +43,6 @@ def limit(value: Any, name: str = "extrapolate") -> Limit | None:
     if value is None or isinstance(value, (Richardson, Raw)):
         return value
     return Richardson() if flag(name, value) else Raw()
-
-
-def check_paths(paths: int, replicas: int, paths_key: str = "paths", replicas_key: str = "replicas") -> None:
-    """Monte Carlo paths are split over the replicas: ``paths >= 2 * replicas`` (ConfigError naming
-    ``paths_key``). The rule of ``solve`` (driver.py) and of ``solver.paths`` (config.py)."""
-    if int(paths) < 2 * int(replicas):
-        raise ConfigError(f"{paths_key} = {paths}: must be >= 2 * {replicas_key} = {2 * int(replicas)} "
-                          f"(the paths are split over the replicas)", key=paths_key)
 
 
 @dataclass(frozen=True)
