@@ -65,7 +65,7 @@ LAYERS = (
     ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
     ("results", "plot"),  # 4 result files and figures
-    ("config",),  # 5 TOML -> Problem, Law
+    ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
     ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
     ("sweep",),  # 7 product grids
     ("cli",),  # 8 the command line
