@@ -83,14 +83,6 @@ def _theory(exp: Experiment, progress: bool, announce: Announce) -> xr.Dataset:
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
 
 
-def extrapolation_levels(law, problem=None):
-    """The Richardson levels of a solve of ``law`` (dmft/extrapolate.py; an experiment has its own,
-    ``Experiment.levels``)."""
-    from . import dmft
-
-    return dmft.levels(law, problem)
-
-
 def check_theory(exp: Experiment, extrapolate: bool | None = None, force: bool = False) -> float:
     """The theory's up-front checks, before anything is allocated: cost (multiply-adds, returned),
     stability of the explicit steps (docs/theory.md section 5b), and memory (the experiment's plan).
