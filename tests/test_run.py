@@ -146,3 +146,16 @@ def test_one_answer_per_question(cfg):
     assert isinstance(bern.simulator, LawRecursion) and bern.simulator.law is bern.law and not bern.continuous
     assert not bern.with_limit(bern.continuous).extrapolate and exp.with_limit(False).options.richardson is False
     assert run.experiment(cfg.with_overrides({"dynamics.algorithm": "gd"})).extrapolate is False  # no limit
+
+
+def test_theory_options_fields_are_solve_flags():
+    """Every field of TheoryOptions is a keyword flag of solve with the same default (the flags build it)."""
+    import dataclasses
+    import inspect
+
+    from sgd_dmft.dmft import TheoryOptions, solve
+
+    params = inspect.signature(solve).parameters
+    assert TheoryOptions.FIELDS == tuple(f.name for f in dataclasses.fields(TheoryOptions))
+    for f in dataclasses.fields(TheoryOptions):
+        assert params[f.name].default == f.default, f.name
