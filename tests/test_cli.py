@@ -68,17 +68,21 @@ def _curves(t, seeds=None, nan_train=False):
 def fakes(monkeypatch):
     calls = {}
 
-    def simulate(problem, algorithm, *, t_max, dt, d, gamma, batch, batching, seeds, seed, law, progress, growth=0.0, dt_max=None):
-        calls["simulate"] = dict(algorithm=algorithm, t_max=t_max, dt=dt, d=d, gamma=gamma, batch=batch,
-                                 batching=batching, seeds=seeds, seed=seed, law=law, progress=progress)
+    def simulate(problem, algorithm, *, t_max, d, seeds, seed, grid, progress, max_memory_gb):
+        # the experiment's algorithm object (run.py calls sgd_dmft.simulation.simulate, the object API)
+        law = getattr(algorithm, "law", None)
+        calls["simulate"] = dict(algorithm=algorithm.name, t_max=t_max, d=d, seeds=seeds, seed=seed, progress=progress,
+                                 gamma=getattr(algorithm, "gamma", None), batch=getattr(algorithm, "batch", None),
+                                 law=law if algorithm.name == "law" else None, object=algorithm)
         if calls.get("diverge") == "sim":
             raise SimulationDiverged("iterates blew up at t=0.3 (gamma=0.5)")
-        return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm == "online")
+        dt = (law.grid if grid is None else grid).dt
+        return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm.name == "online")
 
-    def solve(problem, law, *, t_max, paths, replicas, seed, max_memory_gb, progress, workers=1, extrapolate=None,
-              rtol=None, max_time_s=None, tail=0.0, response_window=None, keep_kernels=True):
-        calls["solve"] = dict(law=law, t_max=t_max, paths=paths, replicas=replicas, seed=seed,
-                              extrapolate=extrapolate, rtol=rtol, max_time_s=max_time_s, tail=tail)
+    def solve(problem, law, *, t_max, options, progress):
+        calls["solve"] = dict(law=law, t_max=t_max, paths=options.paths, replicas=options.replicas, seed=options.seed,
+                              extrapolate=options.richardson, rtol=options.rtol, max_time_s=options.max_time_s,
+                              tail=options.tail)
         if calls.get("diverge") == "theory":
             raise SolverDiverged("solver\nblew up")
         return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)
@@ -88,8 +92,10 @@ def fakes(monkeypatch):
         assert lr is None
         return _curves(np.asarray(times)).drop_vars(["train_loss", "train_loss_stderr"])
 
-    for name, attrs in (("simulate", dict(simulate=simulate, SimulationDiverged=SimulationDiverged)),
-                        ("dmft", dict(solve=solve, SolverDiverged=SolverDiverged, levels=levels,
+    import sgd_dmft.simulation
+
+    monkeypatch.setattr(sgd_dmft.simulation, "simulate", simulate)
+    for name, attrs in (("dmft", dict(solve=solve, SolverDiverged=SolverDiverged, levels=levels,
                                       estimate_seconds=lambda *a, **k: 1.0, duration=lambda s: f"{s:g} s",
                                       plan_run=lambda prob, law, t, paths, reps, gb, keep, w, proc=None: (
                                           reps, paths // reps, w, 1.0),

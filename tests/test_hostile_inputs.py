@@ -289,7 +289,7 @@ def test_a_tiny_rtol_with_a_huge_time_limit_is_not_a_divergence(tmp_path, tiny, 
 
 def test_workers_are_capped_at_the_cores(tmp_path, tiny, monkeypatch):
     """solver.workers = 16 on 2 cores started 17 processes (4.1 GB, 4x slower)."""
-    from sgd_dmft import run
+    from sgd_dmft import experiment, run
     from sgd_dmft.dmft import planning
 
     monkeypatch.setattr(planning, "cores", lambda: 1)
@@ -297,6 +297,7 @@ def test_workers_are_capped_at_the_cores(tmp_path, tiny, monkeypatch):
         ds = _solve(workers=16, replicas=4, paths=80)
     assert ds.attrs["workers"] == 1
     monkeypatch.setattr(run, "cores", lambda: 1)
+    monkeypatch.setattr(experiment, "cores", lambda: 1)  # the experiment's workers: capped when compiled
     r = cli("solve", tiny, "--out", tmp_path / "o", "-s", "solver.workers=16", "-s", "solver.extrapolate=false")
     assert r.exit_code == 0 and "up to 1 at a time (solver.workers = 16 capped at the 1 CPU cores)" in r.output, r.output
 

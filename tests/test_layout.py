@@ -66,8 +66,8 @@ LAYERS = (
     ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
     ("results", "plot"),  # 4 result files and figures
-    ("config",),  # 5 TOML -> Problem, Law
-    ("run",),  # 6 config -> theory / simulation / compare
+    ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
+    ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
     ("sweep",),  # 7 product grids (the package sweep/: keys, cache, tasks, backends, gathering, driver)
     ("cli",),  # 8 the command line
     ("", "problem"),  # 9 for users only: the package root (lazy re-exports), the legacy alias of models/

@@ -61,3 +61,101 @@ def test_no_cli_below_the_cli():
             "bad = [m for m in ('sgd_dmft.cli', 'click') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compare_checks_once(monkeypatch):
+    """One compare compiles the config once: one law, one model check, one stability check of the law, one plan
+    (the solver's own internal checks not counted: the solve below runs with the counters off)."""
+    import sgd_dmft.dmft
+    from sgd_dmft import laws as laws_mod
+    from sgd_dmft.dmft import divergence, planning
+    from sgd_dmft.models import problem as problem_mod
+
+    cfg = parse_config({**BASE, "problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1},
+                        "dynamics": {**BASE["dynamics"], "t_max": 0.3}, "solver": {"paths": 40, "replicas": 2,
+                                                                                    "workers": 1}})
+    counts, on = {}, [True]
+
+    def counting(name, fn):
+        def wrapper(*a, **k):
+            if on[0]:
+                counts[name] = counts.get(name, []) + [a]
+            return fn(*a, **k)
+        return wrapper
+
+    real_solve = sgd_dmft.dmft.solve
+
+    def solve(*a, **k):
+        on[0] = False
+        try:
+            return real_solve(*a, **k)
+        finally:
+            on[0] = True
+
+    monkeypatch.setattr(sgd_dmft.dmft, "solve", solve)
+    monkeypatch.setattr(laws_mod, "make_law", counting("make_law", laws_mod.make_law))
+    monkeypatch.setattr(problem_mod, "check_model", counting("check_model", problem_mod.check_model))
+    monkeypatch.setattr(divergence, "check_stability", counting("check_stability", divergence.check_stability))
+    monkeypatch.setattr(planning, "plan_replicas", counting("plan_replicas", planning.plan_replicas))
+    res = run.compare(cfg)
+    assert res.theory.attrs["extrapolated"] == 1  # the continuous-time limit: levels 2 dt, 4 dt checked too
+    assert len(counts["make_law"]) == 1 and len(counts["check_model"]) == 1
+    own = [a for a in counts["check_stability"] if a[1].dt == cfg.dynamics["dt"]]  # the law itself, not a level's
+    assert len(own) == 1 and len(counts["plan_replicas"]) == 1
+
+
+def test_solve_takes_options_or_flags():
+    from sgd_dmft.dmft import Raw, Richardson, TheoryOptions, solve
+    from sgd_dmft.errors import ConfigError
+    from sgd_dmft.models import Problem, make_model
+
+    prob = Problem(make_model("linear"), delta=2.0, ridge=0.1)
+    law = laws.SGD(0.1, 0.5)
+    a = solve(prob, law, t_max=0.5, paths=40, replicas=2, extrapolate=False)
+    b = solve(prob, law, t_max=0.5, options=TheoryOptions(paths=40, replicas=2, extrapolate=Raw()))
+    np.testing.assert_array_equal(a.test_loss.values, b.test_loss.values)
+    assert TheoryOptions(extrapolate=True).extrapolate == Richardson()
+    with pytest.raises(ConfigError, match="paths"):
+        solve(prob, law, t_max=0.5, paths=40, options=TheoryOptions())
+    with pytest.raises(ConfigError, match="options.replicas|replicas"):
+        TheoryOptions(replicas=0)
+
+
+def test_experiment_errors_name_the_config_key(cfg):
+    """A value the objects refuse is named by the key it was read from (the config bypassed here)."""
+    import dataclasses
+
+    from sgd_dmft.errors import ConfigError
+
+    bad = dataclasses.replace(cfg, solver={**cfg.solver, "rtol": -1.0})
+    with pytest.raises(ConfigError, match=r"^solver\.rtol: ") as e:
+        run.experiment(bad)
+    assert e.value.key == "solver.rtol"
+    bad = dataclasses.replace(cfg, simulation={**cfg.simulation, "batch": 0})
+    with pytest.raises(ConfigError, match=r"^simulation\.batch: "):
+        run.experiment(bad)
+
+
+def test_one_answer_per_question(cfg):
+    """Which algorithm is simulated and which limit the theory takes: the experiment's objects."""
+    from sgd_dmft.simulation import LawRecursion, MiniBatchSGD
+
+    exp = run.experiment(cfg)
+    assert isinstance(exp.simulator, MiniBatchSGD) and exp.continuous and exp.extrapolate
+    bern = run.experiment(cfg.with_overrides({"simulation.batching": "bernoulli"}))
+    assert isinstance(bern.simulator, LawRecursion) and bern.simulator.law is bern.law and not bern.continuous
+    assert not bern.with_limit(bern.continuous).extrapolate and exp.with_limit(False).options.richardson is False
+    assert run.experiment(cfg.with_overrides({"dynamics.algorithm": "gd"})).extrapolate is False  # no limit
+
+
+def test_theory_options_fields_are_solve_flags():
+    """Every field of TheoryOptions is a keyword flag of solve with the same default (the flags build it)."""
+    import dataclasses
+    import inspect
+
+    from sgd_dmft.dmft import TheoryOptions, solve
+
+    params = inspect.signature(solve).parameters
+    assert TheoryOptions.FIELDS == tuple(f.name for f in dataclasses.fields(TheoryOptions))
+    for f in dataclasses.fields(TheoryOptions):
+        assert params[f.name].default == f.default, f.name

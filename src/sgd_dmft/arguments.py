@@ -24,7 +24,7 @@ from typing import Any, Callable
 
 from .errors import ConfigError
 
-__all__ = ["number", "integer", "seed", "flag", "kernels", "problem", "law", "optional", "rule", "checked", "SOLVE"]
+__all__ = ["check_paths", "number", "integer", "seed", "flag", "kernels", "problem", "law", "optional", "rule", "checked", "SOLVE"]
 
 
 def _describe(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) -> str:
@@ -149,6 +149,15 @@ def _short(value: Any, limit: int = 80) -> str:
 def optional(check, name: str, value: Any, *args, **kw):
     """None, or ``check(name, value, *args, **kw)``."""
     return None if value is None else check(name, value, *args, **kw)
+
+
+def check_paths(paths: int, replicas: int, paths_key: str = "paths", replicas_key: str = "replicas") -> None:
+    """Monte Carlo paths are split over the replicas: ``paths >= 2 * replicas`` (ConfigError naming
+    ``paths_key``): the rule of ``solver.paths`` (config.py); ``solve``'s check (dmft/driver.py) is the same
+    rule for Monte Carlo solves (an exact-path solve takes any paths)."""
+    if int(paths) < 2 * int(replicas):
+        raise ConfigError(f"{paths_key} = {paths}: must be >= 2 * {replicas_key} = {2 * int(replicas)} "
+                          f"(the paths are split over the replicas)", key=paths_key)
 
 
 # ---- rules of whole signatures: @checked(RULES) checks and normalises the arguments of a call ----

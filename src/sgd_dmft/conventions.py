@@ -40,8 +40,25 @@ import math
 import warnings
 from typing import Sequence
 
-__all__ = ["from_pytorch", "to_pytorch", "lr_schedule_from_pytorch", "data_to_internal", "data_from_internal",
-           "LINEAR_DEFAULT_INIT_SCALE", "linear_default_init_std", "sample_count"]
+__all__ = ["n_samples", "sgd_eta", "sgd_steps", "from_pytorch", "to_pytorch", "lr_schedule_from_pytorch", "data_to_internal",
+           "data_from_internal", "LINEAR_DEFAULT_INIT_SCALE", "linear_default_init_std"]
+
+def n_samples(delta: float, d: int) -> int:
+    """The number of training samples at dimension ``d``: ``n = round(delta d)`` (the one home of the rule:
+    the config, the simulators' instances and the PyTorch mapping call it)."""
+    return int(round(delta * d))
+
+
+def sgd_eta(gamma, batch, n: int):
+    """The SGD step in units of t: ``eta = gamma batch / n`` (one step of ``batch`` samples; an epoch of
+    ``n / batch`` steps lasts ``gamma``). ``batch`` may be an array (a batch-size schedule)."""
+    return gamma * batch / n
+
+
+def sgd_steps(t: float, gamma: float, batch: int, n: int) -> int:
+    """The SGD steps up to time ``t``: ``round(t / eta)``, computed as ``round(t n / (gamma batch))``."""
+    return int(round(t * n / (gamma * batch)))
+
 
 #: ``init_scale`` of ``torch.nn.Linear``'s default weight init (kaiming-uniform with ``a = sqrt 5``):
 #: entries uniform on ``(-1/sqrt(fan_in), 1/sqrt(fan_in))``, std ``1/sqrt(3 fan_in)``, times ``sqrt(d)``.
@@ -79,12 +96,6 @@ def _critical_scale(gamma: float, lr: float, B: int, d: int, c: float) -> None:
         warnings.warn(f"from_pytorch: gamma = c lr d / B = {gamma:.3g} is far below the critical scale (lr ~ "
                       f"{crit:.3g}): SGD is gradient flow here up to O(gamma); laws.GF is the cheaper theory",
                       RuntimeWarning, stacklevel=3)
-
-
-def sample_count(delta: float, d: int) -> int:
-    """The number of training samples at dimension ``d``: ``n = round(delta d)`` (the one home of this rule:
-    the simulators, the config checks and :func:`to_pytorch` use it)."""
-    return int(round(delta * d))
 
 
 def linear_default_init_std(d: int) -> float:
@@ -154,12 +165,12 @@ def to_pytorch(gamma: float, delta: float, d: int, batch_size: int = 1, ridge: f
     _check_pos(gamma=gamma, delta=delta, d=d, batch_size=batch_size, loss_scale=loss_scale)
     if ridge < 0:
         raise ValueError(f"ridge={ridge} must be >= 0")
-    n_ = sample_count(delta, d)
+    n_ = n_samples(delta, d)
     if n_ < 1:
         raise ValueError(f"n = round(delta * d) = {n_} must be >= 1")
     if batch_size > n_:
         raise ValueError(f"batch_size={batch_size} must be <= n={n_}")
-    eta_ = gamma * batch_size / n_
+    eta_ = sgd_eta(gamma, batch_size, n_)
     spe = -(-n_ // batch_size)
     for key, given, derived in (("n", n, n_), ("eta", eta, eta_), ("steps_per_epoch", steps_per_epoch, spe),
                                 ("epochs", epochs, None if t is None else t / gamma)):

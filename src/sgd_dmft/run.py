@@ -1,10 +1,11 @@
 """Config -> experiment -> theory, simulation or their comparison: what the CLI and the sweeps run.
 
-* :func:`experiment`: a validated :class:`~sgd_dmft.config.Config` as the objects the solvers take
-  (the problem, the step-multiplier law, the time horizon).
+* :func:`experiment` (experiment.py): a validated :class:`~sgd_dmft.config.Config` compiled once into the
+  objects the solvers take (problem, law, the simulator's algorithm object, the solver's options, the plan);
+  :func:`compress` gives a long theory run a graded grid / response window.
 * :func:`run_theory`: the DMFT solver (``dmft.solve``), or the online ODEs (``online.solve_online``)
   for ``algorithm = "online"``.
-* :func:`run_simulation`: the finite-d simulators (``simulate.simulate``).
+* :func:`run_simulation`: the finite-d simulators (``simulation.simulate`` with the experiment's algorithm object).
 * :func:`compare`: both, checked finite, and their discrepancy (:func:`compare_datasets`), the
   ``discrepancy.<var>.<stat>`` entries added to both datasets' attributes.
 
@@ -17,44 +18,29 @@ passes ``click.echo``) or True for ``print``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+from dataclasses import replace
+from typing import Any, Callable, NamedTuple
 
 import xarray as xr
 
 from .config import Config
 from .errors import ConfigError
+from .experiment import Experiment, experiment, record_grid, wants_limit
 from .parallel import cores
-from .results import KERNEL_POINTS  # a run keeps its two-time kernels on at most this many times per axis
 
-if TYPE_CHECKING:
-    from .laws import Law
-    from .models import Problem
+__all__ = ["Experiment", "experiment", "compress", "run_theory", "run_simulation", "compare", "check_theory",
+           "check_simulation", "compare_datasets", "check_discrepancy", "Comparison"]
 
 COMPARED_VARS = ("train_loss", "test_loss")
 
 Announce = bool | Callable[[str], Any] | None
+cfg_grid = record_grid  # the record grid of [dynamics] (experiment.record_grid; the name sweep.py uses)
 
 
-@dataclass(frozen=True)
-class Experiment:
-    """What a configuration asks to compute, as the solvers' and simulators' arguments."""
-
-    config: Config
-    problem: Problem
-    law: Law | None  # None for one-pass (online) SGD, which has no step-multiplier law
-    compressed: str = ""  # what solver.compress = 'auto' set for a long run ('' when nothing)
-
-    @property
-    def algorithm(self) -> str:
-        return self.config.dynamics["algorithm"]
-
-
-def experiment(cfg: Config) -> Experiment:
-    """The problem and law of a configuration (as configured: a theory run compresses a long one,
-    :func:`compress`)."""
-    law = None if cfg.dynamics["algorithm"] == "online" else cfg.make_law()
-    return Experiment(config=cfg, problem=cfg.make_problem(), law=law)
+def extrapolable(law, cfg: Config | None = None) -> bool:
+    """Whether the continuous-time limit is asked for by default (:func:`~sgd_dmft.experiment.wants_limit`
+    with ``asked=True``; the name sweep.py uses)."""
+    return wants_limit(law, cfg, True) if cfg is not None else bool(law is not None and law.continuous_time)
 
 
 class Comparison(NamedTuple):
@@ -74,62 +60,50 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     anything runs (:func:`check_theory`): past the cost limit (CostLimitExceeded, unless ``force``),
     past ``solver.max_memory_gb`` (MemoryLimitExceeded), past a stability condition (SolverDiverged).
     """
-    return _theory(compress(experiment(cfg)), progress, announce, extrapolate, force)
+    exp = compress(experiment(cfg))
+    if extrapolate is not None:
+        exp = exp.with_limit(extrapolate)
+    check_theory(exp, force=force)
+    return _theory(exp, progress, announce)
 
 
-def _theory(exp: Experiment, progress: bool, announce: Announce, extrapolate: bool | None, force: bool) -> xr.Dataset:
+def _theory(exp: Experiment, progress: bool, announce: Announce) -> xr.Dataset:
+    """The theory of a checked experiment (:func:`check_theory`)."""
     cfg = exp.config  # the keys that run (a long run compressed)
     dy = cfg.dynamics
-    ex = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
-    check_theory(exp, bool(ex and exp.law is not None and extrapolable(exp.law, cfg)), force)
     t0 = time.perf_counter()
     if exp.law is None:
         from . import online
 
         from .config import lr_schedule
 
-        ds = online.solve_online(exp.problem, gamma=dy["gamma"], times=cfg_grid(cfg).times(dy["t_max"]),
+        ds = online.solve_online(exp.problem, gamma=dy["gamma"], times=record_grid(cfg).times(dy["t_max"]),
                                  lr=lr_schedule(dy))
     else:
-        ds = _solve_dmft(exp, progress, _announcer(announce), bool(ex and extrapolable(exp.law, cfg)))
+        ds = _solve_dmft(exp, progress, _announcer(announce))
     return _add_config_attrs(_stamp(ds, "theory", t0), cfg)
 
 
-def extrapolation_levels(law, problem=None):
-    """The Richardson levels a solve of ``law`` runs (dmft/extrapolate.py)."""
-    from . import dmft
-
-    return dmft.levels(law, problem)
-
-
-def check_theory(exp: Experiment, extrapolate: bool, force: bool = False) -> float:
+def check_theory(exp: Experiment, extrapolate: bool | None = None, force: bool = False) -> float:
     """The theory's up-front checks, before anything is allocated: cost (multiply-adds, returned),
-    stability of the explicit steps (docs/theory.md section 5b), and memory (the solver's planning)."""
+    stability of the explicit steps (docs/theory.md section 5b), and memory (the experiment's plan).
+    ``extrapolate``: the limit asked for, where it differs from the experiment's (``Experiment.with_limit``)."""
     from .dmft import divergence, planning
 
     from .models.population import check_quadrature
 
-    cfg, law = exp.config, exp.law
-    dy, so = cfg.dynamics, cfg.solver
-    check_quadrature(exp.problem.model, so["max_memory_gb"], "solver.max_memory_gb")
-    proc = None if law is None else _process(exp)
-    if law is None:  # the online ODEs: a fixed-step integration over t_max / dt steps
-        cost = planning.grid_steps(cfg_grid(cfg), dy["t_max"]) * 1e4 * exp.problem.k ** 2
-    else:
-        cost = planning.estimate_cost(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], proc,
-                                      extrapolate=extrapolate)
+    if extrapolate is not None:
+        exp = exp.with_limit(extrapolate)
+    check_quadrature(exp.problem.model, exp.options.max_memory_gb, "solver.max_memory_gb")
     try:
-        planning.check_cost(cost, force)
+        planning.check_cost(exp.cost, force)
     except planning.CostLimitExceeded as e:
-        hint = window_hint(exp, extrapolate, cost / planning.RATE)
+        hint = window_hint(exp, exp.extrapolate, exp.cost / planning.RATE)
         raise planning.CostLimitExceeded(str(e) + (f"; {hint}" if hint else "")) from None
-    if law is not None:
-        divergence.check_stability(exp.problem, law, dy["t_max"])
-        finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
-        # refused up front, exact path included (the finest level is the largest)
-        planning.plan_replicas(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
-                               KERNEL_POINTS, process=proc)
-    return cost
+    if exp.law is not None:
+        divergence.check_stability(exp.problem, exp.law, exp.config.dynamics["t_max"])
+        exp.plan  # noqa: B018 - refused up front, exact path included (the finest level is the largest)
+    return exp.cost
 
 
 COMPRESS_AFTER_S = 60.0  # solver.compress = 'auto': runs estimated past a minute on one core are compressed
@@ -145,7 +119,7 @@ def compress(exp: Experiment) -> Experiment:
     cfg = exp.config
     if exp.law is None or cfg.solver["compress"] != "auto":
         return exp
-    extrapolate = bool(cfg.solver["extrapolate"] and extrapolable(exp.law, cfg))
+    extrapolate = wants_limit(exp.law, cfg, cfg.solver["extrapolate"])  # the config's limit (compare's too)
     seconds = _seconds(exp, exp.law, cfg.solver["response_window"] or None, extrapolate)
     if seconds < COMPRESS_AFTER_S:
         return exp
@@ -156,7 +130,7 @@ def compress(exp: Experiment) -> Experiment:
 
     keys = ", ".join(f"{k} = {v:g}" for k, v in over.items())
     note = f"{keys} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
-    return replace(experiment(cfg.with_overrides(over)), compressed=note)
+    return replace(experiment(cfg.with_overrides(over), exp.problem), compressed=note)
 
 
 def shared_grid(configs: list[Config]) -> list[Config]:
@@ -233,41 +207,10 @@ def window_hint(exp: Experiment, extrapolate: bool, seconds: float, workers: int
             f"docs/theory.md 4d) would take ~{dmft.duration(est)}")
 
 
-def _process(exp: Experiment):
-    """The sample process a solve of the config runs (the solver's choice, with solver.tail and
-    solver.response_window)."""
-    from . import dmft
-
-    so = exp.config.solver
-    return dmft.choose_process(exp.problem, exp.law, None, "auto", None, so["tail"], so["response_window"] or None)
-
-
-def cfg_grid(cfg: Config):
-    """The record grid of ``[dynamics]`` (a :class:`~sgd_dmft.grid.TimeGrid`)."""
-    from .grid import TimeGrid
-
-    dy = cfg.dynamics
-    return TimeGrid(dy["dt"], dy["growth"], dy["dt_max"] or None)
-
-
-def extrapolable(law, cfg: Config | None = None) -> bool:
-    """Whether the continuous-time limit is asked for: a continuous-time law on a uniform grid, or on a
-    graded one unless ``solver.extrapolate_graded = false``."""
-    graded_ok = bool(cfg is None or cfg.solver.get("extrapolate_graded", True))
-    return bool(law.continuous_time and (graded_ok or not law.graded))
-
-
-def simulation_is_continuous(cfg: Config) -> bool:
-    """True when the configured simulation runs the continuous-time algorithm (true mini-batch SGD,
-    true random reshuffling), so that the theory to compare with is the ``dt -> 0`` limit; False when
-    it runs the grid recursion itself (gd, gf and sme on the grid, Bernoulli batches, persistent)."""
-    alg = cfg.dynamics["algorithm"]
-    return (alg == "sgd" and cfg.simulation["batching"] == "uniform") or alg == "reshuffle"
-
-
-def _limit_note(law, extrapolate: bool, problem=None) -> str:
-    if extrapolate:
-        lv = extrapolation_levels(law, problem)
+def _limit_note(exp: Experiment) -> str:
+    law = exp.law
+    if exp.extrapolate:
+        lv = exp.levels
         return (f"the continuous-time limit (Richardson levels {lv.names()} at dt={law.dt:g}, the last for the "
                 f"error estimate; ~{lv.cost_factor():.2g}x the raw recursion)")
     return f"the raw recursion at the grid step dt={law.dt:g}"
@@ -279,39 +222,35 @@ def _announcer(announce: Announce) -> Callable[[str], Any] | None:
     return announce or None
 
 
-def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None, extrapolate: bool) -> xr.Dataset:
+def _say_plan(exp: Experiment, say: Callable[[str], Any]) -> None:
+    """What the DMFT run will take, before it starts."""
     from . import dmft
 
-    cfg, law = exp.config, exp.law
-    dy, so = cfg.dynamics, cfg.solver
-    workers = so["workers"] or min(so["replicas"], cores())
-    capped = f" (solver.workers = {workers} capped at the {cores()} CPU cores)" if workers > cores() else ""
-    workers = min(workers, cores())
-    proc = _process(exp)
-    finest = extrapolation_levels(law, exp.problem).fine if extrapolate else law
-    R, P, W, mem = dmft.plan_run(exp.problem, finest, dy["t_max"], so["paths"], so["replicas"], so["max_memory_gb"],
-                                 KERNEL_POINTS, workers, proc)
-    est = dmft.estimate_seconds(exp.problem, law, dy["t_max"], so["paths"], so["replicas"], proc,
-                                extrapolate=extrapolate, workers=W)  # the workers the memory budget allows
-    if say is not None:  # what the run will take, before it starts
-        chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
-        target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
-        say(f"DMFT {law.name}: {len(law.times(dy['t_max'])) - 1} grid steps, {P * R} paths in "
-            f"{R} replicas{chunked}, up to {W} at a time{capped}, estimated memory <= {mem / 2**20:.0f} MiB, "
-            f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(law, extrapolate, exp.problem)}")
-        if exp.compressed:
-            say(f"long run, compressed: {exp.compressed}")
-        hint = window_hint(exp, extrapolate, est, W)
-        if hint:
-            say(f"hint: {hint}")
-        note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
-        if note:
-            say(note)
-    ds = dmft.solve(exp.problem, law, t_max=dy["t_max"], paths=so["paths"], replicas=so["replicas"],
-                    seed=so["seed"], max_memory_gb=so["max_memory_gb"], progress=progress, workers=workers,
-                    extrapolate=extrapolate, rtol=so["rtol"] or None, max_time_s=so["max_time_s"] or None,
-                    tail=so["tail"], response_window=so["response_window"] or None, keep_kernels=KERNEL_POINTS)
-    ds.attrs["estimated_time_s"] = float(est)
+    so, law, (R, P, W, mem, est) = exp.config.solver, exp.law, exp.plan
+    capped = (f" (solver.workers = {so['workers']} capped at the {cores()} CPU cores)" if so["workers"] > cores()
+              else "")
+    chunked = f" (split from {so['replicas']} to fit solver.max_memory_gb)" if R > so["replicas"] else ""
+    target = f"; adding replicas to rtol={so['rtol']:g}" if so["rtol"] else ""
+    say(f"DMFT {law.name}: {len(law.times(exp.config.dynamics['t_max'])) - 1} grid steps, {P * R} paths in "
+        f"{R} replicas{chunked}, up to {W} at a time{capped}, estimated memory <= {mem / 2**20:.0f} MiB, "
+        f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(exp)}")
+    if exp.compressed:
+        say(f"long run, compressed: {exp.compressed}")
+    hint = window_hint(exp, exp.extrapolate, est, W)
+    if hint:
+        say(f"hint: {hint}")
+    note = dmft.applicability.expected_stderr_note(exp.problem, dmft.choose_process(exp.problem, law), law)
+    if note:
+        say(note)
+
+
+def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | None) -> xr.Dataset:
+    from . import dmft
+
+    if say is not None:
+        _say_plan(exp, say)
+    ds = dmft.solve(exp.problem, exp.law, t_max=exp.config.dynamics["t_max"], options=exp.options, progress=progress)
+    ds.attrs["estimated_time_s"] = float(exp.plan.seconds)
     if exp.compressed:
         ds.attrs["compressed"] = exp.compressed
     return ds
@@ -319,38 +258,33 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
 
 def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,
                    force: bool = False) -> xr.Dataset:
-    """Finite-d simulation for a config (``simulate.simulate``); online SGD drops its NaN train loss.
+    """Finite-d simulation for a config (``simulation.simulate`` with the experiment's algorithm object);
+    online SGD drops its NaN train loss.
 
     Refused before anything runs (:func:`check_simulation`): past ``simulation.max_memory_gb``, past the
     cost limit (unless ``force``), past a stability condition (SimulationDiverged, the solver's rule).
     ``announce`` is told the plan (steps, memory, cost)."""
-    return _simulation(experiment(cfg), progress, announce, force)
+    exp = experiment(cfg)
+    return _simulation(exp, check_simulation(exp, force), progress, announce)
 
 
-def _simulation(exp: Experiment, progress: bool, announce: Announce, force: bool) -> xr.Dataset:
-    from . import simulate as sim_mod
+def _simulation(exp: Experiment, plan, progress: bool, announce: Announce) -> xr.Dataset:
+    """The simulation of a checked experiment (``plan``: :func:`check_simulation`'s)."""
+    from . import simulation as sim_mod
 
     cfg = exp.config  # (compare: the theory's compressed grid for the records)
-    plan = check_simulation(exp, force)
+    dy, sm = cfg.dynamics, cfg.simulation
     say = _announcer(announce)
     if say is not None:
-        say(f"simulation {exp.algorithm}: d={cfg.simulation['d']}, n={cfg.n}, {cfg.simulation['seeds']} seeds, "
-            f"{plan.describe()}")
-    dy, sm = cfg.dynamics, cfg.simulation
-    if exp.algorithm == "persistent":  # no simulator of its own: the law's recursion
-        alg, law, grid = "law", exp.law, {}
-    else:
-        alg, law, grid = exp.algorithm, None, dict(growth=dy["growth"], dt_max=dy["dt_max"] or None)
-        from .config import lr_schedule
-
-        lr = lr_schedule(dy)
-        if lr is not None:  # a learning-rate schedule (online: no law carries it)
-            grid["lr"] = lr
+        say(f"simulation {exp.algorithm}: d={sm['d']}, n={cfg.n}, {sm['seeds']} seeds, {plan.describe()}")
     t0 = time.perf_counter()
-    ds = sim_mod.simulate(
-        exp.problem, alg, t_max=dy["t_max"], dt=dy["dt"], d=sm["d"], gamma=dy["gamma"], batch=sm["batch"],
-        batching=sm["batching"], seeds=sm["seeds"], seed=sm["seed"], law=law, progress=progress, **grid,
-    )
+    ds = sim_mod.simulate(exp.problem, exp.simulator, t_max=dy["t_max"], d=sm["d"], seeds=sm["seeds"],
+                          seed=sm["seed"], grid=exp.record_grid, progress=progress, max_memory_gb=sm["max_memory_gb"])
+    # the attributes of a configured run: dt, batch and batching as configured (the law paths: eta = dt)
+    ds.attrs.update(dt=float(dy["dt"]), batch=int(sm["batch"]),
+                    batching=sm["batching"] if exp.algorithm == "sgd" else "none")
+    if exp.record_grid is None:
+        ds.attrs["eta"] = float(dy["dt"])
     _stamp(ds, "simulation", t0)
     if exp.compressed:
         ds.attrs["compressed"] = exp.compressed
@@ -365,32 +299,30 @@ def check_simulation(exp: Experiment, force: bool = False):
     """The simulation's up-front checks: memory and cost (simulation/cost.py; returns the plan) and the
     stability conditions of the algorithm it runs (dmft/divergence.py)."""
     from .dmft import divergence
+    from .models.population import check_quadrature
     from .simulation import cost
 
-    cfg = exp.config
-    dy, sm = cfg.dynamics, cfg.simulation
-    alg, model, n, d = exp.algorithm, exp.problem.model, cfg.n, sm["d"]
-    law_path = alg in ("gd", "gf", "sme", "persistent") or (alg == "sgd" and sm["batching"] == "bernoulli")
+    cfg, sim = exp.config, exp.simulator
+    t_max, sm = cfg.dynamics["t_max"], cfg.simulation
+    model, n = exp.problem.model, cfg.n
+    law_path = exp.record_grid is None  # the law's own recursion, on the law's grid
     if law_path:
-        steps = cost.grid_steps(exp.law, dy["t_max"])
-        records = steps + 1
-        kind = "law"
+        steps = cost.grid_steps(exp.law, t_max)
+        records, kind = steps + 1, "law"
     else:
-        records = cost.grid_steps(cfg_grid(cfg), dy["t_max"]) + 1
-        steps = dy["t_max"] * n / (dy["gamma"] * sm["batch"])
-        kind = "online" if alg == "online" else "sgd"
+        records = cost.grid_steps(exp.record_grid, t_max) + 1
+        steps = t_max / sim.eta(n)
+        kind = "sgd" if sim.with_data else "online"
     random_law = law_path and not exp.law.deterministic
-    plan = cost.estimate(kind, n=n, d=d, k=model.k, kstar=model.kstar, seeds=sm["seeds"], batch=sm["batch"],
+    plan = cost.estimate(kind, n=n, d=sm["d"], k=model.k, kstar=model.kstar, seeds=sm["seeds"], batch=sm["batch"],
                          records=records, steps=steps, law_random=random_law,
                          law_sparse=bool(random_law and exp.law.sparse),
-                         nnz_fraction=min(1.0, dy["dt"] / dy["gamma"]))
+                         nnz_fraction=min(1.0, cfg.dynamics["dt"] / cfg.dynamics["gamma"]))
     cost.check_budget(plan, sm["max_memory_gb"], force)
-    from .models.population import check_quadrature
-
     check_quadrature(model, sm["max_memory_gb"], "simulation.max_memory_gb")
     if exp.law is not None:
-        eta = None if law_path else dy["gamma"] * sm["batch"] / n
-        divergence.check_simulation_stability(exp.problem, exp.law, dy["t_max"], step_of_ridge=eta)
+        eta = None if law_path else sim.eta(n)
+        divergence.check_simulation_stability(exp.problem, exp.law, t_max, step_of_ridge=eta)
     return plan
 
 
@@ -431,20 +363,22 @@ def compare(cfg: Config, progress: bool = False, announce: Announce = False, for
     """Theory and simulation of a config, each checked finite (NonFiniteResult), and their discrepancy.
 
     The theory is the continuous-time limit when the simulation runs the continuous-time algorithm
-    (:func:`simulation_is_continuous`), else the raw recursion at ``dt`` (whatever ``solver.extrapolate``
-    says); the announcement and the theory's ``extrapolated`` attribute say which. The discrepancy is also stored in both datasets' attributes as ``discrepancy.<var>.<stat>``.
+    (``Experiment.continuous``), else the raw recursion at ``dt`` (whatever ``solver.extrapolate`` says); the
+    announcement and the theory's ``extrapolated`` attribute say which. The discrepancy is also stored in both
+    datasets' attributes as ``discrepancy.<var>.<stat>``. The experiment is compiled once: one law, one model
+    check, one stability check and one plan for both sides.
     """
     from .results import check_finite, clean_attrs
 
     # the theory of the algorithm the simulation runs: the dt -> 0 limit against true mini-batch SGD or
     # reshuffling, the raw grid recursion against a simulation of that recursion
     exp = compress(experiment(cfg))  # a long run: the simulation records on the theory's compressed grid
-    continuous = simulation_is_continuous(cfg)
-    check_simulation(exp, force)  # both refused before either runs
-    check_theory(exp, bool(continuous and exp.law is not None and extrapolable(exp.law, exp.config)), force)
-    theory = _theory(exp, progress, announce, continuous, force)
+    exp = exp.with_limit(exp.continuous)
+    plan = check_simulation(exp, force)  # both refused before either runs
+    check_theory(exp, force=force)
+    theory = _theory(exp, progress, announce)
     check_finite(theory, "theory")
-    sim = _simulation(exp, progress, announce, force)
+    sim = _simulation(exp, plan, progress, announce)
     check_finite(sim, "simulation")
     disc = compare_datasets(theory, sim)
     check_discrepancy(disc)

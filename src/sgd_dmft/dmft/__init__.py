@@ -21,6 +21,7 @@ from .history import DenseHistory, SparseHistory
 from .extrapolate import levels
 from .planning import (MIN_PATHS_PER_REPLICA, duration, estimate_memory, estimate_seconds, max_visits, plan_replicas,
                        plan_run)
+from .options import Raw, Richardson, TheoryOptions
 from .processes import ExactLinearPath, MonteCarlo, SampleProcess, choose_process
 from .responses import GaussianIBP, PathwiseTangents
 from .driver import solve
@@ -29,5 +30,5 @@ __all__ = [
     "solve", "SolverDiverged", "MemoryLimitExceeded", "estimate_memory", "plan_replicas", "plan_run",
     "MIN_PATHS_PER_REPLICA", "SPAWN_COST_S", "SampleProcess", "ExactLinearPath", "MonteCarlo", "DenseHistory",
     "SparseHistory", "PathwiseTangents", "GaussianIBP", "choose_process", "max_visits", "estimate_seconds",
-    "duration", "levels",
+    "duration", "levels", "TheoryOptions", "Richardson", "Raw",
 ]

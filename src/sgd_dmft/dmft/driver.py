@@ -28,6 +28,7 @@ from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
 from .planning import kernel_index, plan_run
+from .options import TheoryOptions
 from .processes import SampleProcess, choose_process
 from .responses import PathwiseTangents
 from .replicas import KERNELS, Reduction, replica, replica_curves, run_replicas
@@ -374,29 +375,12 @@ def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_tim
 
 
 @checked(SOLVE)  # ConfigError naming an invalid argument (arguments.py); replicas >= 2: _check_request
-def solve(
-    problem,
-    law,
-    *,
-    t_max: float,
-    paths: int = _defaults.PATHS,
-    replicas: int = _defaults.REPLICAS,
-    seed: int = _defaults.SEED,
-    max_memory_gb: float = _defaults.MAX_MEMORY_GB,
-    snapshots: int = 5,
-    progress: bool = False,
-    keep_kernels: bool | int = True,
-    rao_blackwell: bool | None = None,
-    blas_threads: int | None = 1,
-    responses: str = "auto",
-    workers: int = 1,
-    process: SampleProcess | None = None,
-    extrapolate: bool | None = None,
-    rtol: float | None = None,
-    max_time_s: float | None = None,
-    tail: float = 0.0,
-    response_window: float | None = None,
-) -> xr.Dataset:
+def solve(problem, law, *, t_max: float, paths: int = _defaults.PATHS, replicas: int = _defaults.REPLICAS,
+          seed: int = _defaults.SEED, max_memory_gb: float = _defaults.MAX_MEMORY_GB, snapshots: int = 5,
+          progress: bool = False, keep_kernels: bool | int = True, rao_blackwell: bool | None = None,
+          blas_threads: int | None = 1, responses: str = "auto", workers: int = 1, process: SampleProcess | None = None,
+          extrapolate: bool | None = None, rtol: float | None = None, max_time_s: float | None = None,
+          tail: float = 0.0, response_window: float | None = None, options: TheoryOptions | None = None) -> xr.Dataset:
     """DMFT learning curves of the recursion driven by ``law`` at d = infinity (docs/theory.md).
 
     problem: model, delta, ridge, initialisation (docs/conventions.md). law: the step-multiplier law (laws.py)
@@ -415,24 +399,28 @@ def solve(
     max_memory_gb: paths split into more replicas to fit, or refused up front (MemoryLimitExceeded). workers:
     replicas in spawn processes (same numbers). blas_threads: BLAS threads in the march (1: fastest on 2 cores).
     Closed forms first (closed.py): the linear model's GD / GF / SGD-limit curves without kernels, process.
-
     keep_kernels: kernels on every time (True), none (False), or at most this many times per axis (an int >= 2:
     every stride-th time on ``kernel_time``, ``kernel_time2``, attr ``kernel_stride``; replicas send only those).
 
     Returns an xarray.Dataset on ``time`` (T+1 points): ``train_loss``, ``test_loss``, ``M`` (time, k,
     kstar), ``Q`` (time, k, k2), each with ``<name>_stderr``; the kernels ``C_theta``, ``R_theta``, ``C_F``,
     ``R_F`` (time, time2, k, k2) and ``mu``; ``r_samples`` (snap_time, path, k); diagnostics in attrs.
-    Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2."""
-    proc = choose_process(problem, law, process, responses, rao_blackwell, tail, response_window)
+    Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
+
+    options: these options as one :class:`~.options.TheoryOptions` (the limit ``Richardson()`` / ``Raw()``)."""
+    o = TheoryOptions.merge(options, {k: v for k, v in locals().items() if k in TheoryOptions.FIELDS})
+    proc = choose_process(problem, law, process, o.responses, o.rao_blackwell, o.tail, o.response_window)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
-    if process is None and not keep_kernels and (ds := _closed_form(problem, law, t_max, proc, extrapolate)) is not None:
-        return with_test_error(ds, problem)
-    target = Target.make(rtol, max_time_s, max_memory_gb)
-    with parallel.Pool(workers) as pool:  # one set of workers for every level and batch (parallel.Pool)
-        kw = dict(paths=paths, replicas=replicas, max_memory_gb=max_memory_gb, snapshots=snapshots, progress=progress,
-                  keep_kernels=keep_kernels, blas_threads=blas_threads, workers=workers, pool=pool)
-        ds = _solve_or_retry(problem, law, t_max, proc, process is None, seed, kw, target, extrapolate)
-    _record_accuracy(ds, target, rtol, max_time_s)
+    closed_ds = _closed_form(problem, law, t_max, proc, o.richardson) if process is None and not o.keep_kernels else None
+    if closed_ds is not None:
+        return with_test_error(closed_ds, problem)
+    target = Target.make(o.rtol, o.max_time_s, o.max_memory_gb)
+    with parallel.Pool(o.workers) as pool:  # one set of workers for every level and batch (parallel.Pool)
+        kw = dict(paths=o.paths, replicas=o.replicas, max_memory_gb=o.max_memory_gb, snapshots=o.snapshots,
+                  progress=progress, keep_kernels=o.keep_kernels, blas_threads=o.blas_threads, workers=o.workers,
+                  pool=pool)
+        ds = _solve_or_retry(problem, law, t_max, proc, process is None, o.seed, kw, target, o.richardson)
+    _record_accuracy(ds, target, o.rtol, o.max_time_s)
     return with_test_error(ds, problem)
 
 

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Callable, ClassVar
 
 import numpy as np
 
+from ..conventions import sgd_eta, sgd_steps
 from ..errors import ConfigError
 from ..grid import TimeGrid
 from ..laws import SGD, Law, LRSchedule
@@ -225,8 +226,8 @@ class _SGDSteps(Algorithm):
                               key="batch")
 
     def eta(self, n: int) -> float:
-        """The SGD step ``gamma * batch / n`` (gradient-flow time of one full-batch step)."""
-        return self.gamma * self.batch / n
+        """The SGD step ``gamma * batch / n`` (gradient-flow time of one full-batch step; conventions.sgd_eta)."""
+        return sgd_eta(self.gamma, self.batch, n)
 
     def record_steps(self, times: np.ndarray, n: int) -> np.ndarray:
         """Step count after which each grid time is recorded, ``(R,)`` int64."""
@@ -237,7 +238,7 @@ class _SGDSteps(Algorithm):
         return K * self.eta(n)
 
     def n_steps(self, times, n):
-        return int(round(times[-1] * n / (self.gamma * self.batch)))
+        return sgd_steps(times[-1], self.gamma, self.batch, n)
 
     def attrs(self, n):
         return {"gamma": float(self.gamma), "batch": int(self.batch), "batching": "none",
@@ -351,7 +352,7 @@ class MiniBatchSGD(_SGDSteps):
         """``(t0, K0, eta, kappa)`` per piece of the batch schedule: start time, start step, step, batch."""
         kap = np.asarray(self.batches.sizes, dtype=np.int64)
         t0 = np.concatenate([[0.0], np.asarray(self.batches.times)])
-        eta = self.gamma * kap / n
+        eta = sgd_eta(self.gamma, kap, n)
         K0 = np.concatenate([[0], np.cumsum(np.rint(np.diff(t0) / eta[:-1]).astype(np.int64))])
         return t0, K0, eta, kap
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..conventions import sample_count
+from .. import conventions
 
 if TYPE_CHECKING:
     from ..models import Problem
@@ -38,8 +38,8 @@ class Instance:
 
 
 def n_samples(problem: Problem, d: int) -> int:
-    """Number of training samples ``n = round(delta * d)`` (conventions.sample_count)."""
-    return sample_count(problem.delta, d)
+    """Number of training samples ``n = round(delta * d)`` (conventions.n_samples)."""
+    return conventions.n_samples(problem.delta, d)
 
 
 def seed_rngs(seed: int, s: int) -> tuple[np.random.Generator, np.random.Generator]:
