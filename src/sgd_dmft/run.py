@@ -34,13 +34,6 @@ __all__ = ["Experiment", "experiment", "compress", "run_theory", "run_simulation
 COMPARED_VARS = ("train_loss", "test_loss")
 
 Announce = bool | Callable[[str], Any] | None
-cfg_grid = record_grid  # the record grid of [dynamics] (experiment.record_grid; the name sweep.py uses)
-
-
-def extrapolable(law, cfg: Config | None = None) -> bool:
-    """Whether the continuous-time limit is asked for by default (:func:`~sgd_dmft.experiment.wants_limit`
-    with ``asked=True``; the name sweep.py uses)."""
-    return wants_limit(law, cfg, True) if cfg is not None else bool(law is not None and law.continuous_time)
 
 
 class Comparison(NamedTuple):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .. import run
+from ..experiment import record_grid
 from .._version import __version__
 from ..config import Config
 from ..errors import Diverged
@@ -98,7 +98,7 @@ def cache_problem(ds: xr.Dataset, cfg: Config, kind: str) -> str:
         return "written for another task (or by an older version)"
     if ds.attrs.get("content_sha256") != content_hash(ds):
         return "its values do not match their hash (edited or corrupted)"
-    want = run.cfg_grid(cfg).times(cfg.dynamics["t_max"])
+    want = record_grid(cfg).times(cfg.dynamics["t_max"])
     got = np.asarray(ds["time"].values, dtype=float) if "time" in ds.coords else np.zeros(0)
     if got.shape != want.shape or not np.allclose(got, want, rtol=1e-12, atol=1e-12 * max(1.0, float(want[-1]))):
         return f"its time grid ({got.size} times) is not the point's ({want.size} times up to t = {want[-1]:g})"
