@@ -13,9 +13,10 @@ it pickles natively (worker processes rebuild it from the pickle).
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -26,8 +27,18 @@ from .probe import N_POINTS, ModelProbeWarning, ProbeReport, check_model, probe_
 Array = NDArray[np.float64]
 LossFn = Callable[[Array, Array], Array]
 
-__all__ = ["Model", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
+__all__ = ["Model", "VisitEdge", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
            "ModelProbeWarning"]
+
+
+class VisitEdge(NamedTuple):
+    """A visit map past its edge (:meth:`Model.visit_edge`): ``value = gamma |a|^2 sup s'^2`` (past 2: a fitted
+    sample's residual can grow), its parts, and the ``gamma`` below which it holds."""
+
+    value: float
+    a2: float
+    activation: str
+    below: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +65,9 @@ class Model:
     -> (T,)`` (closed-form population loss), ``zero_one_error(Q, M, S) -> (T,)`` (classifiers: the test 0-1
     error ``P(sign f(r) != y)``, a probability), ``online_expectations()`` (closed-form online ODE
     expectations), ``kernel_spec`` (the simulator's numba gradient kernel codes), ``meta``.
+
+    Stability rules (asked by :mod:`sgd_dmft.stability`; none unless a subclass has them):
+    ``hessian_edge(delta)``, ``escape_probability(jump)`` with ``escape_map``, ``visit_edge(jump)``.
     """
 
     name: str = "custom"
@@ -90,6 +104,26 @@ class Model:
     def online_expectations(self):
         """``(Q (k, k), M (k, k*)) -> (E[F r*^T], E[F r^T], E[F F^T])`` in closed form at ``S* = I``,
         or None (then quadrature / Monte Carlo)."""
+        return None
+
+    def hessian_edge(self, delta: float) -> float | None:
+        """The largest Hessian eigenvalue of the loss part at d = infinity where known (linear model,
+        square loss: the Marchenko-Pastur edge ``(1 + sqrt(delta))^2``), else None."""
+        return (1.0 + math.sqrt(delta)) ** 2 if self.linear_square else None
+
+    def escape_probability(self, jump: float) -> float:
+        """The probability that a sample's visit map escapes under jumps ``gamma = jump`` (SGD,
+        reshuffling); 0 for a model without such a map (docs/theory.md section 3c)."""
+        return 0.0
+
+    @property
+    def escape_map(self) -> str:
+        """The escaping visit map's name in the stability messages."""
+        return f"model={self.name}"
+
+    def visit_edge(self, jump: float) -> VisitEdge | None:
+        """Where a visit under jumps ``gamma = jump`` can push a fitted sample's residual out (the two-layer
+        square loss), or None."""
         return None
 
     def labels(self, rstar: Array, eps: Array) -> Array:

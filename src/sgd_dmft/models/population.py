@@ -172,7 +172,7 @@ def _generic_loss(model: Model, Q: Array, M: Array, S: Array, seed: int = 12345)
 def uses_qmc(model: Model) -> bool:
     """Whether :func:`population_loss` uses quasi-Monte Carlo for ``model`` (else a deterministic rule)."""
     if getattr(model, "name", None) == "two_layer" and hasattr(model, "loss_name"):
-        return model.kstar > GH_MAX_DIM or (model.loss_name == "logistic" and model.k > GH_MAX_DIM)
+        return model.kstar > GH_MAX_DIM or (model.loss_rule.classifier and model.k > GH_MAX_DIM)
     if model.pop_loss is not None or model.linear_square or model.additive_noise:
         return False
     return model.k + model.kstar + (1 if label_uses_eps(model) else 0) > GH_MAX_DIM
@@ -422,7 +422,7 @@ def _two_layer_loss(model, Q: Array, M: Array, S: Array, seed: int) -> Array:
     """:func:`two_layer_loss` without the cache."""
     a = np.asarray(model.second_layer)
     k = model.k
-    if model.loss_name == "logistic":
+    if model.loss_rule.classifier:
         noise = model.noise
         g = model.target
         p = (lambda rs: ndtr(g(rs) / noise)) if noise > 0 else (lambda rs: (g(rs) >= 0.0).astype(np.float64))
@@ -470,7 +470,7 @@ def quadrature_bytes(model: Model) -> tuple[float, str]:
     if not hasattr(model, "loss_name") or not hasattr(model, "second_layer"):
         return 0.0, ""
     k, ks = int(model.k), int(model.kstar)
-    logistic = model.loss_name == "logistic"
+    logistic = model.loss_rule.classifier
     link = None if logistic else model.teacher
     outer = 3 * 2 * N_OUTER * (2 if logistic else 1)  # x nodes per time (three panels at most)
     ny = _rule_nodes(link, ks - 1, N_TRANSVERSE.get(ks, 0))

@@ -29,15 +29,16 @@ from .. import defaults as _defaults
 from ..errors import ConfigError, did_you_mean
 from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
 from .base import Array, Model
-from .closed_forms import (LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement,
-                           softplus)
+from .base import VisitEdge
+from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement, softplus
+from .losses import LOSS_RULES, SQUARE, Loss, chi2_escape
 from .teachers import ActivationMean, Expression, finite_variance_problem
 
 __all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
            "logistic", "phase_retrieval", "committee", "two_layer", "make_model"]
 
 MODELS = ("linear", "logistic", "phase_retrieval", "committee", "two_layer")
-LOSSES = ("square", "logistic")
+LOSSES = tuple(LOSS_RULES)  # ("square", "logistic")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -52,32 +53,34 @@ class _Preset(Model):
 
 
 @dataclass(frozen=True, kw_only=True)
-class _SquareLoss(_Preset):
-    """Square loss ``(f(r) - y)^2 / 2``, ``y = g(r*) + noise eps``, ``f(r) = sum_a f_a(r_a)`` given
-    componentwise by ``predictor``, ``_fp`` (``d f / d r_a``), ``_fpp`` (``d^2 f / d r_a^2``)."""
+class _Predictor(_Preset):
+    """A student ``f(r) = sum_a f_a(r_a)`` given componentwise by ``predictor``, ``_fp`` (``d f / d r_a``),
+    ``_fpp`` (``d^2 f / d r_a^2``), on labels ``loss_rule.label(g(r*) + noise eps)``, with the loss
+    ``loss_rule.value(f, y)`` (:mod:`.losses`; the square loss here, :class:`TwoLayer` chooses)."""
 
     additive_noise: bool = True
+    loss_rule = SQUARE
 
     def label(self, rstar: Array, eps: Array) -> Array:
-        return self.target(rstar) + self.noise * eps
+        return self.loss_rule.label(self.target(rstar) + self.noise * eps)
 
     def loss(self, r: Array, y: Array) -> Array:
-        return 0.5 * (self.predictor(r) - y) ** 2
+        return self.loss_rule.value(self.predictor(r), y)
 
     def grad(self, r: Array, y: Array) -> Array:
-        return (self.predictor(r) - y)[..., None] * self._fp(r)
+        return self.loss_rule.slope(self.predictor(r), y)[..., None] * self._fp(r)
 
     def hess(self, r: Array, y: Array) -> Array:
-        d1 = self._fp(r)
-        h = d1[..., :, None] * d1[..., None, :]
-        diag = (self.predictor(r) - y)[..., None] * self._fpp(r)
+        f, d1 = self.predictor(r), self._fp(r)
+        c = self.loss_rule.curvature(f, y)
+        h = d1[..., :, None] * d1[..., None, :] if c is None else c[..., None, None] * d1[..., :, None] * d1[..., None, :]
         idx = np.arange(r.shape[-1])
-        h[..., idx, idx] += diag
+        h[..., idx, idx] += self.loss_rule.slope(f, y)[..., None] * self._fpp(r)
         return h
 
 
 @dataclass(frozen=True, kw_only=True)
-class Linear(_SquareLoss):
+class Linear(_Predictor):
     """``y = r* + noise * eps``, ``f(r) = r``, loss ``(r - y)^2 / 2`` (k = k* = 1)."""
 
     name: str = "linear"
@@ -104,7 +107,7 @@ class Linear(_SquareLoss):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PhaseRetrieval(_SquareLoss):
+class PhaseRetrieval(_Predictor):
     """``y = (r*)^2 + noise * eps``, ``f(r) = r^2``, loss ``(r^2 - y)^2 / 2`` (k = k* = 1)."""
 
     name: str = "phase_retrieval"
@@ -125,13 +128,20 @@ class PhaseRetrieval(_SquareLoss):
         """Closed form (Isserlis), as a committee of one quadratic unit."""
         return committee_loss(QUADRATIC.pair_moment, Q, M, S, self.noise)
 
+    def escape_probability(self, jump: float) -> float:
+        """A visit maps ``r -> r (1 - 2 gamma (r^2 - y))``, whose orbit stays bounded only while ``y <=
+        1/gamma`` (docs/theory.md section 3c): ``P(r*^2 + noise eps > 1/gamma)``."""
+        return chi2_escape(self.noise, 1.0 / jump) if self.k == 1 else 0.0
+
+    escape_map = "phase retrieval"
+
     @property
     def kernel_spec(self) -> tuple[int, int]:
         return (2, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Committee(_SquareLoss):
+class Committee(_Predictor):
     """Soft committee: ``y = mean_b s(r*_b) + noise * eps``, ``f(r) = mean_a s(r_a)``, square loss.
 
     ``smooth`` defaults to the activation's smoothness. The population loss is in closed form when
@@ -202,7 +212,7 @@ def _weights(key: str, value, k: int, default: float) -> tuple[float, ...]:
 
 
 @dataclass(frozen=True, kw_only=True)
-class TwoLayer(_SquareLoss):
+class TwoLayer(_Predictor):
     """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on any teacher link ``g`` (``k`` units, ``k*``
     teacher directions).
 
@@ -237,11 +247,11 @@ class TwoLayer(_SquareLoss):
         object.__setattr__(self, "bias", _weights("problem.bias", self.bias, self.k, 0.0))
         if self.loss_name not in LOSSES:
             raise ConfigError(f"problem.loss = {self.loss_name!r}: must be one of {' | '.join(LOSSES)}", key="problem.loss")
-        object.__setattr__(self, "additive_noise", self.loss_name == "square")
+        object.__setattr__(self, "additive_noise", LOSS_RULES[self.loss_name].additive_noise)
         if self.smooth is None:
             object.__setattr__(self, "smooth", act.smooth)
         why = finite_variance_problem(t.text, self.kstar) if isinstance(t, Expression) else None
-        if why and self.loss_name == "square":  # (the logistic loss sees sign(g + noise eps) only)
+        if why and not self.loss_rule.classifier:  # (the logistic loss sees sign(g + noise eps) only)
             raise ConfigError(f"problem.teacher = {t.text!r}: {why}", key="problem.teacher")
 
     label_key = "problem.teacher"  # probe.check_labels: a callable teacher is user code
@@ -269,30 +279,35 @@ class TwoLayer(_SquareLoss):
     def _fpp(self, r: Array) -> Array:
         return self.activation.d2f(self._pre(r)) * np.asarray(self.second_layer)
 
-    # ---- the logistic loss (the square loss is _SquareLoss's) ----
-    def label(self, rstar: Array, eps: Array) -> Array:
-        z = self.target(rstar) + self.noise * eps
-        return z if self.loss_name == "square" else np.where(z >= 0.0, 1.0, -1.0)
+    # ---- the loss (the rule of loss_name) and its stability rules ----
+    @property
+    def loss_rule(self) -> Loss:
+        """The loss rule of ``loss_name`` (:mod:`.losses`)."""
+        return LOSS_RULES[self.loss_name]
 
-    def loss(self, r: Array, y: Array) -> Array:
-        if self.loss_name == "square":
-            return super().loss(r, y)
-        return softplus(-y * self.predictor(r))
+    def escape_probability(self, jump: float) -> float:
+        """The unbiased one-unit quadratic student ``f = a r^2`` has phase retrieval's visit map in ``u = a r``
+        with the label ``a y``: ``u -> u (1 - 2 gamma (u^2 - a y))``, escaping for ``a y > 1/gamma`` (the loss
+        rule's escape tail; 0 for every other student)."""
+        if self.k == 1 and self.kstar == 1 and self.activation.name == "quadratic" and self.bias[0] == 0.0:
+            return self.loss_rule.escape_tail(lambda z: self.target(z[..., None]), float(self.second_layer[0]),
+                                              float(self.noise), 1.0 / jump)
+        return 0.0
 
-    def grad(self, r: Array, y: Array) -> Array:
-        if self.loss_name == "square":
-            return super().grad(r, y)
-        return (-y * sigmoid(-y * self.predictor(r)))[..., None] * self._fp(r)
+    @property
+    def escape_map(self) -> str:
+        return (f"a quadratic student (a = {self.second_layer[0]:g}; in u = a r the map of phase retrieval with "
+                f"label a y)")
 
-    def hess(self, r: Array, y: Array) -> Array:
-        if self.loss_name == "square":
-            return super().hess(r, y)
-        f, d1 = self.predictor(r), self._fp(r)
-        sg = sigmoid(y * f)
-        h = (sg * (1.0 - sg))[..., None, None] * d1[..., :, None] * d1[..., None, :]
-        idx = np.arange(r.shape[-1])
-        h[..., idx, idx] += (-y * sigmoid(-y * f))[..., None] * self._fpp(r)
-        return h
+    def visit_edge(self, jump: float) -> VisitEdge | None:
+        """Square loss: near interpolation a visit maps the residual ``f - y -> (1 - gamma sum_a a_a^2 s'(r_a +
+        b_a)^2)(f - y)``, past its edge when that sum reaches 2: ``gamma |a|^2 sup s'^2`` (None for the
+        logistic loss or an activation with unbounded slope)."""
+        sup = self.activation.sup_slope
+        if self.loss_rule is not SQUARE or sup is None:
+            return None
+        a2 = sum(x * x for x in (self.second_layer or ()))
+        return VisitEdge(jump * a2 * sup ** 2, a2, self.activation.name, 2.0 / (a2 * sup ** 2))
 
     # ---- capabilities ----
     @property
@@ -312,7 +327,7 @@ class TwoLayer(_SquareLoss):
         """The logistic loss's classifier ``sign f(r)``: the test 0-1 error rule
         (:func:`.population.two_layer_zero_one`, ``(Q, M, S) -> (T,)``, a probability); None for the square
         loss (a regression)."""
-        if self.loss_name != "logistic":
+        if not self.loss_rule.classifier:
             return None
         from .population import two_layer_zero_one
 
@@ -320,7 +335,7 @@ class TwoLayer(_SquareLoss):
 
     @property
     def kernel_spec(self) -> tuple[int, int]:
-        return (4 if self.loss_name == "square" else 5, self.activation.code)
+        return (self.loss_rule.kernel_code, self.activation.code)
 
     @property
     def kernel_params(self) -> Array:
