@@ -62,7 +62,7 @@ def test_readme_layout_matches_the_tree():
 LAYERS = (
     ("_version", "errors", "budget", "provenance", "parallel", "publish", "defaults"),  # 0 leaves: import nothing of the package
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
-    ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
+    ("laws", "law_base", "schedules", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
     ("results", "comparison", "result_sets", "plot"),  # 4 result files, theory vs simulation, figures
     ("config",),  # 5 TOML -> Problem, Law
