@@ -64,7 +64,7 @@ LAYERS = (
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
     ("laws", "law_base", "schedules", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
-    ("results", "comparison", "result_sets", "plot"),  # 4 result files, theory vs simulation, figures
+    ("results", "comparison", "result_sets", "plot", "curve_plot", "sweep_plot"),  # 4 result files, theory vs simulation, figures
     ("config",),  # 5 TOML -> Problem, Law
     ("run",),  # 6 config -> theory / simulation / compare
     ("sweep",),  # 7 product grids
