@@ -13,7 +13,8 @@ Layout (imports flow downwards only; nothing here imports the solver, simulators
 * :mod:`.losses` -- loss rules (:class:`Loss`: square, logistic) and the escape tails of visit maps;
 * :mod:`.presets` -- linear, logistic, phase retrieval, committee, two_layer, :func:`make_model`;
 * :mod:`.loading` -- custom models from ``"package.module:function"``;
-* :mod:`.problem` -- :class:`Problem`, :func:`check_model`; :mod:`.population` -- :func:`population_loss`.
+* :mod:`.problem` -- :class:`Problem`, :func:`check_model`; :mod:`.population` -- :func:`population_loss`
+  (the two-layer rules: :mod:`.two_layer_quadrature`).
 """
 
 from .activations import ACTIVATIONS, ERF, LINEAR, QUADRATIC, RELU, TANH, Activation, get_activation, pair_moment

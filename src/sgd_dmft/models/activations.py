@@ -18,7 +18,7 @@ linear        x                                          c                      
 ============  =========================================  ==========================  ======  ====
 
 ``gauss_mean(mu, sigma)``: ``E[s(mu + sigma w)]`` for ``w ~ N(0, 1)`` in closed form (None for tanh):
-the inner integral of the two-layer population loss (:mod:`.two_layer_loss`).
+the inner integral of the two-layer population loss (:mod:`.two_layer_quadrature`).
 """
 
 from __future__ import annotations

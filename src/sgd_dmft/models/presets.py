@@ -73,7 +73,10 @@ class _Predictor(_Preset):
     def hess(self, r: Array, y: Array) -> Array:
         f, d1 = self.predictor(r), self._fp(r)
         c = self.loss_rule.curvature(f, y)
-        h = d1[..., :, None] * d1[..., None, :] if c is None else c[..., None, None] * d1[..., :, None] * d1[..., None, :]
+        if c is None:  # the square loss's curvature 1
+            h = d1[..., :, None] * d1[..., None, :]
+        else:
+            h = c[..., None, None] * d1[..., :, None] * d1[..., None, :]
         idx = np.arange(r.shape[-1])
         h[..., idx, idx] += self.loss_rule.slope(f, y)[..., None] * self._fpp(r)
         return h
@@ -317,19 +320,19 @@ class TwoLayer(_Predictor):
 
     @property
     def pop_loss(self):
-        """The two-layer quadrature rule (:func:`.population.two_layer_loss`): ``(Q, M, S) -> (T,)``."""
-        from .population import two_layer_loss
+        """The two-layer quadrature rule (:func:`.two_layer_quadrature.two_layer_loss`): ``(Q, M, S) -> (T,)``."""
+        from .two_layer_quadrature import two_layer_loss
 
         return partial(two_layer_loss, self)
 
     @property
     def zero_one_error(self):
         """The logistic loss's classifier ``sign f(r)``: the test 0-1 error rule
-        (:func:`.population.two_layer_zero_one`, ``(Q, M, S) -> (T,)``, a probability); None for the square
+        (:func:`.two_layer_quadrature.two_layer_zero_one`, ``(Q, M, S) -> (T,)``, a probability); None for the square
         loss (a regression)."""
         if not self.loss_rule.classifier:
             return None
-        from .population import two_layer_zero_one
+        from .two_layer_quadrature import two_layer_zero_one
 
         return partial(two_layer_zero_one, self)
 
