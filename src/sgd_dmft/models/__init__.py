@@ -11,6 +11,7 @@ Layout (imports flow downwards only; nothing here imports the solver, simulators
 * :mod:`.teachers` -- teacher links: :class:`Expression` (the safe ``problem.teacher`` vocabulary),
   :class:`ActivationMean`;
 * :mod:`.losses` -- loss rules (:class:`Loss`: square, logistic) and the escape tails of visit maps;
+* :mod:`.two_layer_model` -- :class:`TwoLayer` (the presets re-export it);
 * :mod:`.presets` -- linear, logistic, phase retrieval, committee, two_layer, :func:`make_model`;
 * :mod:`.loading` -- custom models from ``"package.module:function"``;
 * :mod:`.problem` -- :class:`Problem`, :func:`check_model`; :mod:`.population` -- :func:`population_loss`

@@ -7,7 +7,7 @@ R^{d x k}``, ``r_i = theta^T x_i``; labels ``y_i = label(r*_i, eps_i)`` with sta
 ``F(r, y) = grad_r l`` (..., k), ``H(r, y) = dF/dr`` (..., k, k).
 
 A model is a small frozen dataclass: its plain fields are data and its loss, derivatives and labels
-are methods (presets, :mod:`.presets`) or user callables held as fields (:class:`CustomModel`), so
+are methods (presets, :mod:`.presets`, on the bases :class:`Preset` and :class:`PredictorModel` here) or user callables held as fields (:class:`CustomModel`), so
 it pickles natively (worker processes rebuild it from the pickle).
 """
 
@@ -22,12 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
+from .losses import SQUARE
 from .probe import N_POINTS, ModelProbeWarning, ProbeReport, check_model, probe_model
 
 Array = NDArray[np.float64]
 LossFn = Callable[[Array, Array], Array]
 
-__all__ = ["Model", "VisitEdge", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
+__all__ = ["Model", "VisitEdge", "Preset", "PredictorModel", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
            "ModelProbeWarning"]
 
 
@@ -129,6 +130,48 @@ class Model:
     def labels(self, rstar: Array, eps: Array) -> Array:
         """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
         return self.label(rstar, eps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset(Model):
+    """A preset: the label noise is ``noise * eps``, so ``eps`` matters only when ``noise != 0``."""
+
+    trusted_labels = True  # known labels: probe.check_labels skips them
+
+    @property
+    def eps_dim(self) -> bool:
+        return not self.additive_noise and self.noise != 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictorModel(Preset):
+    """A student ``f(r) = sum_a f_a(r_a)`` given componentwise by ``predictor``, ``_fp`` (``d f / d r_a``),
+    ``_fpp`` (``d^2 f / d r_a^2``), on labels ``loss_rule.label(g(r*) + noise eps)``, with the loss
+    ``loss_rule.value(f, y)`` (:mod:`.losses`; the square loss here, :class:`~.two_layer_model.TwoLayer`
+    chooses)."""
+
+    additive_noise: bool = True
+    loss_rule = SQUARE
+
+    def label(self, rstar: Array, eps: Array) -> Array:
+        return self.loss_rule.label(self.target(rstar) + self.noise * eps)
+
+    def loss(self, r: Array, y: Array) -> Array:
+        return self.loss_rule.value(self.predictor(r), y)
+
+    def grad(self, r: Array, y: Array) -> Array:
+        return self.loss_rule.slope(self.predictor(r), y)[..., None] * self._fp(r)
+
+    def hess(self, r: Array, y: Array) -> Array:
+        f, d1 = self.predictor(r), self._fp(r)
+        c = self.loss_rule.curvature(f, y)
+        if c is None:  # the square loss's curvature 1
+            h = d1[..., :, None] * d1[..., None, :]
+        else:
+            h = c[..., None, None] * d1[..., :, None] * d1[..., None, :]
+        idx = np.arange(r.shape[-1])
+        h[..., idx, idx] += self.loss_rule.slope(f, y)[..., None] * self._fpp(r)
+        return h
 
 
 @dataclass(frozen=True)
