@@ -9,7 +9,7 @@ Layout (imports flow downwards only; nothing here imports the solver, simulators
 * :mod:`.activations` -- :class:`Activation` (f, f', f'', pair moment, smoothness, kernel code);
 * :mod:`.base` -- the :class:`Model` base, :class:`CustomModel`, :func:`custom`;
 * :mod:`.teachers` -- teacher links: :class:`Expression` (the safe ``problem.teacher`` vocabulary),
-  :class:`ActivationMean`;
+  :class:`ActivationMean` (the parser: :mod:`.teacher_parser`; finite label variance: :mod:`.label_variance`);
 * :mod:`.losses` -- loss rules (:class:`Loss`: square, logistic) and the escape tails of visit maps;
 * :mod:`.two_layer_model` -- :class:`TwoLayer` (the presets re-export it);
 * :mod:`.presets` -- linear, logistic, phase retrieval, committee, two_layer, :func:`make_model`;
