@@ -473,9 +473,9 @@ TWO_LAYER = TINY.replace('model = "logistic"', 'model = "two_layer"\nactivation 
     (["problem.teacher='tanh(z1)'", "problem.teacher_width=1000"], "problem.teacher_width = 1000"),
 ])
 def test_quadrature_memory_refused_up_front(tmp_path, overrides, key, command, monkeypatch):
-    from sgd_dmft.models import population
+    from sgd_dmft.models import two_layer_quadrature
 
-    monkeypatch.setattr(population, "_link_nodes", lambda *a, **k: pytest.fail("allocated the quadrature"))
+    monkeypatch.setattr(two_layer_quadrature, "_link_nodes", lambda *a, **k: pytest.fail("allocated the quadrature"))
     cfg = tmp_path / "c.toml"
     cfg.write_text(TWO_LAYER)
     sets = [a for o in overrides + ["solver.max_memory_gb=0.5", "simulation.max_memory_gb=0.5"] for a in ("-s", o)]
@@ -485,7 +485,7 @@ def test_quadrature_memory_refused_up_front(tmp_path, overrides, key, command, m
 
 
 def test_quadrature_estimate_covers_the_measured_peak():
-    from sgd_dmft.models import population
+    from sgd_dmft.models import population, two_layer_quadrature
     from sgd_dmft.problem import make_model
 
     model = make_model("two_layer", k=1, kstar=4, activation="erf", teacher="(0*z1)^24+z1+z2+z3+z4")
@@ -493,7 +493,7 @@ def test_quadrature_estimate_covers_the_measured_peak():
     assert key == "problem.teacher"
     tracemalloc.start()
     try:
-        population._teacher_moment(model.teacher, np.eye(4), 0)
+        two_layer_quadrature._teacher_moment(model.teacher, np.eye(4), 0)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()

@@ -63,9 +63,9 @@ LAYERS = (
     # 0 leaves: import nothing of the package
     ("_version", "errors", "budget", "provenance", "parallel", "publish", "defaults", "progress"),
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
-    ("laws", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
+    ("laws", "law_base", "schedules", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
     ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
-    ("results", "plot"),  # 4 result files and figures
+    ("results", "comparison", "result_sets", "plot", "curve_plot", "sweep_plot"),  # 4 result files, theory vs simulation, figures
     ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
     ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
     ("sweep",),  # 7 product grids (the package sweep/: keys, cache, tasks, backends, gathering, driver)

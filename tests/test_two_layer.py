@@ -18,6 +18,7 @@ from sgd_dmft.config import parse_config
 from sgd_dmft.errors import ConfigError
 from sgd_dmft.models import Problem, committee, custom, population_loss, two_layer
 from sgd_dmft.models import population as POP
+from sgd_dmft.models import two_layer_quadrature as RULE
 from sgd_dmft.simulation import kernel_codes, make_instance
 from sgd_dmft.simulation.kernels import _grad_rows_nb, kernel_params
 
@@ -108,12 +109,12 @@ def test_population_rule_exact_to_1e8(case, monkeypatch):
     Q, M = _overlaps(m.k, m.kstar, 6, 0)
     Q, M = np.concatenate([Q, 9.0 * Q]), np.concatenate([M, M])  # and larger student norms (steeper units)
     v = population_loss(m, Q, M)
-    monkeypatch.setattr(POP, "_CACHE", type(POP._CACHE)())  # the reference is computed, not recalled
+    monkeypatch.setattr(RULE, "_CACHE", type(RULE._CACHE)())  # the reference is computed, not recalled
     for name in ("N_OUTER", "N_INNER"):
-        monkeypatch.setattr(POP, name, 2 * getattr(POP, name))
-    monkeypatch.setattr(POP, "N_POLY_EXTRA", 8)
+        monkeypatch.setattr(RULE, name, 2 * getattr(RULE, name))
+    monkeypatch.setattr(RULE, "N_POLY_EXTRA", 8)
     for name in ("N_TRANSVERSE", "N_TEACHER", "N_SOFTPLUS"):
-        monkeypatch.setattr(POP, name, {a: 2 * b for a, b in getattr(POP, name).items()})
+        monkeypatch.setattr(RULE, name, {a: 2 * b for a, b in getattr(RULE, name).items()})
     ref = population_loss(m, Q, M)
     assert np.max(np.abs(v - ref)) < 1e-8
     rng = np.random.default_rng(5)

@@ -12,6 +12,8 @@ directory with Ctrl-C and SIGTERM held back (they are delivered once the set is 
 What a killed run leaves (a staging or ``.old`` directory of a process that no longer exists) is
 cleaned by the next publication into the same ``out``, and by :func:`clean_stale`, which the CLI calls
 before it runs: carried entries are moved back, a missing ``out`` is restored from ``.old``.
+
+One file alone is replaced by :func:`atomic_write` (temporary file beside it, fsync, ``os.replace``).
 """
 
 from __future__ import annotations
@@ -211,3 +213,50 @@ def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
     if cwd is not None and (cwd == out or out in cwd.parents):
         with contextlib.suppress(OSError):
             os.chdir(cwd)  # the working directory was in the old out: follow the path into the new one
+
+
+# ---- atomic files (one file replaced whole; result sets are published from them) ----
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory (its entries durable); errors ignored (not every filesystem allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+def atomic_write(path: str | Path, writer) -> Path:
+    """Call ``writer(tmp_path)`` on a temporary file next to ``path``, fsync it, then ``os.replace``.
+
+    On any exception the temporary file is removed and an existing ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; give the file the usual permissions
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    fsync_dir(path.parent)
+    return path

@@ -109,11 +109,9 @@ def largest_step(law, t_max: float | None = None) -> float:
 
 
 def gd_edge(problem) -> float | None:
-    """Largest Hessian eigenvalue of the loss part where known (linear model, square loss:
-    ``(1 + sqrt(delta))^2``), else None."""
-    if getattr(problem.model, "linear_square", False):
-        return (1.0 + math.sqrt(problem.delta)) ** 2
-    return None
+    """Largest Hessian eigenvalue of the loss part where known (the model's ``hessian_edge``; linear model,
+    square loss: ``(1 + sqrt(delta))^2``), else None."""
+    return problem.model.hessian_edge(problem.delta)
 
 
 def check_jumps(problem, law, what: str = "DMFT run", error: type[Diverged] = SolverDiverged) -> None:
@@ -166,43 +164,16 @@ ESCAPE_WARN = 1e-9  # ... and past which it is warned about
 
 
 def escape_probability(problem, jump: float) -> float:
-    """The probability that a sample's visit map escapes under jumps ``gamma`` (phase retrieval and the
-    two-layer quadratic student with one unit, no bias, square loss; 0 for every other model).
+    """The probability that a sample's visit map escapes under jumps ``gamma`` (the model's
+    ``escape_probability``: phase retrieval and the two-layer quadratic student with one unit, no bias, square
+    loss; 0 for every other model).
 
     Phase retrieval: a visit maps ``r -> r (1 - 2 gamma (r^2 - y))``; its orbit stays bounded only while
     ``y <= 1/gamma`` (docs/theory.md section 3c), so samples with larger labels escape and the run
     diverges once one is drawn; ``y = r*^2 + noise eps``. The student ``f = a r^2`` has the same map in
     ``u = a r`` with the label ``a y``: ``u -> u (1 - 2 gamma (u^2 - a y))``, escaping for ``a y > 1/gamma``,
     ``y = g(r*) + noise eps`` (its link ``g``)."""
-    m = problem.model
-    c = 1.0 / jump
-    if getattr(m, "name", "") == "phase_retrieval" and m.k == 1:
-        from scipy import integrate, stats
-
-        s = float(m.noise)
-        if s == 0.0:
-            return float(stats.chi2.sf(c, 1))
-        f = lambda z: 2.0 * stats.norm.pdf(z) * stats.norm.sf((c - z * z) / s)  # noqa: E731
-        return float(min(1.0, integrate.quad(f, 0.0, math.inf, epsabs=0.0, epsrel=1e-8, limit=200)[0]))
-    if (getattr(m, "name", "") == "two_layer" and m.k == 1 and m.kstar == 1 and m.loss_name == "square"
-            and m.activation.name == "quadratic" and m.bias[0] == 0.0):
-        return _label_tail(lambda z: m.target(z[..., None]), float(m.second_layer[0]), float(m.noise), c)
-    return 0.0
-
-
-def _label_tail(g, a: float, noise: float, c: float) -> float:
-    """``P(a (g(z) + noise eps) > c)``, ``z, eps ~ N(0, 1)``: trapezoid over z in [-12, 12] (2e5 points;
-    the label's own noise integrated in closed form)."""
-    import numpy as np
-    from scipy import stats
-
-    z = np.linspace(-12.0, 12.0, 200_001)
-    ag = a * np.asarray(g(z), dtype=float)
-    if noise == 0.0:
-        inner = (ag > c).astype(float)
-    else:
-        inner = stats.norm.sf((c - ag) / (abs(a) * noise))
-    return float(min(1.0, np.trapezoid(stats.norm.pdf(z) * inner, z)))
+    return problem.model.escape_probability(jump)
 
 
 def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = SolverDiverged) -> None:
@@ -214,9 +185,7 @@ def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = S
     p = escape_probability(problem, jump)
     if p <= ESCAPE_WARN:
         return
-    what_map = ("phase retrieval" if problem.model.name == "phase_retrieval" else
-                f"a quadratic student (a = {problem.model.second_layer[0]:g}; in u = a r the map of phase retrieval with label a y)")
-    msg = (f"{what_map} with jumps gamma={jump:g}: a visit maps r -> r (1 - 2 gamma (r^2 - y)), whose orbit "
+    msg = (f"{problem.model.escape_map} with jumps gamma={jump:g}: a visit maps r -> r (1 - 2 gamma (r^2 - y)), whose orbit "
            f"escapes for labels y > 1/gamma = {1 / jump:.4g}; a sample has such a label with probability {p:.3g}, so "
            f"a run on n samples diverges with probability about 1 - exp(-{p:.3g} n)")
     if p > ESCAPE_REFUSE:
@@ -227,28 +196,21 @@ def check_escape(problem, law, what: str = "DMFT run", error: type[Diverged] = S
                   stacklevel=3)
 
 
-_SUP_SLOPE = {"relu": 1.0, "linear": 1.0, "tanh": 1.0, "erf": math.sqrt(2.0 / math.pi)}  # sup |s'|
-
-
 def check_two_layer_edge(problem, law, what: str = "DMFT run") -> None:
     """Two-layer student, square loss, jumps ``gamma`` (SGD, reshuffling): near interpolation a visit maps
     the residual ``f - y -> (1 - gamma sum_a a_a^2 s'(r_a + b_a)^2)(f - y)``, past its edge when that sum
-    reaches 2. A RuntimeWarning when ``gamma |a|^2 sup s'^2 >= 2`` (then samples with every unit at full
-    slope are unstable: for relu, all units active; a run that does grow is stopped by the growth rule)."""
-    m, jump = problem.model, law.jump_size
-    act = getattr(getattr(m, "activation", None), "name", None)
-    if jump is None or getattr(m, "loss_name", None) != "square" or act not in _SUP_SLOPE:
-        return
-    a2 = sum(x * x for x in (m.second_layer or ()))
-    edge = jump * a2 * _SUP_SLOPE[act] ** 2
-    if edge >= _EDGE:
+    reaches 2. A RuntimeWarning when ``gamma |a|^2 sup s'^2 >= 2`` (the model's ``visit_edge``; then samples
+    with every unit at full slope are unstable: for relu, all units active; a run that does grow is stopped
+    by the growth rule)."""
+    jump = law.jump_size
+    edge = None if jump is None else problem.model.visit_edge(jump)
+    if edge is not None and edge.value >= _EDGE:
         import warnings
 
-        below = _EDGE / (a2 * _SUP_SLOPE[act] ** 2)
-        warnings.warn(f"{what}: gamma |a|^2 sup s'^2 = {edge:.3g} >= 2 (gamma={jump:g}, second_layer |a|^2 = "
-                      f"{a2:.3g}, activation={act}): a visit can push a fitted sample's residual out by a factor "
-                      f"{edge - 1:.3g}; the run may grow geometrically (lower dynamics.gamma below {below:.3g})",
-                      RuntimeWarning, stacklevel=3)
+        warnings.warn(f"{what}: gamma |a|^2 sup s'^2 = {edge.value:.3g} >= 2 (gamma={jump:g}, second_layer |a|^2 = "
+                      f"{edge.a2:.3g}, activation={edge.activation}): a visit can push a fitted sample's residual out "
+                      f"by a factor {edge.value - 1:.3g}; the run may grow geometrically (lower dynamics.gamma below "
+                      f"{edge.below:.3g})", RuntimeWarning, stacklevel=3)
 
 
 def _gamma_for(problem, p: float) -> float:

@@ -18,7 +18,7 @@ linear        x                                          c                      
 ============  =========================================  ==========================  ======  ====
 
 ``gauss_mean(mu, sigma)``: ``E[s(mu + sigma w)]`` for ``w ~ N(0, 1)`` in closed form (None for tanh):
-the inner integral of the two-layer population loss (:mod:`.two_layer_loss`).
+the inner integral of the two-layer population loss (:mod:`.two_layer_quadrature`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ class Activation:
     ``E[s(u) s(v)]`` (broadcast elementwise) or None. ``committee_expectations(Q (k, k), M (k, k*),
     noise)``: the soft committee's ``(E[F r*^T], E[F r^T], E[F F^T])`` at ``S* = I`` or None.
     ``gauss_mean(mu, sigma)``: ``E[s(mu + sigma w)]``, ``w ~ N(0, 1)`` (broadcast) or None.
+    ``sup_slope``: ``sup |s'|``, or None where ``s'`` is unbounded.
     """
 
     name: str
@@ -63,6 +64,7 @@ class Activation:
     committee_expectations: Callable | None = None
     smooth: bool = True
     gauss_mean: Callable[[Array, Array], Array] | None = None
+    sup_slope: float | None = None  # sup |s'| (None: unbounded), the two-layer visit edge's constant
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -121,14 +123,14 @@ def _square_dd(x):
 
 
 ERF = Activation("erf", _erf, _erf_d, _erf_dd, code=0, pair_moment=I2,
-                 committee_expectations=committee_erf_expectations, gauss_mean=erf_gauss_mean)
+                 committee_expectations=committee_erf_expectations, gauss_mean=erf_gauss_mean, sup_slope=_SQRT2_PI)
 RELU = Activation("relu", _relu, _relu_d, _zeros, code=1, pair_moment=arccos_pair_moment, smooth=False,
-                  gauss_mean=relu_gauss_mean)
-TANH = Activation("tanh", np.tanh, _tanh_d, _tanh_dd, code=2)
+                  gauss_mean=relu_gauss_mean, sup_slope=1.0)
+TANH = Activation("tanh", np.tanh, _tanh_d, _tanh_dd, code=2, sup_slope=1.0)
 QUADRATIC = Activation("quadratic", _square, _square_d, _square_dd, code=3, pair_moment=isserlis_pair_moment,
                        gauss_mean=quadratic_gauss_mean)
 LINEAR = Activation("linear", _identity, _ones, _zeros, code=4, pair_moment=linear_pair_moment,
-                    gauss_mean=linear_gauss_mean)
+                    gauss_mean=linear_gauss_mean, sup_slope=1.0)
 
 _REGISTRY = {a.name: a for a in (ERF, RELU, TANH, QUADRATIC, LINEAR)}
 ACTIVATIONS = tuple(_REGISTRY)  # ("erf", "relu", "tanh", "quadratic", "linear")

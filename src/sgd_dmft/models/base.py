@@ -7,27 +7,39 @@ R^{d x k}``, ``r_i = theta^T x_i``; labels ``y_i = label(r*_i, eps_i)`` with sta
 ``F(r, y) = grad_r l`` (..., k), ``H(r, y) = dF/dr`` (..., k, k).
 
 A model is a small frozen dataclass: its plain fields are data and its loss, derivatives and labels
-are methods (presets, :mod:`.presets`) or user callables held as fields (:class:`CustomModel`), so
+are methods (presets, :mod:`.presets`, on the bases :class:`Preset` and :class:`PredictorModel` here) or user callables held as fields (:class:`CustomModel`), so
 it pickles natively (worker processes rebuild it from the pickle).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConfigError
+from .losses import SQUARE
 from .probe import N_POINTS, ModelProbeWarning, ProbeReport, check_model, probe_model
 
 Array = NDArray[np.float64]
 LossFn = Callable[[Array, Array], Array]
 
-__all__ = ["Model", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
+__all__ = ["Model", "VisitEdge", "Preset", "PredictorModel", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
            "ModelProbeWarning"]
+
+
+class VisitEdge(NamedTuple):
+    """A visit map past its edge (:meth:`Model.visit_edge`): ``value = gamma |a|^2 sup s'^2`` (past 2: a fitted
+    sample's residual can grow), its parts, and the ``gamma`` below which it holds."""
+
+    value: float
+    a2: float
+    activation: str
+    below: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -54,6 +66,9 @@ class Model:
     -> (T,)`` (closed-form population loss), ``zero_one_error(Q, M, S) -> (T,)`` (classifiers: the test 0-1
     error ``P(sign f(r) != y)``, a probability), ``online_expectations()`` (closed-form online ODE
     expectations), ``kernel_spec`` (the simulator's numba gradient kernel codes), ``meta``.
+
+    Stability rules (asked by :mod:`sgd_dmft.stability`; none unless a subclass has them):
+    ``hessian_edge(delta)``, ``escape_probability(jump)`` with ``escape_map``, ``visit_edge(jump)``.
     """
 
     name: str = "custom"
@@ -92,9 +107,71 @@ class Model:
         or None (then quadrature / Monte Carlo)."""
         return None
 
+    def hessian_edge(self, delta: float) -> float | None:
+        """The largest Hessian eigenvalue of the loss part at d = infinity where known (linear model,
+        square loss: the Marchenko-Pastur edge ``(1 + sqrt(delta))^2``), else None."""
+        return (1.0 + math.sqrt(delta)) ** 2 if self.linear_square else None
+
+    def escape_probability(self, jump: float) -> float:
+        """The probability that a sample's visit map escapes under jumps ``gamma = jump`` (SGD,
+        reshuffling); 0 for a model without such a map (docs/theory.md section 3c)."""
+        return 0.0
+
+    @property
+    def escape_map(self) -> str:
+        """The escaping visit map's name in the stability messages."""
+        return f"model={self.name}"
+
+    def visit_edge(self, jump: float) -> VisitEdge | None:
+        """Where a visit under jumps ``gamma = jump`` can push a fitted sample's residual out (the two-layer
+        square loss), or None."""
+        return None
+
     def labels(self, rstar: Array, eps: Array) -> Array:
         """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
         return self.label(rstar, eps)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset(Model):
+    """A preset: the label noise is ``noise * eps``, so ``eps`` matters only when ``noise != 0``."""
+
+    trusted_labels = True  # known labels: probe.check_labels skips them
+
+    @property
+    def eps_dim(self) -> bool:
+        return not self.additive_noise and self.noise != 0.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class PredictorModel(Preset):
+    """A student ``f(r) = sum_a f_a(r_a)`` given componentwise by ``predictor``, ``_fp`` (``d f / d r_a``),
+    ``_fpp`` (``d^2 f / d r_a^2``), on labels ``loss_rule.label(g(r*) + noise eps)``, with the loss
+    ``loss_rule.value(f, y)`` (:mod:`.losses`; the square loss here, :class:`~.two_layer_model.TwoLayer`
+    chooses)."""
+
+    additive_noise: bool = True
+    loss_rule = SQUARE
+
+    def label(self, rstar: Array, eps: Array) -> Array:
+        return self.loss_rule.label(self.target(rstar) + self.noise * eps)
+
+    def loss(self, r: Array, y: Array) -> Array:
+        return self.loss_rule.value(self.predictor(r), y)
+
+    def grad(self, r: Array, y: Array) -> Array:
+        return self.loss_rule.slope(self.predictor(r), y)[..., None] * self._fp(r)
+
+    def hess(self, r: Array, y: Array) -> Array:
+        f, d1 = self.predictor(r), self._fp(r)
+        c = self.loss_rule.curvature(f, y)
+        if c is None:  # the square loss's curvature 1
+            h = d1[..., :, None] * d1[..., None, :]
+        else:
+            h = c[..., None, None] * d1[..., :, None] * d1[..., None, :]
+        idx = np.arange(r.shape[-1])
+        h[..., idx, idx] += self.loss_rule.slope(f, y)[..., None] * self._fpp(r)
+        return h
 
 
 @dataclass(frozen=True)

@@ -12,72 +12,36 @@ two_layer          ``g(r*) + noise eps``     ``(f(r) - y)^2 / 2``         (4, ac
 =================  ========================  ==========================  ======================
 
 The two-layer student is ``f(r) = sum_a a_a s(r_a + b_a)`` with any teacher link ``g``
-(:mod:`.teachers`); the committee is its special case ``a = 1/k``, ``b = 0``, ``g = mean_b s(z_b)``.
+(:mod:`.teachers`), in :mod:`.two_layer_model` (re-exported here); the committee is its special case ``a = 1/k``,
+``b = 0``, ``g = mean_b s(z_b)``. The bases :class:`~.base.Preset` and :class:`~.base.PredictorModel`
+(a predictor with a loss rule of :mod:`.losses`) are in :mod:`.base`.
 
 All methods are vectorised over leading axes (shapes as in :class:`.base.Model`).
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
 
 from .. import defaults as _defaults
-from ..errors import ConfigError, did_you_mean
-from .activations import ERF, QUADRATIC, TANH, Activation, get_activation
-from .base import Array, Model
-from .closed_forms import (LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement,
-                           softplus)
-from .teachers import ActivationMean, Expression, finite_variance_problem
+from ..errors import did_you_mean
+from .activations import ERF, QUADRATIC, Activation, get_activation
+from .base import Array, Model, Preset, PredictorModel
+from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement, softplus
+from .losses import chi2_escape
+from .two_layer_model import LOSSES, TwoLayer, two_layer
 
 __all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
            "logistic", "phase_retrieval", "committee", "two_layer", "make_model"]
 
 MODELS = ("linear", "logistic", "phase_retrieval", "committee", "two_layer")
-LOSSES = ("square", "logistic")
 
 
 @dataclass(frozen=True, kw_only=True)
-class _Preset(Model):
-    """A preset: the label noise is ``noise * eps``, so ``eps`` matters only when ``noise != 0``."""
-
-    trusted_labels = True  # known labels: probe.check_labels skips them
-
-    @property
-    def eps_dim(self) -> bool:
-        return not self.additive_noise and self.noise != 0.0
-
-
-@dataclass(frozen=True, kw_only=True)
-class _SquareLoss(_Preset):
-    """Square loss ``(f(r) - y)^2 / 2``, ``y = g(r*) + noise eps``, ``f(r) = sum_a f_a(r_a)`` given
-    componentwise by ``predictor``, ``_fp`` (``d f / d r_a``), ``_fpp`` (``d^2 f / d r_a^2``)."""
-
-    additive_noise: bool = True
-
-    def label(self, rstar: Array, eps: Array) -> Array:
-        return self.target(rstar) + self.noise * eps
-
-    def loss(self, r: Array, y: Array) -> Array:
-        return 0.5 * (self.predictor(r) - y) ** 2
-
-    def grad(self, r: Array, y: Array) -> Array:
-        return (self.predictor(r) - y)[..., None] * self._fp(r)
-
-    def hess(self, r: Array, y: Array) -> Array:
-        d1 = self._fp(r)
-        h = d1[..., :, None] * d1[..., None, :]
-        diag = (self.predictor(r) - y)[..., None] * self._fpp(r)
-        idx = np.arange(r.shape[-1])
-        h[..., idx, idx] += diag
-        return h
-
-
-@dataclass(frozen=True, kw_only=True)
-class Linear(_SquareLoss):
+class Linear(PredictorModel):
     """``y = r* + noise * eps``, ``f(r) = r``, loss ``(r - y)^2 / 2`` (k = k* = 1)."""
 
     name: str = "linear"
@@ -104,7 +68,7 @@ class Linear(_SquareLoss):
 
 
 @dataclass(frozen=True, kw_only=True)
-class PhaseRetrieval(_SquareLoss):
+class PhaseRetrieval(PredictorModel):
     """``y = (r*)^2 + noise * eps``, ``f(r) = r^2``, loss ``(r^2 - y)^2 / 2`` (k = k* = 1)."""
 
     name: str = "phase_retrieval"
@@ -125,13 +89,20 @@ class PhaseRetrieval(_SquareLoss):
         """Closed form (Isserlis), as a committee of one quadratic unit."""
         return committee_loss(QUADRATIC.pair_moment, Q, M, S, self.noise)
 
+    def escape_probability(self, jump: float) -> float:
+        """A visit maps ``r -> r (1 - 2 gamma (r^2 - y))``, whose orbit stays bounded only while ``y <=
+        1/gamma`` (docs/theory.md section 3c): ``P(r*^2 + noise eps > 1/gamma)``."""
+        return chi2_escape(self.noise, 1.0 / jump) if self.k == 1 else 0.0
+
+    escape_map = "phase retrieval"
+
     @property
     def kernel_spec(self) -> tuple[int, int]:
         return (2, 0)
 
 
 @dataclass(frozen=True, kw_only=True)
-class Committee(_SquareLoss):
+class Committee(PredictorModel):
     """Soft committee: ``y = mean_b s(r*_b) + noise * eps``, ``f(r) = mean_a s(r_a)``, square loss.
 
     ``smooth`` defaults to the activation's smoothness. The population loss is in closed form when
@@ -182,154 +153,8 @@ class Committee(_SquareLoss):
         return partial(ce, noise=self.noise) if ce is not None and self.additive_noise else None
 
 
-def _weights(key: str, value, k: int, default: float) -> tuple[float, ...]:
-    """``value`` (None, a number or a length-k sequence) as a tuple of k finite floats (ConfigError naming ``key``)."""
-    if value is None:
-        return (default,) * k
-    if isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-        vals = [float(value)] * k
-    else:
-        try:
-            vals = [float(v) for v in value if not isinstance(v, bool)]
-            ok = len(vals) == len(value)
-        except (TypeError, ValueError):
-            ok = False
-        if not ok or len(vals) != k:
-            raise ConfigError(f"{key} = {value!r}: must be a number or a list of student_width = {k} numbers", key=key)
-    if not all(math.isfinite(v) for v in vals):
-        raise ConfigError(f"{key} = {value!r}: must be finite numbers", key=key)
-    return tuple(vals)
-
-
 @dataclass(frozen=True, kw_only=True)
-class TwoLayer(_SquareLoss):
-    """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on any teacher link ``g`` (``k`` units, ``k*``
-    teacher directions).
-
-    ``loss_name="square"``: ``y = g(r*) + noise eps``, loss ``(f - y)^2 / 2``; ``"logistic"``: ``y =
-    sign(g(r*) + noise eps)`` in {-1, 1}, loss ``log(1 + exp(-y f))``. ``teacher``: an
-    :class:`~.teachers.Expression` text such as ``"he3(z1) / sqrt(6)"``, an Expression, an
-    :class:`~.teachers.ActivationMean` or a picklable callable ``rstar (..., k*) -> (...)``; None: the
-    committee's ``mean_b s(z_b)``. ``second_layer`` ``a`` (k,; default 1/k each), ``bias`` ``b`` (k,;
-    default 0), as tuples. ``smooth`` defaults to the activation's (the teacher needs no derivative).
-    """
-
-    name: str = "two_layer"
-    k: int = 2
-    kstar: int = 1
-    activation: Activation = TANH
-    teacher: object = None
-    second_layer: tuple[float, ...] | None = None
-    bias: tuple[float, ...] | None = None
-    loss_name: str = "square"
-    smooth: bool | None = None
-
-    def __post_init__(self):
-        act = get_activation(self.activation)
-        object.__setattr__(self, "activation", act)
-        t = self.teacher
-        t = ActivationMean(act, self.kstar) if t is None else Expression(t, self.kstar) if isinstance(t, str) else t
-        if getattr(t, "kstar", self.kstar) != self.kstar or not callable(t):
-            raise ConfigError(f"problem.teacher = {str(t)!r}: must be a link of teacher_width = {self.kstar} "
-                              "variables (an expression or a callable)", key="problem.teacher")
-        object.__setattr__(self, "teacher", t)
-        object.__setattr__(self, "second_layer", _weights("problem.second_layer", self.second_layer, self.k, 1.0 / self.k))
-        object.__setattr__(self, "bias", _weights("problem.bias", self.bias, self.k, 0.0))
-        if self.loss_name not in LOSSES:
-            raise ConfigError(f"problem.loss = {self.loss_name!r}: must be one of {' | '.join(LOSSES)}", key="problem.loss")
-        object.__setattr__(self, "additive_noise", self.loss_name == "square")
-        if self.smooth is None:
-            object.__setattr__(self, "smooth", act.smooth)
-        why = finite_variance_problem(t.text, self.kstar) if isinstance(t, Expression) else None
-        if why and self.loss_name == "square":  # (the logistic loss sees sign(g + noise eps) only)
-            raise ConfigError(f"problem.teacher = {t.text!r}: {why}", key="problem.teacher")
-
-    label_key = "problem.teacher"  # probe.check_labels: a callable teacher is user code
-
-    @property
-    def trusted_labels(self) -> bool:
-        """An expression (checked at construction) or the committee's link; not a user callable."""
-        return isinstance(self.teacher, (Expression, ActivationMean))
-
-    # ---- the student and the teacher ----
-    def _pre(self, r: Array) -> Array:
-        return r + np.asarray(self.bias) if any(self.bias) else r
-
-    def predictor(self, r: Array) -> Array:
-        """``f(r) = sum_a a_a s(r_a + b_a)``; ``r`` (..., k) -> (...)."""
-        return self.activation.f(self._pre(r)) @ np.asarray(self.second_layer)
-
-    def target(self, rstar: Array) -> Array:
-        """The link ``g(r*)``; ``rstar`` (..., k*) -> (...)."""
-        return np.asarray(self.teacher(rstar), dtype=np.float64)
-
-    def _fp(self, r: Array) -> Array:
-        return self.activation.df(self._pre(r)) * np.asarray(self.second_layer)
-
-    def _fpp(self, r: Array) -> Array:
-        return self.activation.d2f(self._pre(r)) * np.asarray(self.second_layer)
-
-    # ---- the logistic loss (the square loss is _SquareLoss's) ----
-    def label(self, rstar: Array, eps: Array) -> Array:
-        z = self.target(rstar) + self.noise * eps
-        return z if self.loss_name == "square" else np.where(z >= 0.0, 1.0, -1.0)
-
-    def loss(self, r: Array, y: Array) -> Array:
-        if self.loss_name == "square":
-            return super().loss(r, y)
-        return softplus(-y * self.predictor(r))
-
-    def grad(self, r: Array, y: Array) -> Array:
-        if self.loss_name == "square":
-            return super().grad(r, y)
-        return (-y * sigmoid(-y * self.predictor(r)))[..., None] * self._fp(r)
-
-    def hess(self, r: Array, y: Array) -> Array:
-        if self.loss_name == "square":
-            return super().hess(r, y)
-        f, d1 = self.predictor(r), self._fp(r)
-        sg = sigmoid(y * f)
-        h = (sg * (1.0 - sg))[..., None, None] * d1[..., :, None] * d1[..., None, :]
-        idx = np.arange(r.shape[-1])
-        h[..., idx, idx] += (-y * sigmoid(-y * f))[..., None] * self._fpp(r)
-        return h
-
-    # ---- capabilities ----
-    @property
-    def meta(self) -> dict:
-        return {"activation": self.activation.name, "teacher": str(self.teacher), "loss": self.loss_name,
-                "second_layer": list(self.second_layer), "bias": list(self.bias)}
-
-    @property
-    def pop_loss(self):
-        """The two-layer quadrature rule (:func:`.population.two_layer_loss`): ``(Q, M, S) -> (T,)``."""
-        from .population import two_layer_loss
-
-        return partial(two_layer_loss, self)
-
-    @property
-    def zero_one_error(self):
-        """The logistic loss's classifier ``sign f(r)``: the test 0-1 error rule
-        (:func:`.population.two_layer_zero_one`, ``(Q, M, S) -> (T,)``, a probability); None for the square
-        loss (a regression)."""
-        if self.loss_name != "logistic":
-            return None
-        from .population import two_layer_zero_one
-
-        return partial(two_layer_zero_one, self)
-
-    @property
-    def kernel_spec(self) -> tuple[int, int]:
-        return (4 if self.loss_name == "square" else 5, self.activation.code)
-
-    @property
-    def kernel_params(self) -> Array:
-        """``[a_1..a_k, b_1..b_k]`` for the simulator's kernel."""
-        return np.array(self.second_layer + self.bias, dtype=np.float64)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Logistic(_Preset):
+class Logistic(Preset):
     """``y = sign(r* + noise * eps)`` in {-1, +1}, loss ``log(1 + exp(-y r))`` (k = k* = 1)."""
 
     name: str = "logistic"
@@ -386,13 +211,6 @@ def committee(k: int = 2, kstar: int = 2, activation: str | Activation = _defaul
               noise: float = _defaults.NOISE) -> Committee:
     """Soft committee of ``k`` student and ``kstar`` teacher units (see :class:`Committee`)."""
     return Committee(k=k, kstar=kstar, activation=get_activation(activation), noise=noise)
-
-
-def two_layer(k: int = 2, kstar: int = 1, activation: str | Activation = _defaults.ACTIVATION, teacher=None,
-              second_layer=None, bias=None, loss: str = "square", noise: float = 0.0) -> TwoLayer:
-    """Two-layer student ``f(r) = sum_a a_a s(r_a + b_a)`` on the link ``teacher`` (see :class:`TwoLayer`)."""
-    return TwoLayer(k=k, kstar=kstar, activation=get_activation(activation), teacher=teacher,
-                    second_layer=second_layer, bias=bias, loss_name=loss, noise=noise)
 
 
 def make_model(name: str, *, k: int = 1, kstar: int = 1, activation: str = _defaults.ACTIVATION,

@@ -10,7 +10,7 @@ call shape as the solver's ``solve(problem, law, ...)``::
     same_as_theory = simulate(prob, LawRecursion(laws.SGD(0.01, 0.5)), t_max=4.0, d=2000, seeds=8)
 
 The pieces: instance.py (teacher, data, initialisation, the per-seed rngs), algorithms.py (the
-algorithm objects and the law recursion), batches.py (which samples a step uses), kernels.py (how
+algorithm objects: algorithm_base.py, law_recursion.py, sgd_steps.py), batches.py (which samples a step uses), kernels.py (how
 SGD steps are computed), recorder.py (what is recorded, divergence), driver.py (seeds -> Dataset).
 """
 
