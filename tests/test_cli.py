@@ -149,7 +149,7 @@ def test_compare_with_fakes(tmp_path, tiny, fakes):
     s = json.loads((out / "summary.json").read_text())
     assert s["discrepancy"]["train_loss"]["max_z"] == pytest.approx(0.0)
     assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs", "z_t", "df", "theory_rel_se",
-                                                  "theory_rel_dt_error", "reliable", "refused", "detectable",
+                                                  "theory_rel_dt_error", "theory_dt_over_se", "reliable", "refused", "detectable",
                                                   "seeds", "seed_sd", "theory_se", "interpolated"}
     assert s["config"]["simulation"]["seeds"] == 3
     assert "max z" in r.output and "test_loss: detectable gap 0.03 (3 combined s.e. with 3 seeds)" in r.output

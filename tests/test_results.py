@@ -295,3 +295,34 @@ def test_solve_keeps_the_kernels_a_file_keeps(extrapolate):
     np.testing.assert_array_equal(thin.test_loss.values, dense.test_loss.values)
     full, kept = (planning.estimate_memory(prob, law, 200.0, 8000, 8, keep) for keep in (True, 501))
     assert full - kept > 0.9 * 8 * 4 * 4001**2
+
+
+def test_a_dt_error_above_the_combined_standard_error_is_flagged():
+    """issue 21: a dt error larger than the combined standard error makes a z of that size the dt error's,
+    not a gap's: ``theory_dt_over_se`` says how many, ``reliable`` is False and a RuntimeWarning names it
+    (the dt error itself is 2 % of the curve, far below the 10 % rule)."""
+    import warnings
+
+    import sgd_dmft
+    from sgd_dmft import Problem, laws, make_model
+    from sgd_dmft.dmft import solve
+    from sgd_dmft.results import discrepancy
+
+    prob = Problem(make_model("logistic"), delta=2.0, ridge=0.1, init_scale=0.5)
+    th = solve(prob, laws.SGD(0.05, 0.5), t_max=1.0, paths=2000, replicas=4, seed=1, keep_kernels=False)
+    rng = np.random.default_rng(0)
+    runs = th.test_loss.values[None] * (1 + 0.001 * rng.standard_normal((8, th.sizes["time"])))
+    sim = sgd_dmft.from_arrays(th.time.values, test_loss=runs)
+    small = th.copy()
+    small["test_loss_stderr"] = 0.001 * np.abs(th.test_loss)
+    small["test_loss_dt_error"] = 0.0005 * np.abs(th.test_loss)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ok = discrepancy(small, sim, "test_loss")
+    assert ok["reliable"] and 0 < ok["theory_dt_over_se"] < 1
+    big = small.copy()
+    big["test_loss_dt_error"] = 0.02 * np.abs(th.test_loss)
+    with pytest.warns(RuntimeWarning, match="combined standard errors"):
+        bad = discrepancy(big, sim, "test_loss")
+    assert not bad["reliable"] and not bad["refused"] and bad["theory_dt_over_se"] > 5
+    assert bad["theory_rel_dt_error"] == pytest.approx(0.02, rel=0.05)

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-from .curves import mean_stderr_da
+from .curves import REL_ACCURACY, mean_stderr_da
 
 __all__ = ["SEED_DIM", "TIME_DIM", "REL_SE_MAX", "DETECT_Z", "REL_ACCURACY", "sim_mean_stderr",
            "theory_mean_stderr", "discrepancy", "seeds_needed", "power_statement"]
@@ -114,7 +114,7 @@ def discrepancy(theory: xr.Dataset, sim: xr.Dataset, var: str) -> dict[str, floa
     j = np.unravel_index(int(np.argmin(logp)), logp.shape)
     z_t = float(stats.norm.isf(np.exp(logp[j]))) if np.isfinite(logp[j]) else float("inf")
     out = {"max_z": float(per_t[i]), "at_time": float(sm[TIME_DIM].values[i]), "max_abs": float(g.max()),
-           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var, _dt_error_on(theory, sm, var)),
+           "z_t": z_t, "df": float(df[j]), **_reliability(tm_i, tse_i, sm, var, _dt_error_on(theory, sm, var), se),
            **_power(np.sqrt(np.maximum(vt, 0.0)), np.sqrt(vs), n_seeds), "interpolated": note is not None}
     if note is not None:
         out["note"] = note
@@ -169,7 +169,7 @@ def power_statement(disc: Mapping[str, Any]) -> str:
     return f"detectable gap {det:.3g} (3 combined s.e. with {n} seeds); half of it, {det / 2:.3g}, needs {need}"
 
 
-REL_ACCURACY = 0.1  # theory s.e. or dt error above this fraction of the curve: ``reliable`` False, a warning
+DT_OVER_SE = 1.0  # a dt error above this many combined standard errors: the z could show it, ``reliable`` False
 
 
 def _dt_error_on(theory: xr.Dataset, sm: xr.DataArray, var: str) -> xr.DataArray | None:
@@ -195,24 +195,46 @@ def _relative(err: xr.DataArray, a: xr.DataArray, b: xr.DataArray) -> tuple[floa
 
 
 def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str,
-                 tdt: xr.DataArray | None = None) -> dict[str, Any]:
+                 tdt: xr.DataArray | None = None, combined: xr.DataArray | None = None) -> dict[str, Any]:
     """Whether the theory is accurate enough for its z to mean anything: ``theory_rel_se`` (and
     ``theory_rel_dt_error``) is the largest ``se_theory(t)`` (dt error) ``/ max(|theory(t)|, |mean_sim(t)|,
-    1e-3 max_t |theory|)``. Above ``REL_ACCURACY`` (0.1) ``reliable`` is False, ``unreliable`` says where and
-    a RuntimeWarning says it; above ``REL_SE_MAX`` (0.5) ``refused`` is True (``run.compare`` refuses the
-    comparison, CLI exit 3: an exploded standard error cannot pass for agreement)."""
+    1e-3 max_t |theory|)``, ``theory_dt_over_se`` the largest dt error in combined standard errors
+    (``combined``, on the compared times). Above ``REL_ACCURACY`` (0.1), or a dt error above ``DT_OVER_SE`` (1)
+    combined standard errors (a z could then be the dt error, not a gap), ``reliable`` is False,
+    ``unreliable`` says where and a RuntimeWarning says it; above ``REL_SE_MAX`` (0.5) ``refused`` is True
+    (``run.compare`` refuses the comparison, CLI exit 3: an exploded standard error cannot pass for agreement)."""
     a, b = xr.broadcast(tm, sm)
     worst, it = _relative(tse, a, b)
     worst_dt, it_dt = _relative(tdt, a, b) if tdt is not None else (0.0, 0)
-    out: dict[str, Any] = {"theory_rel_se": worst, "theory_rel_dt_error": worst_dt,
-                           "reliable": bool(worst <= REL_ACCURACY and worst_dt <= REL_ACCURACY),
+    over, io = _over_se(tdt, combined)
+    out: dict[str, Any] = {"theory_rel_se": worst, "theory_rel_dt_error": worst_dt, "theory_dt_over_se": over,
+                           "reliable": bool(worst <= REL_ACCURACY and worst_dt <= REL_ACCURACY and over <= DT_OVER_SE),
                            "refused": bool(worst > REL_SE_MAX)}
     if not out["reliable"]:
-        what, val, i = ("standard error", worst, it) if worst >= worst_dt else ("dt error", worst_dt, it_dt)
-        t = float(tm[TIME_DIM].values[i])
-        out["unreliable"] = (f"the theory's {what} of {var} at t={t:.4g} is {val:.3g} of the curve (> "
-                             f"{REL_SE_MAX if out['refused'] else REL_ACCURACY:g}): "
-                             + ("no z statistic can be trusted" if out["refused"] else
-                                "the comparison has little power; raise solver.paths or lower dynamics.dt"))
+        if max(worst, worst_dt) > REL_ACCURACY or out["refused"]:
+            what, val, i = ("standard error", worst, it) if worst >= worst_dt else ("dt error", worst_dt, it_dt)
+            why = (f"is {val:.3g} of the curve (> {REL_SE_MAX if out['refused'] else REL_ACCURACY:g}): "
+                   + ("no z statistic can be trusted" if out["refused"] else
+                      "the comparison has little power; raise solver.paths or lower dynamics.dt"))
+        else:
+            what, i = "dt error", io
+            why = (f"is {over:.3g} combined standard errors (> {DT_OVER_SE:g}): a z of that size could be the dt "
+                   f"error, not a gap; lower dynamics.dt")
+        out["unreliable"] = f"the theory's {what} of {var} at t={float(tm[TIME_DIM].values[i]):.4g} {why}"
         warnings.warn(f"discrepancy: {out['unreliable']}", RuntimeWarning, stacklevel=3)
     return out
+
+
+def _over_se(tdt: xr.DataArray | None, combined: xr.DataArray | None) -> tuple[float, int]:
+    """The largest dt error in combined standard errors and its time index ((0, 0) without either)."""
+    if tdt is None or combined is None:
+        return 0.0, 0
+    e, c = xr.broadcast(np.abs(tdt), combined)
+    E = np.asarray(e.transpose(TIME_DIM, ...).values, dtype=float)
+    C = np.asarray(c.transpose(TIME_DIM, ...).values, dtype=float).reshape(E.shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(C > 0, E / np.where(C > 0, C, 1.0), np.where(E > 0, np.inf, 0.0))
+    r = np.nan_to_num(r.reshape(E.shape[0], -1), nan=0.0)
+    if not r.size:
+        return 0.0, 0
+    return float(np.max(r)), int(np.unravel_index(int(np.argmax(r)), r.shape)[0])

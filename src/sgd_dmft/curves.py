@@ -20,6 +20,9 @@ DIMS = {"train_loss": ("time",), "test_loss": ("time",), "M": ("time", "k", "kst
         "test_error": ("time",)}
 TEST_ERROR_UNITS = "probability: P(sign f(r) != y) on a fresh Gaussian sample (test 0-1 error)"
 TIME_UNITS = "t = steps x eta (gradient-flow time; one epoch = gamma)"
+# a theory curve whose standard error or dt error passes this fraction of the curve is not accurate enough:
+# solve warns, a comparison's ``reliable`` is False (the one home of the threshold)
+REL_ACCURACY = 0.1
 
 
 def mean_stderr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -17,7 +17,7 @@ import xarray as xr
 from .. import defaults as _defaults
 from .. import parallel
 from .._version import __version__
-from ..curves import TEST_ERROR_UNITS, TIME_UNITS, add_overlap_function, theory_vars
+from ..curves import REL_ACCURACY, TEST_ERROR_UNITS, TIME_UNITS, add_overlap_function, theory_vars
 from ..models import classifies, zero_one_error
 from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged, SolverDiverged
@@ -347,13 +347,12 @@ def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
     return ds
 
 
-ACCURACY_WARN = 0.1  # relative s.e. or dt error of the losses past which a solve warns (results: reliable False)
 
 
 def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_time_s: float | None) -> None:
     """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0), ``dt_error_rel_max``
     (worst relative dt error, extrapolated solves) and, with a target, ``rtol``, ``rtol_met``,
-    ``max_time_s``; a RuntimeWarning when either error passes ``ACCURACY_WARN`` of the curve."""
+    ``max_time_s``; a RuntimeWarning when either error passes ``curves.REL_ACCURACY`` of the curve."""
     worst, worst_dt = 0.0, 0.0
     for v in ("train_loss", "test_loss"):
         m = np.maximum(np.abs(ds[v].values[1:]), 1e-300)
@@ -362,9 +361,9 @@ def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_tim
             if v + "_dt_error" in ds:
                 worst_dt = max(worst_dt, float(np.max(np.abs(ds[v + "_dt_error"].values[1:]) / m)))
     ds.attrs.update(rtol_achieved=worst, dt_error_rel_max=worst_dt)
-    if max(worst, worst_dt) > ACCURACY_WARN:
+    if max(worst, worst_dt) > REL_ACCURACY:
         warnings.warn(f"inaccurate theory curves: relative standard error up to {worst:.1%}, dt error up to "
-                      f"{worst_dt:.1%} of the loss (> {ACCURACY_WARN:.0%}): raise paths (standard error) or "
+                      f"{worst_dt:.1%} of the loss (> {REL_ACCURACY:.0%}): raise paths (standard error) or "
                       f"lower dt (dt error); at a step gamma far above 1 both grow", RuntimeWarning, stacklevel=4)
     if rtol is not None:
         ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
