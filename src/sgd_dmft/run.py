@@ -121,8 +121,7 @@ def compress(exp: Experiment) -> Experiment:
         return exp
     from .dmft import duration
 
-    keys = ", ".join(f"{k} = {v:g}" for k, v in over.items())
-    note = f"{keys} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
+    note = f"{_keys(over)} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
     return replace(experiment(cfg.with_overrides(over), exp.problem), compressed=note)
 
 
@@ -145,6 +144,10 @@ def shared_grid(configs: list[Config]) -> list[Config]:
         except ConfigError:  # (a law whose grid must stay uniform)
             out.append(c)
     return out
+
+
+def _keys(over: dict) -> str:
+    return ", ".join(f"{k} = {v:g}" for k, v in over.items())
 
 
 def _seconds(exp: Experiment, law, window: float | None, extrapolate: bool, workers: int = 1) -> float:
@@ -195,8 +198,7 @@ def window_hint(exp: Experiment, extrapolate: bool, seconds: float, workers: int
     over, est = compressed_plan(exp, extrapolate, seconds, workers)
     if not over:
         return ""
-    keys = ", ".join(f"{k} = {v:g}" for k, v in over.items())
-    return (f"{keys} (a graded grid / tangents over that much past, the error stated and warned about; "
+    return (f"{_keys(over)} (a graded grid / tangents over that much past, the error stated and warned about; "
             f"docs/theory.md 4d) would take ~{dmft.duration(est)}")
 
 
