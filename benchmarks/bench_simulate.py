@@ -82,13 +82,13 @@ def run(d: int = 4000, delta: float = 2.0, epochs: int = 5, gd_steps: int = 200)
     inst = S.instance_for_seed(problem, d, s=0)
     n = inst.n
     # warm up the numba kernel (compile / load cache)
-    S.simulate(problem, "sgd", t_max=0.01, dt=0.01, d=20, gamma=gamma, batch=1)
+    S.simulate(problem, "sgd", t_max=0.01, dt=0.01, d=20, gamma=gamma, batch=1, seeds=1)
     rows = []
     with _SharedInstance(inst):
         for kappa in (1, 64):
             steps = int(round(t_max * n / (gamma * kappa)))
             for label, dt in (("4 rec/epoch", gamma / 4), ("2 records", t_max)):
-                t_sim = _time(lambda: S.simulate(problem, "sgd", t_max=t_max, dt=dt, d=d, gamma=gamma, batch=kappa))
+                t_sim = _time(lambda: S.simulate(problem, "sgd", t_max=t_max, dt=dt, d=d, gamma=gamma, batch=kappa, seeds=1))
                 t_ref = _time(lambda: reference_sgd(problem, inst, gamma=gamma, kappa=kappa, t_max=t_max, dt=dt,
                                                     rng=np.random.default_rng(0)))
                 rows.append({"case": f"sgd kappa={kappa}", "records": label, "d": d, "n": n, "steps": steps,
@@ -96,7 +96,7 @@ def run(d: int = 4000, delta: float = 2.0, epochs: int = 5, gd_steps: int = 200)
                              "us_per_step_sim": 1e6 * t_sim / steps, "us_per_step_ref": 1e6 * t_ref / steps})
         # GD: time per step vs the two matvecs (records every step: train loss from the X theta already formed)
         dtg = 0.05
-        t_gd = _time(lambda: S.simulate(problem, "gd", t_max=gd_steps * dtg, dt=dtg, d=d))
+        t_gd = _time(lambda: S.simulate(problem, "gd", t_max=gd_steps * dtg, dt=dtg, d=d, seeds=1))
     X = inst.X
     v = inst.theta0.copy()
     u = np.ones((n, 1))

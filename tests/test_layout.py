@@ -69,7 +69,7 @@ LAYERS = (
     ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
     ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
     ("sweep",),  # 7 product grids (the package sweep/: keys, cache, tasks, backends, gathering, driver)
-    ("cli",),  # 8 the command line
+    ("cli", "cli_logging", "cli_show"),  # 8 the command line (its output through logging; what show prints)
     ("", "problem"),  # 9 for users only: the package root (lazy re-exports), the legacy alias of models/
 )
 # Imports that go up on purpose, (importer, imported): reason. Keep it short.

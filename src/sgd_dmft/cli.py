@@ -32,48 +32,12 @@ import click
 from . import run
 from .config import Config, ConfigError, load_config, parse_value
 from .errors import Diverged, MemoryLimitExceeded, SgdDmftError
+from .cli_logging import configure_logging, debug_run, debug_written, log, say, say_err
+from .cli_show import fmt, printable, show_lines, show_sweep_lines
 from .progress import enabled as progress_enabled
 
 EXIT_ERROR, EXIT_CONFIG, EXIT_DIVERGED = 1, 2, 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
-log = logging.getLogger("sgd_dmft")
-
-
-class _EchoHandler(logging.Handler):
-    """The package's log records on the terminal through click: INFO as plain lines on stdout (on stderr
-    for a record with ``extra={"err": True}``), other levels on stderr as ``<level>: message``."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        msg = self.format(record)
-        if record.levelno == logging.INFO:
-            click.echo(msg, err=bool(getattr(record, "err", False)))
-        else:
-            click.echo(f"{record.levelname.lower()}: {msg}", err=True)
-
-
-def _configure_logging(ctx: click.Context, verbose: bool, quiet: bool) -> None:
-    """Level of the ``sgd_dmft`` logger for this invocation (-q WARNING, default INFO, -v DEBUG) and a
-    handler printing it, both undone when the command ends (CliRunner invokes several in one process)."""
-    if verbose and quiet:
-        raise click.UsageError("-v/--verbose and -q/--quiet exclude each other")
-    handler, old_level = _EchoHandler(), log.level
-    log.addHandler(handler)
-    log.setLevel(logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO)
-
-    def restore() -> None:
-        log.removeHandler(handler)
-        log.setLevel(old_level)
-    ctx.call_on_close(restore)
-
-
-def _say(line: str) -> None:
-    """A plan / progress line (INFO on stdout; silenced by -q)."""
-    log.info(line)
-
-
-def _say_err(line: str) -> None:
-    """A plan / progress line on stderr (INFO; silenced by -q)."""
-    log.info(line, extra={"err": True})
 
 
 class Terminated(KeyboardInterrupt):
@@ -243,7 +207,7 @@ _trust_option = click.option("--trust-code", "trust_code", is_flag=True,
 def main(ctx: click.Context, traceback: bool, verbose: bool, quiet: bool) -> None:
     """Exact high-dimensional learning curves (DMFT) of SGD on multi-index models, and simulations."""
     ctx.obj = {"traceback": traceback}
-    _configure_logging(ctx, verbose, quiet)
+    configure_logging(ctx, verbose, quiet)
 
 
 def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str, ...]) -> tuple[Config, Path]:
@@ -257,19 +221,6 @@ def _prepare(config: str, out: str, overrides: tuple[str, ...], names: tuple[str
     return cfg, out_dir
 
 
-def _debug_run(ds, kind: str) -> None:
-    """-v: what a run chose (levels, process, replicas, paths, workers), from its attrs."""
-    keys = ("closed_form", "process", "extrapolated", "levels", "replicas", "paths", "workers", "algorithm", "batch",
-            "seeds", "d")
-    chosen = ", ".join(f"{k} = {ds.attrs[k]}" for k in keys if k in ds.attrs)
-    log.debug("%s: %s", kind, chosen or "no attrs")
-
-
-def _debug_written(written) -> None:
-    for path in written.values():
-        log.debug("%s: %d bytes", path, Path(path).stat().st_size)
-
-
 @main.command()
 @click.argument("config", type=click.Path(dir_okay=False))
 @_out_option
@@ -280,7 +231,7 @@ def _debug_written(written) -> None:
 def simulate(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
              trust_code: bool) -> None:
     """Finite-d simulation: writes OUT/result.nc and OUT/figure.png."""
-    _single_run("simulation", lambda cfg, prog: run.run_simulation(cfg, prog, announce=_say, force=force),
+    _single_run("simulation", lambda cfg, prog: run.run_simulation(cfg, prog, announce=say, force=force),
                 config, out, progress, overrides)
 
 
@@ -299,10 +250,10 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
         "figure.png": lambda p: plot_curves(sim, theory, p),
     })
     click.echo(f"{kind}: {ds.attrs['wall_time_s']:.1f} s")
-    _debug_run(ds, kind)
+    debug_run(ds, kind)
     for path in written.values():
         click.echo(f"wrote {path}")
-    _debug_written(written)
+    debug_written(written)
 
 
 @main.command()
@@ -315,18 +266,8 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
 def solve(config: str, out: str, progress: bool | None, force: bool, overrides: tuple[str, ...],
           trust_code: bool) -> None:
     """Theory only (DMFT solver, or online ODEs): writes OUT/result.nc and OUT/figure.png."""
-    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=_say, force=force), config,
+    _single_run("theory", lambda cfg, prog: run.run_theory(cfg, prog, announce=say, force=force), config,
                 out, progress, overrides)
-
-
-def _fmt(x, spec: str) -> str:
-    """A number of a summary (None: not finite, the JSON convention of results.json_safe; anything else
-    that is not a number: escaped, in quotes)."""
-    if x is None:
-        return "inf"
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return repr(_printable(x, 40))
-    return format(x, spec)
 
 
 @main.command()
@@ -349,7 +290,7 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
 
     names = ("theory.nc", "simulation.nc", "figure.png", "summary.json")
     cfg, out_dir = _prepare(config, out, overrides, names)
-    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=_say, force=force)
+    theory, sim, disc = _run(run.compare, cfg, _progress(progress), announce=say, force=force)
     set_id = new_set_id()
     for ds in (theory, sim):
         ds.attrs["result_set"] = set_id
@@ -370,15 +311,15 @@ def compare(config: str, out: str, progress: bool | None, force: bool, overrides
     click.echo(f"theory: {theory.attrs['wall_time_s']:.1f} s, simulation: {sim.attrs['wall_time_s']:.1f} s")
     for v, dd in summary["discrepancy"].items():
         click.echo(f"{v}: max |theory - sim| = {dd['max_abs']:.4g}, "
-                   f"max z = {_fmt(dd['max_z'], '.2f')} combined s.e. (at t = {dd['at_time']:.3g}; "
-                   f"Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')}, df {_fmt(dd['df'], '.3g')}; "
+                   f"max z = {fmt(dd['max_z'], '.2f')} combined s.e. (at t = {dd['at_time']:.3g}; "
+                   f"Student-t normal-equivalent {fmt(dd['z_t'], '.2f')}, df {fmt(dd['df'], '.3g')}; "
                    f"theory relative s.e. <= {dd['theory_rel_se']:.2g})")
         click.echo(f"{v}: {power_statement(dd)}")
-    _debug_run(theory, "theory")
-    _debug_run(sim, "simulation")
+    debug_run(theory, "theory")
+    debug_run(sim, "simulation")
     for path in written.values():
         click.echo(f"wrote {path}")
-    _debug_written(written)
+    debug_written(written)
 
 
 @main.command()
@@ -389,17 +330,17 @@ def show(directory: str) -> None:
 
     The files are untrusted input: they are opened lazily and only what is printed is read (no variable
     larger than results.READ_MAX_BYTES), and every text taken from them is printed escaped (control
-    characters, newlines, terminal escapes: :func:`_printable`)."""
+    characters, newlines, terminal escapes: :func:`printable`)."""
     from .results import read_result_set
 
     d = Path(directory)
     if (d / "sweep.nc").is_file() and not any((d / n).is_file() for n in ("result.nc", "theory.nc", "simulation.nc")):
-        for line in _run(_show_sweep_lines, d):
+        for line in _run(show_sweep_lines, d):
             click.echo(line)
         return
     datasets, summary = _run(read_result_set, d, lazy=True)
     try:
-        for line in _run(_show_lines, datasets, summary):
+        for line in _run(show_lines, datasets, summary):
             click.echo(line)
     finally:
         for ds in datasets.values():
@@ -407,84 +348,7 @@ def show(directory: str) -> None:
     click.echo("files:")
     for p in sorted(d.iterdir()):
         if p.is_file() and not p.name.startswith("."):
-            click.echo(f"  {_printable(p)}  ({p.stat().st_size} bytes)")
-
-
-def _show_sweep_lines(d: Path) -> list[str]:
-    """A sweep directory: the configuration, swept keys and values, per point the final test loss (theory,
-    simulation) and max_t |z| (:func:`sgd_dmft.plot.sweep_summary`), the files; read lazily, printed escaped."""
-    import xarray as xr
-
-    from .plot import sweep_summary
-    from .results import open_lazily, read_values
-
-    opened = {n: open_lazily(d / n) for n in ("sweep.nc", "sweep_sim.nc") if (d / n).is_file()}
-    try:
-        small = {}
-        for n, ds in opened.items():
-            keep = [v for v in ("test_loss", "test_loss_stderr", "diverged") if v in ds]
-            small[n] = xr.Dataset({v: (ds[v].dims, read_values(ds[v])) for v in keep},
-                                  coords={c: ds[c].values for c in ds.coords if c in ds.dims}, attrs=ds.attrs)
-    finally:
-        for ds in opened.values():
-            ds.close()
-    th = small["sweep.nc"]
-    out = _show_config(th.attrs["config_toml"]) if "config_toml" in th.attrs else []
-    out += [_printable(line) for line in sweep_summary(th, small.get("sweep_sim.nc"))]
-    return out + ["files:"] + [f"  {_printable(p)}  ({p.stat().st_size} bytes)" for p in sorted(d.iterdir())
-                               if p.is_file() and not p.name.startswith(".")]
-
-
-def _printable(value, limit: int = 300) -> str:
-    """``value`` as one line of visible text: control and format characters (newlines, ESC, bidi overrides)
-    written as escapes (``\\n``, ``\\x1b``, ``\\u202e``), cut at ``limit`` characters."""
-    import unicodedata
-
-    text = "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch)[0] in "CZ" and ch != " "
-                   else ch for ch in str(value))
-    return text if len(text) <= limit else text[:limit] + "..."
-
-
-def _show_config(text) -> list[str]:
-    """The stored configuration, parsed and written again (TOML: strings escaped, comments dropped), each
-    line escaped; one escaped line when it does not parse."""
-    import tomllib
-
-    import tomli_w
-
-    try:
-        lines = tomli_w.dumps(tomllib.loads(str(text))).rstrip().splitlines()
-    except (tomllib.TOMLDecodeError, TypeError, ValueError) as e:
-        return ["# configuration (unreadable: " + _printable(e, 120) + ")", ""]
-    return ["# configuration"] + [_printable(line) for line in lines] + [""]
-
-
-def _show_lines(datasets: dict, summary: dict | None) -> list[str]:
-    """The lines ``show`` prints for the datasets and the summary (what it reads: the final losses)."""
-    from . import results
-
-    out: list[str] = []
-    for p, ds in datasets.items():
-        if not out and "config_toml" in ds.attrs:
-            out += _show_config(ds.attrs["config_toml"])
-        a = {k: _printable(ds.attrs.get(k, "?"), 80) for k in ("kind", "created", "sgd_dmft_version")}
-        extra = f", seeds={ds.sizes['seed']}" if "seed" in ds.dims else ""
-        out.append(f"{p.name} ({a['kind'] if 'kind' in ds.attrs else p.stem}{extra}, created {a['created']}, "
-                   f"sgd_dmft {a['sgd_dmft_version']}):")
-        for v in COMPARED_VARS:
-            if v in ds and "time" in ds[v].dims and "time" in ds.coords:
-                t_end = float(ds["time"].values[-1])
-                m, se = results.final_values(ds, v, results.READ_MAX_BYTES)
-                out.append(f"  {v}(t={t_end:g}) = {m:.6g} +- {se:.2g}")
-            elif v in ds:
-                out.append(f"  {v}: no time dimension (dims {_printable(ds[v].dims, 80)})")
-    disc = (summary or {}).get("discrepancy", {})
-    for v, dd in (disc.items() if isinstance(disc, dict) else ()):
-        dd = dd if isinstance(dd, dict) else {}
-        zt = f" (Student-t normal-equivalent {_fmt(dd['z_t'], '.2f')})" if "z_t" in dd else ""
-        out.append(f"discrepancy {_printable(v, 40)}: max z = {_fmt(dd.get('max_z'), '.2f')}{zt} at t = "
-                   f"{_fmt(dd.get('at_time'), '.3g')}, max abs = {_fmt(dd.get('max_abs'), '.4g')}")
-    return out
+            click.echo(f"  {printable(p)}  ({p.stat().st_size} bytes)")
 
 
 @main.command()
@@ -516,7 +380,7 @@ def sweep(ctx: click.Context, config: str, out: str, sweeps: tuple[str, ...], si
     ctx.obj["interrupt_note"] = (f"finished tasks are cached in {out_dir / 'cache'}; rerun the same command to "
                                  f"resume")
     ds = _run(sweep_mod.run_sweep, cfg, grid, out_dir, simulate=simulate, scheduler=scheduler,
-              workers=workers, progress=_progress(progress), force=force, announce=_say_err)
+              workers=workers, progress=_progress(progress), force=force, announce=say_err)
     n, nd = int(ds.attrs["n_points"]), int(ds.attrs["n_diverged"])
     click.echo(f"sweep: {n} grid points over {', '.join(json.loads(ds.attrs['sweep_keys']))}"
                + (f", {nd} diverged (NaN; see attribute diverged_points)" if nd else ""))
