@@ -178,7 +178,7 @@ def main():
             f.summary["max_z"][f"{case}_{var}"] = round(float(dz["max_z"]), 2)
             f.summary.setdefault("power", {})[f"{case}_{var}"] = power_statement(dz)
             if "naive" in th:  # the mistaken mapping, judged by the same seeds
-                f.summary["max_z"][f"{case}_{var}_wrong_mapping"] = round(
+                f.summary.setdefault("max_z_wrong_mapping", {})[f"{case}_{var}"] = round(
                     float(discrepancy(th["naive"], sim, var)["max_z"]), 2)
         _panels(case, axs, th, sim, p, plot_sim, plot_theory)
     for ax in axs:
