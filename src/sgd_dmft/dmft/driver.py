@@ -8,7 +8,6 @@ errors -> build the Dataset.
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -17,7 +16,7 @@ import xarray as xr
 from .. import defaults as _defaults
 from .. import parallel
 from .._version import __version__
-from ..curves import REL_ACCURACY, TEST_ERROR_UNITS, TIME_UNITS, add_overlap_function, theory_vars
+from ..curves import TIME_UNITS, theory_vars
 from ..models import classifies, zero_one_error
 from ..arguments import SOLVE, checked
 from ..errors import ConfigError, Diverged, SolverDiverged
@@ -32,6 +31,7 @@ from .options import TheoryOptions
 from .processes import SampleProcess, choose_process
 from .responses import PathwiseTangents
 from .replicas import KERNELS, Reduction, replica, replica_curves, run_replicas
+from .reporting import TAIL_RETRY, level_notes, record_accuracy, tail_note, window_note, with_test_error
 
 # the names the consistency check used before replicas.py (kept for it)
 _replica, _replica_curves, _Reduction = replica, replica_curves, Reduction
@@ -138,27 +138,8 @@ def _solve_raw(problem, law, t_max, proc, paths, replicas, seed, max_memory_gb, 
         if not np.all(np.isfinite(ds[v].values)):
             raise diverged(law, float(schedule.times[-1]), f"non-finite {v}")
     review_replicas(ds, red, problem, proc, args, entropy)  # runaway replicas raise (consistency.py)
-    _window_note(ds, red)
+    window_note(ds, red)
     return ds
-
-
-WINDOW_ERROR_FACTOR = 2.5  # relative curve error per unit of cut R_F share (measured 0.2-2.0 over 12 cases)
-WINDOW_ERROR_WARN = 5e-3  # stated relative error of a windowed solve past which it warns
-
-
-def _window_note(ds: xr.Dataset, red: Reduction) -> None:
-    """attrs ``response_window_error`` of a windowed solve: the relative error of the curves it states,
-    ``WINDOW_ERROR_FACTOR`` times the share of ``R_F`` the window cuts (responses._Windowed), and a warning
-    past ``WINDOW_ERROR_WARN``."""
-    if not ds.attrs.get("response_window"):
-        return
-    err = WINDOW_ERROR_FACTOR * float(max(red.edges, default=0.0))
-    ds.attrs["response_window_error"] = err
-    if err > WINDOW_ERROR_WARN:
-        warnings.warn(f"solver.response_window = {ds.attrs['response_window']:g}: the window cuts a response R_F that "
-                      f"has not decayed (stated relative error of the curves {err:.2%} > {WINDOW_ERROR_WARN:.1%}, "
-                      f"from R_F's decay over the window's oldest fifth): raise solver.response_window",
-                      RuntimeWarning, stacklevel=4)
 
 
 def _wants_extrapolation(law, extrapolate: bool | None) -> bool:
@@ -181,31 +162,6 @@ def _trim(ds: xr.Dataset, T: int) -> xr.Dataset:
     return ds.isel(sel)
 
 
-def _level_notes(lv, failed: dict[str, str], coupled_: bool) -> dict:
-    """attrs of an extrapolated solve: ``extrapolated``, ``extrapolation``, ``levels``; a failed internal
-    level is said there and in a RuntimeWarning (the user's run itself did not fail)."""
-    names = dict(zip(("fine", "mid", "coarse"), lv.names().split(", ") + ["", ""]))
-    base = "2 f(dt) - f(2 dt)" if lv.user == 0 else "2 f(dt/2) - f(dt)"
-    how = " per replica on coupled levels (common random numbers)" if coupled_ else ""
-    mid_failed = "mid" in failed or (lv.user == 1 and "fine" in failed)
-    if mid_failed:
-        which = "mid" if "mid" in failed else "fine"
-        msg = (f"the internal Richardson level at {names[which]} diverged ({failed[which]}); the result is the raw "
-               f"recursion at dt={lv.user_law.dt:g}, without the dt -> 0 limit")
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
-        return dict(extrapolated=0, extrapolation_failed=msg, levels=names["fine" if lv.user == 0 else "mid"])
-    out = dict(extrapolated=1, levels=lv.names() + (" (coupled)" if coupled_ else ""))
-    if lv.coarse is None or "coarse" in failed:
-        est = "error estimate f(b) - f(2b) (first order, an overestimate)"
-        if "coarse" in failed:
-            out["levels"] = ", ".join(lv.names().split(", ")[:2]) + (" (coupled)" if coupled_ else "")
-            out["extrapolation_note"] = f"the error level at {names['coarse']} diverged ({failed['coarse']})"
-    else:
-        est = f"error estimate from {names['coarse']}"
-    out["extrapolation"] = f"Richardson {base}{how}; {est}"
-    return out
-
-
 def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> xr.Dataset:
     """Monte Carlo Richardson on coupled levels (coupled.py): each replica runs b, 2b and 4b on common
     random numbers; the curves are the replica means of the per-replica extrapolant."""
@@ -226,14 +182,14 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
                            max(red.raw.clips), mem))
     review_replicas(ds, red.raw, problem, proc, (problem, law, sraw, proc, P, snap_idx, False, kw["blas_threads"]),
                     entropy)
-    _window_note(ds, red.raw)
+    window_note(ds, red.raw)
     coupled.apply(ds, problem, proc, red, sf.times)
     if cp.padded:
         ds = _trim(ds, cp.T_user)
     for v in ("train_loss", "test_loss", "M", "Q"):
         if not np.all(np.isfinite(ds[v].values)):
             raise diverged(law, float(ds.time.values[-1]), f"non-finite {v}")
-    ds.attrs.update(_level_notes(lv, red.failed, True))
+    ds.attrs.update(level_notes(lv, red.failed, True))
     ds.attrs["paths_total"] = int(P * red.count * sum(1 for n in red.levels if red.level(n) is not None))
     return ds
 
@@ -284,7 +240,7 @@ def _solve_extrapolated(problem, law, t_max, proc, seed, kw, target: Target) -> 
         lv = lv._replace(coarse=None)
     ds = richardson(lv, fine, mid, coarse) if fine is not None and mid is not None else (mid if fine is None else fine)
     ds = _trim(ds, sh.T) if len(ds.time) > sh.T + 1 else ds
-    ds.attrs.update(_level_notes(lv, failed, False))
+    ds.attrs.update(level_notes(lv, failed, False))
     ds.attrs.update(t_max=float(sh.times[-1]), grid_steps=int(sh.T),
                     paths_total=int(sum(d.attrs["paths"] for d in (fine, mid, coarse) if d is not None)))
     if fine is not None and lv.user == 1:
@@ -310,11 +266,10 @@ def _solve_or_retry(problem, law, t_max, proc, chosen: bool, seed, kw, target, e
         if retry is None:
             raise
         ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
-        _tail_note(ds, e)
+        tail_note(ds, e)
         return ds
 
 
-TAIL_RETRY = 0.01  # the tail mass of the retry after a divergence of pathwise tangents without tail paths
 
 
 def _tail_process(proc) -> SampleProcess | None:
@@ -325,14 +280,6 @@ def _tail_process(proc) -> SampleProcess | None:
     if not (proc.monte_carlo and isinstance(resp, PathwiseTangents) and resp.tail == 0.0):
         return None
     return replace(proc, responses=replace(resp, tail=TAIL_RETRY))
-
-
-def _tail_note(ds: xr.Dataset, err: SolverDiverged) -> None:
-    msg = (f"pathwise tangents diverged ({str(err).splitlines()[0][:200]}); solved again with integration by "
-           f"parts on the paths of the largest |r*| (tail={TAIL_RETRY:g}, an unbiased estimator of the same "
-           f"responses, docs/theory.md section 3c)")
-    ds.attrs.update(tail=TAIL_RETRY, tail_retry=msg)
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
@@ -347,30 +294,6 @@ def _closed_form(problem, law, t_max, proc, extrapolate) -> xr.Dataset | None:
     return ds
 
 
-
-
-def _record_accuracy(ds: xr.Dataset, target: Target, rtol: float | None, max_time_s: float | None) -> None:
-    """attrs ``rtol_achieved`` (worst relative s.e. of train/test loss over t > 0), ``dt_error_rel_max``
-    (worst relative dt error, extrapolated solves) and, with a target, ``rtol``, ``rtol_met``,
-    ``max_time_s``; a RuntimeWarning when either error passes ``curves.REL_ACCURACY`` of the curve."""
-    worst, worst_dt = 0.0, 0.0
-    for v in ("train_loss", "test_loss"):
-        m = np.maximum(np.abs(ds[v].values[1:]), 1e-300)
-        if m.size:
-            worst = max(worst, float(np.max(np.abs(ds[v + "_stderr"].values[1:]) / m)))
-            if v + "_dt_error" in ds:
-                worst_dt = max(worst_dt, float(np.max(np.abs(ds[v + "_dt_error"].values[1:]) / m)))
-    ds.attrs.update(rtol_achieved=worst, dt_error_rel_max=worst_dt)
-    if max(worst, worst_dt) > REL_ACCURACY:
-        warnings.warn(f"inaccurate theory curves: relative standard error up to {worst:.1%}, dt error up to "
-                      f"{worst_dt:.1%} of the loss (> {REL_ACCURACY:.0%}): raise paths (standard error) or "
-                      f"lower dt (dt error); at a step gamma far above 1 both grow", RuntimeWarning, stacklevel=4)
-    if rtol is not None:
-        ds.attrs.update(rtol=float(rtol), rtol_met=int(worst <= rtol))
-    if max_time_s is not None:
-        ds.attrs["max_time_s"] = float(max_time_s)
-    if target.notes:  # an unreachable target (accuracy.py)
-        ds.attrs["rtol_note"] = "; ".join(target.notes)
 
 
 @checked(SOLVE)  # ConfigError naming an invalid argument (arguments.py); replicas >= 2: _check_request
@@ -419,21 +342,5 @@ def solve(problem, law, *, t_max: float, paths: int = _defaults.PATHS, replicas:
                   progress=progress, keep_kernels=o.keep_kernels, blas_threads=o.blas_threads, workers=o.workers,
                   pool=pool)
         ds = _solve_or_retry(problem, law, t_max, proc, process is None, o.seed, kw, target, o.richardson)
-    _record_accuracy(ds, target, o.rtol, o.max_time_s)
+    record_accuracy(ds, target, o.rtol, o.max_time_s)
     return with_test_error(ds, problem)
-
-
-def with_test_error(ds: xr.Dataset, problem) -> xr.Dataset:
-    """For a classifier (:func:`~sgd_dmft.models.classifies`): ``ds`` with ``test_error`` (probability: the
-    test 0-1 error of the overlaps by :func:`~sgd_dmft.models.zero_one_error`, teacher covariance ``S* = I``)
-    and ``test_error_stderr``. A raw Monte Carlo solve has it per replica already (``_dataset``: mean and
-    spread over replicas); an extrapolated or closed-form one gets it from its final ``M``, ``Q``, with the
-    delta-method bound of :func:`~sgd_dmft.curves.add_overlap_function` as standard error. Other models:
-    ``ds`` unchanged."""
-    model = problem.model
-    if not classifies(model):
-        return ds
-    if "test_error" not in ds or "M_dt_error" in ds:
-        ds = add_overlap_function(ds, "test_error", lambda Q, M: zero_one_error(model, Q, M), TEST_ERROR_UNITS)
-    ds["test_error"].attrs["units"] = ds["test_error_stderr"].attrs["units"] = TEST_ERROR_UNITS
-    return ds
