@@ -35,7 +35,7 @@ def summarize(K, snaps, clip, problem, keep_kernels: bool | int) -> dict:
         every = len(idx) == len(K.train)
         kern = {name: np.ascontiguousarray(b if every else b[np.ix_(idx, idx)])
                 for name, b in ((name, K.blocks(attr)) for name, attr in KERNELS)}
-        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))  # (one time: T k k*)
+        kern["mu"] = np.ascontiguousarray(K.mu.reshape(len(K.train), problem.k, problem.kstar))  # (on every time: T k k* words)
         out["kernels"] = kern
     return out
 
