@@ -152,8 +152,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "compress": Key("str", "auto", _fmt_choices(COMPRESS), _choice(COMPRESS),
                          "auto: a long run (over a minute on one core on the uniform grid with the whole past) gets a "
                          "graded grid (SGD-type laws: steps growing 2 % of t up to gamma / 4) and, if still long, "
-                         "solver.response_window = 30; only where dynamics.growth and solver.response_window are 0; "
-                         "the plan, the attrs 'compressed' and the result's config say what ran"),
+                         "solver.response_window = 30 (past 5 min on one core even so: steps up to gamma / 2); only "
+                         "where dynamics.growth and solver.response_window are 0; the plan, the attrs 'compressed' "
+                         "and the result's config say what ran"),
     },
 }
 
