@@ -189,9 +189,14 @@ def _relative(err: xr.DataArray, a: xr.DataArray, b: xr.DataArray) -> tuple[floa
     floor = 1e-3 * float(np.max(A)) if A.size else 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(E > 0, E / np.maximum(np.maximum(A, B), max(floor, 1e-300)), 0.0)
-    if not rel.size:
+    return _worst(rel)
+
+
+def _worst(r: np.ndarray) -> tuple[float, int]:
+    """The largest entry of ``r`` (times x entries) and its time index; ``(0, 0)`` when empty."""
+    if not r.size:
         return 0.0, 0
-    return float(np.max(rel)), int(np.unravel_index(int(np.argmax(rel)), rel.shape)[0])
+    return float(np.max(r)), int(np.unravel_index(int(np.argmax(r)), r.shape)[0])
 
 
 def _reliability(tm: xr.DataArray, tse: xr.DataArray, sm: xr.DataArray, var: str,
@@ -234,7 +239,4 @@ def _over_se(tdt: xr.DataArray | None, combined: xr.DataArray | None) -> tuple[f
     C = np.asarray(c.transpose(TIME_DIM, ...).values, dtype=float).reshape(E.shape)
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(C > 0, E / np.where(C > 0, C, 1.0), np.where(E > 0, np.inf, 0.0))
-    r = np.nan_to_num(r.reshape(E.shape[0], -1), nan=0.0)
-    if not r.size:
-        return 0.0, 0
-    return float(np.max(r)), int(np.unravel_index(int(np.argmax(r)), r.shape)[0])
+    return _worst(np.nan_to_num(r.reshape(E.shape[0], -1), nan=0.0))

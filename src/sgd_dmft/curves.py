@@ -25,6 +25,14 @@ TIME_UNITS = "t = steps x eta (gradient-flow time; one epoch = gamma)"
 REL_ACCURACY = 0.1
 
 
+def thinned_times(n: int, points: int) -> np.ndarray:
+    """Indices of at most ``points`` (>= 2) of ``n`` times, every ``stride``-th from the first: the times on
+    which a long run keeps its two-time kernels (the solver's replicas and result files alike)."""
+    if n <= points:
+        return np.arange(n)
+    return np.arange(0, n, -(-(n - 1) // (int(points) - 1)))
+
+
 def mean_stderr(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean over the leading axis and its standard error ``std(ddof=1) / sqrt(n)`` (zeros when n = 1)."""
     a = np.asarray(a)

@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from ._version import __version__
+from .curves import thinned_times
 from .comparison import (  # noqa: F401  (re-exported: their home was here)
     DETECT_Z, REL_ACCURACY, REL_SE_MAX, SEED_DIM, TIME_DIM, discrepancy, power_statement, seeds_needed,
     sim_mean_stderr, theory_mean_stderr,
@@ -106,13 +107,11 @@ def thin_kernels(ds: xr.Dataset, points: int = KERNEL_POINTS) -> xr.Dataset:
     (T = 2500: four 2501 x 2501 kernels were 200 MB)."""
     if "time2" not in ds.dims or ds.sizes["time2"] <= points:
         return ds
-    n = ds.sizes["time2"]
-    stride = -(-(n - 1) // (points - 1))
-    idx = np.arange(0, n, stride)
+    idx = thinned_times(ds.sizes["time2"], points)
     kern = [v for v in ds.data_vars if "time2" in ds[v].dims]
     thin = ds[kern].isel(time=idx, time2=idx).rename({"time": "kernel_time", "time2": "kernel_time2"})
     out = ds.drop_vars(kern + ["time2"]).merge(thin)
-    out.attrs["kernel_stride"] = int(stride)
+    out.attrs["kernel_stride"] = int(idx[1] - idx[0])
     return out
 
 

@@ -17,6 +17,7 @@ import pickle
 import numpy as np
 
 from ..budget import COST_LIMIT, MAX_BUILT_STEPS, RATE, grid_steps  # noqa: F401  (their names here stay)
+from ..curves import thinned_times
 from ..errors import ConfigError, CostLimitExceeded, MemoryLimitExceeded, SgdDmftError
 from ..parallel import cores
 from .processes import choose_process
@@ -57,12 +58,10 @@ def _visit_probability(law, n: int) -> np.ndarray:
 def kernel_index(T1: int, keep: bool | int) -> np.ndarray | None:
     """The indices of the ``T1`` grid times whose two-time kernels a solve keeps: none (``keep`` False),
     all (True), or every ``stride``-th from 0 where there are more than ``keep`` (an int >= 2), so that at
-    most ``keep`` are kept per axis (results.thin_kernels' rule)."""
+    most ``keep`` are kept per axis (curves.thinned_times, results.thin_kernels' rule)."""
     if isinstance(keep, bool) or keep is None:
         return np.arange(T1) if keep else None
-    if T1 <= keep:
-        return np.arange(T1)
-    return np.arange(0, T1, -(-(T1 - 1) // (int(keep) - 1)))
+    return thinned_times(T1, keep)
 
 
 def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, keep_kernels: bool | int = True,
