@@ -270,7 +270,7 @@ def test_user_level_is_the_raw_recursion_and_odd_grids_are_padded():
     law = laws.SGD(0.05, 0.5)
     ex = dmft.solve(LOGI, law, t_max=2.0, paths=400, replicas=4, seed=3)
     raw = dmft.solve(LOGI, law, t_max=2.0, paths=400, replicas=4, seed=3, extrapolate=False)
-    assert ex.attrs["levels"] == "dt, 2 dt, 4 dt (coupled)"
+    assert ex.attrs["levels"].startswith("dt, 2 dt") and ex.attrs["levels"].endswith("(coupled)")
     np.testing.assert_array_equal(ex.train_loss_raw.values, raw.train_loss.values)
     np.testing.assert_array_equal(ex.test_loss_raw_stderr.values, raw.test_loss_stderr.values)
     odd = dmft.solve(LOGI, law, t_max=1.85, paths=400, replicas=4, seed=3)
@@ -307,3 +307,39 @@ def test_internal_level_that_diverges_does_not_fail_the_run(monkeypatch, level):
         assert ds.attrs["extrapolated"] == 1 and ds.attrs["levels"] == "dt, 2 dt (coupled)"
         assert "first order" in ds.attrs["extrapolation"] and "made up" in ds.attrs["extrapolation_note"]
         assert np.all(np.isfinite(ds.train_loss_dt_error.values))
+
+
+def test_error_level_runs_only_while_the_first_order_correction_passes_the_noise(monkeypatch):
+    """Coupled levels: the 4 dt level runs up to the last time where |f(dt) - f(2 dt)| of a curve passes
+    ``ERROR_LEVEL_SE`` standard errors of the extrapolated curve; past it the stated dt error is that
+    first-order correction. The extrapolated curves do not depend on it (the fine and mid levels' inputs
+    come from the replica seeds alone), and the partial error level equals the full one's in law."""
+    from sgd_dmft.dmft import coupled
+
+    law, kw = laws.SGD(0.025, 0.5), dict(t_max=3.0, paths=1000, replicas=8, seed=4, keep_kernels=False)
+    monkeypatch.setattr(coupled, "ERROR_LEVEL_SE", 0.0)  # |d| > 0 at every time: the level runs to the end
+    full = dmft.solve(LOGI, law, **kw)
+    monkeypatch.setattr(coupled, "ERROR_LEVEL_SE", 1e9)  # never needed
+    none = dmft.solve(LOGI, law, **kw)
+    monkeypatch.setattr(coupled, "ERROR_LEVEL_SE", 0.5)
+    part = dmft.solve(LOGI, law, **kw)
+    assert full.attrs["levels"] == "dt, 2 dt, 4 dt (coupled)" and "error_level_until" not in full.attrs
+    assert none.attrs["levels"] == "dt, 2 dt (coupled)" and none.attrs["error_level_until"] == 0.0
+    for v in ("train_loss", "test_loss", "M", "Q"):
+        for ds in (none, part):
+            np.testing.assert_array_equal(ds[v].values, full[v].values)
+            np.testing.assert_array_equal(ds[v + "_stderr"].values, full[v + "_stderr"].values)
+    until = part.attrs["error_level_until"]
+    assert 0.0 < until < 3.0 and part.attrs["levels"] == f"dt, 2 dt, 4 dt to t = {until:g} (coupled)"
+    t = part.time.values
+    past = t > until + 1e-12
+    for v in ("train_loss", "test_loss"):
+        np.testing.assert_array_equal(part[v + "_dt_error"].values[past], none[v + "_dt_error"].values[past])
+        even = past & (np.arange(len(t)) % 2 == 0)  # the 2 dt points, where the rule is checked
+        d = np.abs(part[v + "_raw"].values - part[v].values)[even]
+        assert np.all(d <= coupled.ERROR_LEVEL_SE * part[v + "_stderr"].values[even] + 1e-15), v
+        # before it: the second-order estimate, the same quantity as the full level's (coarse noise differs)
+        early = (t > 0) & ~past
+        if early.any():
+            ratio = part[v + "_dt_error"].values[early].max() / full[v + "_dt_error"].values[early].max()
+            assert 0.3 < ratio < 3.0, (v, ratio)

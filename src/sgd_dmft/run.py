@@ -214,7 +214,7 @@ def _limit_note(exp: Experiment) -> str:
     if exp.extrapolate:
         lv = exp.levels
         return (f"the continuous-time limit (Richardson levels {lv.names()} at dt={law.dt:g}, the last for the "
-                f"error estimate; ~{lv.cost_factor():.2g}x the raw recursion)")
+                f"error estimate, run while needed; ~{lv.cost_factor():.2g}x the raw recursion)")
     return f"the raw recursion at the grid step dt={law.dt:g}"
 
 

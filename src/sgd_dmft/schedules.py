@@ -116,6 +116,12 @@ class Schedule(NamedTuple):
         """Number of grid steps."""
         return len(self.times) - 1
 
+    def prefix(self, T: int) -> "Schedule":
+        """The schedule of the first ``T`` steps (the same grid, ending at ``t_T``)."""
+        cut = slice(0, T + 1)
+        return Schedule(self.times[cut], self.steps[cut], self.mean[cut], self.second[cut],
+                        None if self.factor is None else self.factor[cut])
+
 
 def decays(steps: np.ndarray, factor: np.ndarray | None, ridge: float) -> np.ndarray:
     """``1 - dt_m ridge`` times the learning-rate factor where there is one (one formula for the solver, the

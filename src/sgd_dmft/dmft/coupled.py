@@ -32,6 +32,10 @@ from .replicas import Reduction, replica_curves, summarize
 
 _PROBE = np.zeros((1, 5))
 NAMES = ("fine", "mid", "coarse")
+# The 4b (error) level runs up to the last time where the first-order correction |f(b) - f(2b)| of a curve
+# passes this many standard errors of R1 (after it, that correction is the stated dt error): the level whose
+# estimate is below the Monte Carlo noise (there mostly noise itself) is not paid for.
+ERROR_LEVEL_SE = 0.5
 
 
 class Coupled(NamedTuple):
@@ -55,8 +59,14 @@ class Coupled(NamedTuple):
     def padded(self) -> bool:
         return self.raw_schedule.T != self.T_user
 
-    def steps(self) -> int:
-        return sum(s.T for s in self.schedules if s is not None)
+    def steps(self, names: tuple[str, ...] = NAMES) -> int:
+        """Grid steps of the levels ``names`` (all by default): one replica's work, in progress-bar units."""
+        return sum(s.T for n, s in zip(NAMES, self.schedules) if s is not None and n in names)
+
+    def error_level(self, T: int) -> "Coupled":
+        """These levels with the ``4b`` (error) level cut to its first ``T`` steps."""
+        sf, sm, sc = self.schedules
+        return self._replace(schedules=(sf, sm, sc.prefix(T)))
 
 
 def padded_horizon(lv: Levels, sh) -> float:
@@ -94,21 +104,23 @@ def coupled_levels(law, t_max: float, problem=None) -> Coupled | None:
 
 
 def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernels: bool | int, blas_threads,
-                    seq: np.random.SeedSequence, pbar=None) -> dict:
-    """One coupled replica: ``{"fine", "mid", "coarse"}`` summaries (runs in a worker process too); an
-    internal level that diverges is ``None`` with its message in ``"failed"``."""
+                    names: tuple[str, ...], seq: np.random.SeedSequence, pbar=None) -> dict:
+    """One coupled replica: the summaries of the levels ``names`` (of ``"fine", "mid", "coarse"``; runs in a
+    worker process too); an internal level that diverges is ``None`` with its message in ``"failed"``. The
+    inputs of each level derive from ``seq`` alone (the marches draw nothing), so the error level run later
+    for the same ``seq`` is coupled to the fine and mid levels run before."""
     rng = np.random.default_rng(seq)
     lv, (sf, sm, sc) = cp.levels, cp.schedules
     k, ks = problem.k, problem.kstar
     one = np.array([0])
     inp = {"fine": MonteCarlo.draw(problem, sf, P, rng, lv.fine)}
     inp["mid"] = coarsen_inputs(truncate_inputs(inp["fine"], 2 * sm.T, k, ks), lv.fine, k, ks, rng)
-    if sc is not None:
+    if sc is not None and "coarse" in names:
         inp["coarse"] = coarsen_inputs(truncate_inputs(inp["mid"], 2 * sc.T, k, ks), lv.mid, k, ks, rng)
     out = {"failed": {}}
     with threadpool_limits(limits=blas_threads, user_api="blas"):
         for j, (name, law, sched) in enumerate(zip(NAMES, lv, (sf, sm, sc))):
-            if sched is None:
+            if sched is None or name not in names:
                 continue
             user = j == lv.user
             try:
@@ -130,6 +142,7 @@ class CoupledReduction:
         self.user = cp.user
         self.levels = {name: Reduction() for name, s in zip(NAMES, cp.schedules) if s is not None}
         self.failed: dict[str, str] = {}
+        self.error_until: float | None = None  # the 4b level's last time (0: not run; None: no such level)
 
     @property
     def raw(self) -> Reduction:
@@ -140,7 +153,8 @@ class CoupledReduction:
         return self.raw.count
 
     def level(self, name: str) -> Reduction | None:
-        return None if name in self.failed else self.levels.get(name)
+        red = None if name in self.failed else self.levels.get(name)
+        return red if red is not None and red.count else None
 
     def add(self, rep: dict) -> None:
         for name, msg in rep["failed"].items():
@@ -150,9 +164,8 @@ class CoupledReduction:
                 red.add(rep[name])
 
 
-def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.ndarray) -> dict[str, tuple]:
-    """``{var: (R1 per replica (R, n, ...), dt_error (n, ...))}`` for train/test loss, M, Q on the user's
-    grid (``n`` its points, padding included); without a ``2b`` level, the user's raw level and NaN."""
+def _level_curves(problem, process, red: CoupledReduction) -> dict[str, list]:
+    """``{var: [fine, mid, coarse]}``: each level's per-replica curves ``(R, n_level, ...)``, None where absent."""
     per: dict[str, list] = {var: [] for var in CURVES}
     for name in NAMES:
         r = red.level(name)
@@ -165,6 +178,30 @@ def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.
         per["test_loss"].append(te)
         for var in ("M", "Q"):
             per[var].append(np.stack(getattr(r, var)))
+    return per
+
+
+def error_level_steps(problem, process, red: CoupledReduction, cp: Coupled) -> int:
+    """Steps of the ``4b`` grid the error level has to run, from the fine and mid levels (``red``): up to
+    the last ``2b`` point where ``|mean (f(b) - f(2b))|`` of a curve (any component) passes
+    :data:`ERROR_LEVEL_SE` standard errors of ``R1`` there, and two steps on; 0 where it never does."""
+    sc = cp.schedules[2]
+    if sc is None or red.level("fine") is None or red.level("mid") is None:
+        return 0
+    last = -1
+    for f, m, _ in _level_curves(problem, process, red).values():
+        nm = m.shape[1]
+        d = f[:, 0 : 2 * nm - 1 : 2] - m
+        se = (f[:, 0 : 2 * nm - 1 : 2] + d).std(axis=0, ddof=1) / np.sqrt(len(d))
+        big = (np.abs(d.mean(axis=0)) > ERROR_LEVEL_SE * se).reshape(nm, -1).any(axis=1)
+        last = max(last, int(np.flatnonzero(big)[-1]) if big.any() else -1)
+    return 0 if last < 0 else min(sc.T, last // 2 + 3)
+
+
+def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.ndarray) -> dict[str, tuple]:
+    """``{var: (R1 per replica (R, n, ...), dt_error (n, ...))}`` for train/test loss, M, Q on the user's
+    grid (``n`` its points, padding included); without a ``2b`` level, the user's raw level and NaN."""
+    per = _level_curves(problem, process, red)
     fine_ok = red.level("fine") is not None
     out = {}
     for var in CURVES:

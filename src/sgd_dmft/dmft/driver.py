@@ -173,10 +173,11 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
     snap_idx = np.unique(np.linspace(0, cp.T_user, max(1, kw["snapshots"])).round().astype(int))
     entropy = np.random.SeedSequence(seed)
     red = coupled.CoupledReduction(cp)
-    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"])
-    W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(), W, kw["progress"],
+    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"], coupled.NAMES[:2])
+    W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(args[-1]), W, kw["progress"],
                      f"DMFT {law.name} dt={law.dt:g} ({lv.names()} coupled)", red, target,
                      coupled.target_curves(problem, proc, sf.times), kw["pool"])
+    W = max(W, _error_level(problem, cp, proc, P, snap_idx, kw, red, seed, W))
     ds = _dataset(problem, law, sraw, proc, red.raw, kw["keep_kernels"], snap_idx)
     ds.attrs.update(_attrs(problem, law, law.schedule(t_max), proc, red.count, P, W, kw["replicas"], seed,
                            max(red.raw.clips), mem))
@@ -189,9 +190,24 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
     for v in ("train_loss", "test_loss", "M", "Q"):
         if not np.all(np.isfinite(ds[v].values)):
             raise diverged(law, float(ds.time.values[-1]), f"non-finite {v}")
-    ds.attrs.update(level_notes(lv, red.failed, True))
+    ds.attrs.update(level_notes(lv, red.failed, True, red.error_until))
     ds.attrs["paths_total"] = int(P * red.count * sum(1 for n in red.levels if red.level(n) is not None))
     return ds
+
+
+def _error_level(problem, cp, proc, P: int, snap_idx, kw, red, seed, W: int) -> int:
+    """The ``4b`` level of the coupled replicas of ``red`` (the same seeds, so coupled to their fine and mid
+    levels), over the steps :func:`coupled.error_level_steps` asks for; ``red.error_until``: its last time
+    where it stops before the end (0: not run)."""
+    T = coupled.error_level_steps(problem, proc, red, cp)
+    sc = cp.schedules[2]
+    red.error_until = None if sc is None or T == sc.T else float(sc.times[T])
+    if not T:
+        return 0
+    ecp = cp.error_level(T)
+    args = (problem, ecp, proc, P, snap_idx, False, kw["blas_threads"], coupled.NAMES[2:])
+    return run_replicas(coupled.replica_coupled, args, np.random.SeedSequence(seed), red.count, T, W,
+                        kw["progress"], f"DMFT error level 4 dt (to t = {sc.times[T]:g})", red, pool=kw["pool"])
 
 
 def _internal(problem, law, horizon, proc, seed, kw, target):

@@ -28,6 +28,7 @@ from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
+from scipy.ndimage import maximum_filter1d
 
 from ..curves import CURVES
 from ..errors import ConfigError, Diverged
@@ -103,10 +104,12 @@ def combine(times_fine: np.ndarray, ff: np.ndarray, fm: np.ndarray, fc: np.ndarr
     """Per-replica Richardson on curves ``(R, n, ...)``: ``(R1, dt_error)`` on the user's grid.
 
     ``ff`` on the fine grid (times ``times_fine``), ``fm`` on ``2b`` (the even fine points), ``fc`` on
-    ``4b`` or None. ``R1`` per replica ``(R, n_user, ...)``; ``dt_error = |mean R1 - mean R0|`` at the ``4b`` times
-    (or the first-order ``|mean f(b) - mean f(2b)|`` at the ``2b`` times) interpolated in time. The
-    levels are coupled (common random numbers), so the spread of ``R1`` over replicas is its standard
-    error, correlations included."""
+    ``4b`` or None, possibly on a prefix of the times only (the error level run while it is needed:
+    coupled.py). ``R1`` per replica ``(R, n_user, ...)``; ``dt_error = |mean R1 - mean R0|`` at the ``4b``
+    times, and past them (or without ``fc``) the first-order ``|mean f(b) - mean f(2b)|`` at the ``2b`` times
+    (the larger of each point's and its neighbours', so that a sign change of the correction does not pass
+    for a zero error), interpolated in time. The levels are coupled (common random numbers), so the spread
+    of ``R1`` over replicas is its standard error, correlations included."""
     nm = fm.shape[1]
     at_mid = slice(0, 2 * nm - 1, 2)
     d = ff[:, at_mid] - fm  # the first-order correction at the 2b points
@@ -116,12 +119,15 @@ def combine(times_fine: np.ndarray, ff: np.ndarray, fm: np.ndarray, fc: np.ndarr
         r1, t_out = r1m, tm
     else:
         r1, t_out = ff + _interp_time(times_fine, tm, d, axis=1), times_fine
+    first = _interp_time(t_out, tm, maximum_filter1d(np.abs(d.mean(axis=0)), size=3, axis=0, mode="nearest"))
     if fc is None:
-        err = _interp_time(t_out, tm, np.abs(d.mean(axis=0)))
+        err = first
     else:
         at_c = slice(0, 2 * fc.shape[1] - 1, 2)
         r0 = 2.0 * fm[:, at_c] - fc
         err = _interp_time(t_out, tm[at_c], np.abs(r1m[:, at_c].mean(axis=0) - r0.mean(axis=0)))
+        past = t_out > tm[at_c][-1]  # the error level stopped there: the first-order estimate after it
+        err[past] = first[past]
     if user == 0 and nm >= 3:
         err[1 : 2 * nm - 1 : 2] += _midpoint_error(d.mean(axis=0))
     return r1, err

@@ -39,9 +39,10 @@ def window_note(ds: xr.Dataset, red: Reduction) -> None:
                       RuntimeWarning, stacklevel=4)
 
 
-def level_notes(lv, failed: dict[str, str], coupled_: bool) -> dict:
+def level_notes(lv, failed: dict[str, str], coupled_: bool, error_until: float | None = None) -> dict:
     """attrs of an extrapolated solve: ``extrapolated``, ``extrapolation``, ``levels``; a failed internal
-    level is said there and in a RuntimeWarning (the user's run itself did not fail)."""
+    level is said there and in a RuntimeWarning (the user's run itself did not fail). ``error_until``: the
+    last time of a coupled error level run while needed (0: not needed; ``error_level_until``)."""
     names = dict(zip(("fine", "mid", "coarse"), lv.names().split(", ") + ["", ""]))
     base = "2 f(dt) - f(2 dt)" if lv.user == 0 else "2 f(dt/2) - f(dt)"
     how = " per replica on coupled levels (common random numbers)" if coupled_ else ""
@@ -60,8 +61,25 @@ def level_notes(lv, failed: dict[str, str], coupled_: bool) -> dict:
             out["extrapolation_note"] = f"the error level at {names['coarse']} diverged ({failed['coarse']})"
     else:
         est = f"error estimate from {names['coarse']}"
+    if error_until is not None and "coarse" not in failed:
+        out.update(_error_level_note(names, error_until))
+        est = out.pop("estimate")
     out["extrapolation"] = f"Richardson {base}{how}; {est}"
     return out
+
+
+def _error_level_note(names: dict, until: float) -> dict:
+    """``levels``, ``error_level_until`` and the error estimate's description for a coupled error level run
+    up to ``until`` (coupled.ERROR_LEVEL_SE)."""
+    from .coupled import ERROR_LEVEL_SE
+
+    rule = f"the first-order correction f(b) - f(2b) within {ERROR_LEVEL_SE:g} s.e. of the curve"
+    if until <= 0.0:
+        return dict(levels=f"{names['fine']}, {names['mid']} (coupled)", error_level_until=0.0,
+                    estimate=f"error estimate f(b) - f(2b) (first order: {rule} at every time, no {names['coarse']} level)")
+    return dict(levels=f"{names['fine']}, {names['mid']}, {names['coarse']} to t = {until:g} (coupled)",
+                error_level_until=float(until),
+                estimate=f"error estimate from {names['coarse']} to t = {until:g}, f(b) - f(2b) after it ({rule})")
 
 
 def tail_note(ds: xr.Dataset, err: SolverDiverged) -> None:
