@@ -316,7 +316,7 @@ def test_error_level_runs_only_while_the_first_order_correction_passes_the_noise
     come from the replica seeds alone), and the partial error level equals the full one's in law."""
     from sgd_dmft.dmft import coupled
 
-    law, kw = laws.SGD(0.025, 0.5), dict(t_max=3.0, paths=1000, replicas=8, seed=4, keep_kernels=False)
+    law, kw = laws.SGD(0.05, 0.5), dict(t_max=3.0, paths=1000, replicas=8, seed=4, keep_kernels=False)
     monkeypatch.setattr(coupled, "ERROR_LEVEL_SE", 0.0)  # |d| > 0 at every time: the level runs to the end
     full = dmft.solve(LOGI, law, **kw)
     monkeypatch.setattr(coupled, "ERROR_LEVEL_SE", 1e9)  # never needed
@@ -335,11 +335,28 @@ def test_error_level_runs_only_while_the_first_order_correction_passes_the_noise
     past = t > until + 1e-12
     for v in ("train_loss", "test_loss"):
         np.testing.assert_array_equal(part[v + "_dt_error"].values[past], none[v + "_dt_error"].values[past])
-        even = past & (np.arange(len(t)) % 2 == 0)  # the 2 dt points, where the rule is checked
-        d = np.abs(part[v + "_raw"].values - part[v].values)[even]
-        assert np.all(d <= coupled.ERROR_LEVEL_SE * part[v + "_stderr"].values[even] + 1e-15), v
+        assert np.all(part[v + "_dt_error"].values[past] >= (1 - 1e-9) * np.abs(part[v + "_raw"] - part[v]).values[past]), v
         # before it: the second-order estimate, the same quantity as the full level's (coarse noise differs)
         early = (t > 0) & ~past
         if early.any():
             ratio = part[v + "_dt_error"].values[early].max() / full[v + "_dt_error"].values[early].max()
             assert 0.3 < ratio < 3.0, (v, ratio)
+
+
+def test_error_level_rule_on_known_corrections():
+    """``needs_error_level``: a correction well past ERROR_LEVEL_SE standard errors of R1 needs the level;
+    one within the noise of its own estimate, or below the threshold, does not."""
+    from sgd_dmft.dmft.coupled import ERROR_LEVEL_SE, needs_error_level
+
+    rng = np.random.default_rng(0)
+    R, n = 16, 41
+    m = 1.0 + 0.1 * rng.standard_normal((R, n))  # mid level: se of the mean ~ 0.1 / 4
+    noise = 0.01 * rng.standard_normal((R, n))  # coupled: the difference is far less noisy
+    f = np.empty((R, 2 * n - 1))
+    shift = np.where(np.arange(n) < 10, 0.1, 0.0)  # a first-order correction of 0.1 for the first 10 points
+    f[:, ::2] = m + shift + noise
+    f[:, 1::2] = 0.5 * (f[:, :-1:2] + f[:, 2::2])
+    need = needs_error_level(f, m)
+    se = (2 * f[:, ::2] - m).std(axis=0, ddof=1) / np.sqrt(R)
+    assert np.all(need[:10]) and 0.1 > ERROR_LEVEL_SE * se[:10].max()
+    assert not np.any(need[10:])  # no correction: only noise of 0.01 / 4 per point

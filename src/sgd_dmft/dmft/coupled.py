@@ -33,8 +33,9 @@ from .replicas import Reduction, replica_curves, summarize
 _PROBE = np.zeros((1, 5))
 NAMES = ("fine", "mid", "coarse")
 # The 4b (error) level runs up to the last time where the first-order correction |f(b) - f(2b)| of a curve
-# passes this many standard errors of R1 (after it, that correction is the stated dt error): the level whose
-# estimate is below the Monte Carlo noise (there mostly noise itself) is not paid for.
+# passes this many standard errors of R1 significantly (needs_error_level; after it, that correction is the
+# stated dt error): a level whose estimate would be below the Monte Carlo noise (mostly noise itself) is not
+# paid for.
 ERROR_LEVEL_SE = 0.5
 
 
@@ -181,19 +182,28 @@ def _level_curves(problem, process, red: CoupledReduction) -> dict[str, list]:
     return per
 
 
+def needs_error_level(f: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """At each ``2b`` point (bool, ``(n_mid,)``): whether the first-order correction ``d = f(b) - f(2b)`` of
+    the per-replica curves ``f`` ``(R, n_fine, ...)`` and ``m`` ``(R, n_mid, ...)`` passes
+    :data:`ERROR_LEVEL_SE` standard errors of ``R1 = f(b) + d`` significantly (by two standard errors of
+    ``mean d``: a correction within the noise of its own estimate is no reason for a level whose estimate
+    is noisier still), in any component."""
+    nm, R = m.shape[1], len(m)
+    d = f[:, 0 : 2 * nm - 1 : 2] - m
+    se = (f[:, 0 : 2 * nm - 1 : 2] + d).std(axis=0, ddof=1) / np.sqrt(R)
+    se_d = d.std(axis=0, ddof=1) / np.sqrt(R)
+    return (np.abs(d.mean(axis=0)) > ERROR_LEVEL_SE * se + 2.0 * se_d).reshape(nm, -1).any(axis=1)
+
+
 def error_level_steps(problem, process, red: CoupledReduction, cp: Coupled) -> int:
     """Steps of the ``4b`` grid the error level has to run, from the fine and mid levels (``red``): up to
-    the last ``2b`` point where ``|mean (f(b) - f(2b))|`` of a curve (any component) passes
-    :data:`ERROR_LEVEL_SE` standard errors of ``R1`` there, and two steps on; 0 where it never does."""
+    the last ``2b`` point where a curve :func:`needs_error_level`, and two steps on; 0 where none does."""
     sc = cp.schedules[2]
     if sc is None or red.level("fine") is None or red.level("mid") is None:
         return 0
     last = -1
     for f, m, _ in _level_curves(problem, process, red).values():
-        nm = m.shape[1]
-        d = f[:, 0 : 2 * nm - 1 : 2] - m
-        se = (f[:, 0 : 2 * nm - 1 : 2] + d).std(axis=0, ddof=1) / np.sqrt(len(d))
-        big = (np.abs(d.mean(axis=0)) > ERROR_LEVEL_SE * se).reshape(nm, -1).any(axis=1)
+        big = needs_error_level(f, m)
         last = max(last, int(np.flatnonzero(big)[-1]) if big.any() else -1)
     return 0 if last < 0 else min(sc.T, last // 2 + 3)
 

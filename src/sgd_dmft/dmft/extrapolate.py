@@ -18,7 +18,9 @@ on ``2 dt`` (SGD needs ``2 dt <= gamma``, reshuffling an integer ``gamma / 2 dt`
 past its stability edge), ``b = dt/2`` (the levels ``dt/2, dt, 2 dt``, about 4-9x the raw cost). On a
 graded grid the levels are nested: pairs of steps merged (``b = dt``) or every step split in two. Without the ``4b`` level the estimate is the
 first-order difference ``|f(b) - f(2b)|``, an overestimate. The safety factor 3 covers the
-pre-asymptotic range of the coarsest level (stiff modes with ``4b lambda`` not small).
+pre-asymptotic range of the coarsest level (stiff modes with ``4b lambda`` not small). Coupled Monte
+Carlo levels run the ``4b`` level only while the first-order correction is past the noise
+(coupled.ERROR_LEVEL_SE); after it the estimate is first order (:func:`combine`).
 """
 
 from __future__ import annotations
