@@ -300,3 +300,14 @@ def test_set_short_keys_mean_the_same_in_every_command(tmp_path, tiny, fakes):
     assert r.exit_code == 2 and "did you mean 'gamma'" in r.stderr
     r = _run("solve", tiny(), "--out", tmp_path / "case", "-s", "algorithm='SGD'")
     assert r.exit_code == 2 and "did you mean 'sgd'" in r.stderr
+
+
+def test_accuracy_note_states_the_theory_accuracy_and_nothing_for_a_simulation():
+    import xarray as xr
+
+    from sgd_dmft.cli_logging import accuracy_note
+
+    th = xr.Dataset(attrs=dict(rtol_achieved=0.0059, dt_error_rel_max=0.0022))
+    assert accuracy_note(th) == ("; accuracy: standard error up to 0.59%, dt error up to 0.22% of the loss "
+                                 "(train and test, t > 0)")
+    assert accuracy_note(xr.Dataset(attrs=dict(wall_time_s=1.0))) == ""

@@ -32,7 +32,7 @@ import click
 from . import run
 from .config import Config, ConfigError, load_config, parse_value
 from .errors import Diverged, MemoryLimitExceeded, SgdDmftError
-from .cli_logging import configure_logging, debug_run, debug_written, log, say, say_err
+from .cli_logging import accuracy_note, configure_logging, debug_run, debug_written, log, say, say_err
 from .cli_show import fmt, printable, show_lines, show_sweep_lines
 from .progress import enabled as progress_enabled
 
@@ -249,7 +249,7 @@ def _single_run(kind: str, runner, config: str, out: str, progress: bool | None,
         "result.nc": lambda p: write_dataset(ds, p, cfg),
         "figure.png": lambda p: plot_curves(sim, theory, p),
     })
-    click.echo(f"{kind}: {ds.attrs['wall_time_s']:.1f} s")
+    click.echo(f"{kind}: {ds.attrs['wall_time_s']:.1f} s{accuracy_note(ds)}")
     debug_run(ds, kind)
     for path in written.values():
         click.echo(f"wrote {path}")

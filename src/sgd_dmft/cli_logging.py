@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-__all__ = ["log", "EchoHandler", "configure_logging", "say", "say_err", "debug_run", "debug_written"]
+__all__ = ["log", "EchoHandler", "configure_logging", "say", "say_err", "debug_run", "debug_written", "accuracy_note"]
 
 log = logging.getLogger("sgd_dmft")
 
@@ -63,3 +63,13 @@ def debug_written(written) -> None:
     """-v: the size of each file written."""
     for path in written.values():
         log.debug("%s: %d bytes", path, Path(path).stat().st_size)
+
+
+def accuracy_note(ds) -> str:
+    """``"; accuracy: ..."``: a theory's worst relative standard error and dt error over t > 0 (its attrs
+    ``rtol_achieved``, ``dt_error_rel_max``), or ``""`` (a simulation)."""
+    se, dt = ds.attrs.get("rtol_achieved"), ds.attrs.get("dt_error_rel_max")
+    if se is None:
+        return ""
+    dt_part = f", dt error up to {float(dt):.2%}" if dt is not None else ""
+    return f"; accuracy: standard error up to {float(se):.2%}{dt_part} of the loss (train and test, t > 0)"

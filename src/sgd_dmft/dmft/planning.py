@@ -298,7 +298,8 @@ def estimate_seconds(problem, law, t_max: float, paths: int, replicas: int, proc
                      extrapolate: bool = False, workers: int = 1, keep_kernels: bool = True) -> float:
     """Wall seconds of a solve: ``replicas`` replicas of ``paths / replicas`` paths, each :func:`work`
     priced by :data:`SECONDS_PER`; with ``extrapolate``, the sum over the Richardson levels the solver
-    runs (extrapolate.levels: ``dt, 2 dt, 4 dt``, or ``dt/2, dt, 2 dt``). ``workers``: replicas run that many
+    runs (extrapolate.levels: ``dt, 2 dt, 4 dt``, or ``dt/2, dt, 2 dt``; the ``4 dt`` level counted whole, which
+    coupled Monte Carlo levels run only while needed, coupled.ERROR_LEVEL_SE: an upper bound). ``workers``: replicas run that many
     at a time (at most one per CPU), at ``PARALLEL_EFFICIENCY`` (the memory-bound kernels share the bus).
     Without kernels and a named process, a closed form's time where one answers (closed.py)."""
     from . import closed
