@@ -104,7 +104,7 @@ def theory_options(cfg: Config, extrapolate: bool) -> TheoryOptions:
         paths=so["paths"], replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
         workers=min(so["workers"] or min(so["replicas"], cores()), cores()),
         extrapolate=Richardson() if extrapolate else Raw(), rtol=so["rtol"] or None,
-        max_time_s=so["max_time_s"] or None, tail=so["tail"], response_window=so["response_window"] or None,
+        max_time_s=so["max_time_s"] or None, response_window=so["response_window"] or None,
         keep_kernels=KERNEL_POINTS)
 
 
@@ -156,8 +156,14 @@ class Experiment:
         ``solver.response_window``)."""
         from . import dmft
 
-        o = self.options
-        return dmft.choose_process(self.problem, self.law, None, "auto", None, o.tail, o.response_window)
+        tail, window = self.config.solver["tail"], self.options.response_window
+        return dmft.choose_process(self.problem, self.law, None, "auto", None, tail, window)
+
+    @property
+    def given_process(self) -> Any:
+        """The process handed to ``solve(process=)``: :attr:`process` where ``solver.tail`` chose the estimator,
+        else None, the solver's own choice (the same process, retried with a tail where its tangents diverge)."""
+        return self.process if self.config.solver["tail"] else None
 
     @cached_property
     def levels(self) -> Any:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, SgdDmftDeprecationWarning
 from .grid import TimeGrid, graded_times  # noqa: F401  (re-exported, public API)
 from .law_base import Law, pair_sums, step_pairs
 from .schedules import LRSchedule, Schedule, decays  # noqa: F401  (re-exported: their home was here)
@@ -282,7 +282,7 @@ def __getattr__(name: str):
     from . import algorithms
 
     new = "sgd_dmft.algorithms.make_law" if name == "make_law" else "sgd_dmft.algorithms.names()"
-    warnings.warn(f"sgd_dmft.laws.{name} is deprecated: use {new}", DeprecationWarning, stacklevel=2)
+    warnings.warn(f"sgd_dmft.laws.{name} is deprecated: use {new}", SgdDmftDeprecationWarning, stacklevel=2)
     if name == "make_law":
         return algorithms.make_law
     return tuple(n for n in algorithms.names() if algorithms.spec(n).law is not None)

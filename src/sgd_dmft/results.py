@@ -35,6 +35,7 @@ from .comparison import (  # noqa: F401  (re-exported: their home was here)
     sim_mean_stderr, theory_mean_stderr,
 )
 from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
+from .errors import SgdDmftDeprecationWarning
 from .provenance import provenance_attrs
 from .publish import atomic_write  # noqa: F401  (re-exported: its home was here)
 from .result_sets import (  # noqa: F401  (re-exported: their home was here)
@@ -90,7 +91,7 @@ def __getattr__(name: str):
         from .config import config_from_dataset
 
         warnings.warn("sgd_dmft.results.config_from_dataset moved to sgd_dmft.config.config_from_dataset",
-                      DeprecationWarning, stacklevel=2)
+                      SgdDmftDeprecationWarning, stacklevel=2)
         return config_from_dataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

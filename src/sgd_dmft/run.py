@@ -253,7 +253,8 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
 
     if say is not None:
         _say_plan(exp, say)
-    ds = dmft.solve(exp.problem, exp.law, t_max=exp.config.dynamics["t_max"], options=exp.options, progress=progress)
+    ds = dmft.solve(exp.problem, exp.law, t_max=exp.config.dynamics["t_max"], options=exp.options,
+                    process=exp.given_process, progress=progress)
     ds.attrs["estimated_time_s"] = float(exp.plan.seconds)
     if exp.compressed:
         ds.attrs["compressed"] = exp.compressed
