@@ -64,8 +64,8 @@ LAYERS = (
     ("_version", "errors", "budget", "provenance", "parallel", "publish", "defaults", "progress"),
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
     ("laws", "law_base", "schedules", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
-    ("dmft", "simulation", "simulate", "exact", "online", "algorithms"),  # 3 the core: d = infinity, finite d, the
-    # limits; the algorithms by name (law + simulator)
+    ("dmft", "simulation", "simulate", "exact", "spectral", "online", "algorithms"),  # 3 the core: d = infinity,
+    # finite d, the limits (spectral: the law of X^T X); the algorithms by name (law + simulator)
     ("results", "comparison", "result_sets", "plot", "curve_plot", "sweep_plot"),  # 4 result files, theory vs simulation, figures
     ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
     ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
