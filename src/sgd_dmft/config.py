@@ -14,8 +14,10 @@ with a one-line message naming the key as ``section.key``, the offending value a
 Unknown keys get a "did you mean" suggestion. See README.md for the full reference table.
 
 The rules of the step-multiplier laws and of the time grid (``dt <= gamma`` for SGD, an integer
-``gamma / dt`` for reshuffling, ...) live in laws.py and grid.py only: validation builds the law and
-translates its error to the ``dynamics.<key>`` it comes from. This module keeps the rules that only
+``gamma / dt`` for reshuffling, ...) live in laws.py and grid.py only: validation builds the law (the
+algorithm registry's, algorithms.py), translates its error to the ``dynamics.<key>`` it comes from, and keeps
+it: ``Config.make_law()`` returns that law, built once per configuration (its sections are not to be mutated:
+``with_overrides`` gives a new, validated one). This module keeps the rules that only
 concern a configuration (widths vs model, ``batch <= n``, online SGD on a uniform grid, ...).
 """
 
