@@ -16,10 +16,10 @@ demo: $(STAMP)
 	$(VENV)/bin/sgd-dmft compare examples/demo.toml --out out/demo
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-slow: $(STAMP)
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m slow --durations=15
 
 bench: $(STAMP)
 	$(PY) benchmarks/run.py

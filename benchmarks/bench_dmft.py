@@ -31,7 +31,7 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-from sgd_dmft import dmft, exact, laws
+from sgd_dmft import algorithms, dmft, exact, laws
 from sgd_dmft import problem as P
 from sgd_dmft.simulate import simulate
 
@@ -56,7 +56,7 @@ def _job(pname: str, alg: str, dt: float, gamma: float, t_max: float, paths: int
     prob = PROBLEMS[pname]
     dmft.solve(LOGISTIC, laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2)  # load the numba kernels
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    law = laws.make_law(alg, dt, gamma, **(grid or {}))
+    law = algorithms.make_law(alg, dt, gamma, **(grid or {}))
     from sgd_dmft.dmft import planning
 
     est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas)

@@ -64,7 +64,7 @@ def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replic
     """One timed solve in this (fresh) process, with the planner's estimates of it."""
     import resource
 
-    from sgd_dmft import dmft, laws
+    from sgd_dmft import algorithms, dmft, laws
     from sgd_dmft.dmft import planning
 
     prob = _problem(pname)
@@ -75,7 +75,7 @@ def _solve_job(pname: str, alg: str, dt: float, t_max: float, paths: int, replic
         for w in (None, 0.2):
             dmft.solve(_problem("logistic"), laws.SGD(0.1, 0.5), t_max=0.3, paths=40, replicas=2, response_window=w)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    law = laws.make_law(alg, dt, gamma, **(grid or {}))
+    law = algorithms.make_law(alg, dt, gamma, **(grid or {}))
     ex = bool(law.continuous_time) if extrapolate is None else bool(extrapolate)
     proc = dmft.choose_process(prob, law, window=window)
     est_s = planning.estimate_seconds(prob, law, t_max, paths, replicas, None if window is None else proc,

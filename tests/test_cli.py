@@ -79,10 +79,10 @@ def fakes(monkeypatch):
         dt = (law.grid if grid is None else grid).dt
         return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm.name == "online")
 
-    def solve(problem, law, *, t_max, options, progress):
+    def solve(problem, law, *, t_max, options, process, progress):
         calls["solve"] = dict(law=law, t_max=t_max, paths=options.paths, replicas=options.replicas, seed=options.seed,
                               extrapolate=options.richardson, rtol=options.rtol, max_time_s=options.max_time_s,
-                              tail=options.tail)
+                              process=process)
         if calls.get("diverge") == "theory":
             raise SolverDiverged("solver\nblew up")
         return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)

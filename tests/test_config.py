@@ -228,11 +228,13 @@ def test_law_rules_name_config_key_value_and_rule(dynamics, key, value, allowed)
     assert ei.value.key == key
 
 
-def test_algorithms_are_the_laws_and_online():
+def test_algorithms_are_the_registry():
+    from sgd_dmft import algorithms
     from sgd_dmft.config import ALGORITHMS
 
-    assert ALGORITHMS == ("gf", "gd", "sgd", "sme", "reshuffle", "online", "persistent")
-    assert set(ALGORITHMS) == set(laws.LAWS) | {"online"}
+    assert tuple(ALGORITHMS) == ("gf", "gd", "sgd", "sme", "reshuffle", "online", "persistent")
+    assert tuple(ALGORITHMS) == algorithms.names()
+    assert [n for n in ALGORITHMS if algorithms.spec(n).law is None] == ["online"]
 
 
 def test_parse_value():

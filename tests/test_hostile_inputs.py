@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import math
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
 
 from sgd_dmft import ConfigError, MemoryLimitExceeded, Problem, laws, make_model
 from sgd_dmft.dmft import solve
+from sgd_dmft.models.probe import ModelProbeWarning
 from sgd_dmft.online import solve_online
 from sgd_dmft.simulate import simulate
 
@@ -221,7 +223,9 @@ def test_custom_labels_of_infinite_variance_or_nan_are_refused(name):
 
 @pytest.mark.parametrize("name", sorted(CUSTOM_FINITE))
 def test_custom_labels_of_finite_variance_are_accepted(name):
-    assert custom(_loss, CUSTOM_FINITE[name], kstar=2, smooth=True).kstar == 2
+    with warnings.catch_warnings():  # huge labels (z1**60) can make the probe see grad jumps: its finding, not ours
+        warnings.simplefilter("ignore", ModelProbeWarning)
+        assert custom(_loss, CUSTOM_FINITE[name], kstar=2, smooth=True).kstar == 2
 
 
 def test_a_callable_teacher_is_checked_like_user_code():

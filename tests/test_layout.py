@@ -64,7 +64,8 @@ LAYERS = (
     ("_version", "errors", "budget", "provenance", "parallel", "publish", "defaults", "progress"),
     ("grid", "curves"),  # 1 time grids; the curve Dataset schema
     ("laws", "law_base", "schedules", "models", "stability", "conventions", "arguments"),  # 2 the specification: law, model, their rules
-    ("dmft", "simulation", "simulate", "exact", "online"),  # 3 the core: d = infinity, finite d, the limits
+    ("dmft", "simulation", "simulate", "exact", "spectral", "online", "algorithms"),  # 3 the core: d = infinity,
+    # finite d, the limits (spectral: the law of X^T X); the algorithms by name (law + simulator)
     ("results", "comparison", "result_sets", "plot", "curve_plot", "sweep_plot"),  # 4 result files, theory vs simulation, figures
     ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
     ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
@@ -76,12 +77,15 @@ LAYERS = (
 UPWARD_ALLOWED = {
     ("sgd_dmft.results", "sgd_dmft.config"): "the deprecated alias results.config_from_dataset (moved to config), "
                                              "imported only when a user asks for the old name",
+    ("sgd_dmft.laws", "sgd_dmft.algorithms"): "the deprecated aliases laws.make_law / laws.LAWS (the names moved to "
+                                              "the algorithm registry), imported only when a user asks for them",
 }
 # Sideways imports that close a cycle on purpose (lazy, inside a function), (importer, imported): reason.
 CYCLE_ALLOWED = {
     ("sgd_dmft.arguments", "sgd_dmft.models"): "arguments.problem() checks isinstance(value, Problem) when called, "
                                                "while models/problem.py uses arguments.number at import; to remove: "
                                                "move problem(), law() and SOLVE above models/ and laws",
+    ("sgd_dmft.laws", "sgd_dmft.algorithms"): "the deprecated aliases laws.make_law / laws.LAWS (UPWARD_ALLOWED)",
 }
 
 

@@ -64,16 +64,14 @@ def test_no_cli_below_the_cli():
 
 
 def test_compare_checks_once(monkeypatch):
-    """One compare compiles the config once: one law, one model check, one stability check of the law, one plan
-    (the solver's own internal checks not counted: the solve below runs with the counters off)."""
+    """One config, loaded and compared, builds its law once (validation's: the Config keeps it) and checks the model,
+    the stability of the law and the plan once (the solver's own internal checks not counted: the solve below runs
+    with the counters off)."""
     import sgd_dmft.dmft
-    from sgd_dmft import laws as laws_mod
+    from sgd_dmft.algorithms import AlgorithmSpec
     from sgd_dmft.dmft import divergence, planning
     from sgd_dmft.models import problem as problem_mod
 
-    cfg = parse_config({**BASE, "problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1},
-                        "dynamics": {**BASE["dynamics"], "t_max": 0.3}, "solver": {"paths": 40, "replicas": 2,
-                                                                                    "workers": 1}})
     counts, on = {}, [True]
 
     def counting(name, fn):
@@ -93,13 +91,17 @@ def test_compare_checks_once(monkeypatch):
             on[0] = True
 
     monkeypatch.setattr(sgd_dmft.dmft, "solve", solve)
-    monkeypatch.setattr(laws_mod, "make_law", counting("make_law", laws_mod.make_law))
+    monkeypatch.setattr(AlgorithmSpec, "make_law", counting("make_law", AlgorithmSpec.make_law))
     monkeypatch.setattr(problem_mod, "check_model", counting("check_model", problem_mod.check_model))
     monkeypatch.setattr(divergence, "check_stability", counting("check_stability", divergence.check_stability))
     monkeypatch.setattr(planning, "plan_replicas", counting("plan_replicas", planning.plan_replicas))
+    cfg = parse_config({**BASE, "problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1},
+                        "dynamics": {**BASE["dynamics"], "t_max": 0.3}, "solver": {"paths": 40, "replicas": 2,
+                                                                                    "workers": 1}})
+    assert len(counts["make_law"]) == 1  # validation built it ...
     res = run.compare(cfg)
     assert res.theory.attrs["extrapolated"] == 1  # the continuous-time limit: levels 2 dt, 4 dt checked too
-    assert len(counts["make_law"]) == 1 and len(counts["check_model"]) == 1
+    assert len(counts["make_law"]) == 1 and len(counts["check_model"]) == 1  # ... and the experiment kept it
     own = [a for a in counts["check_stability"] if a[1].dt == cfg.dynamics["dt"]]  # the law itself, not a level's
     assert len(own) == 1 and len(counts["plan_replicas"]) == 1
 

@@ -32,7 +32,7 @@ CASES = {
     "reshuffle": (dict(batch=4), lambda: (Reshuffling(GAMMA, 4), TimeGrid(DT))),
     "online": (dict(batch=2), lambda: (OnlineSGD(GAMMA, 2), TimeGrid(DT))),
     "gd": ({}, lambda: (LawRecursion(laws.GD(DT), name="gd", gamma=GAMMA), None)),
-    "gf": ({}, lambda: (LawRecursion(laws.GD(DT), name="gf", gamma=GAMMA), None)),
+    "gf": ({}, lambda: (LawRecursion(laws.GF(DT), name="gf", gamma=GAMMA), None)),  # GD's recursion, law "gf"
     "sme": ({}, lambda: (LawRecursion(laws.SME(DT, GAMMA), name="sme"), None)),
     "sgd_bernoulli": (dict(batching="bernoulli"), lambda: (LawRecursion(laws.SGD(DT, GAMMA), name="sgd"), None)),
     "law": (dict(law=laws.Persistent(DT, 0.5, 0.4)),

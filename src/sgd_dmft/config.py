@@ -14,8 +14,10 @@ with a one-line message naming the key as ``section.key``, the offending value a
 Unknown keys get a "did you mean" suggestion. See README.md for the full reference table.
 
 The rules of the step-multiplier laws and of the time grid (``dt <= gamma`` for SGD, an integer
-``gamma / dt`` for reshuffling, ...) live in laws.py and grid.py only: validation builds the law and
-translates its error to the ``dynamics.<key>`` it comes from. This module keeps the rules that only
+``gamma / dt`` for reshuffling, ...) live in laws.py and grid.py only: validation builds the law (the
+algorithm registry's, algorithms.py), translates its error to the ``dynamics.<key>`` it comes from, and keeps
+it: ``Config.make_law()`` returns that law, built once per configuration (its sections are not to be mutated:
+``with_overrides`` gives a new, validated one). This module keeps the rules that only
 concern a configuration (widths vs model, ``batch <= n``, online SGD on a uniform grid, ...).
 """
 
@@ -29,7 +31,7 @@ from typing import Any, Mapping
 
 import tomli_w
 
-from . import laws
+from . import algorithms, laws
 from . import models as problem  # the models package, under the name this module has always used
 from .arguments import check_paths
 from .config_schema import (ACTIVATIONS, ALGORITHMS, BATCHINGS, COMPRESS, MAX_D, MAX_INIT, MAX_MAGNITUDE,  # noqa: F401
@@ -61,12 +63,14 @@ def parse_value(text: str) -> Any:
 # --------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------
-def _cross_checks(c: dict[str, dict[str, Any]], trust_code: bool) -> None:
+def _cross_checks(c: dict[str, dict[str, Any]], trust_code: bool) -> laws.Law | None:
+    """The rules across keys; returns the law of ``[dynamics]`` (built once, here: the Config keeps it)."""
     _check_magnitudes(c)
     _check_widths(c["problem"], trust_code)
-    _check_dynamics(c["dynamics"])
+    law = _check_dynamics(c["dynamics"])
     _check_samples(c["problem"], c["simulation"])
     _check_solver(c["solver"])
+    return law
 
 
 def _check_magnitudes(c: dict[str, dict[str, Any]]) -> None:
@@ -146,19 +150,20 @@ def _two_layer_model(p: Mapping[str, Any]) -> problem.Model:
         bias=p["bias"], loss=p["loss"])
 
 
-def _check_dynamics(dy: dict[str, Any]) -> None:
-    """The config-only rules of ``[dynamics]``, then the law's (and the grid's) own, by building them."""
-    t_max, dt, alg = dy["t_max"], dy["dt"], dy["algorithm"]
+def _check_dynamics(dy: dict[str, Any]) -> laws.Law | None:
+    """The config-only rules of ``[dynamics]``, then the law's (and the grid's) own, by building them: the
+    law (None for an algorithm without one, one-pass SGD)."""
+    t_max, dt = dy["t_max"], dy["dt"]
     if dt > t_max:
         raise ConfigError(f"dynamics.dt = {dt!r}: must be <= dynamics.t_max = {t_max!r}")
-    if alg == "online":  # no law: the schedule and the record grid (graded records allowed)
+    if algorithms.spec(dy["algorithm"]).law is None:  # no law: the schedule and the record grid (graded allowed)
         lr_schedule(dy)
         try:
             TimeGrid(dt, dy["growth"], dy["dt_max"] or None)
         except ConfigError as e:
             raise _law_error(dy, e) from None
-    else:
-        _build_law(dy)
+        return None
+    return _build_law(dy)
 
 
 def lr_schedule(dy: Mapping[str, Any]) -> laws.LRSchedule | None:
@@ -179,17 +184,22 @@ def lr_schedule(dy: Mapping[str, Any]) -> laws.LRSchedule | None:
     return laws.LRSchedule(tuple(times), tuple(factors) if factors else (1.0,) * (len(times) + 1))
 
 
-def _law_args(dy: Mapping[str, Any], **changes: Any) -> dict[str, Any]:
+def law_args(dy: Mapping[str, Any], sim: Mapping[str, Any] | None = None, **changes: Any) -> algorithms.LawArgs:
+    """The values an algorithm is built from (algorithms.LawArgs): ``[dynamics]``, and ``simulation.batch`` /
+    ``batching`` where ``sim`` is given; ``dynamics.dt_max = 0`` is no cap."""
     args = dict(dt=dy["dt"], gamma=dy["gamma"], b=dy["persist_b"], tau=dy["persist_tau"],
-                growth=dy["growth"], dt_max=dy["dt_max"] or None, lr=lr_schedule(dy))  # dt_max = 0: no cap
+                growth=dy["growth"], dt_max=dy["dt_max"] or None, lr=lr_schedule(dy))
+    if sim is not None:
+        args.update(batch=sim["batch"], batching=sim["batching"])
     args.update(changes)
-    return args
+    return algorithms.LawArgs(**args)
 
 
 def _build_law(dy: Mapping[str, Any]) -> laws.Law:
-    """The law of ``[dynamics]`` (laws.make_law); its ConfigError becomes one naming ``dynamics.<key>``."""
+    """The law of ``[dynamics]`` (the registry's, algorithms.py); its ConfigError becomes one naming
+    ``dynamics.<key>``."""
     try:
-        return laws.make_law(dy["algorithm"], **_law_args(dy))
+        return algorithms.spec(dy["algorithm"]).make_law(law_args(dy))
     except ConfigError as e:
         raise _law_error(dy, e) from None
 
@@ -197,9 +207,10 @@ def _build_law(dy: Mapping[str, Any]) -> laws.Law:
 def _law_error(dy: Mapping[str, Any], e: ConfigError) -> ConfigError:
     """A law's (or grid's) error as a config error: ``dynamics.<key> = <value>: <the law's rule>``."""
     alg, growth, dt_max = dy["algorithm"], dy["growth"], dy["dt_max"]
-    if growth > 0 and not dt_max and alg != "online":
+    spec = algorithms.spec(alg)
+    if growth > 0 and not dt_max and spec.law is not None:
         try:  # refused without a cap, accepted with the smallest graded one: the cap is what is missing
-            laws.make_law(alg, **_law_args(dy, dt_max=math.nextafter(dy["dt"], math.inf)))
+            spec.make_law(law_args(dy, dt_max=math.nextafter(dy["dt"], math.inf)))
         except ConfigError:
             pass
         else:
@@ -221,7 +232,7 @@ def _check_samples(p: dict[str, Any], sim: dict[str, Any]) -> None:
 
 
 def _validate(mapping: Mapping[str, Any], trust_code: bool = False,
-              base_dir: str | Path | None = None) -> dict[str, dict[str, Any]]:
+              base_dir: str | Path | None = None) -> tuple[dict[str, dict[str, Any]], laws.Law | None]:
     if not isinstance(mapping, Mapping):
         raise ConfigError(f"configuration must be a table/mapping, got {typename(mapping)}")
     out = defaults()
@@ -246,8 +257,7 @@ def _validate(mapping: Mapping[str, Any], trust_code: bool = False,
         if trust_code is not True:
             raise trust_error(model)
         out["problem"]["model"] = resolve_entry(model, base_dir)
-    _cross_checks(out, trust_code)
-    return out
+    return out, _cross_checks(out, trust_code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -264,6 +274,8 @@ class Config:
     simulation: dict
     solver: dict
     trust_code: bool = field(default=False, compare=False)
+    # the law validation built (make_law returns it: a config's law is built once); None: built when asked
+    _law: laws.Law | None = field(default=None, compare=False, repr=False)
 
     # ---- serialisation ----
     def to_dict(self) -> dict[str, dict[str, Any]]:
@@ -317,13 +329,16 @@ class Config:
                                init_scale=p["init_scale"], init_overlap=p["init_overlap"])
 
     def make_law(self) -> laws.Law:
-        """The step-multiplier law of ``[dynamics]`` (ConfigError for 'online', which has none)."""
+        """The step-multiplier law of ``[dynamics]``, the one validation built (laws are immutable);
+        ConfigError for an algorithm without one ('online')."""
         dy = self.dynamics
-        if dy["algorithm"] == "online":
+        if algorithms.spec(dy["algorithm"]).law is None:
             raise ConfigError(
-                "dynamics.algorithm = 'online': one-pass SGD has no step-multiplier law "
+                f"dynamics.algorithm = {dy['algorithm']!r}: one-pass SGD has no step-multiplier law "
                 "(use sgd_dmft.online.solve_online)")
-        return _build_law(dy)
+        if self._law is None:  # a Config built by hand
+            object.__setattr__(self, "_law", _build_law(dy))
+        return self._law
 
 
 def parse_config(mapping: Mapping[str, Any], trust_code: bool = False, *, base_dir: str | Path | None = None) -> Config:
@@ -334,9 +349,9 @@ def parse_config(mapping: Mapping[str, Any], trust_code: bool = False, *, base_d
     ConfigError naming ``problem.model`` and nothing is imported. A relative file path is resolved against
     ``base_dir`` (default: the working directory) and stored absolute.
     """
-    c = _validate(mapping, trust_code, base_dir)
+    c, law = _validate(mapping, trust_code, base_dir)
     return Config(problem=c["problem"], dynamics=c["dynamics"], simulation=c["simulation"], solver=c["solver"],
-                  trust_code=trust_code is True)
+                  trust_code=trust_code is True, _law=law)
 
 
 def load_config(path: str | Path, trust_code: bool = False) -> Config:

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Collection
 
+from . import algorithms
 from . import defaults as D
-from . import laws
 from . import models
 from .errors import ConfigError, did_you_mean
 from .models.loading import is_entry
@@ -22,10 +22,8 @@ __all__ = ["SCHEMA", "SECTIONS", "Key", "ALGORITHMS", "BATCHINGS", "COMPRESS", "
 
 MODELS = models.MODELS
 ACTIVATIONS = models.ACTIVATIONS
-# the algorithms: every law of laws.LAWS, and one-pass SGD (no law: online.py), listed before
-# 'persistent' as they always were (the order of the "one of ..." messages)
-_LAST = laws.LAWS.index("persistent")
-ALGORITHMS = laws.LAWS[:_LAST] + ("online",) + laws.LAWS[_LAST:]
+# the algorithms: the registry's names, a live view (an algorithm registered later is allowed too; algorithms.py)
+ALGORITHMS = algorithms.REGISTRY.keys()
 BATCHINGS = ("uniform", "bernoulli")
 COMPRESS = ("auto", "off")
 # --------------------------------------------------------------------------------------------
@@ -35,16 +33,21 @@ COMPRESS = ("auto", "off")
 class Key:
     kind: str  # "bool" | "int" | "float" | "str"
     default: Any
-    allowed: str  # human-readable description of allowed values
+    describe: str | Callable[[], str]  # the allowed values in words (a callable: said when asked)
     check: Callable[[Any], bool] = lambda v: True
     doc: str = ""
 
+    @property
+    def allowed(self) -> str:
+        """Human-readable description of the allowed values."""
+        return self.describe() if callable(self.describe) else self.describe
 
-def _choice(options: tuple[str, ...]) -> Callable[[Any], bool]:
+
+def _choice(options: Collection[str]) -> Callable[[Any], bool]:
     return lambda v: v in options
 
 
-def _fmt_choices(options: tuple[str, ...]) -> str:
+def _fmt_choices(options: Collection[str]) -> str:
     return "one of " + " | ".join(options)
 
 
@@ -89,7 +92,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
                        lambda v: True, "with init_q: M_0 = theta_0^T theta* / d"),
     },
     "dynamics": {
-        "algorithm": Key("str", D.ALGORITHM, _fmt_choices(ALGORITHMS), _choice(ALGORITHMS), "training algorithm"),
+        "algorithm": Key("str", D.ALGORITHM, lambda: _fmt_choices(ALGORITHMS), _choice(ALGORITHMS),
+                          "training algorithm"),
         "gamma": Key("float", D.GAMMA, "a finite number > 0", lambda v: v > 0,
                       "per-visit step; SGD learning rate eta = gamma * batch / n"),
         "t_max": Key("float", D.T_MAX, "a finite number > 0", lambda v: v > 0, "final time t = steps * eta"),

@@ -40,6 +40,8 @@ import math
 import warnings
 from typing import Sequence
 
+from .errors import SgdDmftDeprecationWarning
+
 __all__ = ["n_samples", "sgd_eta", "sgd_steps", "from_pytorch", "to_pytorch", "lr_schedule_from_pytorch", "data_to_internal",
            "data_from_internal", "LINEAR_DEFAULT_INIT_SCALE", "linear_default_init_std"]
 
@@ -75,7 +77,7 @@ class _Params(dict):
     def __missing__(self, key):
         if key in self._ALIASES:
             new = self._ALIASES[key]
-            warnings.warn(f"key {key!r} is deprecated: use {new!r}", DeprecationWarning, stacklevel=2)
+            warnings.warn(f"key {key!r} is deprecated: use {new!r}", SgdDmftDeprecationWarning, stacklevel=2)
             return self[new]
         raise KeyError(key)
 
@@ -160,7 +162,7 @@ def to_pytorch(gamma: float, delta: float, d: int, batch_size: int = 1, ridge: f
     ``init_std = init_scale / sqrt(d)``, ``steps_per_epoch = ceil(n / B)``.
     """
     if batch is not None:
-        warnings.warn("to_pytorch(batch=) is deprecated: use batch_size=", DeprecationWarning, stacklevel=2)
+        warnings.warn("to_pytorch(batch=) is deprecated: use batch_size=", SgdDmftDeprecationWarning, stacklevel=2)
         batch_size = batch
     _check_pos(gamma=gamma, delta=delta, d=d, batch_size=batch_size, loss_scale=loss_scale)
     if ridge < 0:

@@ -30,11 +30,13 @@ from matplotlib.legend_handler import HandlerTuple  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
+from .algorithms import REGISTRY  # noqa: E402
 from .curves import mean_stderr_da  # noqa: E402
 from .results import SEED_DIM, TIME_DIM, atomic_write, theory_mean_stderr  # noqa: E402,F401
 
 TIME_LABEL = r"time $t$ (= steps $\times\,\eta$)"
-EPOCH_ALGORITHMS = ("sgd", "sme", "reshuffle")  # one epoch = gamma units of t
+# one epoch = gamma units of t: the built-in algorithms that say so (epoch_length asks the registry, algorithms.py)
+EPOCH_ALGORITHMS = tuple(name for name, s in REGISTRY.items() if s.epoch)
 # (variable, panel title, y label): panels in this order, those present in a dataset
 PANELS = (
     ("train_loss", "training loss", r"$\mathcal{L}_{\mathrm{train}}(t)$"),
@@ -104,7 +106,8 @@ def epoch_length(*datasets: xr.Dataset | None) -> float | None:
     sched = _attr(datasets, "dynamics.lr_factors", "lr_factors")
     cosine = _attr(datasets, "dynamics.lr_schedule") == "cosine"
     scheduled = cosine or (sched is not None and np.size(sched) > 0 and str(sched) not in ("", "[]"))
-    if alg not in EPOCH_ALGORITHMS or gamma is None or scheduled:
+    spec = REGISTRY.get(str(alg))
+    if spec is None or not spec.epoch or gamma is None or scheduled:
         return None
     g = float(gamma)
     return g if np.isfinite(g) and g > 0 else None

@@ -8,7 +8,8 @@
   its memory or cost estimate exceeds the budget. CLI exit status 2.
 
 All are ``ValueError`` subclasses too, so code written against the earlier ``ValueError``-based
-exceptions keeps working.
+exceptions keeps working. :class:`SgdDmftDeprecationWarning` marks a deprecated name or argument of the
+package (its message names the replacement; the tests turn it into an error).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ def did_you_mean(word: object, options: Iterable[str]) -> str:
         close = difflib.get_close_matches(word.strip().lower(), list(low), n=1, cutoff=0.6)
         hit = low[close[0]] if close else None
     return f" (did you mean '{hit}'?)" if hit is not None else ""
+
+
+class SgdDmftDeprecationWarning(DeprecationWarning):
+    """A deprecated name or argument of sgd-dmft; the message names what replaces it."""
 
 
 class SgdDmftError(Exception):

@@ -23,7 +23,8 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .config import Config, lr_schedule
+from . import algorithms
+from .config import Config, law_args
 from .errors import ConfigError
 from .grid import TimeGrid
 from .parallel import cores
@@ -86,22 +87,11 @@ def wants_limit(law: Law | None, cfg: Config, asked: bool) -> bool:
 
 
 def simulator(cfg: Config, law: Law | None) -> tuple[Algorithm, TimeGrid | None]:
-    """Which algorithm a config simulates, and its record grid (None: the law's own).
-
-    ``sgd`` with ``simulation.batching = 'uniform'``: true mini-batch SGD (:class:`MiniBatchSGD`),
-    ``reshuffle``: :class:`Reshuffling`, ``online``: :class:`OnlineSGD`, each with ``dynamics.gamma``,
-    ``simulation.batch`` and the learning-rate schedule, recording on the config's grid; every other
-    algorithm (gd, gf, sme, Bernoulli sgd, persistent) runs the law's own recursion (:class:`LawRecursion`)."""
-    from .simulation import LawRecursion, MiniBatchSGD, OnlineSGD, Reshuffling
-
-    dy, sm = cfg.dynamics, cfg.simulation
-    alg = dy["algorithm"]
-    steps = {"sgd": MiniBatchSGD, "reshuffle": Reshuffling, "online": OnlineSGD}
-    if alg in steps and not (alg == "sgd" and sm["batching"] == "bernoulli"):
-        return steps[alg](dy["gamma"], sm["batch"], lr=lr_schedule(dy)), record_grid(cfg)
-    # the names of the string API (simulate.py): sme / Bernoulli sgd report the law's gamma, the others the config's
-    gamma = None if alg in ("sme", "sgd") else dy["gamma"]
-    return LawRecursion(law, gamma=gamma, name="law" if alg == "persistent" else alg), None
+    """Which algorithm a config simulates, and its record grid (None: the law's own): the registry's answer
+    (:meth:`algorithms.AlgorithmSpec.simulator`): a step algorithm (true mini-batch SGD, reshuffling, online
+    SGD) with ``dynamics.gamma``, ``simulation.batch`` and the learning-rate schedule, recording on the config's
+    grid, or the recursion of ``law`` (gd, gf, sme, Bernoulli sgd, persistent)."""
+    return algorithms.spec(cfg.dynamics["algorithm"]).simulator(law_args(cfg.dynamics, cfg.simulation), law)
 
 
 def theory_options(cfg: Config, extrapolate: bool) -> TheoryOptions:
@@ -114,7 +104,7 @@ def theory_options(cfg: Config, extrapolate: bool) -> TheoryOptions:
         paths=so["paths"], replicas=so["replicas"], seed=so["seed"], max_memory_gb=so["max_memory_gb"],
         workers=min(so["workers"] or min(so["replicas"], cores()), cores()),
         extrapolate=Richardson() if extrapolate else Raw(), rtol=so["rtol"] or None,
-        max_time_s=so["max_time_s"] or None, tail=so["tail"], response_window=so["response_window"] or None,
+        max_time_s=so["max_time_s"] or None, response_window=so["response_window"] or None,
         keep_kernels=KERNEL_POINTS)
 
 
@@ -136,6 +126,11 @@ class Experiment:
         return self.config.dynamics["algorithm"]
 
     @property
+    def spec(self) -> algorithms.AlgorithmSpec:
+        """The configured algorithm's entry of the registry (algorithms.py)."""
+        return algorithms.spec(self.algorithm)
+
+    @property
     def extrapolate(self) -> bool:
         """Whether the theory is the ``dt -> 0`` limit (Richardson) rather than the raw recursion."""
         return bool(self.options.richardson)
@@ -144,9 +139,7 @@ class Experiment:
     def continuous(self) -> bool:
         """Whether the simulation runs the continuous-time algorithm (true mini-batch SGD, true reshuffling),
         so that the theory to compare with is the ``dt -> 0`` limit; False where it runs a grid recursion."""
-        from .simulation import MiniBatchSGD, Reshuffling
-
-        return isinstance(self.simulator, (MiniBatchSGD, Reshuffling))
+        return self.spec.simulates_limit(self.config.simulation["batching"])
 
     def with_limit(self, asked: bool) -> Experiment:
         """This experiment with the limit ``asked`` for (:func:`wants_limit`; the plan is computed anew)."""
@@ -163,8 +156,14 @@ class Experiment:
         ``solver.response_window``)."""
         from . import dmft
 
-        o = self.options
-        return dmft.choose_process(self.problem, self.law, None, "auto", None, o.tail, o.response_window)
+        tail, window = self.config.solver["tail"], self.options.response_window
+        return dmft.choose_process(self.problem, self.law, None, "auto", None, tail, window)
+
+    @property
+    def given_process(self) -> Any:
+        """The process handed to ``solve(process=)``: :attr:`process` where ``solver.tail`` chose the estimator,
+        else None, the solver's own choice (the same process, retried with a tail where its tangents diverge)."""
+        return self.process if self.config.solver["tail"] else None
 
     @cached_property
     def levels(self) -> Any:
@@ -203,7 +202,7 @@ def experiment(cfg: Config, problem: Problem | None = None, extrapolate: bool | 
     """The experiment of a configuration, as configured (run.compress compresses a long one): ``problem``
     reused where given (a config that differs only in [dynamics] / [solver] keys); ``extrapolate``: the limit
     asked for (default ``solver.extrapolate``; :func:`wants_limit` decides)."""
-    law = None if cfg.dynamics["algorithm"] == "online" else cfg.make_law()
+    law = None if algorithms.spec(cfg.dynamics["algorithm"]).law is None else cfg.make_law()  # validation's law
     problem = cfg.make_problem() if problem is None else problem
     asked = cfg.solver["extrapolate"] if extrapolate is None else extrapolate
     with keyed():

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError
+from .errors import ConfigError, SgdDmftDeprecationWarning
 from .grid import TimeGrid, graded_times  # noqa: F401  (re-exported, public API)
 from .law_base import Law, pair_sums, step_pairs
 from .schedules import LRSchedule, Schedule, decays  # noqa: F401  (re-exported: their home was here)
@@ -272,24 +272,17 @@ class Persistent(Law):
         return out
 
 
-LAWS = ("gf", "gd", "sgd", "sme", "reshuffle", "persistent")
+def __getattr__(name: str):
+    """``make_law`` and ``LAWS``: deprecated aliases of the algorithm registry (:mod:`sgd_dmft.algorithms`,
+    their home: name -> law for every algorithm, the registered ones included)."""
+    if name not in ("make_law", "LAWS"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import warnings
 
+    from . import algorithms
 
-def make_law(algorithm: str, dt: float, gamma: float = 1.0, b: float = 0.5, tau: float = 1.0,
-             growth: float = 0.0, dt_max: float | None = None, lr: LRSchedule | None = None) -> Law:
-    """Law for a named algorithm (``gf``/``gd`` -> ``S = dt``); ``growth``/``dt_max``: graded grid; ``lr``: a
-    learning-rate schedule."""
-    g = dict(growth=growth, dt_max=dt_max, lr=lr)
-    if algorithm == "gf":
-        return GF(dt, **g)
-    if algorithm == "gd":
-        return GD(dt, **g)
-    if algorithm == "sgd":
-        return SGD(dt, gamma, **g)
-    if algorithm == "sme":
-        return SME(dt, gamma, **g)
-    if algorithm == "reshuffle":
-        return Reshuffle(dt, gamma, **g)
-    if algorithm == "persistent":
-        return Persistent(dt, b, tau, **g)
-    raise ConfigError(f"algorithm={algorithm!r} is not one of {LAWS}", key="algorithm")
+    new = "sgd_dmft.algorithms.make_law" if name == "make_law" else "sgd_dmft.algorithms.names()"
+    warnings.warn(f"sgd_dmft.laws.{name} is deprecated: use {new}", SgdDmftDeprecationWarning, stacklevel=2)
+    if name == "make_law":
+        return algorithms.make_law
+    return tuple(n for n in algorithms.names() if algorithms.spec(n).law is not None)

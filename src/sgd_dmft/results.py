@@ -28,12 +28,14 @@ import numpy as np
 import xarray as xr
 
 from ._version import __version__
+from .algorithms import REGISTRY
 from .curves import thinned_times
 from .comparison import (  # noqa: F401  (re-exported: their home was here)
     DETECT_Z, REL_ACCURACY, REL_SE_MAX, SEED_DIM, TIME_DIM, discrepancy, power_statement, seeds_needed,
     sim_mean_stderr, theory_mean_stderr,
 )
 from .errors import NonFiniteResult  # noqa: F401  (re-exported: its home was here)
+from .errors import SgdDmftDeprecationWarning
 from .provenance import provenance_attrs
 from .publish import atomic_write  # noqa: F401  (re-exported: its home was here)
 from .result_sets import (  # noqa: F401  (re-exported: their home was here)
@@ -89,7 +91,7 @@ def __getattr__(name: str):
         from .config import config_from_dataset
 
         warnings.warn("sgd_dmft.results.config_from_dataset moved to sgd_dmft.config.config_from_dataset",
-                      DeprecationWarning, stacklevel=2)
+                      SgdDmftDeprecationWarning, stacklevel=2)
         return config_from_dataset
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
@@ -165,7 +167,9 @@ def write_netcdf(ds: xr.Dataset, path: str | Path, attrs: Mapping[str, Any]) -> 
 def _drop_online_train(ds: xr.Dataset) -> xr.Dataset:
     """Online SGD has no training set: its all-NaN ``train_loss`` is dropped (attr ``train_loss_note``
     says so), the one NaN a written result may have had."""
-    if "train_loss" in ds and ds.attrs.get("algorithm") == "online" and bool(ds["train_loss"].isnull().all()):
+    spec = REGISTRY.get(str(ds.attrs.get("algorithm")))
+    one_pass = spec is not None and spec.law is None  # (no step-multiplier law: fresh samples, no training set)
+    if "train_loss" in ds and one_pass and bool(ds["train_loss"].isnull().all()):
         ds = ds.drop_vars("train_loss")
         ds.attrs["train_loss_note"] = "dropped: no training set (online SGD)"
     return ds

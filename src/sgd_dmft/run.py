@@ -23,6 +23,7 @@ from typing import Any, Callable, NamedTuple
 
 import xarray as xr
 
+from . import algorithms
 from .config import Config
 from .errors import ConfigError
 from .experiment import Experiment, experiment, record_grid, wants_limit
@@ -138,7 +139,8 @@ def shared_grid(configs: list[Config]) -> list[Config]:
         return configs
     out = []
     for c in configs:
-        if c.solver["compress"] != "auto" or c.dynamics["growth"] or c.dynamics["algorithm"] == "online":
+        lawless = algorithms.spec(c.dynamics["algorithm"]).law is None  # (one-pass SGD: the online ODEs)
+        if c.solver["compress"] != "auto" or c.dynamics["growth"] or lawless:
             out.append(c)
             continue
         try:
@@ -251,7 +253,8 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
 
     if say is not None:
         _say_plan(exp, say)
-    ds = dmft.solve(exp.problem, exp.law, t_max=exp.config.dynamics["t_max"], options=exp.options, progress=progress)
+    ds = dmft.solve(exp.problem, exp.law, t_max=exp.config.dynamics["t_max"], options=exp.options,
+                    process=exp.given_process, progress=progress)
     ds.attrs["estimated_time_s"] = float(exp.plan.seconds)
     if exp.compressed:
         ds.attrs["compressed"] = exp.compressed
@@ -284,7 +287,7 @@ def _simulation(exp: Experiment, plan, progress: bool, announce: Announce) -> xr
                           seed=sm["seed"], grid=exp.record_grid, progress=progress, max_memory_gb=sm["max_memory_gb"])
     # the attributes of a configured run: dt, batch and batching as configured (the law paths: eta = dt)
     ds.attrs.update(dt=float(dy["dt"]), batch=int(sm["batch"]),
-                    batching=sm["batching"] if exp.algorithm == "sgd" else "none")
+                    batching=sm["batching"] if exp.spec.bernoulli else "none")
     if exp.record_grid is None:
         ds.attrs["eta"] = float(dy["dt"])
     _stamp(ds, "simulation", t0)

@@ -33,7 +33,7 @@ IBP_GD_STDERR_C_STEP1 = 0.35
 IBP_GD_STDERR_C_Q = 1.7
 IBP_GD_STDERR_C_TEST = 0.22
 IBP_GD_STEPS_MEASURED = 6
-_FIX = "use responses='stein' or 'auto', or process=MonteCarlo(responses=GaussianIBP())"
+_FIX = "leave the estimator to the solver (process=None) or pass process=MonteCarlo(responses=GaussianIBP())"
 
 
 def kink_evidence(model) -> str | None:

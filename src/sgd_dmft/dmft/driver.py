@@ -27,7 +27,7 @@ from .consistency import review as review_replicas
 from .divergence import check_stability, diverged
 from .extrapolate import levels, richardson
 from .planning import kernel_index, plan_run
-from .options import TheoryOptions
+from .options import TheoryOptions, deprecated_process_flags
 from .processes import SampleProcess, choose_process
 from .responses import PathwiseTangents
 from .replicas import KERNELS, Reduction, replica, replica_curves, run_replicas
@@ -326,9 +326,7 @@ def solve(problem, law, *, t_max: float, paths: int = _defaults.PATHS, replicas:
     replicas whose spread gives the standard errors (ignored by the exact path: square loss, linear
     student, i.i.d. multipliers). process: ``ExactLinearPath()`` or ``MonteCarlo(history=, responses=)``;
     None: the exact path where it applies, else Monte Carlo with ``responses`` (``"pathwise"`` tangents,
-    ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``) and
-    ``rao_blackwell`` (default: on for dense i.i.d. laws) and ``tail`` (pathwise tangents: the mass of
-    large ``|r*|`` whose paths use integration by parts at fixed r*, docs/theory.md section 3c) and
+    ``"stein"`` Gaussian integration by parts for kinks, ``"auto"`` by ``model.smooth``), with
     ``response_window`` (tangents kept over that much time of the past, ``R_F[t, s] = 0`` beyond: work and
     memory linear in the horizon; the error it causes: attr ``response_window_error``, warned past 0.5 %).
     extrapolate: the ``dt -> 0`` limit (levels dt, 2 dt, 4 dt: extrapolate.py; ``<var>_dt_error``, ``_raw``);
@@ -345,9 +343,13 @@ def solve(problem, law, *, t_max: float, paths: int = _defaults.PATHS, replicas:
     ``R_F`` (time, time2, k, k2) and ``mu``; ``r_samples`` (snap_time, path, k); diagnostics in attrs.
     Raises SolverDiverged on a blow-up (naming the time) and for a linear model past gamma = 2.
 
-    options: these options as one :class:`~.options.TheoryOptions` (the limit ``Richardson()`` / ``Raw()``)."""
+    options: these options as one :class:`~.options.TheoryOptions` (the limit ``Richardson()`` / ``Raw()``).
+    Deprecated (SgdDmftDeprecationWarning): ``responses``, ``rao_blackwell``, ``tail``, the estimator of the
+    solver's Monte Carlo choice: pass the process, ``MonteCarlo(responses=GaussianIBP())`` or
+    ``MonteCarlo(responses=PathwiseTangents(rao_blackwell=, tail=))`` (docs/theory.md section 3c for the tail)."""
     o = TheoryOptions.merge(options, {k: v for k, v in locals().items() if k in TheoryOptions.FIELDS})
-    proc = choose_process(problem, law, process, o.responses, o.rao_blackwell, o.tail, o.response_window)
+    deprecated_process_flags(responses, rao_blackwell, tail)
+    proc = choose_process(problem, law, process, responses, rao_blackwell, tail, o.response_window)
     check_estimator(problem, proc)  # pathwise tangents on a kinked model: refused (applicability.py)
     closed_ds = _closed_form(problem, law, t_max, proc, o.richardson) if process is None and not o.keep_kernels else None
     if closed_ds is not None:

@@ -1,22 +1,25 @@
 """What a solve is asked for, as one typed object: ``solve(problem, law, t_max=, options=TheoryOptions(...))``.
 
 :class:`TheoryOptions` holds every option of :func:`~sgd_dmft.dmft.solve` but the sample process (``process=``,
-an object already) and the progress bar; the limit is an object too: :class:`Richardson` (the ``dt -> 0``
-limit, extrapolate.py) or :class:`Raw` (the recursion at ``dt``), None letting the law decide (continuous-time
-laws: Richardson). The keyword flags of ``solve`` (``paths=``, ``extrapolate=True``, ...) build the same object
-(:meth:`TheoryOptions.from_flags`); the two are not mixed in one call.
+an object already: the estimator, its tail, ``MonteCarlo(responses=PathwiseTangents(tail=0.05))``) and the
+progress bar; the limit is an object too: :class:`Richardson` (the ``dt -> 0`` limit, extrapolate.py) or
+:class:`Raw` (the recursion at ``dt``), None letting the law decide (continuous-time laws: Richardson). The
+keyword numbers of ``solve`` (``paths=``, ``extrapolate=True``, ...) build the same object
+(:meth:`TheoryOptions.from_flags`); the two are not mixed in one call. ``response_window`` stays an option (a
+time, like ``t_max``): the window of the pathwise tangents where the solver chooses the process.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 from .. import defaults as _defaults
 from ..arguments import SOLVE, flag
-from ..errors import ConfigError
+from ..errors import ConfigError, SgdDmftDeprecationWarning
 
-__all__ = ["Richardson", "Raw", "Limit", "TheoryOptions", "limit"]
+__all__ = ["Richardson", "Raw", "Limit", "TheoryOptions", "limit", "deprecated_process_flags"]
 
 
 @dataclass(frozen=True)
@@ -60,17 +63,13 @@ class TheoryOptions:
     extrapolate: Limit | None = None
     rtol: float | None = None
     max_time_s: float | None = None
-    tail: float = 0.0
     response_window: float | None = None
     keep_kernels: bool | int = True
     snapshots: int = 5
-    responses: str = "auto"
-    rao_blackwell: bool | None = None
     blas_threads: int | None = 1
 
     FIELDS: ClassVar[tuple[str, ...]] = ("paths", "replicas", "seed", "max_memory_gb", "workers", "extrapolate", "rtol",
-                                         "max_time_s", "tail", "response_window", "keep_kernels", "snapshots",
-                                         "responses", "rao_blackwell", "blas_threads")
+                                         "max_time_s", "response_window", "keep_kernels", "snapshots", "blas_threads")
 
     def __post_init__(self):
         for f in fields(self):
@@ -106,3 +105,17 @@ class TheoryOptions:
                 raise ConfigError(f"{name}={value!r} is not allowed beside options=: set it in the TheoryOptions "
                                   f"(options.{name})", key=name)
         return options
+
+
+def deprecated_process_flags(responses: str = "auto", rao_blackwell: bool | None = None, tail: float = 0.0) -> None:
+    """SgdDmftDeprecationWarning for ``solve``'s flags that choose the Monte Carlo estimator, where set: they
+    are thin aliases of the sample process ``solve`` takes as ``process=``, named in the message (attributed
+    to the caller of ``solve``)."""
+    given = {k: v for k, v, default in (("responses", responses, "auto"), ("rao_blackwell", rao_blackwell, None),
+                                        ("tail", tail, 0.0)) if v != default}
+    if not given:
+        return
+    args = ", ".join(f"{k}={v!r}" for k, v in given.items() if k != "responses")
+    est = "GaussianIBP()" if responses == "stein" else f"PathwiseTangents({args})"
+    warnings.warn(f"solve({', '.join(f'{k}={v!r}' for k, v in given.items())}) is deprecated: pass "
+                  f"process=MonteCarlo(responses={est}) (sgd_dmft.dmft)", SgdDmftDeprecationWarning, stacklevel=4)

@@ -101,10 +101,8 @@ def build_grid(config: Config, grid: Mapping[str, Sequence[Any]], simulate: bool
 
 
 def _check_runnable(cfg: Config, simulate: bool) -> None:
-    try:
+    try:  # (the law was built by validation, parse_config)
         cfg.make_problem()
-        if cfg.dynamics["algorithm"] != "online":
-            cfg.make_law()
     except ConfigError:
         raise
     except ValueError as e:
