@@ -62,7 +62,9 @@ def test_long_gf_gd_and_sme_runs_are_graded_up_to_the_bound_cap():
         assert long.law.dt_max == 0.32 and long.config.solver["response_window"] == compression.LONG_WINDOW
         assert 4 * long.law.dt_max * edge < 2 <= 4 * 0.33 * edge  # the coarsest level below the edge
         assert "dynamics.dt_max = 0.32" in long.compressed
-        assert ("GD at dt=0.01 answered by its dt -> 0 limit" in long.compressed) == (alg == "gd")
+        limit = run.gd_limit(long)  # (run_theory: a compressed GD is answered by its dt -> 0 limit)
+        assert ("GD at dt=0.01 answered by its dt -> 0 limit" in limit.compressed) == (alg == "gd")
+        assert limit.extrapolate and limit.law.name == alg and limit.law.continuous_time
     assert not _exp("gf", 3.0).law.graded  # short: left alone
 
 

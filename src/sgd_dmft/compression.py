@@ -63,9 +63,6 @@ def compress(exp: Experiment) -> Experiment:
     from .dmft import duration
 
     note = f"{_keys(over)} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
-    if _is_gd(exp.law):
-        note += (f"; GD at dt={exp.law.dt:g} answered by its dt -> 0 limit on that grid (gradient flow), the losses' "
-                 f"dt_error covering a GD recursion's first-order distance from it")
     return replace(experiment(cfg.with_overrides(over), exp.problem), compressed=note)
 
 
@@ -186,7 +183,9 @@ def gd_limit(exp: Experiment) -> Experiment:
         return exp
     from .dmft.options import Richardson
 
-    return replace(exp, law=_gf_twin(law), options=replace(exp.options, extrapolate=Richardson()))
+    note = (f"{exp.compressed}; GD at dt={law.dt:g} answered by its dt -> 0 limit on that grid (gradient flow), the "
+            f"losses' dt_error covering a GD recursion's first-order distance from it")
+    return replace(exp, law=_gf_twin(law), options=replace(exp.options, extrapolate=Richardson()), compressed=note)
 
 
 def _gf_twin(law):

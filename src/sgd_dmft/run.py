@@ -94,7 +94,7 @@ def check_theory(exp: Experiment, extrapolate: bool | None = None, force: bool =
     try:
         planning.check_cost(exp.cost, force)
     except planning.CostLimitExceeded as e:
-        hint = window_hint(exp, exp.extrapolate, exp.cost / planning.RATE)
+        hint = window_hint(exp, exp.extrapolate, exp.cost / planning.RATE) or ungraded_note(exp)
         raise planning.CostLimitExceeded(str(e) + (f"; {hint}" if hint else "")) from None
     if exp.law is not None:
         divergence.check_stability(exp.problem, exp.law, exp.config.dynamics["t_max"])
