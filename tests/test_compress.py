@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sgd_dmft import run
+from sgd_dmft import compression, run
 from sgd_dmft.config import parse_config
 
 BASE = {"problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1, "init_scale": 0.5},
@@ -63,7 +63,7 @@ def test_no_grading_where_the_graded_grid_would_lose_the_limit():
 @pytest.fixture
 def eager(monkeypatch):
     """Compress from 1 ms on: a cheap run goes through the whole auto path."""
-    monkeypatch.setattr(run, "COMPRESS_AFTER_S", 0.001)
+    monkeypatch.setattr(compression, "COMPRESS_AFTER_S", 0.001)
 
 
 def test_compressed_run_agrees_with_the_uniform_one_within_the_stated_errors(eager):

@@ -197,7 +197,8 @@ def test_exact_path_memory_refused_up_front(base, tmp_path):
     with pytest.raises(MemoryLimitExceeded, match="exact path"):
         planning.plan_replicas(prob, laws.GD(0.01), 100.0, 1000, 4, 0.1)
     r = _cli("solve", base, "--out", tmp_path / "o", "-s", 'problem.model="linear"', "-s", 'dynamics.algorithm="gd"',
-             "-s", "dynamics.t_max=100", "-s", "dynamics.dt=0.01", "-s", "solver.max_memory_gb=1", "--force")
+             "-s", "dynamics.t_max=100", "-s", "dynamics.dt=0.01", "-s", "solver.max_memory_gb=1", "--force",
+             "-s", 'solver.compress="off"')  # (auto grades this long GD: 1589 steps, which fit)
     _fails(r, 2, "solver.max_memory_gb")
 
 

@@ -68,7 +68,7 @@ LAYERS = (
     # finite d, the limits (spectral: the law of X^T X); the algorithms by name (law + simulator)
     ("results", "comparison", "result_sets", "plot", "curve_plot", "sweep_plot"),  # 4 result files, theory vs simulation, figures
     ("config", "config_schema"),  # 5 TOML -> Problem, Law (the schema of the keys)
-    ("run", "experiment"),  # 6 config -> experiment -> theory / simulation / compare
+    ("run", "experiment", "compression"),  # 6 config -> experiment -> theory / simulation / compare; long runs compressed
     ("sweep",),  # 7 product grids (the package sweep/: keys, cache, tasks, backends, gathering, driver)
     ("cli", "cli_logging", "cli_show"),  # 8 the command line (its output through logging; what show prints)
     ("", "problem"),  # 9 for users only: the package root (lazy re-exports), the legacy alias of models/

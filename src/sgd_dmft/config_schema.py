@@ -155,8 +155,11 @@ SCHEMA: dict[str, dict[str, Key]] = {
                                 "memory linear in the horizon; the error it causes is estimated and warned about"),
         "compress": Key("str", "auto", _fmt_choices(COMPRESS), _choice(COMPRESS),
                          "auto: a long run (over a minute on one core on the uniform grid with the whole past) gets a "
-                         "graded grid (SGD-type laws: steps growing 2 % of t up to gamma / 4) and, if still long, "
-                         "solver.response_window = 30 (past 5 min on one core even so: steps up to gamma / 2); only "
+                         "graded grid (steps growing 2 % of t up to gamma / 4 for SGD-type laws; for gf / gd / sme up "
+                         "to a step whose 4 dt Richardson level stays below 2 / a bound on the Hessian, where the "
+                         "model has one, e.g. logistic) and, if still long, solver.response_window = 30 (past 5 min "
+                         "on one core even so: steps up to gamma / 2, or the level at the bound's edge); a long gd "
+                         "is answered by its dt -> 0 limit with its distance from it in dt_error; only "
                          "where dynamics.growth and solver.response_window are 0; the plan, the attrs 'compressed' "
                          "and the result's config say what ran"),
     },

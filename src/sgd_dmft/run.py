@@ -2,7 +2,7 @@
 
 * :func:`experiment` (experiment.py): a validated :class:`~sgd_dmft.config.Config` compiled once into the
   objects the solvers take (problem, law, the simulator's algorithm object, the solver's options, the plan);
-  :func:`compress` gives a long theory run a graded grid / response window.
+  :func:`compress` (compression.py) gives a long theory run a graded grid / response window.
 * :func:`run_theory`: the DMFT solver (``dmft.solve``), or the online ODEs (``online.solve_online``)
   for ``algorithm = "online"``.
 * :func:`run_simulation`: the finite-d simulators (``simulation.simulate`` with the experiment's algorithm object).
@@ -18,15 +18,14 @@ passes ``click.echo``) or True for ``print``.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from typing import Any, Callable, NamedTuple
 
 import xarray as xr
 
-from . import algorithms
 from .config import Config
-from .errors import ConfigError
-from .experiment import Experiment, experiment, record_grid, wants_limit
+from .compression import (COMPRESS_AFTER_S, LONG_GROWTH, LONG_WINDOW, VERY_LONG_S, compress,  # noqa: F401
+                          compressed_plan, gd_errors, gd_limit, shared_grid, ungraded_note, window_hint)
+from .experiment import Experiment, experiment, record_grid
 from .parallel import cores
 
 __all__ = ["Experiment", "experiment", "compress", "run_theory", "run_simulation", "compare", "check_theory",
@@ -57,6 +56,7 @@ def run_theory(cfg: Config, progress: bool = False, announce: Announce = False,
     exp = compress(experiment(cfg))
     if extrapolate is not None:
         exp = exp.with_limit(extrapolate)
+    exp = gd_limit(exp)  # a compressed GD: its dt -> 0 limit (compression.py)
     check_theory(exp, force=force)
     return _theory(exp, progress, announce)
 
@@ -92,123 +92,12 @@ def check_theory(exp: Experiment, extrapolate: bool | None = None, force: bool =
     try:
         planning.check_cost(exp.cost, force)
     except planning.CostLimitExceeded as e:
-        hint = window_hint(exp, exp.extrapolate, exp.cost / planning.RATE)
+        hint = window_hint(exp, exp.extrapolate, exp.cost / planning.RATE) or ungraded_note(exp)
         raise planning.CostLimitExceeded(str(e) + (f"; {hint}" if hint else "")) from None
     if exp.law is not None:
         divergence.check_stability(exp.problem, exp.law, exp.config.dynamics["t_max"])
         exp.plan  # noqa: B018 - refused up front, exact path included (the finest level is the largest)
     return exp.cost
-
-
-COMPRESS_AFTER_S = 60.0  # solver.compress = 'auto': runs estimated past a minute on one core are compressed
-LONG_GROWTH = 0.02  # the graded grid of a long run: steps growing 2 % of t up to gamma / 4 (the horizon bench)
-LONG_WINDOW = 30.0  # ... and, if still long, tangents over this much past (time units; docs/theory.md 4d)
-VERY_LONG_S = 300.0  # ... and, past 5 min on one core even so, steps up to gamma / 2 (half the grid points; the 4 dt
-# error level is then past gamma: a first-order, pessimistic error estimate; 1000 epochs: 1.63 % against 1.55 %)
-
-
-def compress(exp: Experiment) -> Experiment:
-    """``solver.compress = 'auto'``: a run estimated past :data:`COMPRESS_AFTER_S` on one core (the
-    whole past on the config's grid) is run on :func:`compressed_plan`'s keys where that at least halves
-    the estimate; ``exp.compressed`` says what was set and why. Keys the user set (a graded grid, a
-    response window) are kept; 'off', a short run or the online ODEs are returned as they are."""
-    cfg = exp.config
-    if exp.law is None or cfg.solver["compress"] != "auto":
-        return exp
-    extrapolate = wants_limit(exp.law, cfg, cfg.solver["extrapolate"])  # the config's limit (compare's too)
-    seconds = _seconds(exp, exp.law, cfg.solver["response_window"] or None, extrapolate)
-    if seconds < COMPRESS_AFTER_S:
-        return exp
-    over, est = compressed_plan(exp, extrapolate, seconds)
-    if not over:
-        return exp
-    from .dmft import duration
-
-    note = f"{_keys(over)} (solver.compress = auto: ~{duration(est)} on one core instead of ~{duration(seconds)})"
-    return replace(experiment(cfg.with_overrides(over), exp.problem), compressed=note)
-
-
-def shared_grid(configs: list[Config]) -> list[Config]:
-    """The points of a sweep on one time grid: where :func:`compress` grades any point's grid, every point
-    left on a uniform grid with ``solver.compress = 'auto'`` gets the same graded grid (:data:`LONG_GROWTH`,
-    the smallest of the points' caps), so that their curves share their times; each point then keeps its
-    own response-window decision. Points whose law cannot be graded are left as they are."""
-    caps = [e.config.dynamics["dt_max"] for c in configs
-            if (e := compress(experiment(c))).compressed and e.law.graded and not c.dynamics["growth"]]
-    if not caps:
-        return configs
-    out = []
-    for c in configs:
-        lawless = algorithms.spec(c.dynamics["algorithm"]).law is None  # (one-pass SGD: the online ODEs)
-        if c.solver["compress"] != "auto" or c.dynamics["growth"] or lawless:
-            out.append(c)
-            continue
-        try:
-            out.append(c.with_overrides({"dynamics.growth": LONG_GROWTH, "dynamics.dt_max": min(caps)}))
-        except ConfigError:  # (a law whose grid must stay uniform)
-            out.append(c)
-    return out
-
-
-def _keys(over: dict) -> str:
-    return ", ".join(f"{k} = {v:g}" for k, v in over.items())
-
-
-def _seconds(exp: Experiment, law, window: float | None, extrapolate: bool, workers: int = 1) -> float:
-    """The estimated wall time of the config's solve of ``law`` with tangents over ``window``."""
-    from . import dmft
-
-    so = exp.config.solver
-    proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], window)
-    return dmft.estimate_seconds(exp.problem, law, exp.config.dynamics["t_max"], so["paths"], so["replicas"], proc,
-                                 extrapolate=extrapolate, workers=workers)
-
-
-def compressed_plan(exp: Experiment, extrapolate: bool, seconds: float, workers: int = 1) -> tuple[dict, float]:
-    """For a run estimated at ``seconds`` (on ``workers``): the config overrides of a compressed past and
-    their estimate, or ``({}, seconds)`` where they do not halve it. A graded grid for SGD-type laws on a
-    uniform one (steps growing :data:`LONG_GROWTH` of t up to gamma / 4: the nested Richardson levels
-    exist), then, where still long, a response window of :data:`LONG_WINDOW` (its error is stated and
-    warned about), and past :data:`VERY_LONG_S` steps up to gamma / 2. Only keys left at 0 are set."""
-    cfg, law = exp.config, exp.law
-    so = cfg.solver
-    if law is None:
-        return {}, seconds
-    over, est = {}, seconds
-    gamma = getattr(law, "jump_size", None)
-    graded_ok = not extrapolate or so["extrapolate_graded"]  # a graded grid keeps the dt -> 0 limit
-    if not law.graded and gamma and gamma / 4 > law.dt and graded_ok:
-        try:
-            law = replace(law, growth=LONG_GROWTH, dt_max=gamma / 4)
-        except ConfigError:  # a law whose grid must stay uniform (reshuffling's epochs)
-            pass
-        else:
-            over = {"dynamics.growth": LONG_GROWTH, "dynamics.dt_max": gamma / 4}
-            est = _seconds(exp, law, so["response_window"] or None, extrapolate, workers)
-    if not so["response_window"] and est >= COMPRESS_AFTER_S:
-        windowed = _seconds(exp, law, LONG_WINDOW, extrapolate, workers)
-        if windowed < est:  # (the sample process has a window: pathwise tangents)
-            over["solver.response_window"], est = LONG_WINDOW, windowed
-    if "dynamics.dt_max" in over and est >= VERY_LONG_S:
-        law = replace(law, dt_max=gamma / 2)
-        over["dynamics.dt_max"] = gamma / 2
-        est = _seconds(exp, law, over.get("solver.response_window") or so["response_window"] or None, extrapolate,
-                       workers)
-    return (over, est) if over and est <= 0.5 * seconds else ({}, seconds)
-
-
-def window_hint(exp: Experiment, extrapolate: bool, seconds: float, workers: int = 1) -> str:
-    """For a long run estimated at ``seconds`` on ``workers`` that was not compressed (``solver.compress =
-    'off'``, or keys set by the user): the keys of :func:`compressed_plan` and what they would take."""
-    from . import dmft
-
-    if exp.law is None or seconds < COMPRESS_AFTER_S:
-        return ""
-    over, est = compressed_plan(exp, extrapolate, seconds, workers)
-    if not over:
-        return ""
-    return (f"{_keys(over)} (a graded grid / tangents over that much past, the error stated and warned about; "
-            f"docs/theory.md 4d) would take ~{dmft.duration(est)}")
 
 
 def _limit_note(exp: Experiment) -> str:
@@ -240,6 +129,8 @@ def _say_plan(exp: Experiment, say: Callable[[str], Any]) -> None:
         f"estimated time ~{dmft.duration(est)}{target}; {_limit_note(exp)}")
     if exp.compressed:
         say(f"long run, compressed: {exp.compressed}")
+    elif est >= COMPRESS_AFTER_S and ungraded_note(exp):
+        say(f"long run: {ungraded_note(exp)}")
     hint = window_hint(exp, exp.extrapolate, est, W)
     if hint:
         say(f"hint: {hint}")
@@ -258,7 +149,7 @@ def _solve_dmft(exp: Experiment, progress: bool, say: Callable[[str], Any] | Non
     ds.attrs["estimated_time_s"] = float(exp.plan.seconds)
     if exp.compressed:
         ds.attrs["compressed"] = exp.compressed
-    return ds
+    return gd_errors(ds) if exp.algorithm == "gd" and exp.extrapolate else ds  # (compression.gd_limit)
 
 
 def run_simulation(cfg: Config, progress: bool = False, announce: Announce = False,

@@ -18,6 +18,11 @@ Up front (:func:`check_stability`; ``h`` is a grid step ``dt_m`` in units of t, 
   lambda) < 2``; so is every grid recursion, whose mean step ``E[S_m] = h`` is GD's (a Bernoulli batch
   of a fraction ``h / gamma`` of the samples, the SME's drift).
 
+A compressed (graded) grid of GF, GD or the SME (:func:`graded_step_cap`, run's ``solver.compress = 'auto'``)
+caps its steps from an upper bound on the empirical risk's Hessian at any parameters, ``lambda <=
+sup ||l''|| (1 + sqrt(delta))^2 + ridge`` (the model's ``hessian_bound``: square loss 1, logistic 1/4 per sample),
+so that the explicit step of its coarsest Richardson level stays below the edge ``h lambda < 2``.
+
 During a run (:class:`GrowthDetector`, fed ``trace Q`` after every step or record): a non-finite
 value, ``trace Q > Q_MAX``, or geometric growth: ``trace Q`` increased at every one of the last
 ``GROWTH_WINDOW`` steps, by a factor ``>= GROWTH_FACTOR`` over them, and stands above
@@ -112,6 +117,30 @@ def gd_edge(problem) -> float | None:
     """Largest Hessian eigenvalue of the loss part where known (the model's ``hessian_edge``; linear model,
     square loss: ``(1 + sqrt(delta))^2``), else None."""
     return problem.model.hessian_edge(problem.delta)
+
+
+def risk_edge_bound(problem) -> float | None:
+    """An upper bound on the largest Hessian eigenvalue of the empirical risk (loss part and ridge) at any
+    parameters, at d = infinity: the model's ``hessian_bound(delta)`` plus the ridge; None without a bound."""
+    bound = problem.model.hessian_bound(problem.delta)
+    return None if bound is None else bound + float(problem.ridge)
+
+
+def graded_step_cap(problem, law, share: float, coarsest: int = 4) -> float | None:
+    """The largest step ``dt_max`` of a graded grid for a law whose mean step is GD's (GF, GD, the SME: no jumps,
+    independent steps), such that its coarsest Richardson level (``coarsest x dt_max``) stays at ``share`` of the
+    explicit step's edge ``2 / lambda`` (:func:`risk_edge_bound`) and, on the linear model, of ``E[S^2] < 2 E[S]``
+    (the SME: ``h + gamma < 2``); a learning-rate schedule's peak included. None for other laws or without a bound."""
+    if law.jump_size is not None or not law.independent_steps:
+        return None
+    edge = risk_edge_bound(problem)
+    if edge is None or edge <= 0:
+        return None
+    cap = share * _EDGE / (coarsest * edge)
+    extra = float(law.second_moment_at(1.0)) - 1.0  # E[S^2] / E[S] = h + extra (the SME: gamma; GF, GD: 0)
+    if getattr(problem.model, "linear_square", False) and extra > 0:
+        cap = min(cap, share * max(_EDGE - extra, 0.0) / coarsest)
+    return cap / law.lr_peak if cap > 0 else None
 
 
 def check_jumps(problem, law, what: str = "DMFT run", error: type[Diverged] = SolverDiverged) -> None:

@@ -52,7 +52,8 @@ class Activation:
     ``E[s(u) s(v)]`` (broadcast elementwise) or None. ``committee_expectations(Q (k, k), M (k, k*),
     noise)``: the soft committee's ``(E[F r*^T], E[F r^T], E[F F^T])`` at ``S* = I`` or None.
     ``gauss_mean(mu, sigma)``: ``E[s(mu + sigma w)]``, ``w ~ N(0, 1)`` (broadcast) or None.
-    ``sup_slope``: ``sup |s'|``, or None where ``s'`` is unbounded.
+    ``sup_slope``: ``sup |s'|``, or None where ``s'`` is unbounded. ``sup_curvature``: ``sup |s''|`` of a smooth
+    ``s``, or None where ``s''`` is unbounded or has a Dirac mass (a kink).
     """
 
     name: str
@@ -65,6 +66,7 @@ class Activation:
     smooth: bool = True
     gauss_mean: Callable[[Array, Array], Array] | None = None
     sup_slope: float | None = None  # sup |s'| (None: unbounded), the two-layer visit edge's constant
+    sup_curvature: float | None = None  # sup |s''| (None: unbounded, or a kink), the Hessian bound's constant
 
     def __repr__(self) -> str:
         return f"Activation({self.name!r})"
@@ -123,14 +125,16 @@ def _square_dd(x):
 
 
 ERF = Activation("erf", _erf, _erf_d, _erf_dd, code=0, pair_moment=I2,
-                 committee_expectations=committee_erf_expectations, gauss_mean=erf_gauss_mean, sup_slope=_SQRT2_PI)
+                 committee_expectations=committee_erf_expectations, gauss_mean=erf_gauss_mean, sup_slope=_SQRT2_PI,
+                 sup_curvature=_SQRT2_PI * math.exp(-0.5))  # |s''| = sqrt(2/pi) |x| exp(-x^2/2), largest at |x| = 1
 RELU = Activation("relu", _relu, _relu_d, _zeros, code=1, pair_moment=arccos_pair_moment, smooth=False,
                   gauss_mean=relu_gauss_mean, sup_slope=1.0)
-TANH = Activation("tanh", np.tanh, _tanh_d, _tanh_dd, code=2, sup_slope=1.0)
+TANH = Activation("tanh", np.tanh, _tanh_d, _tanh_dd, code=2, sup_slope=1.0,
+                  sup_curvature=4.0 / (3.0 * math.sqrt(3.0)))  # |2 tanh (1 - tanh^2)|, largest at tanh^2 = 1/3
 QUADRATIC = Activation("quadratic", _square, _square_d, _square_dd, code=3, pair_moment=isserlis_pair_moment,
-                       gauss_mean=quadratic_gauss_mean)
+                       gauss_mean=quadratic_gauss_mean, sup_curvature=2.0)
 LINEAR = Activation("linear", _identity, _ones, _zeros, code=4, pair_moment=linear_pair_moment,
-                    gauss_mean=linear_gauss_mean, sup_slope=1.0)
+                    gauss_mean=linear_gauss_mean, sup_slope=1.0, sup_curvature=0.0)
 
 _REGISTRY = {a.name: a for a in (ERF, RELU, TANH, QUADRATIC, LINEAR)}
 ACTIVATIONS = tuple(_REGISTRY)  # ("erf", "relu", "tanh", "quadratic", "linear")

@@ -28,7 +28,7 @@ from .probe import N_POINTS, ModelProbeWarning, ProbeReport, check_model, probe_
 Array = NDArray[np.float64]
 LossFn = Callable[[Array, Array], Array]
 
-__all__ = ["Model", "VisitEdge", "Preset", "PredictorModel", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
+__all__ = ["Model", "VisitEdge", "predictor_curvature", "Preset", "PredictorModel", "CustomModel", "custom", "FiniteDifferenceGrad", "FiniteDifferenceHess", "ProbeReport",
            "ModelProbeWarning"]
 
 
@@ -68,7 +68,8 @@ class Model:
     expectations), ``kernel_spec`` (the simulator's numba gradient kernel codes), ``meta``.
 
     Stability rules (asked by :mod:`sgd_dmft.stability`; none unless a subclass has them):
-    ``hessian_edge(delta)``, ``escape_probability(jump)`` with ``escape_map``, ``visit_edge(jump)``.
+    ``hessian_edge(delta)``, ``escape_probability(jump)`` with ``escape_map``, ``visit_edge(jump)``; and
+    ``curvature_bound`` with ``hessian_bound(delta)``, the bound that caps a compressed grid's steps.
     """
 
     name: str = "custom"
@@ -112,6 +113,20 @@ class Model:
         square loss: the Marchenko-Pastur edge ``(1 + sqrt(delta))^2``), else None."""
         return (1.0 + math.sqrt(delta)) ** 2 if self.linear_square else None
 
+    @property
+    def curvature_bound(self) -> float | None:
+        """``sup ||d^2 l / dr^2||`` over ``r`` and ``y`` (the per-sample Hessian of the loss in ``r``, (k, k)), or
+        None where it is unbounded or unknown (linear model, square loss: 1)."""
+        return 1.0 if self.linear_square else None
+
+    def hessian_bound(self, delta: float) -> float | None:
+        """An upper bound on the largest Hessian eigenvalue of the loss part at d = infinity, at any parameters:
+        the empirical risk's Hessian is ``sum_i x_i x_i^T (x) H_i`` with ``||H_i|| <= curvature_bound``, so it is at
+        most ``curvature_bound`` times the Marchenko-Pastur edge ``(1 + sqrt(delta))^2`` of ``X^T X`` (``x ~ N(0,
+        I_d / d)``, ``n = delta d``); equal to :meth:`hessian_edge` for the linear model. None without a bound."""
+        c = self.curvature_bound
+        return None if c is None else c * (1.0 + math.sqrt(delta)) ** 2
+
     def escape_probability(self, jump: float) -> float:
         """The probability that a sample's visit map escapes under jumps ``gamma = jump`` (SGD,
         reshuffling); 0 for a model without such a map (docs/theory.md section 3c)."""
@@ -130,6 +145,21 @@ class Model:
     def labels(self, rstar: Array, eps: Array) -> Array:
         """Labels ``y = phi(r*, eps)``; ``rstar`` (..., kstar), ``eps`` (...) standard normal."""
         return self.label(rstar, eps)
+
+
+def predictor_curvature(loss, weights, activation) -> float | None:
+    """``sup ||d^2 l(f(r), y) / dr^2||`` for ``f(r) = sum_a w_a s(r_a + b_a)`` under the loss rule ``loss``
+    (:mod:`.losses`): the Hessian is ``l'' grad f grad f^T + l' diag(w_a s'')``, at most ``sup l'' |w|^2 sup s'^2
+    + sup |l'| max |w_a| sup |s''|``. None where a factor is unbounded: the square loss's slope ``f - y`` unless
+    ``s'' = 0``, an unbounded ``s'`` (quadratic), a kink (relu)."""
+    if not activation.smooth or activation.sup_slope is None or activation.sup_curvature is None:
+        return None
+    first = loss.max_curvature * sum(w * w for w in weights) * activation.sup_slope ** 2
+    if activation.sup_curvature == 0.0:
+        return first
+    if loss.max_slope is None:
+        return None
+    return first + loss.max_slope * max(abs(w) for w in weights) * activation.sup_curvature
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -42,6 +42,8 @@ class Loss:
     additive_noise: bool  # labels are g(r*) + noise eps themselves: expectations integrate eps analytically
     classifier: bool  # labels are signs: the model has a test 0-1 error
     kernel_code: int  # the two-layer model's code in the simulator's numba kernel
+    max_curvature = None  # sup over f, y of d^2l/df^2 (None: unbounded): the step's stability bound (models/base.py)
+    max_slope = None  # sup over f, y of |dl/df| (None: unbounded)
 
     def label(self, z: Array) -> Array:
         """The label from the noisy link value ``z = g(r*) + noise eps``."""
@@ -73,6 +75,7 @@ class SquareLoss(Loss):
     additive_noise: bool = True
     classifier: bool = False
     kernel_code: int = 4
+    max_curvature = 1.0  # (the slope f - y is unbounded)
 
     def label(self, z: Array) -> Array:
         return z
@@ -98,6 +101,8 @@ class LogisticLoss(Loss):
     additive_noise: bool = False
     classifier: bool = True
     kernel_code: int = 5
+    max_curvature = 0.25  # sigmoid (1 - sigmoid) <= 1/4, at y f = 0
+    max_slope = 1.0
 
     def label(self, z: Array) -> Array:
         return np.where(z >= 0.0, 1.0, -1.0)

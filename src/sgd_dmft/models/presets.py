@@ -29,9 +29,9 @@ import numpy as np
 from .. import defaults as _defaults
 from ..errors import did_you_mean
 from .activations import ERF, QUADRATIC, Activation, get_activation
-from .base import Array, Model, Preset, PredictorModel
+from .base import Array, Model, Preset, PredictorModel, predictor_curvature
 from .closed_forms import LogisticSplitRule, committee_loss, linear_expectations, sigmoid, sign_disagreement, softplus
-from .losses import chi2_escape
+from .losses import LOGISTIC, SQUARE, chi2_escape
 from .two_layer_model import LOSSES, TwoLayer, two_layer
 
 __all__ = ["MODELS", "LOSSES", "Linear", "Logistic", "PhaseRetrieval", "Committee", "TwoLayer", "linear",
@@ -137,6 +137,11 @@ class Committee(PredictorModel):
         return {"activation": self.activation.name}
 
     @property
+    def curvature_bound(self) -> float | None:
+        """The square loss of ``mean_a s(r_a)`` (:func:`.base.predictor_curvature`): bounded for a linear ``s`` only."""
+        return predictor_curvature(SQUARE, (1.0 / self.k,) * self.k, self.activation)
+
+    @property
     def pop_loss(self):
         """``(Q, M, S) -> (T,)`` from the activation's pair moment, or None (no closed form)."""
         return None if self.activation.pair_moment is None else self._closed_pop_loss
@@ -172,6 +177,11 @@ class Logistic(Preset):
     def hess(self, r: Array, y: Array) -> Array:
         sg = sigmoid(y * r[..., 0])
         return (sg * (1.0 - sg))[..., None, None]
+
+    @property
+    def curvature_bound(self) -> float:
+        """``sigmoid (1 - sigmoid) <= 1/4`` (at ``r = 0``: attained near a small initialisation)."""
+        return LOGISTIC.max_curvature
 
     def pop_loss(self, Q: Array, M: Array, S: Array) -> Array:
         """Split quadrature (2 x 100 Legendre x 48 Hermite, see :class:`.closed_forms.LogisticSplitRule`)."""

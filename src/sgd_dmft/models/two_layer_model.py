@@ -16,7 +16,7 @@ import numpy as np
 from .. import defaults as _defaults
 from ..errors import ConfigError
 from .activations import TANH, Activation, get_activation
-from .base import Array, PredictorModel, VisitEdge
+from .base import Array, PredictorModel, VisitEdge, predictor_curvature
 from .losses import LOSS_RULES, SQUARE, Loss
 from .teachers import ActivationMean, Expression, finite_variance_problem
 
@@ -141,6 +141,12 @@ class TwoLayer(PredictorModel):
             return None
         a2 = sum(x * x for x in (self.second_layer or ()))
         return VisitEdge(jump * a2 * sup ** 2, a2, self.activation.name, 2.0 / (a2 * sup ** 2))
+
+    @property
+    def curvature_bound(self) -> float | None:
+        """:func:`.base.predictor_curvature` of the loss rule, the second layer and the activation (the logistic
+        loss with erf / tanh / linear units; the square loss with linear units only; None else)."""
+        return predictor_curvature(self.loss_rule, self.second_layer, self.activation)
 
     # ---- capabilities ----
     @property
