@@ -37,6 +37,7 @@ NAMES = ("fine", "mid", "coarse")
 # stated dt error): a level whose estimate would be below the Monte Carlo noise (mostly noise itself) is not
 # paid for.
 ERROR_LEVEL_SE = 0.5
+ERROR_LEVEL_WHOLE = 0.9  # an error level needed over this share of its steps runs to the end
 
 
 class Coupled(NamedTuple):
@@ -197,7 +198,8 @@ def needs_error_level(f: np.ndarray, m: np.ndarray) -> np.ndarray:
 
 def error_level_steps(problem, process, red: CoupledReduction, cp: Coupled) -> int:
     """Steps of the ``4b`` grid the error level has to run, from the fine and mid levels (``red``): up to
-    the last ``2b`` point where a curve :func:`needs_error_level`, and two steps on; 0 where none does."""
+    the last ``2b`` point where a curve :func:`needs_error_level`, and two steps on (all of them past
+    :data:`ERROR_LEVEL_WHOLE` of its grid); 0 where none does."""
     sc = cp.schedules[2]
     if sc is None or red.level("fine") is None or red.level("mid") is None:
         return 0
@@ -205,7 +207,8 @@ def error_level_steps(problem, process, red: CoupledReduction, cp: Coupled) -> i
     for f, m, _ in _level_curves(problem, process, red).values():
         big = needs_error_level(f, m)
         last = max(last, int(np.flatnonzero(big)[-1]) if big.any() else -1)
-    return 0 if last < 0 else min(sc.T, last // 2 + 3)
+    T = 0 if last < 0 else min(sc.T, last // 2 + 3)
+    return sc.T if T >= ERROR_LEVEL_WHOLE * sc.T else T  # (the rest would save little: the estimate of the end)
 
 
 def extrapolated_curves(problem, process, red: CoupledReduction, times_fine: np.ndarray) -> dict[str, tuple]:
