@@ -1,18 +1,15 @@
-"""Command line: exit codes, one-line errors, nothing written on failure, files written on success."""
+"""Command line: exit codes, one-line errors, nothing written on failure, files written on success (tiny real
+runs; the entry points spied on for the arguments the CLI passes: `spies`)."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-import sgd_dmft
 from sgd_dmft.cli import main
 from sgd_dmft.errors import SimulationDiverged, SolverDiverged
-from sgd_dmft.dmft.extrapolate import levels
 
 TINY = """
 [problem]
@@ -46,38 +43,29 @@ def _run(*args):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-# ---- fakes for the computational modules (plumbing tests independent of their numerics) ----
-def _curves(t, seeds=None, nan_train=False):
-    base = np.exp(-t)
-    shape = (len(t),) if seeds is None else (seeds, len(t))
-    dims = ("time",) if seeds is None else ("seed", "time")
-    tr = np.broadcast_to(base, shape).copy()
-    if nan_train:
-        tr[:] = np.nan
-    ds = xr.Dataset({"train_loss": (dims, tr), "test_loss": (dims, np.broadcast_to(base + 0.1, shape).copy()),
-                     "M": (dims + ("k", "kstar"), np.broadcast_to(1 - base, shape)[..., None, None].copy()),
-                     "Q": (dims + ("k", "k2"), np.broadcast_to(0.25 + t, shape)[..., None, None].copy())},
-                    coords={"time": t} | ({} if seeds is None else {"seed": np.arange(seeds)}))
-    if seeds is None:
-        for v in ("train_loss", "test_loss", "M", "Q"):
-            ds[f"{v}_stderr"] = xr.full_like(ds[v], 0.01)
-    return ds
-
-
+# ---- spies on the computational entry points: tiny real runs, their arguments recorded ----
 @pytest.fixture
-def fakes(monkeypatch):
-    calls = {}
+def spies(monkeypatch):
+    """``{"solve" | "simulate" | "online": the arguments the CLI passed}`` of tiny real runs (the real
+    ``dmft.solve``, ``simulation.simulate``, ``online.solve_online`` wrapped, not replaced); ``spies["diverge"] =
+    "theory" | "sim"`` makes that call raise its divergence instead."""
+    import sgd_dmft.dmft
+    import sgd_dmft.online
+    import sgd_dmft.simulation
 
-    def simulate(problem, algorithm, *, t_max, d, seeds, seed, grid, progress, max_memory_gb):
-        # the experiment's algorithm object (run.py calls sgd_dmft.simulation.simulate, the object API)
+    calls = {}
+    real = {"solve": sgd_dmft.dmft.solve, "simulate": sgd_dmft.simulation.simulate,
+            "online": sgd_dmft.online.solve_online}
+
+    def simulate(problem, algorithm, **kw):
         law = getattr(algorithm, "law", None)
-        calls["simulate"] = dict(algorithm=algorithm.name, t_max=t_max, d=d, seeds=seeds, seed=seed, progress=progress,
-                                 gamma=getattr(algorithm, "gamma", None), batch=getattr(algorithm, "batch", None),
+        calls["simulate"] = dict(algorithm=algorithm.name, t_max=kw["t_max"], d=kw["d"], seeds=kw["seeds"],
+                                 seed=kw["seed"], progress=kw["progress"], gamma=getattr(algorithm, "gamma", None),
+                                 batch=getattr(algorithm, "batch", None),
                                  law=law if algorithm.name == "law" else None, object=algorithm)
         if calls.get("diverge") == "sim":
             raise SimulationDiverged("iterates blew up at t=0.3 (gamma=0.5)")
-        dt = (law.grid if grid is None else grid).dt
-        return _curves(np.arange(int(round(t_max / dt)) + 1) * dt, seeds=seeds, nan_train=algorithm.name == "online")
+        return real["simulate"](problem, algorithm, **kw)
 
     def solve(problem, law, *, t_max, options, process, progress):
         calls["solve"] = dict(law=law, t_max=t_max, paths=options.paths, replicas=options.replicas, seed=options.seed,
@@ -85,32 +73,16 @@ def fakes(monkeypatch):
                               process=process)
         if calls.get("diverge") == "theory":
             raise SolverDiverged("solver\nblew up")
-        return _curves(np.arange(int(round(t_max / law.dt)) + 1) * law.dt)
+        return real["solve"](problem, law, t_max=t_max, options=options, process=process, progress=progress)
 
     def solve_online(problem, *, gamma, times, lr=None):
         calls["online"] = dict(gamma=gamma, t_max=float(times[-1]), dt=float(times[1] - times[0]))
         assert lr is None
-        return _curves(np.asarray(times)).drop_vars(["train_loss", "train_loss_stderr"])
-
-    import sgd_dmft.simulation
+        return real["online"](problem, gamma=gamma, times=times, lr=lr)
 
     monkeypatch.setattr(sgd_dmft.simulation, "simulate", simulate)
-    for name, attrs in (("dmft", dict(solve=solve, SolverDiverged=SolverDiverged, levels=levels,
-                                      estimate_seconds=lambda *a, **k: 1.0, duration=lambda s: f"{s:g} s",
-                                      plan_run=lambda prob, law, t, paths, reps, gb, keep, w, proc=None: (
-                                          reps, paths // reps, w, 1.0),
-                                      choose_process=lambda prob, law, *a: None,
-                                      applicability=types.SimpleNamespace(expected_stderr_note=lambda *a: None))),
-                        ("online", dict(solve_online=solve_online))):
-        mod = types.ModuleType(f"sgd_dmft.{name}")
-        mod.__dict__.update(attrs)
-        monkeypatch.setitem(sys.modules, f"sgd_dmft.{name}", mod)
-        monkeypatch.setattr(sgd_dmft, name, mod, raising=False)
-    # the up-front checks (cost, memory, stability) need the real solver modules: tested in test_hostile.py
-    from sgd_dmft import run
-
-    monkeypatch.setattr(run, "check_theory", lambda *a, **k: 0.0)
-    monkeypatch.setattr(run, "check_simulation", lambda *a, **k: types.SimpleNamespace(describe=lambda: "plan"))
+    monkeypatch.setattr(sgd_dmft.dmft, "solve", solve)
+    monkeypatch.setattr(sgd_dmft.online, "solve_online", solve_online)
     return calls
 
 
@@ -122,7 +94,7 @@ def fakes(monkeypatch):
     ("[problem\n", 2, "invalid TOML"),
 ])
 @pytest.mark.parametrize("command", ["simulate", "solve", "compare"])
-def test_bad_config_exit_2_one_line_nothing_written(tmp_path, fakes, content, code, fragment, command):
+def test_bad_config_exit_2_one_line_nothing_written(tmp_path, spies, content, code, fragment, command):
     cfg = tmp_path / "bad.toml"
     cfg.write_text(content)
     out = tmp_path / "out"
@@ -131,36 +103,36 @@ def test_bad_config_exit_2_one_line_nothing_written(tmp_path, fakes, content, co
     assert r.stderr.startswith("error: ") and fragment in r.stderr
     assert r.stderr.count("\n") == 1
     assert not out.exists()
-    assert "simulate" not in fakes and "solve" not in fakes  # nothing computed
+    assert "simulate" not in spies and "solve" not in spies  # nothing computed
 
 
-def test_missing_config_and_bad_override(tmp_path, tiny, fakes):
+def test_missing_config_and_bad_override(tmp_path, tiny, spies):
     r = _run("simulate", tmp_path / "nope.toml", "--out", tmp_path / "o")
     assert r.exit_code == 2 and "cannot read" in r.stderr
     r = _run("simulate", tiny(), "--out", tmp_path / "o", "--set", "dynamics.gamma=-1")
     assert r.exit_code == 2 and "dynamics.gamma" in r.stderr and not (tmp_path / "o").exists()
 
 
-def test_compare_with_fakes(tmp_path, tiny, fakes):
+def test_compare_tiny_run_end_to_end(tmp_path, tiny, spies):
     out = tmp_path / "cmp"
     r = _run("compare", tiny(), "--out", out, "--no-progress", "-s", "simulation.seeds=3")
     assert r.exit_code == 0, r.output + r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["figure.png", "simulation.nc", "summary.json", "theory.nc"]
     s = json.loads((out / "summary.json").read_text())
-    assert s["discrepancy"]["train_loss"]["max_z"] == pytest.approx(0.0)
+    assert 0.0 <= s["discrepancy"]["train_loss"]["max_z"] < 6.0  # d = 100, 3 seeds, 200 paths: agreement, roughly
     assert set(s["discrepancy"]["test_loss"]) == {"max_z", "at_time", "max_abs", "z_t", "df", "theory_rel_se",
                                                   "theory_rel_dt_error", "theory_dt_over_se", "reliable", "refused", "detectable",
                                                   "seeds", "seed_sd", "theory_se", "interpolated"}
     assert s["config"]["simulation"]["seeds"] == 3
-    assert "max z" in r.output and "test_loss: detectable gap 0.03 (3 combined s.e. with 3 seeds)" in r.output
-    assert fakes["simulate"]["seeds"] == 3 and fakes["simulate"]["algorithm"] == "sgd"
-    assert fakes["simulate"]["law"] is None and fakes["simulate"]["progress"] is False
-    assert fakes["solve"]["paths"] == 200 and fakes["solve"]["law"].gamma == 0.5
+    assert "max z" in r.output and "test_loss: detectable gap " in r.output and "(3 combined s.e. with 3 seeds)" in r.output
+    assert spies["simulate"]["seeds"] == 3 and spies["simulate"]["algorithm"] == "sgd"
+    assert spies["simulate"]["law"] is None and spies["simulate"]["progress"] is False
+    assert spies["solve"]["paths"] == 200 and spies["solve"]["law"].gamma == 0.5
     th = xr.open_dataset(out / "theory.nc")
     assert th.attrs["discrepancy.test_loss.max_z"] >= 0 and th.attrs["problem.delta"] == 2.0
     th.close()
     # true mini-batch SGD: compared with the continuous-time limit, and the run says so
-    assert fakes["solve"]["extrapolate"] is True and "continuous-time limit" in r.output
+    assert spies["solve"]["extrapolate"] is True and "continuous-time limit" in r.output
     r = _run("show", out)
     assert r.exit_code == 0 and "test_loss" in r.output and "discrepancy" in r.output and "summary.json" in r.output
 
@@ -172,33 +144,33 @@ def test_compare_with_fakes(tmp_path, tiny, fakes):
     (("dynamics.algorithm='gd'",), False),
     (("dynamics.algorithm='reshuffle'",), True),       # true random reshuffling
 ])
-def test_compare_picks_the_theory_of_its_simulation(tmp_path, tiny, fakes, overrides, want):
+def test_compare_picks_the_theory_of_its_simulation(tmp_path, tiny, spies, overrides, want):
     args = [a for o in overrides for a in ("-s", o)]
     r = _run("compare", tiny(), "--out", tmp_path / "c", "--no-progress", *args)
     assert r.exit_code == 0, r.output + r.stderr
-    assert fakes["solve"]["extrapolate"] is want
+    assert spies["solve"]["extrapolate"] is want
     assert ("continuous-time limit" if want else "raw recursion") in r.output
 
 
-def test_solve_passes_accuracy_keys(tmp_path, tiny, fakes):
+def test_solve_passes_accuracy_keys(tmp_path, tiny, spies):
     r = _run("solve", tiny(), "--out", tmp_path / "s", "--no-progress", "-s", "solver.rtol=0.02",
              "-s", "solver.max_time_s=5", "-s", "solver.extrapolate=false")
     assert r.exit_code == 0, r.output + r.stderr
-    assert fakes["solve"]["rtol"] == 0.02 and fakes["solve"]["max_time_s"] == 5.0
-    assert fakes["solve"]["extrapolate"] is False and "rtol=0.02" in r.output
+    assert spies["solve"]["rtol"] == 0.02 and spies["solve"]["max_time_s"] == 5.0
+    assert spies["solve"]["extrapolate"] is False and "rtol=0.02" in r.output
 
 
-def test_persistent_passes_law(tmp_path, tiny, fakes):
+def test_persistent_passes_law(tmp_path, tiny, spies):
     r = _run("simulate", tiny("persistent"), "--out", tmp_path / "o")
     assert r.exit_code == 0, r.stderr
-    assert fakes["simulate"]["algorithm"] == "law" and fakes["simulate"]["law"].name == "persistent"
+    assert spies["simulate"]["algorithm"] == "law" and spies["simulate"]["law"].name == "persistent"
 
 
-def test_online_uses_solve_online_and_drops_nan_train(tmp_path, tiny, fakes):
+def test_online_uses_solve_online_and_drops_nan_train(tmp_path, tiny, spies):
     out = tmp_path / "on"
     r = _run("compare", tiny("online"), "--out", out)
     assert r.exit_code == 0, r.stderr
-    assert fakes["online"] == {"gamma": 0.5, "t_max": 0.5, "dt": 0.05} and "solve" not in fakes
+    assert spies["online"] == {"gamma": 0.5, "t_max": 0.5, "dt": 0.05} and "solve" not in spies
     sim = xr.open_dataset(out / "simulation.nc")
     assert "train_loss" not in sim and "test_loss" in sim
     sim.close()
@@ -206,8 +178,8 @@ def test_online_uses_solve_online_and_drops_nan_train(tmp_path, tiny, fakes):
 
 @pytest.mark.parametrize("which, command", [("sim", "simulate"), ("sim", "compare"), ("theory", "solve"),
                                             ("theory", "compare")])
-def test_diverged_exit_3_nothing_written(tmp_path, tiny, fakes, which, command):
-    fakes["diverge"] = which
+def test_diverged_exit_3_nothing_written(tmp_path, tiny, spies, which, command):
+    spies["diverge"] = which
     out = tmp_path / "o"
     r = _run(command, tiny(), "--out", out)
     assert r.exit_code == 3, r.output + r.stderr
@@ -263,7 +235,7 @@ def test_exit_status_by_exception_class():
     assert _classify(RuntimeError("a bug")) is None  # not ours: the traceback is shown
 
 
-def test_solve_announces_the_run_then_writes(tmp_path, tiny, fakes):
+def test_solve_announces_the_run_then_writes(tmp_path, tiny, spies):
     out = tmp_path / "s"
     r = _run("solve", tiny(), "--out", out, "--no-progress")
     assert r.exit_code == 0, r.stderr
@@ -281,19 +253,19 @@ def test_cli_aliases_of_run():
     assert cli.compare_datasets is run.compare_datasets
 
 
-def test_set_short_keys_mean_the_same_in_every_command(tmp_path, tiny, fakes):
+def test_set_short_keys_mean_the_same_in_every_command(tmp_path, tiny, spies):
     """Issue 21: ``-s gamma=...`` resolves a short key to its unique section in compare / solve / simulate as
     in sweep; an ambiguous one (seed) is refused with its candidates, an unknown one with the nearest name."""
     for cmd in ("compare", "solve", "simulate"):
         r = _run(cmd, tiny(), "--out", tmp_path / cmd, "--no-progress", "-s", "gamma=0.25", "-s", "simulation.seeds=2")
         assert r.exit_code == 0, r.output + r.stderr
-        got = fakes.get("solve", fakes.get("simulate"))
+        got = spies.get("solve", spies.get("simulate"))
         assert got is not None
-        if "simulate" in fakes and cmd != "solve":
-            assert fakes["simulate"]["gamma"] == 0.25
-        if "solve" in fakes and cmd != "simulate":
-            assert fakes["solve"]["law"].gamma == 0.25
-        fakes.pop("solve", None), fakes.pop("simulate", None)
+        if "simulate" in spies and cmd != "solve":
+            assert spies["simulate"]["gamma"] == 0.25
+        if "solve" in spies and cmd != "simulate":
+            assert spies["solve"]["law"].gamma == 0.25
+        spies.pop("solve", None), spies.pop("simulate", None)
     r = _run("compare", tiny(), "--out", tmp_path / "amb", "-s", "seed=1")
     assert r.exit_code == 2 and "ambiguous" in r.stderr and "simulation.seed, solver.seed" in r.stderr
     r = _run("solve", tiny(), "--out", tmp_path / "typo", "-s", "gama=1")
