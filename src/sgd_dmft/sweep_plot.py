@@ -224,5 +224,5 @@ def sweep_summary(theory: xr.Dataset, sim: xr.Dataset | None, var: str = "test_l
     return lines
 
 
-__all__ = ["plot_curves", "curves_figure", "describe", "epoch_length", "plot_sweep", "sweep_figure",
+__all__ = ["plot_curves", "curves_figure", "epoch_length", "plot_sweep", "sweep_figure",
            "sweep_finals", "sweep_summary", "theory_mean_stderr"]
