@@ -129,12 +129,13 @@ def shared_grid(configs: list[Config]) -> list[Config]:
             if e.compressed and e.law.graded and not c.dynamics["growth"]]
     if not caps:
         return configs
-    own = [step_cap(e, e.law, very_long=True) for c, e in zip(configs, exps)
-           if _auto(c) and e.law is not None and getattr(e.law, "jump_size", None) is None]
-    cap = min(caps + [c for c in own if c])
+    # the GF / GD / SME points' own stability caps (None: no bound, the point keeps its grid)
+    own = {i: step_cap(e, e.law, very_long=True) for i, (c, e) in enumerate(zip(configs, exps))
+           if _auto(c) and e.law.jump_size is None}
+    cap = min(caps + [v for v in own.values() if v])
     out = []
-    for c, e in zip(configs, exps):
-        if not _auto(c) or (e.law.jump_size is None and step_cap(e, e.law, very_long=True) is None):
+    for i, c in enumerate(configs):
+        if not _auto(c) or (i in own and own[i] is None):
             out.append(c)
             continue
         try:

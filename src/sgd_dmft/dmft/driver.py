@@ -173,8 +173,9 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
     snap_idx = np.unique(np.linspace(0, cp.T_user, max(1, kw["snapshots"])).round().astype(int))
     entropy = np.random.SeedSequence(seed)
     red = coupled.CoupledReduction(cp)
-    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"], coupled.NAMES[:2])
-    W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(args[-1]), W, kw["progress"],
+    first = coupled.NAMES[:2]  # fine and mid; the error level after them (_error_level)
+    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"], first)
+    W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(first), W, kw["progress"],
                      f"DMFT {law.name} dt={law.dt:g} ({lv.names()} coupled)", red, target,
                      coupled.target_curves(problem, proc, sf.times), kw["pool"])
     W = max(W, _error_level(problem, cp, proc, P, snap_idx, kw, red, seed, W))
@@ -284,8 +285,6 @@ def _solve_or_retry(problem, law, t_max, proc, chosen: bool, seed, kw, target, e
         ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
         tail_note(ds, e)
         return ds
-
-
 
 
 def _tail_process(proc) -> SampleProcess | None:
