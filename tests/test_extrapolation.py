@@ -203,6 +203,28 @@ def test_graded_coupled_levels_match_the_uniform_limit():
         assert np.median(g[var + "_stderr"].values[ok] / g[var + "_raw_stderr"].values[ok]) < 1.6
 
 
+def test_gradient_flow_couples_its_levels_by_index(monkeypatch):
+    """Logistic GF (deterministic: a smooth sampled field): coupling the levels' field innovations by index
+    leaves the first-order correction, and with it the stated dt error past the first steps, a fraction of
+    what coupling by time does (measured: median over t > 5, 0.21 x train, 0.09 x test; with 250 paths per
+    replica, 0.5 x and 0.36 x), the two limits agreeing within their
+    errors (each level has exactly its own law either way)."""
+    from sgd_dmft.dmft import extrapolate
+
+    prob = P.Problem(P.logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    run = dict(t_max=20.0, paths=4000, replicas=4, seed=3, extrapolate=True)
+    idx = dmft.solve(prob, laws.GF(0.1), **run)
+    monkeypatch.setattr(extrapolate, "couples_by_index", lambda law: False)
+    tim = dmft.solve(prob, laws.GF(0.1), **run)
+    late = idx.time.values > 5.0
+    for var in ("train_loss", "test_loss"):
+        e_idx, e_tim = idx[var + "_dt_error"].values[late], tim[var + "_dt_error"].values[late]
+        assert np.median(e_idx) < 0.5 * np.median(e_tim), (var, np.median(e_idx), np.median(e_tim))
+        z = (idx[var].values - tim[var].values)[1:] / np.hypot(idx[var + "_stderr"].values,
+                                                              tim[var + "_stderr"].values)[1:]
+        assert np.max(np.abs(z)) < 4.0, (var, np.round(z, 2))
+
+
 def test_extrapolation_refused_where_it_does_not_apply():
     from sgd_dmft.errors import ConfigError
 
