@@ -70,3 +70,17 @@ def test_gf_march_on_a_low_rank_covariance(monkeypatch, rounding):
     else:
         ds = solve(prob, law, **kw)
         assert np.all(np.isfinite(ds.test_loss)) and float(ds.test_loss[-1]) < 0.5
+
+
+def test_a_failed_tail_retry_reports_the_first_error(monkeypatch):
+    """The same failure with the solver's own choice of process: its retry with tail paths (integration by
+    parts, noisy on a deterministic law) diverges too, and the error raised is the first run's, the retry's a
+    note on it (before: the retry's own error, at an earlier time than the user's run failed)."""
+    monkeypatch.setattr(cholesky, "JITTER", 1e-15)
+    monkeypatch.setattr(cholesky, "ROUNDING", 0.0)
+    prob = Problem(logistic(), delta=2.0, ridge=0.1, init_scale=0.5)
+    with pytest.raises(SolverDiverged, match="escaped") as info:
+        solve(prob, laws.GF(0.02, growth=0.02, dt_max=0.08), t_max=10.0, paths=128, replicas=2, extrapolate=False,
+              keep_kernels=False)
+    notes = getattr(info.value, "__notes__", [])
+    assert any("tail=" in n and "diverged too" in n for n in notes), notes

@@ -275,14 +275,21 @@ def _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate) -> xr
 
 def _solve_or_retry(problem, law, t_max, proc, chosen: bool, seed, kw, target, extrapolate) -> xr.Dataset:
     """The march; where it diverged with the solver's ``chosen`` pathwise tangents on every path, once more
-    with tail paths (:func:`_tail_process`): the tangents, not the dynamics, may have run away (section 3c)."""
+    with tail paths (:func:`_tail_process`): the tangents, not the dynamics, may have run away (section 3c).
+    Where the retry diverges too, the first run's error is raised (it says where the user's run failed; the
+    retry's, e.g. integration by parts amplifying noise on a deterministic law, is a note on it)."""
     try:
         return _solve_march(problem, law, t_max, proc, seed, kw, target, extrapolate)
     except SolverDiverged as e:
         retry = _tail_process(proc) if chosen else None
         if retry is None:
             raise
-        ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
+        try:
+            ds = _solve_march(problem, law, t_max, retry, seed, kw, target, extrapolate)
+        except SolverDiverged as again:
+            e.add_note(f"(solved again with integration by parts on the tail paths, tail={TAIL_RETRY:g}: that "
+                       f"diverged too: {str(again).splitlines()[0][:200]})")
+            raise e from None
         tail_note(ds, e)
         return ds
 
