@@ -65,8 +65,9 @@ def test_gf_march_on_a_low_rank_covariance(monkeypatch, rounding):
     kw = dict(t_max=10.0, paths=128, replicas=2, extrapolate=False, keep_kernels=False,
               process=MonteCarlo(responses=PathwiseTangents()))
     if rounding == 0.0:
-        with pytest.raises(SolverDiverged, match="escaped"):
+        with pytest.raises(SolverDiverged, match="escaped") as info:
             solve(prob, law, **kw)
+        assert "lost positive definiteness" in str(info.value) and "lower dt_max" not in str(info.value)
     else:
         ds = solve(prob, law, **kw)
         assert np.all(np.isfinite(ds.test_loss)) and float(ds.test_loss[-1]) < 0.5

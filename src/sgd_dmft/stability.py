@@ -95,12 +95,13 @@ class GrowthDetector:
                 f"geometric growth, an unstable step")
 
 
-def diverged(law, t: float, what: str) -> SolverDiverged:
-    """A :class:`~sgd_dmft.errors.SolverDiverged` naming the time, what blew up and the law."""
+def diverged(law, t: float, what: str, step_hint: bool = True) -> SolverDiverged:
+    """A :class:`~sgd_dmft.errors.SolverDiverged` naming the time, what blew up and the law (on a graded grid,
+    unless ``step_hint`` is False, the step at that time and the advice to lower ``dt_max``)."""
     gam = getattr(law, "gamma", None)
     g = f", gamma={gam:g}" if gam is not None else ""
     hint = ""
-    if law.graded:
+    if law.graded and step_hint:
         h = law.steps(len(law.times(t)))
         hint = (f"; graded grid, step at that time dt_m={h[-1]:g} (an explicit step must stay below "
                 f"2 / the largest Hessian eigenvalue: lower dt_max={law.dt_max})")

@@ -39,6 +39,7 @@ from .responses import GaussianIBP, PathwiseTangents
 
 TRAIN_ESTIMATORS = ("optimal", "gap")
 ESCAPE = 1e4  # a pre-activation beyond ESCAPE * sqrt(max(1, trace Q_m)) has escaped (dimensionless)
+CLIP_LOST = 1e-6  # a clipped Schur complement past this share of a field's variance: the factor failed (rounding: ~eps)
 
 
 class SampleProcess(abc.ABC):
@@ -255,8 +256,14 @@ class _MonteCarloState:
         jump = getattr(self.law, "jump_size", None)
         hint = (f": its visits (jumps gamma F, gamma = {jump:g}) are unstable for its label (docs/theory.md "
                 f"section 3c); lower dynamics.gamma" if jump else "")
+        lost = self.chol.clip > CLIP_LOST
+        if lost:  # (the factor of the field's covariance failed: not the step)
+            hint = (f"; the sampled field's covariance had lost positive definiteness (negative Schur complements "
+                    f"up to {self.chol.clip:.2g} of a field's variance): rounding in its factor after many steps, "
+                    f"not the dynamics (fewer grid steps: a larger dynamics.growth or dt_max)")
         return diverged(self.law, self.times[m], f"a sample path escaped, |r| = {amax:.3g} > {bound:.3g} for the "
-                                                 f"path with label y = {float(np.ravel(self.y[p])[0]):.4g}{hint}")
+                                                 f"path with label y = {float(np.ravel(self.y[p])[0]):.4g}{hint}",
+                        step_hint=not lost)
 
     def row(self, m: int, last: bool) -> None:
         K, k, P, model = self.K, self.k, self.P, self.model
