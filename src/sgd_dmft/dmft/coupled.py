@@ -21,14 +21,13 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from threadpoolctl import threadpool_limits
 
 from ..curves import CURVES, mean_stderr
 from ..errors import Diverged
 from .extrapolate import Levels, coarsen_inputs, combine, levels, truncate_inputs
 from .march import march
 from .processes import MonteCarlo
-from .replicas import Reduction, replica_curves, summarize
+from .replicas import Reduction, blas_limits, replica_curves, summarize
 
 _PROBE = np.zeros((1, 5))
 NAMES = ("fine", "mid", "coarse")
@@ -120,7 +119,7 @@ def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernel
     if sc is not None and "coarse" in names:
         inp["coarse"] = coarsen_inputs(truncate_inputs(inp["mid"], 2 * sc.T, k, ks), lv.mid, k, ks, rng)
     out = {"failed": {}}
-    with threadpool_limits(limits=blas_threads, user_api="blas"):
+    with blas_limits(blas_threads):
         for j, (name, law, sched) in enumerate(zip(NAMES, lv, (sf, sm, sc))):
             if sched is None or name not in names:
                 continue
