@@ -237,14 +237,17 @@ def target_curves(problem, process, times_fine):
 def apply(ds, problem, process, red: CoupledReduction, times_fine: np.ndarray) -> None:
     """Replace the curves of the user's-level dataset ``ds`` by the extrapolated ones, in place:
     ``<var>`` and ``<var>_stderr`` from the per-replica ``R1``, ``<var>_dt_error``, and the raw
-    train/test loss as ``<var>_raw`` / ``<var>_raw_stderr``."""
+    train/test loss as ``<var>_raw`` / ``<var>_raw_stderr`` (one ``update``: an assignment each cost a merge
+    of the whole dataset, ~1 ms, a tenth of a tiny solve's extra time)."""
+    new = {}
     for var, (r1, err) in extrapolated_curves(problem, process, red, times_fine).items():
         dims = ds[var].dims
         if var in ("train_loss", "test_loss"):
-            ds[var + "_raw"] = (dims, ds[var].values.copy())
-            ds[var + "_raw_stderr"] = (dims, ds[var + "_stderr"].values.copy())
+            new[var + "_raw"] = (dims, ds[var].values.copy())
+            new[var + "_raw_stderr"] = (dims, ds[var + "_stderr"].values.copy())
         mean, se = mean_stderr(r1)
-        ds[var] = (dims, mean)
-        ds[var + "_stderr"] = (dims, se)
+        new[var] = (dims, mean)
+        new[var + "_stderr"] = (dims, se)
         if np.all(np.isfinite(err)):  # NaN: no 2b level (the raw recursion is returned, without an estimate)
-            ds[var + "_dt_error"] = (dims, err)
+            new[var + "_dt_error"] = (dims, err)
+    ds.update(new)
