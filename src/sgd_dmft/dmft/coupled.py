@@ -105,20 +105,25 @@ def coupled_levels(law, t_max: float, problem=None) -> Coupled | None:
 
 
 def replica_coupled(problem, cp: Coupled, process, P: int, snap_idx, keep_kernels: bool | int, blas_threads,
-                    names: tuple[str, ...], seq: np.random.SeedSequence, pbar=None) -> dict:
+                    names: tuple[str, ...], after_z: dict | None, seq: np.random.SeedSequence, pbar=None) -> dict:
     """One coupled replica: the summaries of the levels ``names`` (of ``"fine", "mid", "coarse"``; runs in a
     worker process too); an internal level that diverges is ``None`` with its message in ``"failed"``. The
     inputs of each level derive from ``seq`` alone (the marches draw nothing), so the error level run later
-    for the same ``seq`` is coupled to the fine and mid levels run before."""
+    for the same ``seq`` is coupled to the fine and mid levels run before. A first pass without the ``4b``
+    level returns the generator's state after the normals (``"z_state"``); the error level, given those
+    states by ``seq.spawn_key`` (``after_z``), draws only the normals its levels use (the same inputs)."""
     rng = np.random.default_rng(seq)
     lv, (sf, sm, sc) = cp.levels, cp.schedules
     k, ks = problem.k, problem.kstar
     one = np.array([0])
-    inp = {"fine": MonteCarlo.draw(problem, sf, P, rng, lv.fine)}
+    later = sc is not None and "coarse" not in names  # the error level may run later for this seq
+    states = [] if later else None
+    rows = ks + (4 * sc.T + 1) * k if sc is not None and names == NAMES[2:] else None  # what the 4b level reads
+    inp = {"fine": MonteCarlo.draw(problem, sf, P, rng, lv.fine, rows, (after_z or {}).get(seq.spawn_key), states)}
     inp["mid"] = coarsen_inputs(truncate_inputs(inp["fine"], 2 * sm.T, k, ks), lv.fine, k, ks, rng)
     if sc is not None and "coarse" in names:
         inp["coarse"] = coarsen_inputs(truncate_inputs(inp["mid"], 2 * sc.T, k, ks), lv.mid, k, ks, rng)
-    out = {"failed": {}}
+    out = {"failed": {}, "z_state": (seq.spawn_key, states[0]) if later else None}
     with blas_limits(blas_threads):
         for j, (name, law, sched) in enumerate(zip(NAMES, lv, (sf, sm, sc))):
             if sched is None or name not in names:
@@ -143,6 +148,7 @@ class CoupledReduction:
         self.user = cp.user
         self.levels = {name: Reduction() for name, s in zip(NAMES, cp.schedules) if s is not None}
         self.failed: dict[str, str] = {}
+        self.z_states: dict[tuple, dict] = {}  # the first pass's generator states after the normals, by spawn key
         self.error_until: float | None = None  # the 4b level's last time (0: not run; None: no such level)
 
     @property
@@ -158,6 +164,9 @@ class CoupledReduction:
         return red if red is not None and red.count else None
 
     def add(self, rep: dict) -> None:
+        if rep.get("z_state") is not None:
+            key, state = rep["z_state"]
+            self.z_states[key] = state
         for name, msg in rep["failed"].items():
             self.failed.setdefault(name, msg)
         for name, red in self.levels.items():
