@@ -382,3 +382,26 @@ def test_error_level_rule_on_known_corrections():
     se = (2 * f[:, ::2] - m).std(axis=0, ddof=1) / np.sqrt(R)
     assert np.all(need[:10]) and 0.1 > ERROR_LEVEL_SE * se[:10].max()
     assert not np.any(need[10:])  # no correction: only noise of 0.01 / 4 per point
+
+
+def test_error_level_draws_only_the_normals_it_reads():
+    """The error level's pass draws the fine normals only as far as its 4 dt level reads them, then resumes
+    the generator from the state the first pass left after all of them: the same inputs, the same level."""
+    from sgd_dmft.dmft import coupled
+    from sgd_dmft.dmft.processes import MonteCarlo
+
+    law = laws.SGD(0.05, 0.5)
+    proc, cp = dmft.choose_process(LOGI, law), coupled.coupled_levels(law, 2.0, LOGI)
+    seq, snap = np.random.SeedSequence(3).spawn(2)[1], np.array([0])
+    first = coupled.replica_coupled(LOGI, cp, proc, 200, snap, False, 1, coupled.NAMES[:2], None, seq)
+    key, state = first["z_state"]
+    full = MonteCarlo.draw(LOGI, cp.schedules[0], 200, np.random.default_rng(seq), law)
+    short = MonteCarlo.draw(LOGI, cp.schedules[0], 200, np.random.default_rng(seq), law, rows=23, after_z=state)
+    assert key == seq.spawn_key and short.Z.shape == (23, 200) and full.Z.shape[0] > 23
+    np.testing.assert_array_equal(short.Z, full.Z[:23])
+    np.testing.assert_array_equal(short.eps, full.eps)
+    np.testing.assert_array_equal(short.S, full.S)
+    args = (LOGI, cp.error_level(5), proc, 200, snap, False, 1, coupled.NAMES[2:])
+    resumed, redrawn = coupled.replica_coupled(*args, {key: state}, seq), coupled.replica_coupled(*args, None, seq)
+    for var in ("Q", "M", "train", "test"):
+        np.testing.assert_array_equal(resumed["coarse"][var], redrawn["coarse"][var])

@@ -174,7 +174,7 @@ def _solve_coupled(problem, law, t_max, proc, seed, kw, target: Target, cp) -> x
     entropy = np.random.SeedSequence(seed)
     red = coupled.CoupledReduction(cp)
     first = coupled.NAMES[:2]  # fine and mid; the error level after them (_error_level)
-    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"], first)
+    args = (problem, cp, proc, P, snap_idx, kw["keep_kernels"], kw["blas_threads"], first, None)
     W = run_replicas(coupled.replica_coupled, args, entropy, R, cp.steps(first), W, kw["progress"],
                      f"DMFT {law.name} dt={law.dt:g} ({lv.names()} coupled)", red, target,
                      coupled.target_curves(problem, proc, sf.times), kw["pool"])
@@ -206,7 +206,7 @@ def _error_level(problem, cp, proc, P: int, snap_idx, kw, red, seed, W: int) -> 
     if not T:
         return 0
     ecp = cp.error_level(T)
-    args = (problem, ecp, proc, P, snap_idx, False, kw["blas_threads"], coupled.NAMES[2:])
+    args = (problem, ecp, proc, P, snap_idx, False, kw["blas_threads"], coupled.NAMES[2:], red.z_states)
     return run_replicas(coupled.replica_coupled, args, np.random.SeedSequence(seed), red.count, T, W,
                         kw["progress"], f"DMFT error level 4 dt (to t = {sc.times[T]:g})", red, pool=kw["pool"])
 

@@ -200,9 +200,9 @@ def coarsen_inputs(inputs, law_fine, k: int, ks: int, rng: np.random.Generator):
     Sc = law_fine.coarsen(S, rng)
     if Sc is None:
         return None
-    T = Sc.shape[1] - 1
     P = Z.shape[1]
     Zb = Z[ks:].reshape(-1, k, P)
+    T = min(Sc.shape[1] - 1, (len(Zb) - 1) // 2)  # (normals cut short: as many coarse blocks as they give)
     Zc = np.empty((ks + (T + 1) * k, P))
     Zc[:ks] = Z[:ks]
     Zcb = Zc[ks:].reshape(T + 1, k, P)

@@ -163,10 +163,18 @@ class MonteCarlo(SampleProcess):
         return _MonteCarloState(self, problem, schedule, coord, paths, rng, snap_idx, law, inputs)
 
     @staticmethod
-    def draw(problem, schedule, paths: int, rng: np.random.Generator, law) -> "Inputs":
-        """The random inputs of one replica, in the order a replica draws them."""
+    def draw(problem, schedule, paths: int, rng: np.random.Generator, law, rows: int | None = None,
+             after_z: dict | None = None, states: list | None = None) -> "Inputs":
+        """The random inputs of one replica, in the order a replica draws them. ``states``: a list that gets
+        the generator's state after ``Z``. ``rows``, ``after_z``: only the first ``rows`` of ``Z`` (a normal
+        draw fills ``Z`` row by row: the same numbers), then the rest from ``after_z``, the state a full draw
+        of this replica left (``states``): the same inputs, ``Z`` cut short, without drawing the rest of it."""
         N = problem.kstar + (schedule.T + 1) * problem.k
-        Z = rng.standard_normal((N, paths))
+        Z = rng.standard_normal((N if rows is None or after_z is None else min(int(rows), N), paths))
+        if after_z is not None and len(Z) < N:
+            rng.bit_generator.state = after_z
+        if states is not None:
+            states.append(rng.bit_generator.state)
         eps = rng.standard_normal(paths)
         return Inputs(Z, eps, law.sample(rng, paths, schedule.T + 1))
 

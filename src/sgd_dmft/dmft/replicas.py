@@ -5,10 +5,11 @@ target (accuracy.py).
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .. import parallel
 from ..progress import enabled as progress_enabled
@@ -40,10 +41,22 @@ def summarize(K, snaps, clip, problem, keep_kernels: bool | int) -> dict:
     return out
 
 
+_CONTROLLER: list = [None, -1]  # this process's ThreadpoolController and len(sys.modules) when it was made
+
+
+def blas_limits(threads: int | None):
+    """``threadpool_limits(limits=threads, user_api="blas")`` as a context manager, on a controller kept per
+    process (finding the loaded libraries costs 2-3 ms, once per replica and level before; a tiny solve
+    paid it tens of times). Made again when modules were imported since, which may have loaded a BLAS."""
+    if _CONTROLLER[0] is None or _CONTROLLER[1] != len(sys.modules):
+        _CONTROLLER[:] = [ThreadpoolController(), len(sys.modules)]
+    return _CONTROLLER[0].limit(limits=threads, user_api="blas")
+
+
 def replica(problem, law, schedule, process, P: int, snap_idx: np.ndarray, keep_kernels: bool | int, blas_threads,
             seq: np.random.SeedSequence, pbar=None) -> dict:
     """One replica (a chunk of ``P`` paths) reduced by :func:`summarize`; runs in a worker process too."""
-    with threadpool_limits(limits=blas_threads, user_api="blas"):
+    with blas_limits(blas_threads):
         K, snaps, clip = march(problem, law, schedule, process, P, np.random.default_rng(seq), snap_idx, pbar)
     return summarize(K, snaps, clip, problem, keep_kernels)
 

@@ -25,7 +25,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import ndtr
 
-from .gaussian import joint_cov
+from .gaussian import gauss_hermite_e, gauss_legendre, joint_cov
 
 Array = NDArray[np.float64]
 PairMoment = Callable[[Array, Array, Array], Array]
@@ -210,12 +210,12 @@ class LogisticSplitRule:
     """
 
     def __init__(self, noise: float, n_legendre: int, half_width: float, n_hermite: int):
-        xl, wl = np.polynomial.legendre.leggauss(n_legendre)
+        xl, wl = gauss_legendre(n_legendre)
         h = half_width
         u = np.concatenate([-h + h * xl, h + h * xl])
         self.u = u
         self.wu = np.concatenate([h * wl, h * wl]) * np.exp(-0.5 * u * u) / math.sqrt(2 * math.pi)
-        xg, wg = np.polynomial.hermite_e.hermegauss(n_hermite)
+        xg, wg = gauss_hermite_e(n_hermite)
         self.xi, self.wxi = xg, wg / wg.sum()
         self.noise = noise
         self.p_unit = self.p_plus(1.0)  # at S* = 1 (the online expectations), computed once

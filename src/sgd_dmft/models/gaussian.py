@@ -6,12 +6,33 @@ At overlaps ``Q = theta^T theta / d`` (k x k), ``M = theta^T theta* / d`` (k x k
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from numpy.typing import NDArray
 
 Array = NDArray[np.float64]
 
-__all__ = ["gh_nodes", "sqrtm_psd", "joint_cov", "population_expectation"]
+__all__ = ["gh_nodes", "gauss_legendre", "gauss_hermite_e", "sqrtm_psd", "joint_cov", "population_expectation"]
+
+
+@lru_cache(maxsize=32)
+def gauss_legendre(n: int) -> tuple[Array, Array]:
+    """``numpy.polynomial.legendre.leggauss(n)``, computed once per ``n`` (read-only arrays: the quadrature
+    rules of the population losses are built per replica and level, and the nodes cost more than the rule)."""
+    return _frozen(np.polynomial.legendre.leggauss(n))
+
+
+@lru_cache(maxsize=32)
+def gauss_hermite_e(n: int) -> tuple[Array, Array]:
+    """``numpy.polynomial.hermite_e.hermegauss(n)``, computed once per ``n`` (read-only arrays)."""
+    return _frozen(np.polynomial.hermite_e.hermegauss(n))
+
+
+def _frozen(arrays) -> tuple[Array, ...]:
+    for a in arrays:
+        a.setflags(write=False)
+    return tuple(arrays)
 
 
 def gh_nodes(dim: int, max_nodes: int = 200_000) -> tuple[Array, Array]:
@@ -20,7 +41,7 @@ def gh_nodes(dim: int, max_nodes: int = 200_000) -> tuple[Array, Array]:
     ``n1 = clip(max_nodes^(1/dim), 4, 60)`` nodes per axis; weights below 1e-300 are dropped.
     """
     n1 = max(4, min(60, int(max_nodes ** (1.0 / dim))))
-    x, w = np.polynomial.hermite_e.hermegauss(n1)
+    x, w = gauss_hermite_e(n1)
     w = w / w.sum()
     grids = np.meshgrid(*([x] * dim), indexing="ij")
     nodes = np.stack([g.ravel() for g in grids], axis=-1)

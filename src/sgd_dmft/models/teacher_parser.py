@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import math
 import operator
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -202,6 +203,7 @@ def _degree(node: ast.AST) -> float:
     return math.inf
 
 
+@lru_cache(maxsize=64)
 def teacher_degree(text: str) -> float:
     """The polynomial degree of a valid link text (``inf`` for tanh, erf, relu, sign of a variable)."""
     try:

@@ -47,7 +47,7 @@ from scipy.special import ndtr
 
 from .base import Array, Model
 from .closed_forms import softplus
-from .gaussian import population_expectation, sqrtm_psd
+from .gaussian import gauss_hermite_e, population_expectation, sqrtm_psd
 
 __all__ = ["two_layer_loss", "two_layer_zero_one", "quadrature_bytes", "check_quadrature", "GH_MAX_DIM",
            "QMC_POINTS", "ZERO_ONE_POINTS"]
@@ -217,12 +217,18 @@ def _link_nodes(link, D: int, n: int, seed: int, power: int = 1) -> tuple[Array,
         return _qmc_nodes(D, seed)
     deg = getattr(link, "degree", math.inf)
     if math.isfinite(deg):
-        x, w = np.polynomial.hermite_e.hermegauss(max(1, int(power * deg) // 2 + 1) + N_POLY_EXTRA)
-        w = w / w.sum()
-        grids = np.meshgrid(*([x] * D), indexing="ij")
-        wg = np.meshgrid(*([w] * D), indexing="ij")
-        return np.stack([g.ravel() for g in grids], -1), np.prod(np.stack([g.ravel() for g in wg], -1), -1)
+        return _hermite_tensor(D, max(1, int(power * deg) // 2 + 1) + N_POLY_EXTRA)
     return _tensor_rule(D, n)
+
+
+@lru_cache(maxsize=16)
+def _hermite_tensor(D: int, n: int) -> tuple[Array, Array]:
+    """Tensor Gauss-Hermite (``n`` nodes per axis, weights normalised) in ``D`` dimensions: (N, D), (N,)."""
+    x, w = gauss_hermite_e(n)
+    w = w / w.sum()
+    grids = np.meshgrid(*([x] * D), indexing="ij")
+    wg = np.meshgrid(*([w] * D), indexing="ij")
+    return np.stack([g.ravel() for g in grids], -1), np.prod(np.stack([g.ravel() for g in wg], -1), -1)
 
 
 def _qmc_nodes(D: int, seed: int) -> tuple[Array, Array]:
