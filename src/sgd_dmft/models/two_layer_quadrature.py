@@ -228,7 +228,10 @@ def _hermite_tensor(D: int, n: int) -> tuple[Array, Array]:
     w = w / w.sum()
     grids = np.meshgrid(*([x] * D), indexing="ij")
     wg = np.meshgrid(*([w] * D), indexing="ij")
-    return np.stack([g.ravel() for g in grids], -1), np.prod(np.stack([g.ravel() for g in wg], -1), -1)
+    nodes, weights = np.stack([g.ravel() for g in grids], -1), np.prod(np.stack([g.ravel() for g in wg], -1), -1)
+    nodes.setflags(write=False)  # (cached: shared by every caller)
+    weights.setflags(write=False)
+    return nodes, weights
 
 
 def _qmc_nodes(D: int, seed: int) -> tuple[Array, Array]:
