@@ -203,12 +203,11 @@ def coarsen_inputs(inputs, law_fine, k: int, ks: int, rng: np.random.Generator):
     P = Z.shape[1]
     Zb = Z[ks:].reshape(-1, k, P)
     T = min(Sc.shape[1] - 1, (len(Zb) - 1) // 2)  # (normals cut short: as many coarse blocks as they give)
+    if couples_by_index(law_fine):  # r* and the first T + 1 field blocks: a prefix, as truncate_inputs
+        return Inputs(Z[: ks + (T + 1) * k], eps, Sc)
     Zc = np.empty((ks + (T + 1) * k, P))
     Zc[:ks] = Z[:ks]
     Zcb = Zc[ks:].reshape(T + 1, k, P)
-    if couples_by_index(law_fine):
-        Zc[ks:] = Z[ks : ks + (T + 1) * k]
-        return Inputs(Zc, eps, Sc)
     Zcb[0] = Zb[0]
     Zcb[1:] = (Zb[1 : 2 * T : 2] + Zb[2 : 2 * T + 1 : 2]) * (1.0 / np.sqrt(2.0))
     return Inputs(Zc, eps, Sc)
