@@ -105,24 +105,96 @@ def test_next_cli_run_cleans_staging_of_a_killed_run(tmp_path, monkeypatch):
     assert _state(out) == "old"
 
 
-def test_ctrl_c_during_publication_is_held_and_reported_true(tmp_path):
+@pytest.fixture
+def sigint():
+    """``sigint(handler)`` sets SIGINT's handler for the test (the process's own is put back after). The Ctrl-C
+    tests set Python's default (KeyboardInterrupt): a test process started in the background of a
+    non-interactive shell (``make test &``) inherits SIGINT ignored, and a held Ctrl-C is rightly handed to
+    that disposition, so nothing was raised ("DID NOT RAISE")."""
+    put, old = signal.signal, signal.getsignal(signal.SIGINT)
+    yield lambda handler: put(signal.SIGINT, handler)
+    put(signal.SIGINT, old)
+
+
+def _ctrl_c_at(where, seen):
+    """A step hook: Ctrl-C at step ``where``, raised in this thread (its handler has run when raise_signal
+    returns; a process-wide os.kill may be taken by another thread), then ``where`` noted in ``seen``:
+    noted means the Ctrl-C was held, not raised inside the step."""
+    def step(name):
+        if name == where:
+            signal.raise_signal(signal.SIGINT)
+            seen.append(name)
+    return step
+
+
+def test_ctrl_c_during_publication_is_held_and_reported_true(tmp_path, sigint):
+    sigint(signal.default_int_handler)
     out = tmp_path / "o"
     _old_set(out)
+    seen = []
     with pytest.raises(KeyboardInterrupt) as ei:
-        write_result_set(out, {k: _put("new") for k in NEW},
-                         step=lambda name: os.kill(os.getpid(), signal.SIGINT) if name == "carried" else None)
+        write_result_set(out, {k: _put("new") for k in NEW}, step=_ctrl_c_at("carried", seen))
+    assert seen == ["carried"]  # held: publication went on past the Ctrl-C, which came after it
     assert ei.value.published == out
     assert _state(out) == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o"]
 
 
-def test_ctrl_c_message_after_publication(tmp_path, monkeypatch):
+def test_ctrl_c_ignored_by_the_process_stays_ignored(tmp_path, sigint):
+    sigint(signal.SIG_IGN)  # e.g. a background job of a non-interactive shell
+    out = tmp_path / "o"
+    _old_set(out)
+    seen = []
+    write_result_set(out, {k: _put("new") for k in NEW}, step=_ctrl_c_at("carried", seen))
+    assert seen == ["carried"] and _state(out) == "new"
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_ctrl_c_while_the_old_set_is_removed_is_reported_true(tmp_path, monkeypatch, sigint):
+    from sgd_dmft import result_sets
+
+    sigint(signal.default_int_handler)
+    out = tmp_path / "o"
+    _old_set(out)
+    real = result_sets.shutil.rmtree
+
+    def ctrl_c_then_rmtree(path, **kw):  # after the exchange the staging directory holds the old set
+        signal.raise_signal(signal.SIGINT)
+        real(path, **kw)
+
+    monkeypatch.setattr(result_sets.shutil, "rmtree", ctrl_c_then_rmtree)
+    with pytest.raises(KeyboardInterrupt) as ei:
+        write_result_set(out, {k: _put("new") for k in NEW})
+    assert getattr(ei.value, "published", None) == out and _state(out) == "new"
+
+
+def test_ctrl_c_while_the_handlers_are_put_back_leaves_none_holding(monkeypatch, sigint):
+    sigint(signal.default_int_handler)
+    term, real, fired = signal.getsignal(signal.SIGTERM), signal.signal, []
+
+    def put_back(s, handler):  # a Ctrl-C just after SIGINT's own handler is back (SIGTERM's not yet)
+        old = real(s, handler)
+        if s == signal.SIGINT and handler is signal.default_int_handler and not fired:
+            fired.append(s)
+            signal.raise_signal(signal.SIGINT)
+        return old
+
+    monkeypatch.setattr(signal, "signal", put_back)
+    with pytest.raises(KeyboardInterrupt):
+        with publish.held_signals():
+            pass
+    assert fired and signal.getsignal(signal.SIGTERM) == term
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_message_after_publication(tmp_path, monkeypatch, sigint):
     from sgd_dmft import results
 
+    sigint(signal.default_int_handler)
     real = results.write_result_set
 
     def then_ctrl_c(*a, **k):
-        return real(*a, **k, step=lambda name: os.kill(os.getpid(), signal.SIGINT) if name == "lock" else None)
+        return real(*a, **k, step=_ctrl_c_at("lock", []))
 
     monkeypatch.setattr(results, "write_result_set", then_ctrl_c)
     (tmp_path / "c.toml").write_text("[problem]\nmodel = 'logistic'\n[dynamics]\nt_max = 0.1\ndt = 0.05\n"

@@ -125,23 +125,47 @@ def clean_stale(out: str | Path) -> list[Path]:
 @contextlib.contextmanager
 def held_signals():
     """Ctrl-C and SIGTERM held back (their Python handlers, main thread only) and delivered when the block
-    ends (any thread may receive a process signal, so masking it in this thread would not do)."""
+    ends (any thread may receive a process signal, so masking it in this thread would not do).
+
+    A held signal goes to the handler the process had: one it ignores stays ignored (a background job of a
+    non-interactive shell starts with SIGINT ignored). A handler not set from Python (``signal.signal``
+    cannot put it back) is left alone, not held. A signal landing while the handlers are put back runs its
+    own handler; what that raises is raised once every handler is back (no handler is left holding)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     got: list[int] = []
-    old = {s: signal.signal(s, lambda signum, frame: got.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    old: dict[int, object] = {}
     try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) is not None:
+                old[s] = signal.signal(s, lambda signum, frame: got.append(signum))
         yield
     finally:
-        for s, handler in old.items():
-            signal.signal(s, handler if handler is not None else signal.SIG_DFL)
+        late = _restore_handlers(old)
         for s in dict.fromkeys(got):  # handed to their own handlers now, in the order they came
             handler = old[s]
             if callable(handler):
                 handler(s, None)
             elif handler == signal.SIG_DFL:
                 os.kill(os.getpid(), s)
+        if late is not None:
+            raise late
+
+
+def _restore_handlers(old: dict) -> BaseException | None:
+    """Put back the signal handlers ``{signum: handler}``, each one even where a signal landing between two
+    of them runs its already restored handler inside ``signal.signal`` (which handles pending signals
+    first) and that raises; returns the first such exception (None: none)."""
+    late = None
+    for s, handler in old.items():
+        for _ in range(100):  # one more try per signal that lands meanwhile
+            try:
+                signal.signal(s, handler)
+                break
+            except BaseException as exc:  # noqa: BLE001 - the caller raises it once all are back
+                late = late or exc
+    return late
 
 
 def _exchange(a: Path, b: Path) -> bool:

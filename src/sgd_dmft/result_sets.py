@@ -60,27 +60,30 @@ def write_result_set(out: str | Path, writers: Mapping[str, Any], owned: Sequenc
     directory beside ``out``, which then replaces ``out`` in one atomic exchange (publish.py: other
     entries of ``out`` are kept, files named in ``owned`` that this set lacks are dropped). On any error
     (or Ctrl-C) before that the staging directory is removed and ``out`` is left as it was; a Ctrl-C or
-    SIGTERM during the exchange is delivered after it, with ``published`` set on the exception. What
-    killed runs left beside ``out`` is cleaned first. Returns ``{name: final path}``."""
+    SIGTERM during the exchange is delivered after it, with ``published`` set on the exception (as on one
+    that lands while the old set is removed after it). What killed runs left beside ``out`` is cleaned
+    first. Returns ``{name: final path}``."""
     out = check_out_dir(out, tuple(writers))
     if out.is_symlink():  # publish into the directory it points to (the link stays)
         out = out.resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = publish.stage_dir(out)
+    written = {name: out / name for name in writers}
     published = False
     try:
-        os.chmod(stage, 0o777 & ~publish.current_umask())
-        for name, writer in writers.items():
-            writer(stage / name)
-        publish.fsync_dir(stage)
-        with publish.held_signals():
-            publish.publish(stage, out, set(owned) | set(writers), step)
-            published = True
-            publish.fsync_dir(out.parent)
-    except BaseException as exc:
+        try:
+            os.chmod(stage, 0o777 & ~publish.current_umask())
+            for name, writer in writers.items():
+                writer(stage / name)
+            publish.fsync_dir(stage)
+            with publish.held_signals():
+                publish.publish(stage, out, set(owned) | set(writers), step)
+                published = True
+                publish.fsync_dir(out.parent)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)  # after the exchange: the old set (can take a while)
+    except BaseException as exc:  # a Ctrl-C in the removal above comes after publication too
         if published:
             exc.published = out  # the new set is complete in out: the CLI says so
         raise
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return {name: out / name for name in writers}
+    return written
