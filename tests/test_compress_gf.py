@@ -14,7 +14,7 @@ import pytest
 
 from sgd_dmft import compression, dmft, laws, run, stability
 from sgd_dmft import problem as P
-from sgd_dmft.config import parse_config
+from sgd_dmft.config import ConfigError, parse_config
 from sgd_dmft.models.presets import two_layer
 
 BASE = {"problem": {"model": "logistic", "delta": 2.0, "ridge": 0.1, "init_scale": 0.5},
@@ -143,3 +143,19 @@ def test_sweep_points_share_the_smallest_cap():
     assert caps.pop() == min(own) < max(own)
     times = [run.compress(run.experiment(c)).law.times(1000.0) for c in g.configs]
     assert all(np.array_equal(t, times[0]) for t in times)
+
+
+def test_a_compressed_gf_carries_tangents_on_a_quarter_of_its_paths():
+    """The windowed GF of a long run: tangents on a quarter of the paths by default (solver.tangent_share = 0),
+    on the share the key asks otherwise, handed to the solve; the attrs say what ran."""
+    auto = _exp("gf", 1000.0)
+    assert auto.config.solver["response_window"] and auto.process.responses.share == 0.25
+    assert auto.given_process is None  # the solver's own choice (the same process)
+    every = _exp("gf", 1000.0, tangent_share=1.0)
+    assert every.process.responses.share == 1.0 and every.given_process is every.process
+    assert _exp("gf", 3.0).process.responses.share == 1.0  # short: no window, every path
+    with pytest.raises(ConfigError, match=r"solver\.tangent_share.*1\.5"):
+        _cfg("gf", 3.0, tangent_share=1.5)
+    ds = dmft.solve(P.Problem(P.logistic(), delta=2.0, ridge=0.1), laws.GF(0.1), t_max=1.0, paths=600, replicas=2,
+                    process=dmft.MonteCarlo(responses=dmft.PathwiseTangents(window=5.0, share=0.5)))
+    assert ds.attrs["tangent_share"] == 0.5

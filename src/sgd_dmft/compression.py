@@ -228,6 +228,6 @@ def _seconds(exp: Experiment, law, window: float | None, extrapolate: bool, work
     if _is_gd(law) and law.graded:
         law, extrapolate = _gf_twin(law), True
     so = exp.config.solver
-    proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], window)
+    proc = dmft.choose_process(exp.problem, law, None, "auto", None, so["tail"], window, so["tangent_share"] or None)
     return dmft.estimate_seconds(exp.problem, law, exp.config.dynamics["t_max"], so["paths"], so["replicas"], proc,
                                  extrapolate=extrapolate, workers=workers)

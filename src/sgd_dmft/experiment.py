@@ -56,7 +56,7 @@ CONFIG_KEYS = {"gamma": "dynamics.gamma", "batch": "simulation.batch", "lr": "dy
                "law": "dynamics.algorithm", "grid": "dynamics.dt", "paths": "solver.paths",
                "replicas": "solver.replicas", "seed": "solver.seed", "max_memory_gb": "solver.max_memory_gb",
                "workers": "solver.workers", "rtol": "solver.rtol", "max_time_s": "solver.max_time_s",
-               "tail": "solver.tail", "response_window": "solver.response_window"}
+               "tail": "solver.tail", "response_window": "solver.response_window", "share": "solver.tangent_share"}
 
 
 @contextmanager
@@ -152,18 +152,20 @@ class Experiment:
     # ---- the plan, computed once (the DMFT side; not for the online ODEs) ----
     @cached_property
     def process(self) -> Any:
-        """The sample process the solve runs (the solver's choice, with ``solver.tail`` and
-        ``solver.response_window``)."""
+        """The sample process the solve runs (the solver's choice, with ``solver.tail``,
+        ``solver.response_window`` and ``solver.tangent_share``)."""
         from . import dmft
 
-        tail, window = self.config.solver["tail"], self.options.response_window
-        return dmft.choose_process(self.problem, self.law, None, "auto", None, tail, window)
+        so, window = self.config.solver, self.options.response_window
+        return dmft.choose_process(self.problem, self.law, None, "auto", None, so["tail"], window,
+                                   so["tangent_share"] or None)
 
     @property
     def given_process(self) -> Any:
-        """The process handed to ``solve(process=)``: :attr:`process` where ``solver.tail`` chose the estimator,
-        else None, the solver's own choice (the same process, retried with a tail where its tangents diverge)."""
-        return self.process if self.config.solver["tail"] else None
+        """The process handed to ``solve(process=)``: :attr:`process` where ``solver.tail`` or
+        ``solver.tangent_share`` chose the estimator, else None, the solver's own choice (the same process, retried
+        with a tail where its tangents diverge)."""
+        return self.process if self.config.solver["tail"] or self.config.solver["tangent_share"] else None
 
     @cached_property
     def levels(self) -> Any:

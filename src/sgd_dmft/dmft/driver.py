@@ -111,6 +111,7 @@ def _attrs(problem, law, schedule, process, R: int, P: int, W: int, replicas: in
         responses="exact" if exact else process.responses.name,
         tail=float(getattr(getattr(process, "responses", None), "tail", 0.0)),
         response_window=float(getattr(getattr(process, "responses", None), "window", None) or 0.0),
+        tangent_share=float(getattr(getattr(process, "responses", None), "share", None) or 0.0),
         **(law.lr.attrs() if law.lr is not None else {}),
         cholesky_clip=float(clip),
         memory_estimate_bytes=float(mem),

@@ -74,7 +74,8 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
     (``12 k``: fields, gradients, losses; visits = T+1 for dense laws, the busiest path's count for
     sparse ones, :func:`max_visits`) and the float32 tangent store, triangular (:func:`store_rows`
     rows of ``k^2``, its ``visits + 1`` offsets and the ``T+1``-byte visit mask; pathwise tangents; with a
-    ``window``, :func:`window_store`: a ring of slots of the window's rows);
+    ``window``, :func:`window_store`: a ring of slots of the window's rows; on the paths that carry tangents,
+    ``PathwiseTangents.tangent_paths``);
     with ``keep_kernels``, the running sums of the kernels over replicas, ``4 K^2`` (on the kept times,
     :func:`kernel_index`). The exact path keeps ``5 (T+1)^2`` second moments. Bytes.
     """
@@ -98,8 +99,7 @@ def estimate_memory(problem, law, t_max: float, paths: int, replicas: int = 1, k
             store = proc.responses.store_bytes(store_rows(law, T1), k)
             if store:  # and its row offsets (nv + 1 words) and the visit mask they are built from (T1 bytes)
                 store += 8 * (nv + 1) + T1
-        per_path = 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + store
-        mc = P * per_path
+        mc = P * 8 * (N + 1 + T1 + dense + nv * (k + 1) + 2 + 12 * k) + proc.responses.tangent_paths(P) * store
     kept = kernel_index(T1, keep_kernels)
     Kk = 0 if kept is None else len(kept) * k
     return float(det + mc + 8 * 4 * Kk * Kk)
@@ -257,7 +257,7 @@ def work(problem, law, t_max: float, paths_per_replica: int, process=None) -> di
         upd = np.ones_like(q) if resp.rao_blackwell else q
         kind = "tangents_block" if k > 1 else ("tangents" if law.sparse else "tangents_dense")
         kind = "tangents_window" if window is not None else kind
-        out[kind] = S(P * upd * k**3 * (rows + n_win))
+        out[kind] = S(resp.tangent_paths(int(P)) * upd * k**3 * (rows + n_win))
     else:  # integration by parts: E[h z^T] (like the field draw) and a triangular solve per step
         out["fields"] += S(P * k * k * m)
         out["cholesky"] += S(k**3 * m**2 / 2.0)

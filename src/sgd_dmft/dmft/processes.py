@@ -340,14 +340,16 @@ RESPONSES = ("auto", "pathwise", "stein")
 
 
 def choose_process(problem, law, process: SampleProcess | None = None, responses: str = "auto",
-                   rao_blackwell: bool | None = None, tail: float = 0.0, window: float | None = None) -> SampleProcess:
+                   rao_blackwell: bool | None = None, tail: float = 0.0, window: float | None = None,
+                   share: float | None = None) -> SampleProcess:
     """The resolved sample process of a solve.
 
     ``process`` given: that one (checked, defaults filled in). Else the exact path when it applies
     (square loss, linear student, i.i.d. multipliers), otherwise Monte Carlo with ``responses``
     (``"pathwise"``, ``"stein"`` = Gaussian integration by parts, ``"auto"``: stein for a model with a
     kink, pathwise otherwise) and ``rao_blackwell``, ``tail``, ``window`` (their memory in time units,
-    None: the whole past) for the pathwise tangents.
+    None: the whole past), ``share`` (of the paths that carry them, None: the law's default) for the pathwise
+    tangents.
     """
     if responses not in RESPONSES:
         raise ConfigError(f"responses={responses!r} is not allowed: use 'auto', 'pathwise' or 'stein'", key="responses")
@@ -361,5 +363,5 @@ def choose_process(problem, law, process: SampleProcess | None = None, responses
     if responses == "stein" or (responses == "auto" and not problem.model.smooth):
         resp = GaussianIBP()
     else:
-        resp = PathwiseTangents(rao_blackwell, tail, window=window)
+        resp = PathwiseTangents(rao_blackwell, tail, window=window, share=share)
     return MonteCarlo(responses=resp).resolve(problem, law)

@@ -25,6 +25,10 @@ from scipy.linalg import solve_triangular
 from .tangent_kernels import tangent_step, tangent_step_k1, window_step, window_step_k1
 
 
+WINDOW_SHARE = 0.25  # PathwiseTangents.share of a windowed dense law (measured: docstring there)
+MIN_TANGENT_PATHS = 256  # a replica's tangent paths when fewer than all
+
+
 def window_starts(times: np.ndarray, window: float) -> np.ndarray:
     """``lo[m]``: the first grid index ``s`` with ``t_s >= t_m - window`` (the tangent window of step m)."""
     return np.searchsorted(times, times - window - 1e-9 * max(1.0, float(times[-1])), side="left").astype(np.int64)
@@ -66,12 +70,20 @@ class PathwiseTangents:
     ``single``: accumulate a path's tangent in float32 (the store's precision). None: for sparse laws
     (SGD, reshuffling: a tangent sums O(visits) rows; 27 % faster), float64 for dense ones (a GD tangent
     sums one row per step, where float32 moved a graded GD standard error by 1.2e-5 relative).
+
+    ``share``: the fraction of a replica's paths that carry tangents (the first ``tangent_paths(P)`` of
+    them: the paths are i.i.d., so any fixed subset estimates the same mean, scaled back to all paths). None:
+    :data:`WINDOW_SHARE` for a dense law with a ``window`` (a long GF, GD or SME run, where the tangents'
+    ``O(P W^2)`` a step is most of the work: logistic GF to t = 100, 5x faster at 1 / 4, the standard errors
+    1.2x (train) and 1.5x (test), the same curves within 0.2 s.e.), 1 otherwise (SGD's tangents are cheap:
+    0.2 of a long run's time).
     """
 
     rao_blackwell: bool | None = None
     tail: float = 0.0
     single: bool | None = None
     window: float | None = None
+    share: float | None = None
     name = "pathwise"
 
     def __post_init__(self):
@@ -79,11 +91,20 @@ class PathwiseTangents:
             raise ValueError(f"PathwiseTangents.tail={self.tail!r} is not allowed: must be a probability in [0, 1]")
         if self.window is not None and not (isinstance(self.window, (int, float)) and float(self.window) > 0):
             raise ValueError(f"PathwiseTangents.window={self.window!r} is not allowed: must be a time > 0 or None")
+        if self.share is not None and not (isinstance(self.share, (int, float)) and 0.0 < float(self.share) <= 1.0):
+            raise ValueError(f"PathwiseTangents.share={self.share!r} is not allowed: must be in (0, 1] or None")
 
     def resolve(self, law) -> "PathwiseTangents":
         rb = bool(law.independent_steps and not law.sparse) if self.rao_blackwell is None else bool(self.rao_blackwell)
         single = bool(law.sparse) if self.single is None else bool(self.single)
-        return PathwiseTangents(rb, float(self.tail), single, None if self.window is None else float(self.window))
+        window = None if self.window is None else float(self.window)
+        share = (WINDOW_SHARE if window is not None and not law.sparse else 1.0) if self.share is None else self.share
+        return PathwiseTangents(rb, float(self.tail), single, window, float(share))
+
+    def tangent_paths(self, P: int) -> int:
+        """Paths of a replica of ``P`` that carry tangents: ``share`` of them, at least ``min(P, MIN_TANGENT_PATHS)``."""
+        share = 1.0 if self.share is None else float(self.share)
+        return int(min(P, max(np.ceil(share * P), MIN_TANGENT_PATHS)))
 
     def store_bytes(self, rows: float, k: int) -> float:
         """Bytes per path of the tangent store of ``rows`` rows (planning.store_rows: its expectation)."""
@@ -92,10 +113,11 @@ class PathwiseTangents:
     def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray, times: np.ndarray | None = None):
         """``active`` (P, steps) bool: the steps at which each path is visited (``S != 0``); ``times``:
         the grid (for a ``window``)."""
+        Pt = self.tangent_paths(P)
         if self.window is not None and times is not None:
-            return _Windowed(bool(self.rao_blackwell), P, k, float(self.tail), bool(self.single), active,
+            return _Windowed(bool(self.rao_blackwell), Pt, k, float(self.tail), bool(self.single), active[:Pt],
                              window_starts(times, self.window))
-        return _Pathwise(bool(self.rao_blackwell), P, nmax, T1, k, float(self.tail), bool(self.single), active)
+        return _Pathwise(bool(self.rao_blackwell), Pt, nmax, T1, k, float(self.tail), bool(self.single), active[:Pt])
 
 
 def triangular_offsets(active: np.ndarray, nmax: int) -> tuple[np.ndarray, int]:
@@ -142,7 +164,7 @@ def tail_paths(rstar: np.ndarray, tail: float) -> np.ndarray:
 
 class _Pathwise:
     def __init__(self, rb: bool, P: int, nmax: int, T1: int, k: int, tail: float, single: bool, active: np.ndarray):
-        self.rb, self.k, self.tail = rb, k, tail
+        self.rb, self.k, self.tail, self.Pt, self.scale = rb, k, tail, P, 1.0
         self.Jbuf = np.zeros((T1, k, k) if k > 1 else T1, dtype=np.float32 if single else np.float64)
         self.off, rows = triangular_offsets(np.asarray(active, dtype=bool), nmax)
         self.G = np.zeros((max(1, rows), k, k), dtype=np.float32)  # float32: half the memory traffic
@@ -156,9 +178,10 @@ class _Pathwise:
     def update(self, st, K, coord) -> None:
         """Block row m of R_F and mu from the tangents (``st``: the step's quantities)."""
         m, k, P, delta = st.m, self.k, st.P, st.delta
-        if self.use is None:
+        if self.use is None:  # tangents on the first Pt paths outside the tail, scaled to all P outside it
             in_tail = tail_paths(st.rstar, self.tail)
-            self.use, self.tail_idx = ~in_tail, np.flatnonzero(in_tail)
+            self.use, self.tail_idx = ~in_tail[: self.Pt], np.flatnonzero(in_tail)
+            self.scale = (P - len(self.tail_idx)) / max(1, int(self.use.sum()))
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
         lo = self._accumulate(st, np.ascontiguousarray(st.model.hess(st.r, st.y)))
         sums = self.sums[: m + 1 - lo]
@@ -166,7 +189,7 @@ class _Pathwise:
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
         scale, hbar = (st.s1, st.Fm * st.s1) if self.rb else (1.0, st.hm)
         K.RF[bm, : lo * k] = 0.0
-        K.RF[bm, lo * k : upto] = (delta * scale / P) * sums.transpose(1, 0, 2).reshape(k, (m + 1 - lo) * k)
+        K.RF[bm, lo * k : upto] = (delta * scale * self.scale / P) * sums.transpose(1, 0, 2).reshape(k, (m + 1 - lo) * k)
         if len(self.tail_idx):  # the tail paths' share of the mean: their sum over P
             K.RF[bm, :upto] += delta * stein_gradient(st, st.rstar.shape[1], self.tail_idx)
         self._record_edge(K.RF[bm, :upto], lo, m)
@@ -178,15 +201,15 @@ class _Pathwise:
     def _accumulate(self, st, Hm: np.ndarray) -> int:
         """Advance the tangents to step m and fill ``sums[: m + 1 - lo]`` with ``sum_p d h_m / d w_s``,
         ``s >= lo``; returns ``lo`` (0: the whole past)."""
-        m = st.m
+        m, Pt = st.m, self.Pt
         if self.k == 1:
             Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
-            tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.off, st.visits.t,
-                             st.visits.n, self.sums1[: m + 1], self.use, self.Jbuf)
+            tangent_step_k1(m, Rt, Hm[:Pt, 0, 0].copy(), st.S[:Pt], self.rb, self.G1, self.off, st.visits.t[:Pt],
+                             st.visits.n[:Pt], self.sums1[: m + 1], self.use, self.Jbuf)
             self.sums[: m + 1, 0, 0] = self.sums1[: m + 1]
         else:
-            tangent_step(m, st.Rrow, Hm, st.S, self.rb, self.G, self.off, st.visits.t, st.visits.n,
-                          self.sums[: m + 1], self.use, self.Jbuf)
+            tangent_step(m, st.Rrow, Hm[:Pt], st.S[:Pt], self.rb, self.G, self.off, st.visits.t[:Pt],
+                         st.visits.n[:Pt], self.sums[: m + 1], self.use, self.Jbuf)
         return 0
 
     def _record_edge(self, row: np.ndarray, lo: int, m: int) -> None:
@@ -221,6 +244,9 @@ class GaussianIBP:
     def store_bytes(self, rows: float, k: int) -> float:
         return 0.0
 
+    def tangent_paths(self, P: int) -> int:
+        return 0
+
     def start(self, P: int, nmax: int, T1: int, k: int, active: np.ndarray | None = None, times=None) -> "_IBP":
         return _IBP(k)
 
@@ -247,7 +273,7 @@ class _Windowed(_Pathwise):
     ``a1 rho / (1 - rho)`` beyond the window (1 where the response does not decay)."""
 
     def __init__(self, rb: bool, P: int, k: int, tail: float, single: bool, active: np.ndarray, lo: np.ndarray):
-        self.rb, self.k, self.tail, self.lo = rb, k, tail, lo
+        self.rb, self.k, self.tail, self.lo, self.Pt, self.scale = rb, k, tail, lo, P, 1.0
         T1 = len(lo)
         width = window_width(lo)
         V = window_slots(np.asarray(active, dtype=bool), lo[: active.shape[1]])
@@ -261,17 +287,17 @@ class _Windowed(_Pathwise):
             self.G1, self.Jbuf1, self.sums1 = self.G.reshape(P, V, width), self.Jbuf.reshape(width), np.zeros(T1)
 
     def _accumulate(self, st, Hm: np.ndarray) -> int:
-        m, lo = st.m, int(self.lo[st.m])
+        m, lo, Pt = st.m, int(self.lo[st.m]), self.Pt
         win = self.sums[: m + 1 - lo]
         if self.k == 1:
             Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
-            window_step_k1(m, lo, Rt, Hm[:, 0, 0].copy(), st.S, self.rb, self.G1, self.base, st.visits.t, st.visits.n,
-                            self.sums1[: m + 1 - lo], self.use, self.Jbuf1)
+            window_step_k1(m, lo, Rt, Hm[:Pt, 0, 0].copy(), st.S[:Pt], self.rb, self.G1, self.base, st.visits.t[:Pt],
+                           st.visits.n[:Pt], self.sums1[: m + 1 - lo], self.use, self.Jbuf1)
             win[:, 0, 0] = self.sums1[: m + 1 - lo]
         else:
             Rt = st.Rrow.astype(self.Jbuf.dtype) if self.Jbuf.dtype != st.Rrow.dtype else st.Rrow
-            window_step(m, lo, Rt, Hm, st.S, self.rb, self.G, self.base, st.visits.t, st.visits.n, win, self.use,
-                         self.Jbuf)
+            window_step(m, lo, Rt, Hm[:Pt], st.S[:Pt], self.rb, self.G, self.base, st.visits.t[:Pt],
+                        st.visits.n[:Pt], win, self.use, self.Jbuf)
         return lo
 
     def _record_edge(self, row: np.ndarray, lo: int, m: int) -> None:
