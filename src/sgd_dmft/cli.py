@@ -123,6 +123,8 @@ def _one_line(exc) -> str:
             msg = f"out of memory{': ' + msg if msg else ''} (lower the sizes of the run, e.g. simulation.d, solver.paths)"
         elif not msg:
             msg = type(exc).__name__
+        if isinstance(exc, OSError):  # e.g. where publish.py left a user's entries it could not move back
+            msg = " ".join([msg, *(" ".join(str(n).split()) for n in getattr(exc, "__notes__", ()))])
     return msg
 
 

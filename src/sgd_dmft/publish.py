@@ -9,6 +9,11 @@ Where the exchange is not available, ``out`` is renamed aside (``.OUT.<pid>.<ran
 staging directory renamed in its place. Publication runs under an exclusive lock on the parent
 directory with Ctrl-C and SIGTERM held back (they are delivered once the set is in place).
 
+An error before the new set is in place (in carrying, the exchange, the fallback's renames) undoes what
+was done: ``out`` is put back from ``.old``, the carried entries are moved back into ``out`` and their list
+removed, and the error is raised. What cannot be undone is kept where it is (never removed: the list stays
+beside the staging directory) and named in a note on the error; the next run puts it back.
+
 What a killed run leaves (a staging or ``.old`` directory of a process that no longer exists) is
 cleaned by the next publication into the same ``out``, and by :func:`clean_stale`, which the CLI calls
 before it runs: carried entries are moved back, a missing ``out`` is restored from ``.old``.
@@ -19,6 +24,7 @@ One file alone is replaced by :func:`atomic_write` (temporary file beside it, fs
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -67,25 +73,52 @@ def stale_entries(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: (not p.name.endswith(".old"), p.name.endswith(CARRIED)))
 
 
-def _restore_carried(stage: Path, out: Path) -> None:
-    """Move the entries a dead run carried into ``stage`` back into ``out`` (those still missing there)."""
-    listing = Path(str(stage) + CARRIED)
-    if not listing.is_file():
-        return
+def _listed(listing: Path) -> list[str]:
+    """The names in a carried list (a list cut short by a kill while it was written: none moved yet)."""
     try:
         names = json.loads(listing.read_text(encoding="utf-8"))
-    except (ValueError, OSError):
-        names = []
-    for n in map(str, names if isinstance(names, list) else []):
-        if os.sep in n or n in (".", ".."):  # an entry of out, nothing else
+    except ValueError:
+        return []
+    return [str(n) for n in names] if isinstance(names, list) else []
+
+
+def _restore_carried(stage: Path, out: Path, names: list[str] | None = None) -> None:
+    """Move the entries carried from ``out`` into ``stage`` (``names``; None: those its list names) back into
+    ``out``, each one that is still in ``stage`` and missing in ``out``; the list goes once none is left.
+    Where one cannot go back (``out`` gone, an entry of that name in ``out`` again, a failed rename) it stays
+    in ``stage`` with the list, and OSError names them all (the caller must not remove ``stage``)."""
+    listing = Path(str(stage) + CARRIED)
+    if names is None:
+        if not listing.is_file():
+            return
+        names = _listed(listing)
+    left, first = [], None
+    for n in names:
+        if os.sep in n or n in (".", "..") or not os.path.lexists(stage / n):  # an entry of out, nothing else
             continue
-        if os.path.lexists(stage / n) and not os.path.lexists(out / n) and out.is_dir():
+        try:
+            if os.path.lexists(out / n) or not out.is_dir():  # a rename would replace it or fail
+                raise FileExistsError(errno.EEXIST, f"{out / n} exists" if out.is_dir() else f"{out} is missing")
             os.rename(stage / n, out / n)
-    listing.unlink()
+        except OSError as exc:
+            left.append(n)
+            first = first or exc
+    if left:
+        raise OSError(first.errno, f"could not move {', '.join(left)} back from {stage} into {out} ({first}); "
+                                   f"they are kept there (listed in {listing.name}) and moved back by the next "
+                                   f"run into {out} (or move them by hand)")
+    with contextlib.suppress(FileNotFoundError):
+        listing.unlink()
+
+
+def holds_carried(stage: Path) -> bool:
+    """Whether ``stage`` may still hold entries of ``out`` (its carried list exists): it must not be removed."""
+    return os.path.lexists(str(stage) + CARRIED)
 
 
 def _clean(out: Path) -> list[Path]:
-    """Clean what killed runs left for ``out`` (the caller holds the lock); returns what was removed."""
+    """Clean what killed runs left for ``out`` (the caller holds the lock); returns what was removed. A
+    staging directory whose carried entries cannot go back stays (OSError, see _restore_carried)."""
     removed = []
     for p in stale_entries(out):
         if not os.path.lexists(p):
@@ -171,7 +204,6 @@ def _restore_handlers(old: dict) -> BaseException | None:
 def _exchange(a: Path, b: Path) -> bool:
     """Swap the directories ``a`` and ``b`` atomically (False: not supported here)."""
     import ctypes
-    import errno
 
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
@@ -185,8 +217,9 @@ def _exchange(a: Path, b: Path) -> bool:
     raise OSError(err, f"cannot publish {b}: {os.strerror(err)}")
 
 
-def _carry(stage: Path, out: Path, owned: set[str]) -> None:
-    """Bring the entries of ``out`` that are not ``owned`` result files into ``stage``."""
+def _to_carry(stage: Path, out: Path, owned: set[str]) -> list[str]:
+    """Hard-link the plain files of ``out`` that are not ``owned`` result files into ``stage`` (``out`` keeps
+    them); returns the other entries to carry (directories, links, files that cannot be linked)."""
     moved = []
     for e in sorted(os.listdir(out)):
         if e in owned or os.path.lexists(stage / e):
@@ -199,18 +232,60 @@ def _carry(stage: Path, out: Path, owned: set[str]) -> None:
             except OSError:
                 pass
         moved.append(e)
-    if not moved:
-        return
-    listing = Path(str(stage) + CARRIED)
-    listing.write_text(json.dumps(moved), encoding="utf-8")
-    for e in moved:
+    return moved
+
+
+def _carry(stage: Path, out: Path, names: list[str]) -> None:
+    """Move the entries ``names`` of ``out`` into ``stage``, listed first beside it (``.carried``)."""
+    if names:
+        Path(str(stage) + CARRIED).write_text(json.dumps(names), encoding="utf-8")
+    for e in names:
         os.rename(out / e, stage / e)
+
+
+def _swap(stage: Path, out: Path, step) -> bool:
+    """Put ``stage`` in the place of ``out`` (whose content ends in ``stage``); True: by the exchange. An error
+    before the new set is in ``out`` is raised with ``out`` as it was (or, where putting it back failed, a
+    note saying where the old set is: the next run puts it back)."""
+    if _exchange(stage, out):
+        return True
+    old = Path(str(stage)[: -len(".staging")] + ".old")
+    os.rename(out, old)
+    try:
+        step("moved aside")
+        os.rename(stage, out)
+    except BaseException as exc:
+        try:
+            os.rename(old, out)
+        except OSError as err:
+            exc.add_note(f"the previous content of {out} could not be put back ({err}): it is in {old}, put "
+                         f"back by the next run into {out} (or rename it by hand)")
+        raise
+    try:
+        os.rename(old, stage)  # removed by the caller (outside the lock)
+    except OSError:
+        shutil.rmtree(old, ignore_errors=True)  # published: what is left goes with the next run
+    return False
+
+
+def _put_back(stage: Path, out: Path, names: list[str], exc: BaseException) -> None:
+    """After a failed publication: the entries carried into ``stage`` go back into ``out``; where that fails,
+    a note on ``exc`` says where they are (kept in ``stage`` with their list)."""
+    try:
+        _restore_carried(stage, out, names)
+    except OSError as err:
+        exc.add_note(str(err))
 
 
 def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
     """Make the complete set in ``stage`` the content of ``out`` (see the module doc); entries of ``out``
     named in ``owned`` (the files a result set may hold) are replaced or dropped, all others kept.
-    ``step(name)`` is called before each step (a test hook for faults)."""
+    ``step(name)`` is called before each step (a test hook for faults).
+
+    On an error before the new set is in ``out`` the entries carried into ``stage`` are moved back and
+    ``out`` is as it was; where moving them back fails they stay in ``stage`` with their list (the caller
+    keeps it: :func:`holds_carried`) and a note on the error names them. An error after it has
+    ``published`` set to ``out``."""
     step = step or (lambda name: None)
     try:
         cwd = Path.cwd()
@@ -222,18 +297,23 @@ def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
         if not os.path.lexists(out):
             os.rename(stage, out)
             return
-        _carry(stage, out, owned)
-        step("carried")
-        if _exchange(stage, out):
-            step("exchanged")
-        else:
-            old = Path(str(stage)[: -len(".staging")] + ".old")
-            os.rename(out, old)
-            step("moved aside")
-            os.rename(stage, out)
-            os.rename(old, stage)
-        with contextlib.suppress(FileNotFoundError):
-            Path(str(stage) + CARRIED).unlink()
+        names = _to_carry(stage, out, owned)
+        try:
+            _carry(stage, out, names)
+            step("carried")
+            exchanged = _swap(stage, out, step)
+        except BaseException as exc:
+            _put_back(stage, out, names, exc)
+            raise
+        try:
+            if exchanged:
+                step("exchanged")
+        except BaseException as exc:
+            exc.published = out
+            raise
+        finally:
+            with contextlib.suppress(OSError):
+                Path(str(stage) + CARRIED).unlink()  # the carried entries are in out now
     if cwd is not None and (cwd == out or out in cwd.parents):
         with contextlib.suppress(OSError):
             os.chdir(cwd)  # the working directory was in the old out: follow the path into the new one

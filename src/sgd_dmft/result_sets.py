@@ -59,7 +59,9 @@ def write_result_set(out: str | Path, writers: Mapping[str, Any], owned: Sequenc
     """Write a result set: ``writers[name](path)`` writes file ``name``; all are written into a staging
     directory beside ``out``, which then replaces ``out`` in one atomic exchange (publish.py: other
     entries of ``out`` are kept, files named in ``owned`` that this set lacks are dropped). On any error
-    (or Ctrl-C) before that the staging directory is removed and ``out`` is left as it was; a Ctrl-C or
+    (or Ctrl-C) before that, the exchange or its fallback included, the entries of ``out`` carried into the
+    staging directory are moved back, the staging directory is removed and ``out`` is left as it was (where
+    moving them back fails, they stay in the staging directory, named in a note on the error); a Ctrl-C or
     SIGTERM during the exchange is delivered after it, with ``published`` set on the exception (as on one
     that lands while the old set is removed after it). What killed runs left beside ``out`` is cleaned
     first. Returns ``{name: final path}``."""
@@ -80,8 +82,9 @@ def write_result_set(out: str | Path, writers: Mapping[str, Any], owned: Sequenc
                 publish.publish(stage, out, set(owned) | set(writers), step)
                 published = True
                 publish.fsync_dir(out.parent)
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)  # after the exchange: the old set (can take a while)
+        finally:  # after the exchange: the old set (can take a while); kept while it holds entries of out
+            if not publish.holds_carried(stage):  # (moving them back failed: the error's note says where)
+                shutil.rmtree(stage, ignore_errors=True)
     except BaseException as exc:  # a Ctrl-C in the removal above comes after publication too
         if published:
             exc.published = out  # the new set is complete in out: the CLI says so
