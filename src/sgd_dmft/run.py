@@ -131,6 +131,10 @@ def _say_plan(exp: Experiment, say: Callable[[str], Any]) -> None:
         say(f"long run, compressed: {exp.compressed}")
     elif est >= COMPRESS_AFTER_S and ungraded_note(exp):
         say(f"long run: {ungraded_note(exp)}")
+    resp = getattr(exp.process, "responses", None)
+    if getattr(resp, "share", None) is not None and resp.share < 1.0:
+        say(f"pathwise tangents on {resp.tangent_paths(P)} of each replica's {P} paths (solver.tangent_share "
+            f"{resp.share:g}; R_F's extra noise is in the standard errors)")
     hint = window_hint(exp, exp.extrapolate, est, W)
     if hint:
         say(f"hint: {hint}")
