@@ -74,9 +74,9 @@ class PathwiseTangents:
     ``share``: the fraction of a replica's paths that carry tangents (the first ``tangent_paths(P)`` of
     them: the paths are i.i.d., so any fixed subset estimates the same mean, scaled back to all paths). None:
     :data:`WINDOW_SHARE` for a dense law with a ``window`` (a long GF, GD or SME run, where the tangents'
-    ``O(P W^2)`` a step is most of the work: logistic GF to t = 100, 5x faster at 1 / 4, the standard errors
-    1.2x (train) and 1.5x (test), the same curves within 0.2 s.e.), 1 otherwise (SGD's tangents are cheap:
-    0.2 of a long run's time).
+    ``O(P W^2)`` a step is most of the work: logistic GF to t = 100, 5x faster at 1 / 4, the stated standard
+    errors 1.02x (train) and 1.2x (test) over 5 seeds, the curves within 0.35 / 0.62 s.e.; docs/theory.md 4d),
+    1 otherwise (SGD's tangents are ~20 % of a long run; a run without a window is short).
     """
 
     rao_blackwell: bool | None = None
