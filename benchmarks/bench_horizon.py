@@ -178,7 +178,7 @@ def horizon(epochs=(2, 10, 50, 100, 1000)) -> list[dict]:
 
 
 def gf_recipe(alg: str, t_max: float = 1000.0, paths: int = 8000) -> tuple[str, float, dict | None, float | None]:
-    """``(law solved, dt, grid, window)`` the CLI defaults (dt 0.01) run for logistic GF / GD at ``t_max``:
+    """``(law solved, dt, grid, window)`` the CLI defaults (dt 0.01, gamma 0.5) run for logistic GF / GD / SME at ``t_max``:
     ``solver.compress = 'auto'`` grades the grid up to the Hessian bound's cap (``compression.step_cap``) and sets
     the response window; a compressed GD is solved as its dt -> 0 limit, the GF law (``compression.gd_limit``)."""
     from sgd_dmft import run
@@ -190,11 +190,13 @@ def gf_recipe(alg: str, t_max: float = 1000.0, paths: int = 8000) -> tuple[str, 
     exp = run.gd_limit(run.compress(run.experiment(cfg)))
     law = exp.law
     grid = dict(growth=law.growth, dt_max=law.dt_max) if law.graded else None
-    return ("gf" if exp.extrapolate else alg), law.dt, grid, exp.config.solver["response_window"] or None
+    solved = "gf" if alg == "gd" and exp.extrapolate else alg  # (a compressed GD: the GF law, named gd)
+    return solved, law.dt, grid, exp.config.solver["response_window"] or None
 
 
 def gradient_flow() -> list[dict]:
-    """Logistic GF and GD to t = 1000 (1e5 steps of dt 0.01) as the CLI defaults run them (``gf_recipe``): a graded
+    """Logistic GF and GD to t = 1000 (1e5 steps of dt 0.01), and SME (gamma 0.5) to t = 100, as the CLI defaults run
+    them (``gf_recipe``; the SME row checks the estimates of a windowed stochastic dense law): a graded
     grid up to the Hessian bound's cap, nested levels (the dt -> 0 limit; GD: that limit, its losses' dt error
     including the GD recursion's distance from it, ``compression.gd_errors``), response window; kernels kept on
     501 times as the CLI keeps them."""
@@ -202,17 +204,17 @@ def gradient_flow() -> list[dict]:
     from sgd_dmft.results import KERNEL_POINTS
 
     rows, done = [], {}
-    for alg in ("gf", "gd"):
-        recipe = gf_recipe(alg)
+    for alg, t_max in (("gf", 1000.0), ("gd", 1000.0), ("sme", 100.0)):
+        recipe = gf_recipe(alg, t_max)
         solved, dt, grid, window = recipe
         key = repr(recipe)  # (a compressed GD solves GF's recursion: the same run, its errors counted as GD's)
-        r = done[key] = done.get(key) or _fresh(_solve_job, "logistic", solved, dt, 1000.0, 8000, 8, solved == "gf",
+        r = done[key] = done.get(key) or _fresh(_solve_job, "logistic", solved, dt, t_max, 8000, 8, solved != "gd",
                                                 2, grid, KERNEL_POINTS, GAMMA, window)
         curves = gd_errors(r["curves"].copy()) if alg == "gd" else r["curves"]
-        what = (f"logistic {alg.upper()} t=1000, dt {dt}" + (f" growth {grid['growth']} dt_max {grid['dt_max']}"
-                                                             if grid else "") + f", window {window or '-'}, 8000 paths")
+        what = (f"logistic {alg.upper()} t={t_max:g}, dt {dt}" + (f" growth {grid['growth']} dt_max {grid['dt_max']}"
+                                                                  if grid else "") + f", window {window or '-'}, 8000 paths")
         rows.append(dict(bench="horizon", what=what, T=r["T"], dmft_s=round(r["wall_s"], 1),
-                         dmft_worst_rel_err=f"{_worst_rel(curves):.2%}", goal="1 % in minutes",
+                         dmft_worst_rel_err=f"{_worst_rel(curves):.2%}", goal="1 % in minutes" if alg != "sme" else "-",
                          est_over_meas=round(r["est_s"] / r["wall_s"], 2), levels=r["levels"],
                          est_mem_over_meas=round((r["interpreters"] * r["base_mib"] + r["est_mib"]) / r["total_mib"], 2),
                          peak_mib_all_processes=round(r["total_mib"])))
