@@ -183,7 +183,8 @@ class _Pathwise:
             self.use, self.tail_idx = ~in_tail[: self.Pt], np.flatnonzero(in_tail)
             self.scale = (P - len(self.tail_idx)) / max(1, int(self.use.sum()))
         bm, upto = slice(m * k, (m + 1) * k), (m + 1) * k
-        lo = self._accumulate(st, np.ascontiguousarray(st.model.hess(st.r, st.y)))
+        Pt = self.Pt  # the Hessian of the paths that carry tangents
+        lo = self._accumulate(st, np.ascontiguousarray(st.model.hess(st.r[:Pt], st.y[:Pt])))
         sums = self.sums[: m + 1 - lo]
         # rb: S_m is independent of everything before step m (i.i.d. multipliers), so
         # E[S_m F_m (.)] = E[S] E[F_m (.)]: the kernel already holds H_m J, and E[S] F_m stands for h_m
@@ -200,15 +201,15 @@ class _Pathwise:
 
     def _accumulate(self, st, Hm: np.ndarray) -> int:
         """Advance the tangents to step m and fill ``sums[: m + 1 - lo]`` with ``sum_p d h_m / d w_s``,
-        ``s >= lo``; returns ``lo`` (0: the whole past)."""
+        ``s >= lo``; returns ``lo`` (0: the whole past). ``Hm``: the Hessians of the first ``Pt`` paths."""
         m, Pt = st.m, self.Pt
         if self.k == 1:
             Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
-            tangent_step_k1(m, Rt, Hm[:Pt, 0, 0].copy(), st.S[:Pt], self.rb, self.G1, self.off, st.visits.t[:Pt],
+            tangent_step_k1(m, Rt, Hm[:, 0, 0].copy(), st.S[:Pt], self.rb, self.G1, self.off, st.visits.t[:Pt],
                              st.visits.n[:Pt], self.sums1[: m + 1], self.use, self.Jbuf)
             self.sums[: m + 1, 0, 0] = self.sums1[: m + 1]
         else:
-            tangent_step(m, st.Rrow, Hm[:Pt], st.S[:Pt], self.rb, self.G, self.off, st.visits.t[:Pt],
+            tangent_step(m, st.Rrow, Hm, st.S[:Pt], self.rb, self.G, self.off, st.visits.t[:Pt],
                          st.visits.n[:Pt], self.sums[: m + 1], self.use, self.Jbuf)
         return 0
 
@@ -291,12 +292,12 @@ class _Windowed(_Pathwise):
         win = self.sums[: m + 1 - lo]
         if self.k == 1:
             Rt = st.Rrow[:, 0, 0].astype(self.Jbuf.dtype)
-            window_step_k1(m, lo, Rt, Hm[:Pt, 0, 0].copy(), st.S[:Pt], self.rb, self.G1, self.base, st.visits.t[:Pt],
+            window_step_k1(m, lo, Rt, Hm[:, 0, 0].copy(), st.S[:Pt], self.rb, self.G1, self.base, st.visits.t[:Pt],
                            st.visits.n[:Pt], self.sums1[: m + 1 - lo], self.use, self.Jbuf1)
             win[:, 0, 0] = self.sums1[: m + 1 - lo]
         else:
             Rt = st.Rrow.astype(self.Jbuf.dtype) if self.Jbuf.dtype != st.Rrow.dtype else st.Rrow
-            window_step(m, lo, Rt, Hm[:Pt], st.S[:Pt], self.rb, self.G, self.base, st.visits.t[:Pt],
+            window_step(m, lo, Rt, Hm, st.S[:Pt], self.rb, self.G, self.base, st.visits.t[:Pt],
                         st.visits.n[:Pt], win, self.use, self.Jbuf)
         return lo
 
