@@ -87,7 +87,7 @@ def _restore_carried(stage: Path, out: Path, names: list[str] | None = None) -> 
     ``out``, each one that is still in ``stage`` and missing in ``out``; the list goes once none is left.
     Where one cannot go back (``out`` gone, an entry of that name in ``out`` again, a failed rename) it stays
     in ``stage`` with the list, and OSError names them all (the caller must not remove ``stage``)."""
-    listing = Path(str(stage) + CARRIED)
+    listing = _carried_list(stage)
     if names is None:
         if not listing.is_file():
             return
@@ -113,7 +113,12 @@ def _restore_carried(stage: Path, out: Path, names: list[str] | None = None) -> 
 
 def holds_carried(stage: Path) -> bool:
     """Whether ``stage`` may still hold entries of ``out`` (its carried list exists): it must not be removed."""
-    return os.path.lexists(str(stage) + CARRIED)
+    return os.path.lexists(_carried_list(stage))
+
+
+def _carried_list(stage: Path) -> Path:
+    """Where the names of the entries carried from ``out`` into ``stage`` are listed (beside ``stage``)."""
+    return Path(str(stage) + CARRIED)
 
 
 def _clean(out: Path) -> list[Path]:
@@ -238,7 +243,7 @@ def _to_carry(stage: Path, out: Path, owned: set[str]) -> list[str]:
 def _carry(stage: Path, out: Path, names: list[str]) -> None:
     """Move the entries ``names`` of ``out`` into ``stage``, listed first beside it (``.carried``)."""
     if names:
-        Path(str(stage) + CARRIED).write_text(json.dumps(names), encoding="utf-8")
+        _carried_list(stage).write_text(json.dumps(names), encoding="utf-8")
     for e in names:
         os.rename(out / e, stage / e)
 
@@ -313,7 +318,7 @@ def publish(stage: Path, out: Path, owned: set[str], step=None) -> None:
             raise
         finally:
             with contextlib.suppress(OSError):
-                Path(str(stage) + CARRIED).unlink()  # the carried entries are in out now
+                _carried_list(stage).unlink()  # the carried entries are in out now
     if cwd is not None and (cwd == out or out in cwd.parents):
         with contextlib.suppress(OSError):
             os.chdir(cwd)  # the working directory was in the old out: follow the path into the new one
